@@ -1,0 +1,23 @@
+//! Gives the `mdl` binary (and the test binaries) an rpath to libtorch, so that
+//! running them never needs `LD_LIBRARY_PATH`. `LIBTORCH` is set for every cargo
+//! invocation in this workspace by `.cargo/config.toml`.
+use std::path::PathBuf;
+
+fn main() {
+    println!("cargo:rerun-if-env-changed=LIBTORCH");
+    if std::env::var_os("CARGO_FEATURE_LIBTORCH").is_none() {
+        return;
+    }
+    let Some(libtorch) = std::env::var_os("LIBTORCH").map(PathBuf::from) else {
+        return; // torch-sys reports the missing libtorch itself, with its own hint.
+    };
+    let lib = libtorch.join("lib");
+    if !lib.join("libtorch_cpu.so").exists() {
+        println!(
+            "cargo:warning=libtorch was not found at `{}`; run `scripts/setup` to install it, \
+             or build without the verifier: `cargo build --no-default-features`",
+            lib.display()
+        );
+    }
+    println!("cargo:rustc-link-arg=-Wl,-rpath,{}", lib.display());
+}

@@ -1,0 +1,754 @@
+//! A Hugging Face Hub emulator: a real HTTP server on 127.0.0.1 that speaks the
+//! subset of the Hub protocol that `mdl` (and the real Python `huggingface_hub`
+//! client) use, plus plain file serving for `url:` and torchvision-style models.
+//!
+//! It exists so that every test, benchmark and the demo run against a real
+//! socket instead of a mocked client. The protocol facts it follows are those in
+//! `shared/docs/hub-protocol.md` (read from the clients' own source):
+//!
+//! * `GET /api/models/{repo}[/revision/{rev}]` with `siblings` (and `size`, `lfs`
+//!   with `?blobs=true`), `GET /api/models/{repo}/tree/{rev}` for newer clients;
+//! * `HEAD|GET /{repo}/resolve/{rev}/{path}` with `X-Repo-Commit`, `ETag`,
+//!   `X-Linked-Etag`/`X-Linked-Size` for LFS files, `Range` and 206 answers;
+//! * `X-Error-Code` errors, bearer tokens for gated repos;
+//! * `GET /files/{path}` for plain files and `/redirect/{path}` that 302s to it.
+//!
+//! Misbehaviours of real mirrors and networks are switches in [`Behaviour`], which
+//! a test may flip while the server runs.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use percent_encoding::percent_decode_str;
+use sha2::Digest;
+
+/// The bytes of a file the emulator serves.
+#[derive(Clone)]
+pub enum Content {
+    /// Bytes held in memory.
+    Bytes(Bytes),
+    /// `size` deterministic pseudo-random bytes derived from `seed`, generated as
+    /// they are served, so that benchmarks can serve gigabytes without holding them.
+    Synthetic { size: u64, seed: u64 },
+}
+
+impl Content {
+    pub fn len(&self) -> u64 {
+        match self {
+            Content::Bytes(b) => b.len() as u64,
+            Content::Synthetic { size, .. } => *size,
+        }
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The bytes in `start..end`.
+    pub fn slice(&self, start: u64, end: u64) -> Bytes {
+        match self {
+            Content::Bytes(b) => b.slice(start as usize..end as usize),
+            Content::Synthetic { seed, .. } => synthetic_range(*seed, start, end),
+        }
+    }
+
+    /// Every byte, for hashing (synthetic content is generated in pieces).
+    fn for_each_piece(&self, mut f: impl FnMut(&[u8])) {
+        const PIECE: u64 = 4 << 20;
+        let len = self.len();
+        let mut at = 0;
+        while at < len {
+            let end = (at + PIECE).min(len);
+            f(&self.slice(at, end));
+            at = end;
+        }
+    }
+}
+
+/// splitmix64 over the 8-byte word index: any range can be produced on its own.
+fn synthetic_range(seed: u64, start: u64, end: u64) -> Bytes {
+    let mut out = Vec::with_capacity((end - start) as usize);
+    let mut word = start / 8;
+    let mut skip = (start % 8) as usize;
+    while (out.len() as u64) < end - start {
+        let mut z = seed.wrapping_add(word.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        let bytes = z.to_le_bytes();
+        let want = ((end - start) as usize - out.len()).min(8 - skip);
+        out.extend_from_slice(&bytes[skip..skip + want]);
+        skip = 0;
+        word += 1;
+    }
+    Bytes::from(out)
+}
+
+/// A file in a repository or in the plain file area.
+#[derive(Clone)]
+pub struct Blob {
+    pub content: Content,
+    /// Stored with git-lfs upstream: the Hub then reports its sha256 and size.
+    pub lfs: bool,
+    pub sha256: String,
+    /// The git blob id (`sha1("blob {len}\0" + bytes)`), the Hub's ETag for
+    /// non-LFS files.
+    pub git_oid: String,
+}
+
+impl Blob {
+    pub fn new(content: Content, lfs: bool) -> Blob {
+        let mut sha256 = sha2::Sha256::new();
+        let mut git = sha1::Sha1::new();
+        git.update(format!("blob {}\0", content.len()).as_bytes());
+        content.for_each_piece(|piece| {
+            sha256.update(piece);
+            git.update(piece);
+        });
+        Blob {
+            content,
+            lfs,
+            sha256: hex::encode(sha256.finalize()),
+            git_oid: hex::encode(git.finalize()),
+        }
+    }
+
+    /// A small file kept in git (its ETag is the git blob id).
+    pub fn regular(bytes: impl Into<Bytes>) -> Blob {
+        Blob::new(Content::Bytes(bytes.into()), false)
+    }
+
+    /// A file stored with git-lfs (its ETag is its sha256).
+    pub fn lfs(bytes: impl Into<Bytes>) -> Blob {
+        Blob::new(Content::Bytes(bytes.into()), true)
+    }
+
+    /// The ETag the Hub sends for this file.
+    pub fn etag(&self) -> &str {
+        if self.lfs {
+            &self.sha256
+        } else {
+            &self.git_oid
+        }
+    }
+}
+
+#[derive(Clone, Default)]
+struct Commit {
+    sha: String,
+    files: BTreeMap<String, Blob>,
+}
+
+#[derive(Default)]
+struct Repo {
+    /// Branch and tag names → commit sha.
+    refs: BTreeMap<String, String>,
+    commits: BTreeMap<String, Commit>,
+    /// When set, every request must carry `Authorization: Bearer <token>`.
+    token: Option<String>,
+}
+
+/// Switches for behaviours of real mirrors and networks. All off by default.
+#[derive(Clone, Debug, Default)]
+pub struct Behaviour {
+    /// Answer `GET` with a chunked body and no `Content-Length`.
+    pub no_content_length: bool,
+    /// Ignore `Range` and always answer 200 with the whole body.
+    pub ignore_range: bool,
+    /// Put `X-Repo-Commit`, `ETag` and `X-Linked-*` only on `HEAD` answers.
+    pub metadata_only_on_head: bool,
+    /// Answer LFS `resolve` requests with a 302 to a pre-signed `/cdn/` URL.
+    pub lfs_redirect: bool,
+    /// Added before every answer.
+    pub latency: Duration,
+    /// Bytes per second for each response body (each connection, as every
+    /// download connection carries one body at a time).
+    pub bandwidth: Option<u64>,
+    /// The next N body requests (`GET` on a file) fail with 503 and this
+    /// `Retry-After` (seconds).
+    pub fail_next: u32,
+    pub retry_after: Option<u64>,
+    /// The next N body requests send this many bytes, then stop sending while
+    /// keeping the connection open (a stalled transfer).
+    pub stall_next: u32,
+    pub stall_after: u64,
+    /// The next N body requests send this many bytes, then drop the connection.
+    pub cut_next: u32,
+    pub cut_after: u64,
+}
+
+/// One request the emulator answered, for tests that count traffic.
+#[derive(Clone, Debug)]
+pub struct RequestRecord {
+    pub method: String,
+    pub path: String,
+    pub range: Option<String>,
+    pub authorization: Option<String>,
+    pub status: u16,
+}
+
+#[derive(Default)]
+struct Inner {
+    repos: BTreeMap<String, Repo>,
+    files: BTreeMap<String, Blob>,
+    behaviour: Behaviour,
+    log: Vec<RequestRecord>,
+    next_commit: u64,
+}
+
+/// A running emulator. Dropping it stops the server.
+pub struct Hub {
+    addr: SocketAddr,
+    inner: Arc<Mutex<Inner>>,
+    _shutdown: tokio::sync::oneshot::Sender<()>,
+    _thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Hub {
+    /// Starts a server on 127.0.0.1 with an ephemeral port, on its own runtime
+    /// thread so that synchronous tests can use it.
+    pub fn start() -> Hub {
+        Hub::start_on(0)
+    }
+
+    pub fn start_on(port: u16) -> Hub {
+        let inner = Arc::new(Mutex::new(Inner::default()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
+        let state = inner.clone();
+        let thread = std::thread::Builder::new()
+            .name("hub-emulator".into())
+            .spawn(move || {
+                let runtime = tokio::runtime::Builder::new_multi_thread()
+                    .worker_threads(2)
+                    .enable_all()
+                    .build()
+                    .expect("tokio runtime");
+                runtime.block_on(async move {
+                    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
+                        .await
+                        .expect("bind 127.0.0.1");
+                    addr_tx.send(listener.local_addr().unwrap()).unwrap();
+                    let app = axum::Router::new().fallback(handle).with_state(state);
+                    axum::serve(listener, app)
+                        .with_graceful_shutdown(async {
+                            let _ = shutdown_rx.await;
+                        })
+                        .await
+                        .expect("serve");
+                });
+            })
+            .expect("spawn emulator thread");
+        let addr = addr_rx.recv().expect("emulator address");
+        Hub { addr, inner, _shutdown: shutdown_tx, _thread: Some(thread) }
+    }
+
+    /// `http://127.0.0.1:PORT`, what `HF_ENDPOINT` should be set to.
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// Creates a commit on `branch` of `repo` (creating both as needed) holding
+    /// the parent's files with `changes` applied (`None` deletes a file).
+    /// Returns the new commit sha.
+    pub fn commit(&self, repo: &str, branch: &str, changes: Vec<(&str, Option<Blob>)>) -> String {
+        let mut inner = self.inner.lock().unwrap();
+        inner.next_commit += 1;
+        let counter = inner.next_commit;
+        let repo_state = inner.repos.entry(repo.to_string()).or_default();
+        let mut files = repo_state
+            .refs
+            .get(branch)
+            .and_then(|sha| repo_state.commits.get(sha))
+            .map(|c| c.files.clone())
+            .unwrap_or_default();
+        for (path, blob) in changes {
+            match blob {
+                Some(blob) => files.insert(path.to_string(), blob),
+                None => files.remove(path),
+            };
+        }
+        let mut id = sha1::Sha1::new();
+        id.update(format!("{repo}\n{branch}\n{counter}\n").as_bytes());
+        for (path, blob) in &files {
+            id.update(format!("{path} {}\n", blob.etag()).as_bytes());
+        }
+        let sha = hex::encode(id.finalize());
+        repo_state.commits.insert(sha.clone(), Commit { sha: sha.clone(), files });
+        repo_state.refs.insert(branch.to_string(), sha.clone());
+        sha
+    }
+
+    /// Points `tag` at what `target` (a branch, tag or sha) points at now.
+    pub fn tag(&self, repo: &str, tag: &str, target: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        let repo_state = inner.repos.get_mut(repo).expect("repo exists");
+        let sha = repo_state
+            .refs
+            .get(target)
+            .cloned()
+            .unwrap_or_else(|| target.to_string());
+        repo_state.refs.insert(tag.to_string(), sha);
+    }
+
+    /// Makes `repo` gated: requests need `Authorization: Bearer {token}`.
+    pub fn gate(&self, repo: &str, token: &str) {
+        let mut inner = self.inner.lock().unwrap();
+        inner.repos.entry(repo.to_string()).or_default().token = Some(token.to_string());
+    }
+
+    /// Serves `blob` at `/files/{path}` (and `/redirect/{path}`).
+    pub fn put_file(&self, path: &str, blob: Blob) {
+        self.inner.lock().unwrap().files.insert(path.to_string(), blob);
+    }
+
+    pub fn set_behaviour(&self, behaviour: Behaviour) {
+        self.inner.lock().unwrap().behaviour = behaviour;
+    }
+
+    pub fn update_behaviour(&self, f: impl FnOnce(&mut Behaviour)) {
+        f(&mut self.inner.lock().unwrap().behaviour);
+    }
+
+    /// Every request answered so far.
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.inner.lock().unwrap().log.clone()
+    }
+
+    pub fn clear_requests(&self) {
+        self.inner.lock().unwrap().log.clear();
+    }
+}
+
+fn decode(segment: &str) -> String {
+    percent_decode_str(segment).decode_utf8_lossy().into_owned()
+}
+
+fn error(status: StatusCode, code: Option<&str>, message: &str) -> Response {
+    let mut response = (status, message.to_string()).into_response();
+    if let Some(code) = code {
+        response.headers_mut().insert("x-error-code", HeaderValue::from_str(code).unwrap());
+    }
+    response
+        .headers_mut()
+        .insert("x-error-message", HeaderValue::from_str(message).unwrap());
+    response
+}
+
+type Shared = Arc<Mutex<Inner>>;
+
+async fn handle(State(state): State<Shared>, request: Request) -> Response {
+    let method = request.method().clone();
+    let raw_path = request.uri().path().to_string();
+    let query = request.uri().query().unwrap_or("").to_string();
+    let headers = request.headers().clone();
+    let latency = state.lock().unwrap().behaviour.latency;
+    if !latency.is_zero() {
+        tokio::time::sleep(latency).await;
+    }
+    let response = route(&state, &method, &raw_path, &query, &headers);
+    state.lock().unwrap().log.push(RequestRecord {
+        method: method.to_string(),
+        path: if query.is_empty() { raw_path } else { format!("{raw_path}?{query}") },
+        range: headers.get("range").and_then(|v| v.to_str().ok()).map(str::to_string),
+        authorization: headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
+        status: response.status().as_u16(),
+    });
+    response
+}
+
+fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &HeaderMap) -> Response {
+    if let Some(rest) = path.strip_prefix("/api/models/") {
+        return api_models(state, rest, query, headers);
+    }
+    if let Some(rest) = path.strip_prefix("/files/") {
+        let blob = state.lock().unwrap().files.get(&decode(rest)).cloned();
+        return match blob {
+            Some(blob) => serve_blob(state, method, headers, &blob, None),
+            None => error(StatusCode::NOT_FOUND, None, "no such file"),
+        };
+    }
+    if let Some(rest) = path.strip_prefix("/redirect/") {
+        return Response::builder()
+            .status(StatusCode::FOUND)
+            .header("location", format!("/files/{rest}"))
+            .body(Body::empty())
+            .unwrap();
+    }
+    if let Some(rest) = path.strip_prefix("/cdn/") {
+        // `/cdn/{repo}/{sha}/{path}`: a pre-signed download URL (no token needed).
+        return cdn(state, method, headers, rest);
+    }
+    if let Some(at) = path.find("/resolve/") {
+        let repo = decode(&path[1..at]);
+        let rest = &path[at + "/resolve/".len()..];
+        let Some((revision, file)) = rest.split_once('/') else {
+            return error(StatusCode::NOT_FOUND, Some("EntryNotFound"), "no file in URL");
+        };
+        return resolve(state, method, headers, &repo, &decode(revision), &decode(file));
+    }
+    error(StatusCode::NOT_FOUND, None, "not found")
+}
+
+/// The commit a revision points at, or the error the Hub would send.
+fn find_commit(
+    inner: &Inner,
+    repo: &str,
+    revision: &str,
+    headers: &HeaderMap,
+) -> Result<Commit, Response> {
+    let Some(repo_state) = inner.repos.get(repo) else {
+        return Err(error(
+            StatusCode::NOT_FOUND,
+            Some("RepoNotFound"),
+            &format!("Repository Not Found for url: {repo}"),
+        ));
+    };
+    if let Some(token) = &repo_state.token {
+        let sent = headers.get("authorization").and_then(|v| v.to_str().ok());
+        match sent {
+            Some(value) if value == format!("Bearer {token}") => {}
+            Some(_) => {
+                return Err(error(
+                    StatusCode::UNAUTHORIZED,
+                    None,
+                    "Invalid credentials in Authorization header",
+                ))
+            }
+            None => {
+                return Err(error(
+                    StatusCode::UNAUTHORIZED,
+                    Some("GatedRepo"),
+                    &format!("Access to model {repo} is restricted. You must have access to it and be authenticated to access it."),
+                ))
+            }
+        }
+    }
+    let sha = repo_state.refs.get(revision).cloned().unwrap_or_else(|| revision.to_string());
+    repo_state.commits.get(&sha).cloned().ok_or_else(|| {
+        error(
+            StatusCode::NOT_FOUND,
+            Some("RevisionNotFound"),
+            &format!("Invalid rev id: {revision}"),
+        )
+    })
+}
+
+fn json(value: serde_json::Value) -> Response {
+    let mut response = value.to_string().into_response();
+    response
+        .headers_mut()
+        .insert("content-type", HeaderValue::from_static("application/json"));
+    response
+}
+
+fn api_models(state: &Shared, rest: &str, query: &str, headers: &HeaderMap) -> Response {
+    let inner = state.lock().unwrap();
+    let blobs = query
+        .split('&')
+        .any(|kv| matches!(kv.to_ascii_lowercase().as_str(), "blobs=true" | "blobs=1"));
+    if let Some(at) = rest.find("/tree/") {
+        let repo = decode(&rest[..at]);
+        let after = &rest[at + "/tree/".len()..];
+        let (revision, prefix) = match after.split_once('/') {
+            Some((rev, path)) => (decode(rev), decode(path)),
+            None => (decode(after), String::new()),
+        };
+        let commit = match find_commit(&inner, &repo, &revision, headers) {
+            Ok(c) => c,
+            Err(r) => return r,
+        };
+        let entries: Vec<_> = commit
+            .files
+            .iter()
+            .filter(|(path, _)| prefix.is_empty() || path.starts_with(&format!("{prefix}/")))
+            .map(|(path, blob)| {
+                let mut entry = serde_json::json!({
+                    "type": "file", "oid": blob.git_oid, "size": blob.content.len(), "path": path,
+                });
+                if blob.lfs {
+                    entry["lfs"] = serde_json::json!({
+                        "oid": blob.sha256, "size": blob.content.len(), "pointerSize": 134,
+                    });
+                }
+                entry
+            })
+            .collect();
+        return json(serde_json::Value::Array(entries));
+    }
+    let (repo, revision) = match rest.find("/revision/") {
+        Some(at) => (decode(&rest[..at]), decode(&rest[at + "/revision/".len()..])),
+        None => (decode(rest), "main".to_string()),
+    };
+    let commit = match find_commit(&inner, &repo, &revision, headers) {
+        Ok(c) => c,
+        Err(r) => return r,
+    };
+    let siblings: Vec<_> = commit
+        .files
+        .iter()
+        .map(|(path, blob)| {
+            let mut sibling = serde_json::json!({ "rfilename": path });
+            if blobs {
+                sibling["size"] = blob.content.len().into();
+                sibling["blobId"] = blob.git_oid.clone().into();
+                if blob.lfs {
+                    sibling["lfs"] = serde_json::json!({
+                        "sha256": blob.sha256, "size": blob.content.len(), "pointerSize": 134,
+                    });
+                }
+            }
+            sibling
+        })
+        .collect();
+    json(serde_json::json!({
+        "id": repo, "modelId": repo, "sha": commit.sha, "private": false,
+        "gated": inner.repos[&repo].token.is_some(), "siblings": siblings,
+    }))
+}
+
+fn resolve(
+    state: &Shared,
+    method: &Method,
+    headers: &HeaderMap,
+    repo: &str,
+    revision: &str,
+    file: &str,
+) -> Response {
+    let (commit, behaviour) = {
+        let inner = state.lock().unwrap();
+        match find_commit(&inner, repo, revision, headers) {
+            Ok(c) => (c, inner.behaviour.clone()),
+            Err(r) => return r,
+        }
+    };
+    let Some(blob) = commit.files.get(file).cloned() else {
+        return error(
+            StatusCode::NOT_FOUND,
+            Some("EntryNotFound"),
+            &format!("{file} does not exist on \"{revision}\""),
+        );
+    };
+    let mut response = if blob.lfs && behaviour.lfs_redirect {
+        let location = format!("/cdn/{repo}/{}/{file}", commit.sha);
+        let mut r = Response::builder()
+            .status(StatusCode::FOUND)
+            .header("location", location)
+            .body(Body::empty())
+            .unwrap();
+        r.headers_mut()
+            .insert("x-linked-size", HeaderValue::from(blob.content.len()));
+        r
+    } else {
+        serve_blob(state, method, headers, &blob, Some(&commit.sha))
+    };
+    let metadata = *method == Method::HEAD || !behaviour.metadata_only_on_head;
+    if metadata {
+        let h = response.headers_mut();
+        h.insert("x-repo-commit", HeaderValue::from_str(&commit.sha).unwrap());
+        h.insert("etag", HeaderValue::from_str(&format!("\"{}\"", blob.etag())).unwrap());
+        if blob.lfs {
+            h.insert("x-linked-etag", HeaderValue::from_str(&format!("\"{}\"", blob.sha256)).unwrap());
+            h.insert("x-linked-size", HeaderValue::from(blob.content.len()));
+        }
+    }
+    response
+}
+
+fn cdn(state: &Shared, method: &Method, headers: &HeaderMap, rest: &str) -> Response {
+    // rest = {ns}/{name}/{sha}/{path...} or {name}/{sha}/{path}; find the 40-hex segment.
+    let segments: Vec<&str> = rest.split('/').collect();
+    let Some(at) = segments.iter().position(|s| s.len() == 40 && s.chars().all(|c| c.is_ascii_hexdigit())) else {
+        return error(StatusCode::NOT_FOUND, None, "bad cdn url");
+    };
+    let repo = decode(&segments[..at].join("/"));
+    let file = decode(&segments[at + 1..].join("/"));
+    let blob = {
+        let inner = state.lock().unwrap();
+        inner
+            .repos
+            .get(&repo)
+            .and_then(|r| r.commits.get(segments[at]))
+            .and_then(|c| c.files.get(&file))
+            .cloned()
+    };
+    match blob {
+        Some(blob) => serve_blob(state, method, headers, &blob, None),
+        None => error(StatusCode::NOT_FOUND, None, "no such object"),
+    }
+}
+
+/// Parses `bytes=A-B` / `bytes=A-` against a length.
+fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
+    let spec = value.strip_prefix("bytes=")?;
+    let (a, b) = spec.split_once('-')?;
+    if a.is_empty() {
+        let suffix: u64 = b.parse().ok()?;
+        return Some((len.saturating_sub(suffix), len));
+    }
+    let start: u64 = a.parse().ok()?;
+    let end = if b.is_empty() { len } else { (b.parse::<u64>().ok()? + 1).min(len) };
+    (start < end || (start == 0 && len == 0)).then_some((start, end))
+}
+
+fn serve_blob(
+    state: &Shared,
+    method: &Method,
+    headers: &HeaderMap,
+    blob: &Blob,
+    commit: Option<&str>,
+) -> Response {
+    let _ = commit;
+    let len = blob.content.len();
+    let mut behaviour = state.lock().unwrap().behaviour.clone();
+    let etag = format!("\"{}\"", blob.etag());
+    let mut builder = Response::builder()
+        .header("accept-ranges", if behaviour.ignore_range { "none" } else { "bytes" })
+        .header("content-type", "application/octet-stream");
+    if *method == Method::HEAD {
+        return builder
+            .header("content-length", len)
+            .header("etag", etag)
+            .body(Body::empty())
+            .unwrap();
+    }
+    // One-shot failures, taken from the shared switches.
+    {
+        let mut inner = state.lock().unwrap();
+        let b = &mut inner.behaviour;
+        if b.fail_next > 0 {
+            b.fail_next -= 1;
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, None, "temporarily unavailable");
+            if let Some(secs) = b.retry_after {
+                r.headers_mut().insert("retry-after", HeaderValue::from(secs));
+            }
+            return r;
+        }
+        behaviour.stall_next = u32::from(b.stall_next > 0);
+        b.stall_next = b.stall_next.saturating_sub(1);
+        behaviour.cut_next = u32::from(b.cut_next > 0);
+        b.cut_next = b.cut_next.saturating_sub(1);
+    }
+    let range = headers.get("range").and_then(|v| v.to_str().ok());
+    let if_range_ok = match headers.get("if-range").and_then(|v| v.to_str().ok()) {
+        Some(tag) => tag == etag,
+        None => true,
+    };
+    let (start, end, status) = match range {
+        Some(r) if !behaviour.ignore_range && if_range_ok => match parse_range(r, len) {
+            Some((s, e)) => (s, e, StatusCode::PARTIAL_CONTENT),
+            None => {
+                return Response::builder()
+                    .status(StatusCode::RANGE_NOT_SATISFIABLE)
+                    .header("content-range", format!("bytes */{len}"))
+                    .body(Body::empty())
+                    .unwrap()
+            }
+        },
+        _ => (0, len, StatusCode::OK),
+    };
+    builder = builder.status(status).header("etag", etag);
+    if status == StatusCode::PARTIAL_CONTENT {
+        let last = if end == 0 { 0 } else { end - 1 };
+        builder = builder.header("content-range", format!("bytes {start}-{last}/{len}"));
+    }
+    if !behaviour.no_content_length {
+        builder = builder.header("content-length", end - start);
+    }
+    let body = body_stream(blob.content.clone(), start, end, behaviour);
+    builder.body(body).unwrap()
+}
+
+fn body_stream(content: Content, start: u64, end: u64, behaviour: Behaviour) -> Body {
+    const PIECE: u64 = 256 * 1024;
+    let stream = futures_util::stream::unfold(
+        (start, Instant::now(), 0u64),
+        move |(at, began, sent)| {
+            let content = content.clone();
+            let behaviour = behaviour.clone();
+            async move {
+                if at >= end {
+                    return None;
+                }
+                let mut piece_end = (at + PIECE).min(end);
+                let limit = if behaviour.stall_next > 0 {
+                    Some(behaviour.stall_after)
+                } else if behaviour.cut_next > 0 {
+                    Some(behaviour.cut_after)
+                } else {
+                    None
+                };
+                if let Some(limit) = limit {
+                    if sent >= limit {
+                        if behaviour.stall_next > 0 {
+                            // Keep the connection open and send nothing.
+                            tokio::time::sleep(Duration::from_secs(3600)).await;
+                        }
+                        return Some((
+                            Err(std::io::Error::other("connection cut by emulator")),
+                            (end, began, sent),
+                        ));
+                    }
+                    piece_end = piece_end.min(at + (limit - sent));
+                }
+                if let Some(rate) = behaviour.bandwidth {
+                    let due = Duration::from_secs_f64((sent + (piece_end - at)) as f64 / rate as f64);
+                    let elapsed = began.elapsed();
+                    if due > elapsed {
+                        tokio::time::sleep(due - elapsed).await;
+                    }
+                }
+                let bytes = content.slice(at, piece_end);
+                let n = bytes.len() as u64;
+                Some((Ok::<Bytes, std::io::Error>(bytes), (at + n, began, sent + n)))
+            }
+        },
+    );
+    Body::from_stream(stream)
+}
+
+/// Content for tests: `size` bytes derived from `seed`, in memory.
+pub fn pseudo_random_bytes(seed: u64, size: usize) -> Bytes {
+    synthetic_range(seed, 0, size as u64)
+}
+
+/// A torchvision-style file name `{stem}-{sha256[:8]}.{ext}` for `blob`, so that
+/// the hash-prefix check torchvision performs holds for generated content.
+pub fn hashed_name(stem: &str, ext: &str, blob: &Blob) -> String {
+    format!("{stem}-{}.{ext}", &blob.sha256[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_ranges_agree_with_whole() {
+        let whole = synthetic_range(7, 0, 1000);
+        for (a, b) in [(0, 1), (3, 17), (8, 16), (999, 1000), (5, 1000)] {
+            assert_eq!(synthetic_range(7, a, b), whole.slice(a as usize..b as usize));
+        }
+    }
+
+    #[test]
+    fn ranges_parse() {
+        assert_eq!(parse_range("bytes=0-0", 10), Some((0, 1)));
+        assert_eq!(parse_range("bytes=5-", 10), Some((5, 10)));
+        assert_eq!(parse_range("bytes=-3", 10), Some((7, 10)));
+        assert_eq!(parse_range("bytes=10-", 10), None);
+    }
+}

@@ -1,0 +1,98 @@
+//! `mdl-hub`: runs the hub emulator as a process, for the demo and benchmarks.
+//!
+//! ```text
+//! mdl-hub [--port N] [--demo] [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N]
+//!         [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--ignore-range] [--no-content-length]
+//! ```
+//! It prints `listening on http://127.0.0.1:PORT` on its first line and serves
+//! until killed. `--synthetic` files are generated as they are served, so
+//! gigabytes cost no memory; `url:` style copies are at `/files/{REPO/PATH}`.
+use std::time::Duration;
+
+use hub_emulator::{Behaviour, Blob, Content, Hub};
+
+const DEMO_CONFIG: &[u8] = br#"{"architectures": ["Tiny"], "model_type": "tiny", "hidden_size": 4}
+"#;
+const DEMO_SAFETENSORS: &[u8] = include_bytes!("../../../tests/fixtures/model.safetensors");
+const DEMO_STATE_DICT: &[u8] = include_bytes!("../../../tests/fixtures/state_dict.pth");
+const DEMO_SCRIPTED: &[u8] = include_bytes!("../../../tests/fixtures/scripted.pt");
+
+fn usage() -> ! {
+    eprintln!("usage: mdl-hub [--port N] [--demo] [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--ignore-range] [--no-content-length]");
+    std::process::exit(2);
+}
+
+fn main() {
+    let mut args = std::env::args().skip(1);
+    let mut port = 0u16;
+    let mut demo = false;
+    let mut synthetic: Vec<(String, String, u64)> = Vec::new();
+    let mut small: Vec<(String, usize)> = Vec::new();
+    let mut behaviour = Behaviour::default();
+    while let Some(arg) = args.next() {
+        let mut value = || args.next().unwrap_or_else(|| usage());
+        match arg.as_str() {
+            "--port" => port = value().parse().unwrap_or_else(|_| usage()),
+            "--demo" => demo = true,
+            "--synthetic" => {
+                let v = value();
+                let (path, size) = v.split_once('=').unwrap_or_else(|| usage());
+                let (repo, file) = split_repo(path);
+                synthetic.push((repo, file, size.parse().unwrap_or_else(|_| usage())));
+            }
+            "--small-files" => {
+                let v = value();
+                let (repo, n) = v.split_once('=').unwrap_or_else(|| usage());
+                small.push((repo.to_string(), n.parse().unwrap_or_else(|_| usage())));
+            }
+            "--latency-ms" => {
+                behaviour.latency = Duration::from_millis(value().parse().unwrap_or_else(|_| usage()))
+            }
+            "--bandwidth" => behaviour.bandwidth = Some(value().parse().unwrap_or_else(|_| usage())),
+            "--ignore-range" => behaviour.ignore_range = true,
+            "--no-content-length" => behaviour.no_content_length = true,
+            _ => usage(),
+        }
+    }
+    let hub = Hub::start_on(port);
+    hub.set_behaviour(behaviour);
+    if demo {
+        hub.commit(
+            "mdl-demo/tiny-net",
+            "main",
+            vec![
+                ("config.json", Some(Blob::regular(DEMO_CONFIG))),
+                ("model.safetensors", Some(Blob::lfs(DEMO_SAFETENSORS))),
+                ("pytorch_model.bin", Some(Blob::lfs(DEMO_STATE_DICT))),
+            ],
+        );
+        hub.put_file("weights/tiny-scripted.pt", Blob::regular(DEMO_SCRIPTED));
+    }
+    for (i, (repo, file, size)) in synthetic.iter().enumerate() {
+        let blob = Blob::new(Content::Synthetic { size: *size, seed: 1000 + i as u64 }, true);
+        hub.put_file(&format!("{repo}/{file}"), blob.clone());
+        hub.commit(repo, "main", vec![(file, Some(blob))]);
+    }
+    for (repo, n) in &small {
+        let files: Vec<(String, Blob)> = (0..*n)
+            .map(|i| {
+                let bytes = hub_emulator::pseudo_random_bytes(i as u64, 2048 + (i % 7) * 512);
+                (format!("small/file_{i:05}.bin"), Blob::regular(bytes))
+            })
+            .collect();
+        hub.commit(repo, "main", files.iter().map(|(p, b)| (p.as_str(), Some(b.clone()))).collect());
+    }
+    println!("listening on {}", hub.url());
+    // The server runs on its own thread; park this one until the process is killed.
+    loop {
+        std::thread::park();
+    }
+}
+
+fn split_repo(path: &str) -> (String, String) {
+    let parts: Vec<&str> = path.splitn(3, '/').collect();
+    match parts.as_slice() {
+        [ns, name, file] => (format!("{ns}/{name}"), file.to_string()),
+        _ => usage(),
+    }
+}
