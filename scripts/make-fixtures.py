@@ -84,7 +84,8 @@ describe("legacy.pth", sd)
 scripted = torch.jit.script(model)
 scripted.save(f"{OUT}/scripted.pt")
 example = torch.zeros(1, 3, 8, 8)
-describe("scripted.pt", dict(scripted.state_dict()), forward_input=[1, 3, 8, 8],
+# libtorch exposes a TorchScript module's parameters (not its buffers) to mdl.
+describe("scripted.pt", dict(scripted.named_parameters()), forward_input=[1, 3, 8, 8],
          forward_output=list(scripted(example).shape))
 
 # 6. safetensors.

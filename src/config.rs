@@ -1,0 +1,613 @@
+//! `config.yaml`: what the project wants. Parsing is strict (unknown keys are
+//! errors, with line and column) so that typos never silently drop a model, and it
+//! happens before any network or disk change.
+//!
+//! The seed design's keys (`models.model_path`, `models.download.cache_dir`,
+//! `auto_download`, `sources.<name>.enabled`, `url.verify_ssl`,
+//! `url.timeout_seconds`, `registry_file`) are accepted as they are; `require`,
+//! `presets` and the top-level `presets:` map are mdl's.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde::de::{self, MapAccess, Visitor};
+use serde::{Deserialize, Deserializer, Serialize};
+
+use crate::model_id::{IdError, ModelId, Source};
+
+/// An error in `config.yaml`, with where it is and what to write instead.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("no config file at `{}`", path.display())]
+    NotFound { path: PathBuf },
+    #[error("could not read `{}`", path.display())]
+    Read { path: PathBuf, #[source] source: std::io::Error },
+    #[error("{}{}: {message}", path.display(), location(*line, *column))]
+    Invalid { path: PathBuf, line: Option<usize>, column: Option<usize>, message: String, hint: String },
+}
+
+fn location(line: Option<usize>, column: Option<usize>) -> String {
+    match (line, column) {
+        (Some(l), Some(c)) => format!(":{l}:{c}"),
+        (Some(l), None) => format!(":{l}"),
+        _ => String::new(),
+    }
+}
+
+impl ConfigError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            ConfigError::NotFound { .. } => Some(
+                "create a `config.yaml` with a `models.require` list, or pass `--config PATH`".into(),
+            ),
+            ConfigError::Read { .. } => None,
+            ConfigError::Invalid { hint, .. } => Some(hint.clone()),
+        }
+    }
+}
+
+/// The device to load models on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum Device {
+    #[default]
+    Cpu,
+    Cuda(Option<usize>),
+    Mps,
+    /// CUDA if libtorch sees a device, else CPU.
+    Auto,
+}
+
+impl Device {
+    pub fn parse(s: &str) -> Option<Device> {
+        Some(match s.trim().to_ascii_lowercase().as_str() {
+            "cpu" => Device::Cpu,
+            "cuda" | "gpu" => Device::Cuda(None),
+            "mps" => Device::Mps,
+            "auto" => Device::Auto,
+            other => Device::Cuda(Some(other.strip_prefix("cuda:")?.parse().ok()?)),
+        })
+    }
+}
+
+impl fmt::Display for Device {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Device::Cpu => f.write_str("cpu"),
+            Device::Cuda(None) => f.write_str("cuda"),
+            Device::Cuda(Some(n)) => write!(f, "cuda:{n}"),
+            Device::Mps => f.write_str("mps"),
+            Device::Auto => f.write_str("auto"),
+        }
+    }
+}
+
+/// How a model is verified after it is synced.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyOptions {
+    /// Load the weights with libtorch (default true). `verify: false` skips it.
+    #[serde(default = "yes")]
+    pub load: bool,
+    /// For TorchScript models: run `forward` once on a zero input of this shape.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<Vec<i64>>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// One entry of `models.require` (or of a preset), as written.
+#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+pub struct Requirement {
+    pub id: String,
+    pub name: Option<String>,
+    pub revision: Option<String>,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub device: Option<String>,
+    pub verify: Option<VerifyOptions>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequirementTable {
+    id: String,
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    revision: Option<String>,
+    #[serde(default)]
+    include: Vec<String>,
+    #[serde(default)]
+    exclude: Vec<String>,
+    #[serde(default)]
+    device: Option<String>,
+    #[serde(default, deserialize_with = "verify_options")]
+    verify: Option<VerifyOptions>,
+}
+
+/// `verify: false`, `verify: true` or `verify: { forward: [...] }`.
+fn verify_options<'de, D: Deserializer<'de>>(d: D) -> Result<Option<VerifyOptions>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Raw {
+        Flag(bool),
+        Table(VerifyOptions),
+    }
+    Ok(Some(match Raw::deserialize(d)? {
+        Raw::Flag(load) => VerifyOptions { load, forward: None },
+        Raw::Table(t) => t,
+    }))
+}
+
+impl<'de> Deserialize<'de> for Requirement {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Requirement;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a model identifier string or a table with an `id` key")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Requirement, E> {
+                Ok(Requirement { id: s.to_string(), ..Default::default() })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Requirement, A::Error> {
+                let t = RequirementTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Requirement {
+                    id: t.id,
+                    name: t.name,
+                    revision: t.revision,
+                    include: t.include,
+                    exclude: t.exclude,
+                    device: t.device,
+                    verify: t.verify,
+                })
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct HuggingfaceSource {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Overrides `HF_ENDPOINT` (e.g. an internal mirror).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub endpoint: Option<String>,
+}
+
+impl Default for HuggingfaceSource {
+    fn default() -> Self {
+        HuggingfaceSource { enabled: true, endpoint: None }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct UrlSource {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(default = "yes")]
+    pub verify_ssl: bool,
+    /// Per-request timeout for connecting and for each read (the seed's key).
+    #[serde(default = "default_timeout")]
+    pub timeout_seconds: u64,
+}
+
+fn default_timeout() -> u64 {
+    300
+}
+
+impl Default for UrlSource {
+    fn default() -> Self {
+        UrlSource { enabled: true, verify_ssl: true, timeout_seconds: default_timeout() }
+    }
+}
+
+/// Seed sources that this version accepts in config but cannot fetch from yet.
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+pub struct OtherSource {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    #[serde(flatten)]
+    pub settings: BTreeMap<String, serde_yaml_ng::Value>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Sources {
+    #[serde(default)]
+    pub huggingface: HuggingfaceSource,
+    #[serde(default)]
+    pub url: UrlSource,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torchvision: Option<OtherSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pytorch_hub: Option<OtherSource>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub local: Option<OtherSource>,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Download {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_dir: Option<String>,
+    /// Files downloaded at once (default: 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<usize>,
+    /// A download that receives no byte for this long is retried (default: 30).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stall_timeout_seconds: Option<u64>,
+    /// Attempts per file before giving up (default: 5).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retries: Option<u32>,
+    #[serde(default)]
+    pub sources: Sources,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Models {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_path: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auto_download: Option<bool>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_file: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub device: Option<String>,
+    #[serde(default)]
+    pub require: Vec<Requirement>,
+    #[serde(default)]
+    pub presets: Vec<String>,
+    #[serde(default)]
+    pub download: Download,
+}
+
+#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+struct ConfigFile {
+    #[serde(default)]
+    models: Models,
+    #[serde(default)]
+    presets: BTreeMap<String, Vec<Requirement>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    device: Option<String>,
+}
+
+/// A wanted model after parsing and validation: what the resolver works from.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ModelSpec {
+    /// The model's name (the repo id, a URL's file stem, or `name:`).
+    pub name: String,
+    pub id: ModelId,
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+    pub device: Device,
+    pub verify: VerifyOptions,
+}
+
+impl ModelSpec {
+    /// The model's directory under the models dir: `<source>_<name>` with `/`
+    /// turned into `--` (the Hub cache's convention).
+    pub fn dir_name(&self) -> String {
+        dir_name(self.id.source(), &self.name)
+    }
+}
+
+pub fn dir_name(source: Source, name: &str) -> String {
+    format!("{source}_{}", name.replace('/', "--"))
+}
+
+/// The parsed, validated `config.yaml`.
+#[derive(Clone, Debug)]
+pub struct Config {
+    pub path: PathBuf,
+    pub models: Models,
+    presets: BTreeMap<String, Vec<Requirement>>,
+    /// The wanted models, validated, in config order.
+    pub specs: Vec<ModelSpec>,
+    pub device: Device,
+}
+
+impl Config {
+    /// Reads and validates `path`.
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let raw = match fs_err::read_to_string(path) {
+            Ok(raw) => raw,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(ConfigError::NotFound { path: path.to_path_buf() })
+            }
+            Err(e) => return Err(ConfigError::Read { path: path.to_path_buf(), source: e }),
+        };
+        Config::parse(path, &raw, &[])
+    }
+
+    /// Like [`Config::load`], also wanting the named presets (`--preset`).
+    pub fn load_with_presets(path: &Path, extra_presets: &[String]) -> Result<Config, ConfigError> {
+        let raw = fs_err::read_to_string(path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => ConfigError::NotFound { path: path.to_path_buf() },
+            _ => ConfigError::Read { path: path.to_path_buf(), source: e },
+        })?;
+        Config::parse(path, &raw, extra_presets)
+    }
+
+    pub fn parse(path: &Path, raw: &str, extra_presets: &[String]) -> Result<Config, ConfigError> {
+        let invalid = |line: Option<usize>, column: Option<usize>, message: String, hint: &str| {
+            ConfigError::Invalid { path: path.to_path_buf(), line, column, message, hint: hint.to_string() }
+        };
+        let file: ConfigFile = if raw.trim().is_empty() {
+            ConfigFile::default()
+        } else {
+            serde_yaml_ng::from_str(raw).map_err(|e| {
+                let loc = e.location();
+                let hint = if e.to_string().contains("unknown field") {
+                    "remove or rename the key; `mdl config` prints every accepted key with its effective value"
+                } else {
+                    "fix the YAML at that position; a model entry is a string like `huggingface:org/name` or a table with an `id` key"
+                };
+                invalid(loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()), e.to_string(), hint)
+            })?
+        };
+        let where_is = |needle: &str| locate(raw, needle);
+
+        let device = match file.models.device.as_deref().or(file.device.as_deref()) {
+            None => Device::Cpu,
+            Some(d) => Device::parse(d).ok_or_else(|| {
+                let (l, c) = where_is(d).unzip();
+                invalid(l, c, format!("`{d}` is not a device"), "write one of `cpu`, `cuda`, `cuda:N`, `mps`, `auto`")
+            })?,
+        };
+
+        // The wanted list: models.require, then each wanted preset's entries.
+        let mut wanted: Vec<Requirement> = file.models.require.clone();
+        let mut preset_names: Vec<String> = file.models.presets.clone();
+        preset_names.extend(extra_presets.iter().cloned());
+        for preset in &preset_names {
+            match file.presets.get(preset) {
+                Some(entries) => wanted.extend(entries.iter().cloned()),
+                None => {
+                    let (l, c) = where_is(preset).unzip();
+                    let known: Vec<_> = file.presets.keys().map(|k| format!("`{k}`")).collect();
+                    return Err(invalid(
+                        l,
+                        c,
+                        format!("there is no preset named `{preset}`"),
+                        &if known.is_empty() {
+                            "define it under the top-level `presets:` map".to_string()
+                        } else {
+                            format!("defined presets: {}", known.join(", "))
+                        },
+                    ));
+                }
+            }
+        }
+
+        let mut specs: Vec<ModelSpec> = Vec::new();
+        let mut seen_dirs: BTreeSet<String> = BTreeSet::new();
+        for req in &wanted {
+            let (l, c) = where_is(&req.id).unzip();
+            let mut id = ModelId::parse(&req.id)
+                .map_err(|e: IdError| invalid(l, c, e.to_string(), IdError::ACCEPTED))?;
+            if let Some(rev) = &req.revision {
+                match &mut id {
+                    ModelId::Huggingface { revision: r @ None, .. } => *r = Some(rev.clone()),
+                    ModelId::Huggingface { revision: Some(other), .. } if other != rev => {
+                        return Err(invalid(l, c, format!("`{}` gives revision `{other}` and `revision: {rev}`", req.id),
+                            "keep one of the two"));
+                    }
+                    ModelId::Huggingface { .. } => {}
+                    ModelId::Url { .. } => {
+                        return Err(invalid(l, c, format!("`{}` is a URL and cannot have a `revision`", req.id),
+                            "remove `revision:`; a URL model is pinned by the content it serves"));
+                    }
+                }
+            }
+            let source = id.source();
+            let enabled = match source {
+                Source::Huggingface => file.models.download.sources.huggingface.enabled,
+                Source::Url => file.models.download.sources.url.enabled,
+            };
+            if !enabled {
+                return Err(invalid(l, c, format!("`{}` needs the `{source}` source, which is disabled", req.id),
+                    &format!("set `models.download.sources.{source}.enabled: true`, or remove the model")));
+            }
+            let name = match &req.name {
+                Some(name) => {
+                    if !valid_name(name) {
+                        let (l, c) = where_is(name).unzip();
+                        return Err(invalid(l, c, format!("`{name}` is not a valid model name"),
+                            "a name is letters, digits, `-`, `_` and `.`, not starting with `.`"));
+                    }
+                    name.clone()
+                }
+                None => id.default_name(),
+            };
+            for glob in req.include.iter().chain(&req.exclude) {
+                if let Err(e) = globset::Glob::new(glob) {
+                    let (l, c) = where_is(glob).unzip();
+                    return Err(invalid(l, c, format!("`{glob}` is not a valid glob ({e})"),
+                        "write a glob like `*.safetensors` or `onnx/**`"));
+                }
+            }
+            if matches!(id, ModelId::Url { .. }) && !(req.include.is_empty() && req.exclude.is_empty()) {
+                return Err(invalid(l, c, format!("`{}` is a single file; `include`/`exclude` do not apply", req.id),
+                    "remove `include:` and `exclude:` from this entry"));
+            }
+            let device = match &req.device {
+                None => device,
+                Some(d) => Device::parse(d).ok_or_else(|| {
+                    invalid(l, c, format!("`{d}` is not a device"), "write one of `cpu`, `cuda`, `cuda:N`, `mps`, `auto`")
+                })?,
+            };
+            let spec = ModelSpec {
+                name,
+                id,
+                include: req.include.clone(),
+                exclude: req.exclude.clone(),
+                device,
+                verify: req.verify.clone().unwrap_or(VerifyOptions { load: true, forward: None }),
+            };
+            if let Some(existing) = specs.iter().find(|s| s.dir_name() == spec.dir_name()) {
+                if existing == &spec {
+                    continue; // The same model wanted twice (e.g. by two presets) is one model.
+                }
+                return Err(invalid(l, c, format!("two models are named `{}`", spec.name),
+                    "give one of them another `name:` (table form: `- id: …` with `name: …`)"));
+            }
+            seen_dirs.insert(spec.dir_name());
+            specs.push(spec);
+        }
+
+        Ok(Config { path: path.to_path_buf(), models: file.models, presets: file.presets, specs, device })
+    }
+
+    /// The directory that holds `models.lock` and against which relative paths resolve.
+    pub fn project_dir(&self) -> PathBuf {
+        match self.path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        }
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.project_dir().join("models.lock")
+    }
+
+    /// Where models are placed: `download.cache_dir`, else `model_path`, else `models/`.
+    pub fn models_dir(&self) -> PathBuf {
+        let dir = self
+            .models
+            .download
+            .cache_dir
+            .as_deref()
+            .or(self.models.model_path.as_deref())
+            .unwrap_or("models/");
+        self.project_dir().join(dir)
+    }
+
+    pub fn registry_file_name(&self) -> &str {
+        self.models.registry_file.as_deref().unwrap_or("model_registry.json")
+    }
+
+    pub fn concurrency(&self) -> usize {
+        self.models.download.concurrency.unwrap_or(8).max(1)
+    }
+
+    pub fn presets(&self) -> &BTreeMap<String, Vec<Requirement>> {
+        &self.presets
+    }
+
+    /// The effective configuration as YAML, defaults filled in (`mdl config`).
+    pub fn effective_yaml(&self) -> String {
+        let mut models = self.models.clone();
+        models.download.cache_dir.get_or_insert_with(|| "models/".into());
+        models.download.concurrency.get_or_insert(self.concurrency());
+        models.registry_file.get_or_insert_with(|| self.registry_file_name().to_string());
+        models.device.get_or_insert_with(|| self.device.to_string());
+        let file = ConfigFile { models, presets: self.presets.clone(), device: None };
+        serde_yaml_ng::to_string(&file).unwrap_or_default()
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && !name.starts_with('.')
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+}
+
+/// Line and column (1-based) of the first occurrence of `needle` in `raw`, so that
+/// errors found after parsing still point at the user's text.
+fn locate(raw: &str, needle: &str) -> Option<(usize, usize)> {
+    if needle.is_empty() {
+        return None;
+    }
+    raw.lines().enumerate().find_map(|(i, line)| {
+        let code = line.split(" #").next().unwrap_or(line);
+        code.find(needle).map(|col| (i + 1, col + 1))
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(raw: &str) -> Result<Config, ConfigError> {
+        Config::parse(Path::new("config.yaml"), raw, &[])
+    }
+
+    #[test]
+    fn seed_keys_and_both_entry_forms() {
+        let config = parse(
+            r#"
+models:
+  model_path: "models/"
+  auto_download: true
+  registry_file: "model_registry.json"
+  require:
+    - huggingface:acme/tiny-bert   # a comment
+    - id: huggingface:acme/tiny-gpt@v1.0
+      include: ["*.safetensors", "*.json"]
+    - id: url:https://example.org/w/model.pt
+      name: custom_model
+  download:
+    cache_dir: "models/"
+    sources:
+      huggingface: { enabled: true }
+      url: { enabled: true, verify_ssl: true, timeout_seconds: 300 }
+"#,
+        )
+        .unwrap();
+        let dirs: Vec<_> = config.specs.iter().map(ModelSpec::dir_name).collect();
+        assert_eq!(dirs, ["huggingface_acme--tiny-bert", "huggingface_acme--tiny-gpt", "url_custom_model"]);
+        assert_eq!(config.specs[1].include, ["*.safetensors", "*.json"]);
+    }
+
+    #[test]
+    fn unknown_key_has_position() {
+        let err = parse("models:\n  requires: []\n").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("config.yaml:2:"), "{text}");
+        assert!(text.contains("unknown field `requires`"), "{text}");
+    }
+
+    #[test]
+    fn duplicate_names_and_bad_ids_are_located() {
+        let err = parse("models:\n  require:\n    - acme/a\n    - id: url:https://x.org/a.pt\n      name: a\n    - id: url:https://x.org/b.pt\n      name: a\n").unwrap_err();
+        assert!(err.to_string().contains("two models are named `a`"), "{err}");
+        let err = parse("models:\n  require:\n    - resnet18\n").unwrap_err();
+        assert!(err.to_string().starts_with("config.yaml:3:7"), "{err}");
+    }
+
+    #[test]
+    fn disabled_source_is_named() {
+        let err = parse("models:\n  require: [\"https://x.org/a.pt\"]\n  download:\n    sources:\n      url: { enabled: false }\n").unwrap_err();
+        assert!(err.to_string().contains("`url` source, which is disabled"), "{err}");
+    }
+
+    #[test]
+    fn user_presets() {
+        let config = Config::parse(
+            Path::new("config.yaml"),
+            "models:\n  presets: [mine]\npresets:\n  mine: [acme/a, {id: acme/b, include: ['*.json']}]\n",
+            &[],
+        )
+        .unwrap();
+        assert_eq!(config.specs.len(), 2);
+        let err = parse("models:\n  presets: [nope]\n").unwrap_err();
+        assert!(err.to_string().contains("no preset named `nope`"));
+    }
+
+    #[test]
+    fn devices() {
+        assert_eq!(Device::parse("cuda:1"), Some(Device::Cuda(Some(1))));
+        assert_eq!(Device::parse("tpu"), None);
+        let config = parse("device: cuda\nmodels:\n  require: [acme/a]\n").unwrap();
+        assert_eq!(config.specs[0].device, Device::Cuda(None));
+    }
+}

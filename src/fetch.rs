@@ -1,0 +1,535 @@
+//! Downloads: bounded concurrency across files, streaming into a temporary file
+//! while hashing (blake3 always; sha256 and the git blob id when the source
+//! publishes them), retries with backoff, resumption of interrupted downloads, and
+//! an atomic, checked placement.
+//!
+//! A download's temporary file lives in `models/.mdl/tmp/` (same file system as
+//! its destination, so the final `rename` is atomic) under a name derived from
+//! the destination, with a small JSON sidecar recording what it is a prefix of
+//! (URL, ETag, expected hashes). A later run that finds both continues with
+//! `Range` + `If-Range`; if the upstream ETag changed, the server answers 200 and
+//! the download restarts cleanly.
+
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_RANGE, ETAG, IF_RANGE, RANGE, RETRY_AFTER};
+use reqwest::StatusCode;
+use serde::{Deserialize, Serialize};
+use sha1::Digest as _;
+
+use crate::reporter::{Event, Reporter};
+use crate::store::{self, FileRecord};
+
+/// What a downloaded file must be. Every known value is checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expected {
+    pub size: Option<u64>,
+    pub blake3: Option<String>,
+    pub sha256: Option<String>,
+    /// The git blob id (`sha1("blob {len}\0" + bytes)`), the Hub's ETag for
+    /// files not stored with LFS.
+    pub git_oid: Option<String>,
+    /// A prefix of the sha256 (torchvision's file name convention).
+    pub sha256_prefix: Option<String>,
+}
+
+/// One file to download.
+#[derive(Clone, Debug)]
+pub struct FetchJob {
+    /// `model/path`, for messages.
+    pub label: String,
+    pub url: String,
+    pub dest: PathBuf,
+    pub expect: Expected,
+    /// A bearer token to send (only ever set for the Hub's own host).
+    pub token: Option<String>,
+}
+
+/// A file that is now in place.
+#[derive(Clone, Debug)]
+pub struct Fetched {
+    pub size: u64,
+    pub blake3: String,
+    /// Computed only when the source publishes one to check against.
+    pub sha256: Option<String>,
+    pub etag: Option<String>,
+    pub final_url: String,
+    pub record: FileRecord,
+    /// Bytes that were already on disk from an interrupted download.
+    pub resumed_from: u64,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("downloading `{label}` failed: the server answered {status} for `{url}`{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Status { label: String, url: String, status: u16, message: Option<String> },
+    #[error("downloading `{label}` failed after {attempts} attempts: {reason}")]
+    GaveUp { label: String, attempts: u32, reason: String },
+    #[error("`{label}` has {actual} bytes, but {expected} were expected")]
+    Size { label: String, expected: u64, actual: u64 },
+    #[error("`{label}` does not match its {algorithm}: expected `{expected}`, got `{actual}`")]
+    Hash { label: String, algorithm: &'static str, expected: String, actual: String },
+    #[error("I/O error on `{}`", path.display())]
+    Io { path: PathBuf, #[source] source: std::io::Error },
+    #[error("`{label}` must be downloaded, but mdl is offline")]
+    Offline { label: String },
+}
+
+impl FetchError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            FetchError::Status { status: 401 | 403, .. } => {
+                Some("set `HF_TOKEN` (or run `hf auth login`) with a token that can read this repository".into())
+            }
+            FetchError::Status { status: 404, .. } => {
+                Some("the file is gone upstream; run `mdl lock --upgrade` to re-resolve the model".into())
+            }
+            FetchError::GaveUp { .. } => Some("check the network and run the command again; finished files are kept and partial ones resume".into()),
+            FetchError::Size { .. } | FetchError::Hash { .. } => Some(
+                "the upstream content differs from what was locked; nothing was replaced. If the change is expected, run `mdl lock --upgrade`".into(),
+            ),
+            FetchError::Io { source, .. } if store::is_disk_full(source) => Some(
+                "the disk is full: free space and run again; files already synced are untouched and the partial download resumes".into(),
+            ),
+            FetchError::Offline { .. } => Some("run without `--offline` (and unset `HF_HUB_OFFLINE`) to download it".into()),
+            _ => None,
+        }
+    }
+}
+
+/// How hard to try.
+#[derive(Clone, Debug)]
+pub struct FetchSettings {
+    pub jobs: usize,
+    pub attempts: u32,
+    pub stall_timeout: Duration,
+    pub connect_timeout: Duration,
+    pub verify_ssl: bool,
+}
+
+impl Default for FetchSettings {
+    fn default() -> Self {
+        FetchSettings {
+            jobs: 8,
+            attempts: 5,
+            stall_timeout: Duration::from_secs(30),
+            connect_timeout: Duration::from_secs(30),
+            verify_ssl: true,
+        }
+    }
+}
+
+/// The download engine: one HTTP client (one connection pool per host, HTTP/2
+/// when offered), shared by every download.
+#[derive(Clone)]
+pub struct Fetcher {
+    http: reqwest::Client,
+    settings: FetchSettings,
+    reporter: Arc<dyn Reporter>,
+    tmp_dir: PathBuf,
+    next_id: Arc<AtomicUsize>,
+}
+
+pub fn http_client(settings: &FetchSettings) -> reqwest::Client {
+    reqwest::Client::builder()
+        .user_agent(concat!("mdl/", env!("CARGO_PKG_VERSION")))
+        .connect_timeout(settings.connect_timeout)
+        .danger_accept_invalid_certs(!settings.verify_ssl)
+        // The real Hub redirects LFS files to a CDN; reqwest drops the
+        // Authorization header when a redirect leaves the host, as the Python
+        // client does.
+        .redirect(reqwest::redirect::Policy::limited(10))
+        .build()
+        .expect("HTTP client")
+}
+
+#[derive(Serialize, Deserialize, PartialEq)]
+struct PartialState {
+    url: String,
+    etag: Option<String>,
+    expect: Expected,
+}
+
+/// Why one attempt failed, and whether another may succeed.
+enum AttemptError {
+    Retry { reason: String, wait: Option<Duration> },
+    Fatal(FetchError),
+}
+
+impl Fetcher {
+    pub fn new(http: reqwest::Client, settings: FetchSettings, reporter: Arc<dyn Reporter>, tmp_dir: PathBuf) -> Fetcher {
+        Fetcher { http, settings, reporter, tmp_dir, next_id: Arc::new(AtomicUsize::new(0)) }
+    }
+
+    pub fn http(&self) -> &reqwest::Client {
+        &self.http
+    }
+
+    pub fn reporter(&self) -> &Arc<dyn Reporter> {
+        &self.reporter
+    }
+
+    pub fn settings(&self) -> &FetchSettings {
+        &self.settings
+    }
+
+    /// Downloads every job, at most `jobs` at once. Results are in job order.
+    pub async fn fetch_all(&self, jobs: Vec<FetchJob>) -> Vec<Result<Fetched, FetchError>> {
+        let mut results: Vec<Option<Result<Fetched, FetchError>>> = (0..jobs.len()).map(|_| None).collect();
+        let mut stream = futures_util::stream::iter(jobs.into_iter().enumerate())
+            .map(|(i, job)| async move { (i, self.fetch(&job).await) })
+            .buffer_unordered(self.settings.jobs.max(1));
+        while let Some((i, result)) = stream.next().await {
+            results[i] = Some(result);
+        }
+        results.into_iter().map(|r| r.expect("every job ran")).collect()
+    }
+
+    /// Downloads one file into place, retrying and resuming as needed.
+    pub async fn fetch(&self, job: &FetchJob) -> Result<Fetched, FetchError> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| FetchError::Io { path, source }
+        };
+        fs_err::create_dir_all(&self.tmp_dir).map_err(io(&self.tmp_dir))?;
+        let stem = blake3::hash(job.dest.as_os_str().as_encoded_bytes()).to_hex();
+        let part_path = self.tmp_dir.join(format!("{}.part", &stem[..32]));
+        let state_path = self.tmp_dir.join(format!("{}.part.json", &stem[..32]));
+
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            match self.attempt(id, job, &part_path, &state_path).await {
+                Ok(fetched) => return Ok(fetched),
+                Err(AttemptError::Fatal(e)) => {
+                    self.reporter.report(Event::DownloadFinished { id, label: &job.label, ok: false });
+                    return Err(e);
+                }
+                Err(AttemptError::Retry { reason, wait }) => {
+                    if attempt >= self.settings.attempts {
+                        self.reporter.report(Event::DownloadFinished { id, label: &job.label, ok: false });
+                        return Err(FetchError::GaveUp { label: job.label.clone(), attempts: attempt, reason });
+                    }
+                    let wait = wait.unwrap_or_else(|| backoff(attempt));
+                    self.reporter.report(Event::Retrying { label: &job.label, attempt, reason: &reason, wait });
+                    tokio::time::sleep(wait).await;
+                }
+            }
+        }
+    }
+
+    async fn attempt(&self, id: usize, job: &FetchJob, part_path: &Path, state_path: &Path) -> Result<Fetched, AttemptError> {
+        let fatal_io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source: std::io::Error| AttemptError::Fatal(FetchError::Io { path, source })
+        };
+
+        // What is already on disk from an earlier attempt or run, if it is a
+        // prefix of the same thing.
+        let previous: Option<PartialState> = std::fs::read(state_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let part_len = std::fs::metadata(part_path).map(|m| m.len()).unwrap_or(0);
+        let resumable = previous
+            .as_ref()
+            .is_some_and(|p| p.url == job.url && p.expect == job.expect && (p.etag.is_some() || job.expect.blake3.is_some() || job.expect.sha256.is_some()))
+            && part_len > 0;
+
+        let mut headers = HeaderMap::new();
+        if let Some(token) = &job.token {
+            if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                headers.insert(AUTHORIZATION, v);
+            }
+        }
+        if resumable {
+            headers.insert(RANGE, HeaderValue::from_str(&format!("bytes={part_len}-")).unwrap());
+            if let Some(etag) = previous.as_ref().and_then(|p| p.etag.as_ref()) {
+                if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
+                    headers.insert(IF_RANGE, v);
+                }
+            }
+        }
+        self.reporter.report(Event::Request { method: "GET", url: &job.url });
+        let response = match self.http.get(&job.url).headers(headers).send().await {
+            Ok(r) => r,
+            Err(e) => return Err(AttemptError::Retry { reason: describe_reqwest(&e), wait: None }),
+        };
+        let status = response.status();
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+            let wait = retry_after(response.headers());
+            return Err(AttemptError::Retry { reason: format!("the server answered {status}"), wait });
+        }
+        if status == StatusCode::RANGE_NOT_SATISFIABLE {
+            // Our partial file is not a prefix of what is there now: start over.
+            let _ = std::fs::remove_file(part_path);
+            let _ = std::fs::remove_file(state_path);
+            return Err(AttemptError::Retry { reason: "the partial download no longer fits upstream".into(), wait: Some(Duration::ZERO) });
+        }
+        if !status.is_success() {
+            let message = response
+                .headers()
+                .get("x-error-message")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            return Err(AttemptError::Fatal(FetchError::Status {
+                label: job.label.clone(),
+                url: job.url.clone(),
+                status: status.as_u16(),
+                message,
+            }));
+        }
+        let final_url = response.url().to_string();
+        let etag = response
+            .headers()
+            .get("x-linked-etag")
+            .or_else(|| response.headers().get(ETAG))
+            .and_then(|v| v.to_str().ok())
+            .map(normalize_etag);
+
+        // 206 continues the partial file; 200 (Range ignored, or the ETag changed
+        // so If-Range failed) starts it over.
+        let continuing = resumable && status == StatusCode::PARTIAL_CONTENT && content_range_start(response.headers()) == Some(part_len);
+        let mut file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(part_path)
+            .map_err(fatal_io(part_path))?;
+        let want_sha256 = job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some();
+        let mut hashers = Hashers::new(want_sha256, job.expect.git_oid.is_some(), job.expect.size);
+        let mut written: u64;
+        if continuing {
+            // Rebuild the hash state from the bytes already on disk (one
+            // sequential read of the prefix), then append.
+            file.seek(SeekFrom::Start(0)).map_err(fatal_io(part_path))?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut reader = (&file).take(part_len);
+            loop {
+                let n = reader.read(&mut buf).map_err(fatal_io(part_path))?;
+                if n == 0 {
+                    break;
+                }
+                hashers.update(&buf[..n]);
+            }
+            written = part_len;
+        } else {
+            file.set_len(0).map_err(fatal_io(part_path))?;
+            written = 0;
+        }
+        file.seek(SeekFrom::Start(written)).map_err(fatal_io(part_path))?;
+        let state = PartialState { url: job.url.clone(), etag: etag.clone(), expect: job.expect.clone() };
+        store::write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
+
+        let total = job.expect.size.or_else(|| response.content_length().map(|l| l + written));
+        self.reporter.report(Event::DownloadStarted { id, label: &job.label, size: total, resumed_from: written });
+        let resumed_from = written;
+        let mut body = response.bytes_stream();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
+        loop {
+            let next = match tokio::time::timeout(self.settings.stall_timeout, body.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    out.flush().map_err(fatal_io(part_path))?;
+                    return Err(AttemptError::Retry {
+                        reason: format!("no data for {} s (stalled)", self.settings.stall_timeout.as_secs()),
+                        wait: Some(Duration::ZERO),
+                    });
+                }
+            };
+            match next {
+                None => break,
+                Some(Ok(chunk)) => {
+                    hashers.update(&chunk);
+                    out.write_all(&chunk).map_err(fatal_io(part_path))?;
+                    written += chunk.len() as u64;
+                    self.reporter.report(Event::DownloadProgress { id, bytes: chunk.len() as u64 });
+                    if let Some(size) = job.expect.size {
+                        if written > size {
+                            drop(out);
+                            discard(part_path, state_path);
+                            return Err(AttemptError::Fatal(FetchError::Size { label: job.label.clone(), expected: size, actual: written }));
+                        }
+                    }
+                }
+                Some(Err(e)) => {
+                    // Keep what arrived: the next attempt resumes from it.
+                    out.flush().map_err(fatal_io(part_path))?;
+                    return Err(AttemptError::Retry { reason: describe_reqwest(&e), wait: None });
+                }
+            }
+        }
+        out.flush().map_err(fatal_io(part_path))?;
+        drop(out);
+
+        if let Some(size) = job.expect.size {
+            if written != size {
+                // A short body is a broken transfer when the server promised more.
+                if written < size && total.is_some_and(|t| t == size) {
+                    return Err(AttemptError::Retry { reason: format!("the connection closed after {written} of {size} bytes"), wait: None });
+                }
+                discard(part_path, state_path);
+                return Err(AttemptError::Fatal(FetchError::Size { label: job.label.clone(), expected: size, actual: written }));
+            }
+        }
+        let digests = hashers.finish();
+        let none = String::new();
+        let checks = [
+            ("blake3", job.expect.blake3.as_deref(), &digests.blake3),
+            ("sha256", job.expect.sha256.as_deref(), digests.sha256.as_ref().unwrap_or(&none)),
+            // The git blob id needs the size up front; without one it is not checked.
+            ("git blob id", job.expect.git_oid.as_deref().filter(|_| digests.git_oid.is_some()), digests.git_oid.as_ref().unwrap_or(&none)),
+        ];
+        for (algorithm, expected, actual) in checks {
+            if let Some(expected) = expected {
+                if !expected.eq_ignore_ascii_case(actual) {
+                    discard(part_path, state_path);
+                    return Err(AttemptError::Fatal(FetchError::Hash {
+                        label: job.label.clone(),
+                        algorithm,
+                        expected: expected.to_string(),
+                        actual: actual.to_string(),
+                    }));
+                }
+            }
+        }
+        if let Some(prefix) = &job.expect.sha256_prefix {
+            let sha256 = digests.sha256.clone().unwrap_or_default();
+            if !sha256.starts_with(prefix.as_str()) {
+                discard(part_path, state_path);
+                return Err(AttemptError::Fatal(FetchError::Hash {
+                    label: job.label.clone(),
+                    algorithm: "sha256 prefix",
+                    expected: prefix.clone(),
+                    actual: sha256[..prefix.len().min(sha256.len())].to_string(),
+                }));
+            }
+        }
+
+        file.sync_all().map_err(fatal_io(part_path))?;
+        drop(file);
+        let parent = job.dest.parent().expect("destination has a parent");
+        fs_err::create_dir_all(parent).map_err(fatal_io(parent))?;
+        fs_err::rename(part_path, &job.dest).map_err(fatal_io(&job.dest))?;
+        store::sync_dir(parent);
+        let _ = std::fs::remove_file(state_path);
+        let record = FileRecord::stat(&job.dest, digests.blake3.clone()).map_err(fatal_io(&job.dest))?;
+        self.reporter.report(Event::DownloadFinished { id, label: &job.label, ok: true });
+        Ok(Fetched { size: written, blake3: digests.blake3, sha256: digests.sha256, etag, final_url, record, resumed_from })
+    }
+}
+
+fn discard(part: &Path, state: &Path) {
+    let _ = std::fs::remove_file(part);
+    let _ = std::fs::remove_file(state);
+}
+
+/// `W/"abc"` → `abc`, as the Python client normalises ETags.
+pub fn normalize_etag(raw: &str) -> String {
+    raw.trim().trim_start_matches("W/").trim_matches('"').to_string()
+}
+
+fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+    let value = headers.get(CONTENT_RANGE)?.to_str().ok()?;
+    let range = value.strip_prefix("bytes ")?;
+    range.split('-').next()?.parse().ok()
+}
+
+fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    Some(Duration::from_secs(secs.min(120)))
+}
+
+/// Exponential backoff with jitter: ~0.5 s, 1 s, 2 s, … capped at 30 s.
+pub fn backoff(attempt: u32) -> Duration {
+    let base = 500u64.saturating_mul(1 << (attempt.saturating_sub(1)).min(6)).min(30_000);
+    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let jitter = u64::from(nanos) % (base / 2 + 1);
+    Duration::from_millis(base / 2 + jitter)
+}
+
+fn describe_reqwest(e: &reqwest::Error) -> String {
+    let mut text = if e.is_timeout() {
+        "the request timed out".to_string()
+    } else if e.is_connect() {
+        "could not connect".to_string()
+    } else if e.is_body() || e.is_decode() {
+        "the connection broke during the transfer".to_string()
+    } else {
+        "the request failed".to_string()
+    };
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        text.push_str(&format!(": {s}"));
+        source = s.source();
+    }
+    text
+}
+
+/// blake3 always; sha256 and the git blob id only when there is something to
+/// check them against (sha256 costs more CPU than blake3 and the copy together).
+struct Hashers {
+    blake3: blake3::Hasher,
+    sha256: Option<sha2::Sha256>,
+    git: Option<sha1::Sha1>,
+}
+
+struct Digests {
+    blake3: String,
+    sha256: Option<String>,
+    git_oid: Option<String>,
+}
+
+impl Hashers {
+    fn new(sha256: bool, git: bool, size: Option<u64>) -> Hashers {
+        let git = match (git, size) {
+            (true, Some(size)) => {
+                let mut h = sha1::Sha1::new();
+                h.update(format!("blob {size}\0").as_bytes());
+                Some(h)
+            }
+            _ => None,
+        };
+        Hashers { blake3: blake3::Hasher::new(), sha256: sha256.then(sha2::Sha256::new), git }
+    }
+
+    fn update(&mut self, bytes: &[u8]) {
+        self.blake3.update(bytes);
+        if let Some(s) = &mut self.sha256 {
+            s.update(bytes);
+        }
+        if let Some(g) = &mut self.git {
+            g.update(bytes);
+        }
+    }
+
+    fn finish(self) -> Digests {
+        Digests {
+            blake3: self.blake3.finalize().to_hex().to_string(),
+            sha256: self.sha256.map(|s| hex::encode(s.finalize())),
+            git_oid: self.git.map(|g| hex::encode(g.finalize())),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn etags_normalise() {
+        assert_eq!(normalize_etag("W/\"abc\""), "abc");
+        assert_eq!(normalize_etag("\"abc\""), "abc");
+    }
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        assert!(backoff(1) <= Duration::from_millis(500));
+        assert!(backoff(4) >= Duration::from_millis(2000));
+        assert!(backoff(30) <= Duration::from_secs(30));
+    }
+}

@@ -1,0 +1,661 @@
+//! A project: a `config.yaml`, its `models.lock` and its models directory, and
+//! the operations on them — `lock` and `sync` — that run the pipeline
+//! config → resolve → lock → plan → fetch → store → verify.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Instant;
+
+use futures_util::StreamExt;
+
+use crate::config::{Config, ModelSpec};
+use crate::error::{Error, Result};
+use crate::fetch::{Expected, FetchJob, FetchSettings, Fetcher};
+use crate::lock::{LockError, LockedFile, LockedModel, Lockfile};
+use crate::plan::{self, Plan, MODEL_INFO};
+use crate::registry::{self, ModelInfo, Registry, Verification, VerifyStatus};
+use crate::reporter::{Event, Reporter};
+use crate::resolve::{RemoteFile, ResolvedModel, Resolver};
+use crate::store::{Store, StoreState};
+use crate::verify;
+
+/// How the lockfile may be used (uv's `LockMode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LockMode {
+    /// Resolve and rewrite the lock as needed.
+    #[default]
+    Write,
+    /// The lock must already match the config (`--locked`).
+    Locked,
+    /// No network resolution (`--offline`); the lock must match.
+    Offline,
+}
+
+/// Which locked models to re-resolve.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Upgrade {
+    #[default]
+    None,
+    All,
+    Names(Vec<String>),
+}
+
+impl Upgrade {
+    fn wants(&self, spec: &ModelSpec) -> bool {
+        match self {
+            Upgrade::None => false,
+            Upgrade::All => true,
+            Upgrade::Names(names) => names.iter().any(|n| spec_matches(spec, n)),
+        }
+    }
+}
+
+/// Whether a user-typed name designates this model (its name, id or directory).
+pub fn spec_matches(spec: &ModelSpec, name: &str) -> bool {
+    spec.name == name || spec.dir_name() == name || spec.id.to_string() == name || spec.id.locator() == name
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct SyncOptions {
+    pub mode: LockMode,
+    pub upgrade: Upgrade,
+    pub dry_run: bool,
+    pub verify: bool,
+    /// Model names to download and verify again.
+    pub force: Vec<String>,
+    /// Re-hash every file instead of trusting recorded metadata.
+    pub rehash: bool,
+}
+
+/// What `lock` did.
+#[derive(Clone, Debug, Default)]
+pub struct LockOutcome {
+    pub lock: Lockfile,
+    pub written: bool,
+    pub resolved: Vec<String>,
+    pub kept: Vec<String>,
+    pub removed: Vec<String>,
+    pub downloaded_files: usize,
+    pub downloaded_bytes: u64,
+}
+
+/// One model's verification result in a sync.
+#[derive(Clone, Debug)]
+pub struct ModelCheck {
+    pub name: String,
+    pub verification: Verification,
+    /// Served from the remembered result (no reload).
+    pub cached: bool,
+}
+
+/// What `sync` did.
+#[derive(Clone, Debug, Default)]
+pub struct SyncOutcome {
+    pub lock: Option<LockOutcome>,
+    pub plan: Plan,
+    pub fetched_files: usize,
+    pub fetched_bytes: u64,
+    pub checks: Vec<ModelCheck>,
+    pub elapsed_ms: u64,
+}
+
+/// A loaded project.
+pub struct Project {
+    pub config: Config,
+    pub store: Store,
+    pub settings: FetchSettings,
+    pub reporter: Arc<dyn Reporter>,
+    /// `HF_ENDPOINT` (or the config's override).
+    pub endpoint: String,
+    pub token: Option<String>,
+}
+
+impl Project {
+    pub fn new(config: Config, reporter: Arc<dyn Reporter>) -> Project {
+        let download = &config.models.download;
+        let url = &download.sources.url;
+        let settings = FetchSettings {
+            jobs: config.concurrency(),
+            attempts: download.retries.unwrap_or(5).max(1),
+            stall_timeout: std::time::Duration::from_secs(download.stall_timeout_seconds.unwrap_or(30).max(1)),
+            connect_timeout: std::time::Duration::from_secs(url.timeout_seconds.max(1)),
+            verify_ssl: url.verify_ssl,
+        };
+        let endpoint = crate::env::hf_endpoint(download.sources.huggingface.endpoint.as_deref());
+        Project {
+            store: Store::new(config.models_dir()),
+            config,
+            settings,
+            reporter,
+            endpoint,
+            token: crate::env::hf_token(),
+        }
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.config.lock_path()
+    }
+
+    pub fn read_lock(&self) -> Result<Option<Lockfile>> {
+        Ok(Lockfile::read(&self.lock_path())?)
+    }
+
+    fn fetcher(&self) -> Fetcher {
+        let http = crate::fetch::http_client(&self.settings);
+        Fetcher::new(http, self.settings.clone(), self.reporter.clone(), self.store.tmp_dir())
+    }
+
+    fn check_names(&self, names: &[String]) -> Result<()> {
+        for name in names {
+            if !self.config.specs.iter().any(|s| spec_matches(s, name)) {
+                let known: Vec<_> = self.config.specs.iter().map(|s| format!("`{}`", s.name)).collect();
+                return Err(Error::usage(
+                    format!("no model named `{name}` is in `{}`", self.config.path.display()),
+                    Some(format!("models in the config: {}", if known.is_empty() { "none".into() } else { known.join(", ") })),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// `mdl lock`: resolves what the lock lacks (or what `upgrade` names),
+    /// downloads files whose blake3 is not known yet, and writes `models.lock`.
+    pub async fn lock(&self, upgrade: &Upgrade, mode: LockMode) -> Result<LockOutcome> {
+        if let Upgrade::Names(names) = upgrade {
+            self.check_names(names)?;
+        }
+        let _guard = self.store.lock()?;
+        let mut state = self.store.load_state();
+        let outcome = self.lock_with_state(upgrade, mode, &mut state).await;
+        self.store.save_state(&state)?;
+        outcome
+    }
+
+    async fn lock_with_state(&self, upgrade: &Upgrade, mode: LockMode, state: &mut StoreState) -> Result<LockOutcome> {
+        let path = self.lock_path();
+        let existing = Lockfile::read(&path)?.unwrap_or_default();
+        let mut outcome = LockOutcome::default();
+        let mut to_resolve: Vec<&ModelSpec> = Vec::new();
+        let mut models = BTreeMap::new();
+        for spec in &self.config.specs {
+            match existing.models.get(&spec.name) {
+                Some(entry) if entry.satisfies(spec) && !upgrade.wants(spec) => {
+                    outcome.kept.push(spec.name.clone());
+                    models.insert(spec.name.clone(), entry.clone());
+                }
+                _ => to_resolve.push(spec),
+            }
+        }
+        outcome.removed = existing.models.keys().filter(|n| !self.config.specs.iter().any(|s| &s.name == *n)).cloned().collect();
+        let needs_change = !to_resolve.is_empty() || !outcome.removed.is_empty();
+        if needs_change && mode != LockMode::Write {
+            let mut reasons = existing.differences(&self.config.specs);
+            if reasons.is_empty() {
+                reasons = to_resolve.iter().map(|s| format!("`{}` would be re-resolved", s.name)).collect();
+            }
+            return Err(match mode {
+                LockMode::Locked => LockError::NeedsUpdate { path, reasons },
+                _ => LockError::OfflineNeedsResolve { path, reasons },
+            }
+            .into());
+        }
+
+        // Resolve models concurrently (each is one API call or HEAD).
+        let fetcher = self.fetcher();
+        let resolver = Resolver {
+            http: fetcher.http(),
+            endpoint: self.endpoint.clone(),
+            token: self.token.clone(),
+            reporter: self.reporter.as_ref(),
+            attempts: self.settings.attempts,
+        };
+        let resolved: Vec<(usize, std::result::Result<ResolvedModel, crate::resolve::ResolveError>)> =
+            futures_util::stream::iter(to_resolve.iter().enumerate())
+                .map(|(i, spec)| {
+                    let resolver = &resolver;
+                    async move { (i, resolver.resolve(spec).await) }
+                })
+                .buffer_unordered(self.settings.jobs)
+                .collect()
+                .await;
+        let mut resolved_models: Vec<(&ModelSpec, ResolvedModel)> = Vec::new();
+        let mut errors = Vec::new();
+        let mut resolved = resolved;
+        resolved.sort_by_key(|(i, _)| *i);
+        for (i, result) in resolved {
+            match result {
+                Ok(r) => resolved_models.push((to_resolve[i], r)),
+                Err(e) => errors.push(Error::from(e)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(many("could not resolve every model; the lockfile was not changed", errors));
+        }
+
+        // Each file's blake3: from the old lock when upstream still serves the
+        // same content (same ETag and size), from the disk when the file there
+        // matches upstream's hash, else by downloading it into place.
+        let mut jobs: Vec<FetchJob> = Vec::new();
+        let mut job_slots: Vec<(usize, usize)> = Vec::new();
+        let mut entries: Vec<LockedModel> = Vec::new();
+        for (spec, model) in &resolved_models {
+            let previous = existing.models.get(&spec.name);
+            let dir = spec.dir_name();
+            let mut files = Vec::new();
+            for remote in &model.files {
+                let dest = self.store.file_path(&dir, &remote.path)?;
+                let known = previous.and_then(|p| p.files.iter().find(|f| same_upstream(f, remote)));
+                let blake3 = match known {
+                    Some(f) => Some(f.blake3.clone()),
+                    None => on_disk_matches(&dest, remote, state, &Store::key(&dir, &remote.path)),
+                };
+                let size = remote.size.unwrap_or(0);
+                if blake3.is_none() {
+                    job_slots.push((entries.len(), files.len()));
+                    jobs.push(FetchJob {
+                        label: format!("{}/{}", spec.name, remote.path),
+                        url: remote.url.clone(),
+                        dest,
+                        expect: Expected {
+                            size: remote.size,
+                            sha256: remote.sha256.clone(),
+                            git_oid: remote.git_oid.clone(),
+                            ..Default::default()
+                        },
+                        token: if remote.needs_token { self.token.clone() } else { None },
+                    });
+                }
+                files.push(LockedFile {
+                    path: remote.path.clone(),
+                    size,
+                    blake3: blake3.unwrap_or_default(),
+                    etag: remote.etag.clone(),
+                    sha256: remote.sha256.clone(),
+                    url: remote.url.clone(),
+                });
+            }
+            entries.push(LockedModel {
+                name: spec.name.clone(),
+                source: spec.id.source(),
+                id: spec.id.locator().to_string(),
+                revision: spec.id.revision().map(str::to_string),
+                commit: model.commit.clone(),
+                resolved_url: model.resolved_url.clone(),
+                include: spec.include.clone(),
+                exclude: spec.exclude.clone(),
+                files,
+            });
+        }
+        let results = fetcher.fetch_all(jobs).await;
+        for ((model_i, file_i), result) in job_slots.into_iter().zip(results) {
+            match result {
+                Ok(fetched) => {
+                    let entry = &mut entries[model_i];
+                    let dir = entry.dir_name();
+                    let is_url = entry.source == crate::model_id::Source::Url;
+                    if is_url {
+                        entry.resolved_url = Some(fetched.final_url.clone());
+                    }
+                    let file = &mut entry.files[file_i];
+                    file.blake3 = fetched.blake3.clone();
+                    file.size = fetched.size;
+                    if file.etag.is_none() {
+                        file.etag = fetched.etag.clone();
+                    }
+                    // A URL's final location is only certain once downloaded (HEAD may be refused).
+                    if is_url {
+                        file.url = fetched.final_url.clone();
+                    }
+                    state.files.insert(Store::key(&dir, &file.path), fetched.record);
+                    outcome.downloaded_files += 1;
+                    outcome.downloaded_bytes += fetched.size;
+                }
+                Err(e) => errors.push(Error::from(e)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(many("could not download every file to lock; the lockfile was not changed", errors));
+        }
+        for entry in entries {
+            outcome.resolved.push(entry.name.clone());
+            models.insert(entry.name.clone(), entry);
+        }
+        outcome.lock = Lockfile { models };
+        outcome.written = outcome.lock.write(&path)?;
+        Ok(outcome)
+    }
+
+    /// `mdl sync`: makes the models dir match the lock (locking first when the
+    /// lock is missing or stale), then verifies every model.
+    pub async fn sync(&self, options: &SyncOptions) -> Result<SyncOutcome> {
+        let started = Instant::now();
+        self.check_names(&options.force)?;
+        if let Upgrade::Names(names) = &options.upgrade {
+            self.check_names(names)?;
+        }
+        let _guard = self.store.lock()?;
+        let mut state = self.store.load_state();
+        let mut outcome = SyncOutcome::default();
+
+        let path = self.lock_path();
+        let current = Lockfile::read(&path)?;
+        let stale = match &current {
+            None => true,
+            Some(lock) => !lock.differences(&self.config.specs).is_empty(),
+        };
+        let lock = if stale || options.upgrade != Upgrade::None {
+            if options.dry_run && options.mode == LockMode::Write {
+                return Err(Error::usage(
+                    "`--dry-run` cannot show a plan: the lockfile is missing or does not match the config",
+                    Some("run `mdl lock` first".to_string()),
+                ));
+            }
+            let result = self.lock_with_state(&options.upgrade, options.mode, &mut state).await;
+            self.store.save_state(&state)?;
+            let locked = result?;
+            let lock = locked.lock.clone();
+            outcome.lock = Some(locked);
+            lock
+        } else {
+            current.unwrap_or_default()
+        };
+
+        let force: BTreeSet<String> = self
+            .config
+            .specs
+            .iter()
+            .filter(|s| options.force.iter().any(|n| spec_matches(s, n)))
+            .map(|s| s.name.clone())
+            .collect();
+        let survey = plan::survey(&self.store, &lock, &mut state, options.rehash)?;
+        let plan = Plan::new(&lock, &survey, &force);
+        outcome.plan = plan.clone();
+        if options.dry_run {
+            return Ok(outcome);
+        }
+
+        if !plan.fetch.is_empty() {
+            if options.mode == LockMode::Offline {
+                let errors = plan
+                    .fetch
+                    .iter()
+                    .map(|(f, _)| Error::from(crate::fetch::FetchError::Offline { label: format!("{}/{}", f.model, f.file.path) }))
+                    .collect();
+                return Err(many(&format!("{} file(s) must be downloaded, but mdl is offline", plan.fetch.len()), errors));
+            }
+            let jobs: Vec<FetchJob> = plan
+                .fetch
+                .iter()
+                .map(|(f, _)| {
+                    let model = &lock.models[&f.model];
+                    Ok(FetchJob {
+                        label: format!("{}/{}", f.model, f.file.path),
+                        url: self.download_url(model, &f.file),
+                        dest: self.store.file_path(&f.dir, &f.file.path)?,
+                        expect: Expected {
+                            size: Some(f.file.size),
+                            blake3: Some(f.file.blake3.clone()),
+                            sha256: f.file.sha256.clone(),
+                            ..Default::default()
+                        },
+                        token: (model.source == crate::model_id::Source::Huggingface).then(|| self.token.clone()).flatten(),
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let results = self.fetcher().fetch_all(jobs).await;
+            let mut errors = Vec::new();
+            for ((f, _), result) in plan.fetch.iter().zip(results) {
+                match result {
+                    Ok(fetched) => {
+                        state.files.insert(Store::key(&f.dir, &f.file.path), fetched.record);
+                        outcome.fetched_files += 1;
+                        outcome.fetched_bytes += fetched.size;
+                    }
+                    Err(e) => errors.push(Error::from(e)),
+                }
+            }
+            self.store.save_state(&state)?;
+            if !errors.is_empty() {
+                self.write_registry(&lock, &BTreeMap::new())?;
+                return Err(many("some files could not be synced; files already in place were kept", errors));
+            }
+        }
+        self.store.save_state(&state)?;
+
+        let checks = if options.verify {
+            self.verify_models(&lock, &mut state, &force).await?
+        } else {
+            Vec::new()
+        };
+        self.store.save_state(&state)?;
+        let verifications: BTreeMap<String, Verification> =
+            checks.iter().map(|c| (c.name.clone(), c.verification.clone())).collect();
+        self.write_registry(&lock, &verifications)?;
+        outcome.checks = checks;
+        outcome.elapsed_ms = started.elapsed().as_millis() as u64;
+        let failed: Vec<Error> = outcome
+            .checks
+            .iter()
+            .filter(|c| c.verification.status == VerifyStatus::Failed)
+            .map(|c| {
+                Error::from(verify::VerifyError::Load {
+                    path: PathBuf::from(&c.name),
+                    format: None,
+                    reason: c.verification.error.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        if !failed.is_empty() {
+            return Err(many(&format!("{} model(s) failed verification; they will be verified again on the next sync", failed.len()), failed));
+        }
+        Ok(outcome)
+    }
+
+    /// Where to download a locked file from now. Hub files are fetched from the
+    /// current endpoint at the locked commit (so a lock made against the Hub
+    /// syncs from a mirror named by `HF_ENDPOINT`); URLs from their final URL.
+    fn download_url(&self, model: &LockedModel, file: &LockedFile) -> String {
+        match (&model.source, &model.commit) {
+            (crate::model_id::Source::Huggingface, Some(commit)) => {
+                let resolver = Resolver {
+                    http: &reqwest::Client::new(),
+                    endpoint: self.endpoint.clone(),
+                    token: None,
+                    reporter: &crate::reporter::Silent,
+                    attempts: 1,
+                };
+                resolver.file_url(&model.id, commit, &file.path)
+            }
+            _ => file.url.clone(),
+        }
+    }
+
+    /// `mdl verify`: loads every model (or the named ones) again, ignoring
+    /// remembered results.
+    pub async fn verify(&self, names: &[String]) -> Result<Vec<ModelCheck>> {
+        self.check_names(names)?;
+        let _guard = self.store.lock()?;
+        let lock = self.read_lock()?.ok_or_else(|| {
+            Error::usage("there is no `models.lock` yet", Some("run `mdl sync` first".to_string()))
+        })?;
+        let mut state = self.store.load_state();
+        let wanted: BTreeSet<String> = self
+            .config
+            .specs
+            .iter()
+            .filter(|s| names.is_empty() || names.iter().any(|n| spec_matches(s, n)))
+            .map(|s| s.name.clone())
+            .collect();
+        let mut subset = lock.clone();
+        subset.models.retain(|n, _| wanted.contains(n));
+        let checks = self.verify_models(&subset, &mut state, &wanted).await?;
+        self.store.save_state(&state)?;
+        let mut all: BTreeMap<String, Verification> = Registry::read(&self.registry_path())
+            .models
+            .into_iter()
+            .filter_map(|(n, m)| m.verification.map(|v| (n, v)))
+            .collect();
+        for c in &checks {
+            all.insert(c.name.clone(), c.verification.clone());
+        }
+        self.write_registry(&lock, &all)?;
+        Ok(checks)
+    }
+
+    /// Verifies each locked model on its device. Files whose (blake3, device)
+    /// was verified before are not reloaded unless their model is in `reload`.
+    async fn verify_models(&self, lock: &Lockfile, state: &mut StoreState, reload: &BTreeSet<String>) -> Result<Vec<ModelCheck>> {
+        let mut checks = Vec::new();
+        for model in lock.models.values() {
+            let Some(spec) = self.config.specs.iter().find(|s| s.name == model.name) else { continue };
+            if !spec.verify.load {
+                checks.push(ModelCheck {
+                    name: model.name.clone(),
+                    verification: Verification { status: VerifyStatus::Skipped, device: spec.device.to_string(), files: BTreeMap::new(), error: None },
+                    cached: false,
+                });
+                continue;
+            }
+            self.reporter.report(Event::Verifying { model: &model.name });
+            let device = verify::resolve_device(spec.device)?;
+            let mut files = BTreeMap::new();
+            let mut error = None;
+            let mut all_cached = true;
+            for file in &model.files {
+                let key = format!("{}@{}#{}", file.blake3, device, forward_key(spec.verify.forward.as_deref()));
+                if !reload.contains(&model.name) {
+                    if let Some(record) = state.verified.get(&key) {
+                        files.insert(file.path.clone(), record.clone());
+                        continue;
+                    }
+                }
+                let path = self.store.file_path(&model.dir_name(), &file.path)?;
+                let forward = spec.verify.forward.clone();
+                let result = tokio::task::spawn_blocking(move || verify::verify_file(&path, device, forward.as_deref()))
+                    .await
+                    .map_err(|e| Error::usage(format!("verification thread failed: {e}"), None))?;
+                all_cached = false;
+                match result {
+                    Ok(Some(report)) => {
+                        if report.loaded || !verify::LIBTORCH {
+                            state.verified.insert(key, report.clone());
+                        }
+                        files.insert(file.path.clone(), report);
+                    }
+                    Ok(None) => {}
+                    Err(e) => {
+                        // Never remembered: the next sync tries again.
+                        state.verified.remove(&key);
+                        error = Some(format!("{}: {}", file.path, e));
+                        break;
+                    }
+                }
+            }
+            let status = match (&error, verify::LIBTORCH) {
+                (Some(_), _) => VerifyStatus::Failed,
+                (None, true) => VerifyStatus::Verified,
+                (None, false) => VerifyStatus::FormatChecked,
+            };
+            checks.push(ModelCheck {
+                name: model.name.clone(),
+                verification: Verification { status, device: device.to_string(), files, error },
+                cached: all_cached,
+            });
+        }
+        Ok(checks)
+    }
+
+    pub fn registry_path(&self) -> PathBuf {
+        self.store.root().join(self.config.registry_file_name())
+    }
+
+    /// Rewrites each model's `model_info.json` and the registry from the lock
+    /// and what is on disk. Models whose files are not all in place are left out.
+    fn write_registry(&self, lock: &Lockfile, verifications: &BTreeMap<String, Verification>) -> Result<()> {
+        let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now()).to_string();
+        let mut registry = Registry { version: registry::REGISTRY_VERSION, models: BTreeMap::new() };
+        for model in lock.models.values() {
+            let dir = self.store.model_dir(&model.dir_name());
+            let complete = model
+                .files
+                .iter()
+                .all(|f| self.store.file_path(&model.dir_name(), &f.path).map(|p| p.is_file()).unwrap_or(false));
+            if !complete {
+                continue;
+            }
+            let info_path = dir.join(MODEL_INFO);
+            let previous = ModelInfo::read(&info_path);
+            let mut info = ModelInfo::from_lock(model, previous.as_ref(), &now);
+            if let Some(v) = verifications.get(&model.name) {
+                info.verification = Some(v.clone());
+            }
+            registry::write_json_if_changed(&info_path, &info)?;
+            registry.models.insert(model.name.clone(), info);
+        }
+        registry::write_json_if_changed(&self.registry_path(), &registry)?;
+        Ok(())
+    }
+}
+
+fn forward_key(forward: Option<&[i64]>) -> String {
+    forward.map(|s| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")).unwrap_or_default()
+}
+
+fn many(summary: &str, mut errors: Vec<Error>) -> Error {
+    if errors.len() == 1 {
+        return errors.pop().unwrap();
+    }
+    Error::Many { summary: summary.to_string(), errors }
+}
+
+/// Whether a previously locked file is the same upstream content as `remote`.
+fn same_upstream(old: &LockedFile, remote: &RemoteFile) -> bool {
+    old.path == remote.path
+        && remote.etag.is_some()
+        && old.etag == remote.etag
+        && remote.size.is_none_or(|s| s == old.size)
+        && old.sha256 == remote.sha256
+        && !old.blake3.is_empty()
+}
+
+/// If the file at `dest` already holds what upstream serves (checked against the
+/// Hub's sha256 or git blob id), its blake3 — without downloading it again.
+fn on_disk_matches(dest: &std::path::Path, remote: &RemoteFile, state: &mut StoreState, key: &str) -> Option<String> {
+    use sha1::Digest;
+    let meta = std::fs::metadata(dest).ok()?;
+    if Some(meta.len()) != remote.size || (remote.sha256.is_none() && remote.git_oid.is_none()) {
+        return None;
+    }
+    let mut blake = blake3::Hasher::new();
+    let mut sha = sha2::Sha256::new();
+    let mut git = sha1::Sha1::new();
+    git.update(format!("blob {}\0", meta.len()).as_bytes());
+    let mut file = std::fs::File::open(dest).ok()?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = std::io::Read::read(&mut file, &mut buf).ok()?;
+        if n == 0 {
+            break;
+        }
+        blake.update(&buf[..n]);
+        if remote.sha256.is_some() {
+            sha.update(&buf[..n]);
+        } else {
+            git.update(&buf[..n]);
+        }
+    }
+    let matches = match (&remote.sha256, &remote.git_oid) {
+        (Some(want), _) => hex::encode(sha.finalize()) == *want,
+        (None, Some(want)) => hex::encode(git.finalize()) == *want,
+        _ => false,
+    };
+    if !matches {
+        return None;
+    }
+    let blake3 = blake.finalize().to_hex().to_string();
+    if let Ok(record) = crate::store::FileRecord::stat(dest, blake3.clone()) {
+        state.files.insert(key.to_string(), record);
+    }
+    Some(blake3)
+}

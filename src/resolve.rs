@@ -1,0 +1,298 @@
+//! Resolution: asks each source what a wanted model is right now — the Hub
+//! commit a revision points at and its files (with sizes and LFS sha256), or a
+//! URL's final location after redirects — without downloading anything.
+//!
+//! mdl talks to the Hub API itself rather than through hf-hub's `Api`: the lock
+//! needs every file's size, LFS sha256 and git blob id in one call
+//! (`/api/models/{repo}/revision/{rev}?blobs=true`), and downloads go through
+//! mdl's own engine (resumable, concurrent, hash-checked), which hf-hub's
+//! downloader is not. hf-hub is used for what it is good at here: finding the
+//! token (see `env`).
+
+use std::time::Duration;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::header::{AUTHORIZATION, ETAG};
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use crate::config::ModelSpec;
+use crate::fetch::{backoff, normalize_etag};
+use crate::reporter::{Event, Reporter};
+use crate::store::safe_relative_path;
+
+/// Path-segment encoding: everything but unreserved characters, so a revision
+/// like `refs/pr/1` becomes one segment (`refs%2Fpr%2F1`), as the Python client does.
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+/// File paths keep their `/`.
+const PATH: &AsciiSet = &SEGMENT.remove(b'/');
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("the Hub has no repository `{repo}` (model `{model}`)")]
+    RepoNotFound { model: String, repo: String },
+    #[error("the Hub repository `{repo}` has no revision `{revision}` (model `{model}`)")]
+    RevisionNotFound { model: String, repo: String, revision: String },
+    #[error("the Hub repository `{repo}` is gated or private and needs a token (model `{model}`)")]
+    Unauthorized { model: String, repo: String, token_sent: bool },
+    #[error("resolving `{model}` failed: the server answered {status} for `{url}`{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Http { model: String, url: String, status: u16, message: Option<String> },
+    #[error("resolving `{model}` failed: could not reach `{url}`: {reason}")]
+    Network { model: String, url: String, reason: String },
+    #[error("resolving `{model}` failed: `{url}` sent an answer mdl does not understand: {message}")]
+    BadResponse { model: String, url: String, message: String },
+    #[error("no file of `{repo}` at `{commit}` matches the include/exclude filters of model `{model}`")]
+    NothingMatches { model: String, repo: String, commit: String },
+    #[error("model `{model}`: {source}")]
+    Unsafe { model: String, #[source] source: crate::store::StoreError },
+}
+
+impl ResolveError {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            ResolveError::RepoNotFound { .. } => "check the repo id's spelling; for a private repository set `HF_TOKEN`".into(),
+            ResolveError::RevisionNotFound { .. } => "use an existing branch, tag or full commit sha after `@` (or in `revision:`)".into(),
+            ResolveError::Unauthorized { token_sent: false, .. } => "set `HF_TOKEN` (or run `hf auth login`) with a token that was granted access".into(),
+            ResolveError::Unauthorized { token_sent: true, .. } => "the token was refused: check `HF_TOKEN` or `$HF_HOME/token`, and that it was granted access".into(),
+            ResolveError::Network { .. } => "check the network, `HF_ENDPOINT`, and proxies; `--offline` syncs what is already locked".into(),
+            ResolveError::NothingMatches { .. } => "loosen `include:` / `exclude:` for this model".into(),
+            ResolveError::Unsafe { source, .. } => return source.hint(),
+            ResolveError::Http { .. } | ResolveError::BadResponse { .. } => return None,
+        })
+    }
+}
+
+/// A file of a resolved model, before it is downloaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteFile {
+    pub path: String,
+    pub size: Option<u64>,
+    pub url: String,
+    /// The ETag the source will send (git blob id, or LFS sha256).
+    pub etag: Option<String>,
+    pub sha256: Option<String>,
+    pub git_oid: Option<String>,
+    /// Send the Hub token with this file's request.
+    pub needs_token: bool,
+}
+
+/// A model as the source describes it now.
+#[derive(Clone, Debug)]
+pub struct ResolvedModel {
+    pub commit: Option<String>,
+    pub resolved_url: Option<String>,
+    pub files: Vec<RemoteFile>,
+}
+
+#[derive(Deserialize)]
+struct RepoInfo {
+    sha: Option<String>,
+    #[serde(default)]
+    siblings: Option<Vec<Sibling>>,
+}
+
+#[derive(Deserialize)]
+struct Sibling {
+    rfilename: String,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default, rename = "blobId")]
+    blob_id: Option<String>,
+    #[serde(default)]
+    lfs: Option<Lfs>,
+}
+
+#[derive(Deserialize)]
+struct Lfs {
+    sha256: String,
+    size: u64,
+}
+
+/// Talks to the sources' metadata endpoints.
+pub struct Resolver<'a> {
+    pub http: &'a reqwest::Client,
+    pub endpoint: String,
+    pub token: Option<String>,
+    pub reporter: &'a dyn Reporter,
+    pub attempts: u32,
+}
+
+fn filters(spec: &ModelSpec) -> (Option<GlobSet>, GlobSet) {
+    let build = |globs: &[String]| {
+        let mut b = GlobSetBuilder::new();
+        for g in globs {
+            // Validated when the config was parsed.
+            b.add(Glob::new(g).expect("valid glob"));
+        }
+        b.build().expect("valid glob set")
+    };
+    let include = (!spec.include.is_empty()).then(|| build(&spec.include));
+    (include, build(&spec.exclude))
+}
+
+impl Resolver<'_> {
+    /// The resolve URL of a file at a commit.
+    pub fn file_url(&self, repo: &str, commit: &str, path: &str) -> String {
+        format!(
+            "{}/{repo}/resolve/{}/{}",
+            self.endpoint,
+            utf8_percent_encode(commit, SEGMENT),
+            utf8_percent_encode(path, PATH)
+        )
+    }
+
+    pub async fn resolve(&self, spec: &ModelSpec) -> Result<ResolvedModel, ResolveError> {
+        self.reporter.report(Event::Resolving { model: &spec.name });
+        match &spec.id {
+            crate::model_id::ModelId::Huggingface { repo, revision } => {
+                self.resolve_hub(spec, repo, revision.as_deref().unwrap_or("main")).await
+            }
+            crate::model_id::ModelId::Url { url } => self.resolve_url(spec, url).await,
+        }
+    }
+
+    /// Sends a GET or HEAD, retrying connection errors, 429 and 5xx with backoff.
+    async fn send(&self, model: &str, method: reqwest::Method, url: &str, token: bool) -> Result<reqwest::Response, ResolveError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self.http.request(method.clone(), url);
+            if token {
+                if let Some(t) = &self.token {
+                    request = request.header(AUTHORIZATION, format!("Bearer {t}"));
+                }
+            }
+            self.reporter.report(Event::Request { method: method.as_str(), url });
+            let reason = match request.timeout(Duration::from_secs(60)).send().await {
+                Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    format!("the server answered {}", r.status())
+                }
+                Ok(r) => return Ok(r),
+                Err(e) => {
+                    let mut text = e.to_string();
+                    let mut src = std::error::Error::source(&e);
+                    while let Some(s) = src {
+                        text.push_str(&format!(": {s}"));
+                        src = s.source();
+                    }
+                    text
+                }
+            };
+            if attempt >= self.attempts {
+                return Err(ResolveError::Network { model: model.into(), url: url.into(), reason });
+            }
+            let wait = backoff(attempt);
+            self.reporter.report(Event::Retrying { label: model, attempt, reason: &reason, wait });
+            tokio::time::sleep(wait).await;
+        }
+    }
+
+    async fn resolve_hub(&self, spec: &ModelSpec, repo: &str, revision: &str) -> Result<ResolvedModel, ResolveError> {
+        let model = &spec.name;
+        let url = format!(
+            "{}/api/models/{repo}/revision/{}?blobs=true",
+            self.endpoint,
+            utf8_percent_encode(revision, SEGMENT)
+        );
+        let response = self.send(model, reqwest::Method::GET, &url, true).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let code = response.headers().get("x-error-code").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let message = response.headers().get("x-error-message").and_then(|v| v.to_str().ok()).map(str::to_string);
+            return Err(match (status.as_u16(), code.as_deref()) {
+                (_, Some("RepoNotFound")) => ResolveError::RepoNotFound { model: model.clone(), repo: repo.into() },
+                (_, Some("RevisionNotFound")) => ResolveError::RevisionNotFound { model: model.clone(), repo: repo.into(), revision: revision.into() },
+                (401 | 403, _) | (_, Some("GatedRepo")) => {
+                    ResolveError::Unauthorized { model: model.clone(), repo: repo.into(), token_sent: self.token.is_some() }
+                }
+                (404, _) => ResolveError::RepoNotFound { model: model.clone(), repo: repo.into() },
+                (status, _) => ResolveError::Http { model: model.clone(), url, status, message },
+            });
+        }
+        let body = response.bytes().await.map_err(|e| ResolveError::Network {
+            model: model.clone(),
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let info: RepoInfo = serde_json::from_slice(&body).map_err(|e| ResolveError::BadResponse {
+            model: model.clone(),
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        let bad = |message: &str| ResolveError::BadResponse { model: model.clone(), url: url.clone(), message: message.into() };
+        let commit = info.sha.ok_or_else(|| bad("no `sha` field"))?;
+        if commit.len() != 40 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(bad("`sha` is not a 40-hex commit id"));
+        }
+        let siblings = info.siblings.ok_or_else(|| bad("no `siblings` field"))?;
+        let (include, exclude) = filters(spec);
+        let mut files = Vec::new();
+        for sibling in siblings {
+            let path = sibling.rfilename;
+            // Refuse escaping names before anything is written.
+            safe_relative_path(&path).map_err(|source| ResolveError::Unsafe { model: model.clone(), source })?;
+            if include.as_ref().is_some_and(|g| !g.is_match(&path)) || exclude.is_match(&path) {
+                continue;
+            }
+            let (size, etag, sha256) = match &sibling.lfs {
+                Some(lfs) => (Some(lfs.size), Some(lfs.sha256.clone()), Some(lfs.sha256.clone())),
+                None => (sibling.size, sibling.blob_id.clone(), None),
+            };
+            files.push(RemoteFile {
+                url: self.file_url(repo, &commit, &path),
+                path,
+                size,
+                etag,
+                sha256,
+                git_oid: if sibling.lfs.is_none() { sibling.blob_id } else { None },
+                needs_token: true,
+            });
+        }
+        if files.is_empty() {
+            return Err(ResolveError::NothingMatches { model: model.clone(), repo: repo.into(), commit });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(ResolvedModel { commit: Some(commit), resolved_url: None, files })
+    }
+
+    /// A HEAD that follows redirects gives the final URL, ETag and size. Servers
+    /// that refuse HEAD are resolved by the download itself.
+    async fn resolve_url(&self, spec: &ModelSpec, url: &str) -> Result<ResolvedModel, ResolveError> {
+        let model = &spec.name;
+        let response = self.send(model, reqwest::Method::HEAD, url, false).await?;
+        let status = response.status();
+        let file_name = url.split(['?', '#']).next().unwrap_or(url).rsplit('/').next().unwrap_or("model").to_string();
+        let (final_url, etag, size) = if status.is_success() {
+            let etag = response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(normalize_etag);
+            (response.url().to_string(), etag, response.content_length().filter(|_| etag_or_size_trusted(&response)))
+        } else if matches!(status.as_u16(), 405 | 501) {
+            (url.to_string(), None, None)
+        } else {
+            let message = response.headers().get("x-error-message").and_then(|v| v.to_str().ok()).map(str::to_string);
+            return Err(ResolveError::Http { model: model.clone(), url: url.into(), status: status.as_u16(), message });
+        };
+        safe_relative_path(&file_name).map_err(|source| ResolveError::Unsafe { model: model.clone(), source })?;
+        Ok(ResolvedModel {
+            commit: None,
+            resolved_url: Some(final_url.clone()),
+            files: vec![RemoteFile {
+                path: file_name,
+                size,
+                url: final_url,
+                etag,
+                sha256: None,
+                git_oid: None,
+                needs_token: false,
+            }],
+        })
+    }
+}
+
+/// A HEAD's Content-Length is only the body's size when no content coding applies.
+fn etag_or_size_trusted(response: &reqwest::Response) -> bool {
+    response
+        .headers()
+        .get(reqwest::header::CONTENT_ENCODING)
+        .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"))
+}

@@ -1,0 +1,295 @@
+//! Loading with libtorch (`tch`) on the target device.
+//!
+//! * TorchScript: `CModule::load_on_device`, then optionally one `forward` on a
+//!   zero input of the configured shape.
+//! * safetensors: `Tensor::read_safetensors`, then each tensor moved to the device.
+//! * `torch.save` files: libtorch's loaders reject the usual `OrderedDict` state
+//!   dict (its unpickler does not rebuild `collections.OrderedDict`, measured in
+//!   `shared/docs/libtorch.md`), so `torch_file` reads the pickle and storages and
+//!   every tensor is built here from its real bytes: a 1-D tensor over the
+//!   storage, `as_strided` to the saved view, moved to the device, and summed, so
+//!   libtorch touches every element.
+//!
+//! libtorch reports C++ exceptions as `TchError`s; a panic from a tch call is
+//! also caught, so a bad file never aborts the process.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use tch::{Kind, Tensor};
+
+use super::torch_file::{self, Dtype};
+use super::{FileReport, Format, TensorReport, VerifyError};
+use crate::config::Device;
+
+fn kind(dtype: Dtype) -> Kind {
+    match dtype {
+        Dtype::F64 => Kind::Double,
+        Dtype::F32 => Kind::Float,
+        Dtype::F16 => Kind::Half,
+        Dtype::BF16 => Kind::BFloat16,
+        Dtype::I64 => Kind::Int64,
+        Dtype::I32 => Kind::Int,
+        Dtype::I16 => Kind::Int16,
+        Dtype::I8 => Kind::Int8,
+        Dtype::U8 => Kind::Uint8,
+        Dtype::Bool => Kind::Bool,
+        Dtype::C64 => Kind::ComplexFloat,
+        Dtype::C128 => Kind::ComplexDouble,
+        Dtype::F8E4M3 => Kind::Float8e4m3fn,
+        Dtype::F8E5M2 => Kind::Float8e5m2,
+    }
+}
+
+fn kind_name(k: Kind) -> String {
+    match k {
+        Kind::Double => "float64",
+        Kind::Float => "float32",
+        Kind::Half => "float16",
+        Kind::BFloat16 => "bfloat16",
+        Kind::Int64 => "int64",
+        Kind::Int => "int32",
+        Kind::Int16 => "int16",
+        Kind::Int8 => "int8",
+        Kind::Uint8 => "uint8",
+        Kind::Bool => "bool",
+        Kind::ComplexFloat => "complex64",
+        Kind::ComplexDouble => "complex128",
+        Kind::Float8e4m3fn => "float8_e4m3fn",
+        Kind::Float8e5m2 => "float8_e5m2",
+        other => return format!("{other:?}").to_lowercase(),
+    }
+    .to_string()
+}
+
+fn tch_device(device: Device) -> tch::Device {
+    match device {
+        Device::Cpu | Device::Auto => tch::Device::Cpu,
+        Device::Cuda(n) => tch::Device::Cuda(n.unwrap_or(0)),
+        Device::Mps => tch::Device::Mps,
+    }
+}
+
+/// `auto` → CUDA when present; an unavailable device is an error, never a
+/// silent fallback to CPU.
+pub fn resolve_device(device: Device) -> Result<Device, VerifyError> {
+    let count = tch::Cuda::device_count();
+    let cuda_detail = || {
+        format!(
+            "libtorch {} reports {count} CUDA device(s){}",
+            if cfg!(feature = "cuda") { "(built with CUDA linked)" } else { "(this mdl build does not link libtorch_cuda; see README)" },
+            if count == 0 { " on this machine" } else { "" }
+        )
+    };
+    match device {
+        Device::Cpu => Ok(Device::Cpu),
+        Device::Auto => Ok(if tch::Cuda::is_available() { Device::Cuda(Some(0)) } else { Device::Cpu }),
+        Device::Cuda(n) => {
+            if !tch::Cuda::is_available() || n.is_some_and(|n| n as i64 >= count) {
+                return Err(VerifyError::DeviceUnavailable { device, what: "CUDA", detail: cuda_detail() });
+            }
+            Ok(Device::Cuda(Some(n.unwrap_or(0))))
+        }
+        Device::Mps => {
+            if !tch::utils::has_mps() {
+                return Err(VerifyError::DeviceUnavailable {
+                    device,
+                    what: "MPS",
+                    detail: "MPS exists only on Apple silicon with an MPS-enabled libtorch".into(),
+                });
+            }
+            Ok(Device::Mps)
+        }
+    }
+}
+
+/// Runs a tch closure, turning a panic into an error message.
+fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(panic) => Err(panic
+            .downcast_ref::<String>()
+            .cloned()
+            .or_else(|| panic.downcast_ref::<&str>().map(|s| s.to_string()))
+            .unwrap_or_else(|| "libtorch panicked".into())),
+    }
+}
+
+fn first_line(e: impl std::fmt::Display) -> String {
+    // libtorch errors carry a C++ backtrace after the first lines; keep the reason.
+    let text = e.to_string();
+    let mut lines: Vec<&str> = text.lines().take_while(|l| !l.starts_with("Exception raised from")).collect();
+    lines.retain(|l| !l.trim().is_empty());
+    lines.join(" ").trim().to_string()
+}
+
+struct Summary {
+    details: Vec<TensorReport>,
+    dtypes: BTreeSet<String>,
+    parameters: u64,
+    bytes: u64,
+}
+
+impl Summary {
+    fn new() -> Summary {
+        Summary { details: Vec::new(), dtypes: BTreeSet::new(), parameters: 0, bytes: 0 }
+    }
+
+    /// Records a tensor that libtorch holds, summing it so every element is read.
+    fn add(&mut self, name: &str, t: &Tensor) -> Result<(), String> {
+        let k = t.f_kind().map_err(first_line)?;
+        let numel = t.numel() as u64;
+        let sum = match k {
+            Kind::ComplexFloat | Kind::ComplexDouble => t.f_abs().and_then(|a| a.f_sum(Kind::Double)),
+            Kind::Float8e4m3fn | Kind::Float8e5m2 => t.f_to_kind(Kind::Float).and_then(|a| a.f_sum(Kind::Double)),
+            _ => t.f_sum(Kind::Double),
+        }
+        .and_then(|s| s.f_double_value(&[]))
+        .map_err(first_line)?;
+        self.parameters += numel;
+        self.bytes += numel * k.elt_size_in_bytes() as u64;
+        self.dtypes.insert(kind_name(k));
+        self.details.push(TensorReport { name: name.to_string(), dtype: kind_name(k), shape: t.size(), sum: Some(sum) });
+        Ok(())
+    }
+
+    fn report(self, format: Format, device: Device, forward_output: Option<Vec<i64>>) -> FileReport {
+        FileReport {
+            format,
+            tensors: self.details.len() as u64,
+            parameters: self.parameters,
+            bytes: self.bytes,
+            dtypes: self.dtypes.into_iter().collect(),
+            loaded: true,
+            device: device.to_string(),
+            forward_output,
+            load_ms: 0,
+            details: self.details,
+        }
+    }
+}
+
+pub fn load(path: &Path, format: Format, device: Device, forward: Option<&[i64]>) -> Result<FileReport, String> {
+    let target = tch_device(device);
+    guarded(|| match format {
+        Format::TorchScript => {
+            let module = tch::CModule::load_on_device(path, target).map_err(first_line)?;
+            let mut summary = Summary::new();
+            for (name, t) in module.named_parameters().map_err(first_line)? {
+                summary.add(&name, &t)?;
+            }
+            let output = match forward {
+                Some(shape) => {
+                    let input = Tensor::f_zeros(shape, (Kind::Float, target)).map_err(first_line)?;
+                    let out = tch::no_grad(|| module.forward_ts(&[input])).map_err(|e| format!("forward on a zero input of shape {shape:?} failed: {}", first_line(e)))?;
+                    Some(out.size())
+                }
+                None => None,
+            };
+            Ok(summary.report(format, device, output))
+        }
+        Format::Safetensors => {
+            let tensors = Tensor::read_safetensors(path).map_err(first_line)?;
+            let mut summary = Summary::new();
+            for (name, t) in tensors {
+                let t = t.f_to_device(target).map_err(first_line)?;
+                summary.add(&name, &t)?;
+            }
+            Ok(summary.report(format, device, None))
+        }
+        Format::TorchZip | Format::TorchLegacy => {
+            let file = if format == Format::TorchZip { torch_file::read_zip(path) } else { torch_file::read_legacy(path) };
+            let file = file.map_err(|e| e.to_string())?;
+            let mut summary = Summary::new();
+            // Each storage becomes one libtorch tensor on the device; views share it.
+            let mut built = std::collections::BTreeMap::new();
+            for (key, storage) in &file.storages {
+                let flat = Tensor::f_from_data_size(&storage.bytes, &[storage.numel], kind(storage.dtype))
+                    .and_then(|t| t.f_to_device(target))
+                    .map_err(|e| format!("storage `{key}`: {}", first_line(e)))?;
+                built.insert(key.clone(), flat);
+            }
+            for t in &file.tensors {
+                let tensor = built[&t.storage]
+                    .f_as_strided(t.shape.as_slice(), t.stride.as_slice(), t.offset)
+                    .map_err(|e| format!("tensor `{}`: {}", t.name, first_line(e)))?;
+                if tensor.size() != t.shape {
+                    return Err(format!("tensor `{}` came out with shape {:?}, not {:?}", t.name, tensor.size(), t.shape));
+                }
+                summary.add(&t.name, &tensor)?;
+            }
+            Ok(summary.report(format, device, None))
+        }
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::path::PathBuf;
+
+    fn fixture(name: &str) -> PathBuf {
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+    }
+
+    /// Every tensor libtorch builds has the shape, dtype and element sum that
+    /// PyTorch recorded when it wrote the file.
+    #[test]
+    fn libtorch_sees_what_pytorch_saved() {
+        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("manifest.json")).unwrap()).unwrap();
+        let cases = [
+            ("state_dict.pth", Format::TorchZip, ""),
+            ("mixed_dtypes.pt", Format::TorchZip, ""),
+            ("checkpoint.pt", Format::TorchZip, ""),
+            ("legacy.pth", Format::TorchLegacy, ""),
+            ("model.safetensors", Format::Safetensors, ""),
+            ("scripted.pt", Format::TorchScript, ""),
+        ];
+        for (name, format, _) in cases {
+            let report = load(&fixture(name), format, Device::Cpu, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let want = &manifest[name];
+            assert_eq!(report.tensors, want["tensors"].as_u64().unwrap(), "{name}");
+            assert_eq!(report.parameters, want["parameters"].as_u64().unwrap(), "{name}");
+            assert_eq!(report.bytes, want["bytes"].as_u64().unwrap(), "{name}");
+            for t in &report.details {
+                let sum = want["sums"][&t.name].as_f64().unwrap_or_else(|| panic!("{name}: no sum for {}", t.name));
+                let got = t.sum.unwrap();
+                assert!((got - sum).abs() <= 1e-3 * sum.abs().max(1.0), "{name}/{}: {got} vs {sum}", t.name);
+                let shape: Vec<i64> = serde_json::from_value(want["shapes"][&t.name].clone()).unwrap();
+                assert_eq!(t.shape, shape, "{name}/{}", t.name);
+            }
+        }
+    }
+
+    #[test]
+    fn forward_runs_on_zero_input() {
+        let report = load(&fixture("scripted.pt"), Format::TorchScript, Device::Cpu, Some(&[1, 3, 8, 8])).unwrap();
+        assert_eq!(report.forward_output, Some(vec![1, 2]));
+        let err = load(&fixture("scripted.pt"), Format::TorchScript, Device::Cpu, Some(&[1, 5])).unwrap_err();
+        assert!(err.contains("forward on a zero input"), "{err}");
+    }
+
+    #[test]
+    fn broken_files_are_errors_not_aborts() {
+        for (name, format) in [
+            ("broken_truncated.pth", Format::TorchZip),
+            ("broken_missing_record.pth", Format::TorchZip),
+            ("broken_truncated.safetensors", Format::Safetensors),
+            ("broken_not_a_model.pt", Format::TorchScript),
+            ("state_dict.pth", Format::TorchScript),
+        ] {
+            let err = load(&fixture(name), format, Device::Cpu, None).unwrap_err();
+            assert!(!err.is_empty(), "{name}");
+        }
+    }
+
+    #[test]
+    fn cuda_is_a_clear_error_without_a_gpu() {
+        if tch::Cuda::is_available() {
+            return; // Only meaningful on a machine without CUDA, like CI here.
+        }
+        let err = resolve_device(Device::Cuda(None)).unwrap_err();
+        assert!(err.to_string().contains("libtorch sees no CUDA device"), "{err}");
+        assert_eq!(resolve_device(Device::Auto).unwrap(), Device::Cpu);
+    }
+}

@@ -1,0 +1,392 @@
+//! Reads `torch.save` files — the zip format (`archive/data.pkl` + raw storages
+//! in `archive/data/<key>`) and the legacy pre-1.6 format (a sequence of pickles
+//! followed by the raw storages) — into a list of tensors described by dtype,
+//! shape, stride, storage offset and their storage bytes.
+//!
+//! libtorch's own loaders cannot do this for the commonest file of all,
+//! `torch.save(model.state_dict())`: its unpickler does not rebuild
+//! `collections.OrderedDict`. So mdl reads the pickle itself and hands every
+//! tensor's real bytes to libtorch (see `libtorch.rs`). Everything here is
+//! checked without libtorch too: each storage exists, has the size its
+//! persistent id claims, and covers every view of it.
+
+use std::collections::BTreeMap;
+use std::io::Read;
+use std::path::Path;
+
+use super::pickle::{self, Value};
+
+/// Element types torch storages carry.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Dtype {
+    F64,
+    F32,
+    F16,
+    BF16,
+    I64,
+    I32,
+    I16,
+    I8,
+    U8,
+    Bool,
+    C64,
+    C128,
+    F8E4M3,
+    F8E5M2,
+}
+
+impl Dtype {
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F64 | Dtype::I64 | Dtype::C64 => 8,
+            Dtype::C128 => 16,
+            Dtype::F32 | Dtype::I32 => 4,
+            Dtype::F16 | Dtype::BF16 | Dtype::I16 => 2,
+            Dtype::I8 | Dtype::U8 | Dtype::Bool | Dtype::F8E4M3 | Dtype::F8E5M2 => 1,
+        }
+    }
+
+    /// torch's name (`float32`, …), as `str(t.dtype)` prints it without `torch.`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F64 => "float64",
+            Dtype::F32 => "float32",
+            Dtype::F16 => "float16",
+            Dtype::BF16 => "bfloat16",
+            Dtype::I64 => "int64",
+            Dtype::I32 => "int32",
+            Dtype::I16 => "int16",
+            Dtype::I8 => "int8",
+            Dtype::U8 => "uint8",
+            Dtype::Bool => "bool",
+            Dtype::C64 => "complex64",
+            Dtype::C128 => "complex128",
+            Dtype::F8E4M3 => "float8_e4m3fn",
+            Dtype::F8E5M2 => "float8_e5m2",
+        }
+    }
+
+    /// From a storage class name (`FloatStorage`).
+    fn from_storage(name: &str) -> Option<Dtype> {
+        Some(match name {
+            "DoubleStorage" => Dtype::F64,
+            "FloatStorage" => Dtype::F32,
+            "HalfStorage" => Dtype::F16,
+            "BFloat16Storage" => Dtype::BF16,
+            "LongStorage" => Dtype::I64,
+            "IntStorage" => Dtype::I32,
+            "ShortStorage" => Dtype::I16,
+            "CharStorage" => Dtype::I8,
+            "ByteStorage" => Dtype::U8,
+            "BoolStorage" => Dtype::Bool,
+            "ComplexFloatStorage" => Dtype::C64,
+            "ComplexDoubleStorage" => Dtype::C128,
+            "Float8_e4m3fnStorage" => Dtype::F8E4M3,
+            "Float8_e5m2Storage" => Dtype::F8E5M2,
+            _ => return None,
+        })
+    }
+
+    /// From a `torch.<dtype>` global (rebuild_tensor_v3 passes the dtype).
+    fn from_torch_name(name: &str) -> Option<Dtype> {
+        Some(match name {
+            "float64" | "double" => Dtype::F64,
+            "float32" | "float" => Dtype::F32,
+            "float16" | "half" => Dtype::F16,
+            "bfloat16" => Dtype::BF16,
+            "int64" | "long" => Dtype::I64,
+            "int32" | "int" => Dtype::I32,
+            "int16" | "short" => Dtype::I16,
+            "int8" => Dtype::I8,
+            "uint8" => Dtype::U8,
+            "bool" => Dtype::Bool,
+            "complex64" => Dtype::C64,
+            "complex128" => Dtype::C128,
+            "float8_e4m3fn" => Dtype::F8E4M3,
+            "float8_e5m2" => Dtype::F8E5M2,
+            _ => return None,
+        })
+    }
+}
+
+/// A tensor as the pickle describes it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorRef {
+    /// Its place in the saved object: `conv.weight`, `model.fc.bias`, `0.1`.
+    pub name: String,
+    pub dtype: Dtype,
+    pub storage: String,
+    pub offset: i64,
+    pub shape: Vec<i64>,
+    pub stride: Vec<i64>,
+}
+
+impl TensorRef {
+    pub fn numel(&self) -> i64 {
+        self.shape.iter().product()
+    }
+}
+
+/// A storage's bytes, read and checked.
+#[derive(Clone, Debug)]
+pub struct Storage {
+    pub dtype: Dtype,
+    pub numel: i64,
+    pub bytes: Vec<u8>,
+}
+
+/// A parsed `torch.save` file.
+#[derive(Debug)]
+pub struct TorchFile {
+    pub legacy: bool,
+    pub tensors: Vec<TensorRef>,
+    pub storages: BTreeMap<String, Storage>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum TorchFileError {
+    #[error("{0}")]
+    Zip(String),
+    #[error("its pickle cannot be read: {0}")]
+    Pickle(#[from] pickle::PickleError),
+    #[error("{0}")]
+    Invalid(String),
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+fn invalid(msg: impl Into<String>) -> TorchFileError {
+    TorchFileError::Invalid(msg.into())
+}
+
+/// Reads a zip-format `torch.save` file.
+pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
+    let file = std::fs::File::open(path)?;
+    let mut zip = zip::ZipArchive::new(file).map_err(|e| TorchFileError::Zip(format!("the zip archive is unreadable ({e})")))?;
+    let pkl_name = (0..zip.len())
+        .filter_map(|i| zip.name_for_index(i).map(str::to_string))
+        .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
+        .ok_or_else(|| invalid("the archive has no `data.pkl`"))?;
+    let root = pkl_name.trim_end_matches("data.pkl").to_string();
+    let mut pkl = Vec::new();
+    zip.by_name(&pkl_name)
+        .map_err(|e| TorchFileError::Zip(e.to_string()))?
+        .read_to_end(&mut pkl)
+        .map_err(|e| TorchFileError::Zip(format!("`{pkl_name}` is corrupt ({e})")))?;
+    let mut pos = 0;
+    let object = pickle::read(&pkl, &mut pos)?;
+    let mut tensors = Vec::new();
+    let mut storage_ids = BTreeMap::new();
+    collect(&object, String::new(), &mut tensors, &mut storage_ids, 0)?;
+    let mut storages = BTreeMap::new();
+    for (key, (dtype, numel)) in storage_ids {
+        let record = format!("{root}data/{key}");
+        let mut entry = zip
+            .by_name(&record)
+            .map_err(|_| invalid(format!("the pickle references storage `{key}`, but the archive has no record `{record}`")))?;
+        let want = numel as u64 * dtype.size() as u64;
+        if entry.size() != want {
+            return Err(invalid(format!("storage `{key}` holds {} bytes, but {numel} {} elements need {want}", entry.size(), dtype.name())));
+        }
+        let mut bytes = Vec::with_capacity(want as usize);
+        entry
+            .read_to_end(&mut bytes)
+            .map_err(|e| TorchFileError::Zip(format!("storage `{key}` is corrupt ({e})")))?;
+        storages.insert(key, Storage { dtype, numel, bytes });
+    }
+    check_extents(&tensors, &storages)?;
+    Ok(TorchFile { legacy: false, tensors, storages })
+}
+
+const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
+
+/// Whether `head` starts like a legacy `torch.save` file (a pickled magic number).
+pub fn is_legacy(head: &[u8]) -> bool {
+    head.len() >= 14 && head[0] == 0x80 && head[2] == 0x8a && head[3] == 10 && head[4..14] == LEGACY_MAGIC
+}
+
+/// Reads a legacy (pre-1.6, `_use_new_zipfile_serialization=False`) file.
+pub fn read_legacy(path: &Path) -> Result<TorchFile, TorchFileError> {
+    let data = std::fs::read(path)?;
+    let mut pos = 0;
+    let magic = pickle::read(&data, &mut pos)?;
+    if magic != Value::BigInt(LEGACY_MAGIC.to_vec()) {
+        return Err(invalid("it is not a torch legacy file (bad magic number)"));
+    }
+    let _protocol = pickle::read(&data, &mut pos)?;
+    let _sys_info = pickle::read(&data, &mut pos)?;
+    let object = pickle::read(&data, &mut pos)?;
+    let keys = pickle::read(&data, &mut pos)?;
+    let mut tensors = Vec::new();
+    let mut storage_ids = BTreeMap::new();
+    collect(&object, String::new(), &mut tensors, &mut storage_ids, 0)?;
+    let keys: Vec<String> = keys
+        .as_tuple()
+        .ok_or_else(|| invalid("the storage key list is missing"))?
+        .iter()
+        .map(|k| k.as_str().map(str::to_string).ok_or_else(|| invalid("a storage key is not a string")))
+        .collect::<Result<_, _>>()?;
+    let mut storages = BTreeMap::new();
+    for key in keys {
+        let (dtype, numel) = *storage_ids
+            .get(&key)
+            .ok_or_else(|| invalid(format!("storage `{key}` is listed but never used")))?;
+        let header = data
+            .get(pos..pos + 8)
+            .ok_or_else(|| invalid(format!("the file ends before storage `{key}`")))?;
+        let stored = u64::from_le_bytes(header.try_into().unwrap());
+        pos += 8;
+        if stored != numel as u64 {
+            return Err(invalid(format!("storage `{key}` holds {stored} elements, but {numel} were announced")));
+        }
+        let len = numel as usize * dtype.size();
+        let bytes = data
+            .get(pos..pos + len)
+            .ok_or_else(|| invalid(format!("the file ends inside storage `{key}` (truncated)")))?
+            .to_vec();
+        pos += len;
+        storages.insert(key, Storage { dtype, numel, bytes });
+    }
+    if let Some(missing) = storage_ids.keys().find(|k| !storages.contains_key(*k)) {
+        return Err(invalid(format!("the pickle references storage `{missing}`, which the file does not hold")));
+    }
+    check_extents(&tensors, &storages)?;
+    Ok(TorchFile { legacy: true, tensors, storages })
+}
+
+/// Every view must lie inside its storage.
+fn check_extents(tensors: &[TensorRef], storages: &BTreeMap<String, Storage>) -> Result<(), TorchFileError> {
+    for t in tensors {
+        let storage = &storages[&t.storage];
+        if t.shape.len() != t.stride.len() || t.shape.iter().any(|&d| d < 0) || t.offset < 0 {
+            return Err(invalid(format!("tensor `{}` has an invalid shape or stride", t.name)));
+        }
+        if t.numel() == 0 {
+            continue;
+        }
+        let last = t.offset + t.shape.iter().zip(&t.stride).map(|(d, s)| (d - 1) * s).sum::<i64>();
+        if last >= storage.numel {
+            return Err(invalid(format!(
+                "tensor `{}` reaches element {last} of storage `{}`, which has {}",
+                t.name, t.storage, storage.numel
+            )));
+        }
+    }
+    Ok(())
+}
+
+fn ints(v: &Value, what: &str, name: &str) -> Result<Vec<i64>, TorchFileError> {
+    v.as_tuple()
+        .ok_or_else(|| invalid(format!("tensor `{name}`: {what} is not a tuple")))?
+        .iter()
+        .map(|x| x.as_int().ok_or_else(|| invalid(format!("tensor `{name}`: {what} holds a non-integer"))))
+        .collect()
+}
+
+/// `('storage', torch.FloatStorage, key, location, numel[, view_metadata])`
+fn storage_of(pid: &Value, name: &str) -> Result<(String, Dtype, i64), TorchFileError> {
+    let Value::PersistentId(inner) = pid else {
+        return Err(invalid(format!("tensor `{name}` has no storage reference")));
+    };
+    let t = inner.as_tuple().ok_or_else(|| invalid("a storage reference is not a tuple"))?;
+    if t.len() < 5 || t[0].as_str() != Some("storage") {
+        return Err(invalid("a storage reference has an unknown form"));
+    }
+    let dtype = match &t[1] {
+        Value::Global { name: class, .. } => Dtype::from_storage(class)
+            .ok_or_else(|| invalid(format!("tensor `{name}` uses storage type `{class}`, which mdl cannot read")))?,
+        _ => return Err(invalid("a storage reference has no storage type")),
+    };
+    let key = t[2].as_str().ok_or_else(|| invalid("a storage key is not a string"))?.to_string();
+    let numel = t[4].as_int().ok_or_else(|| invalid("a storage size is not an integer"))?;
+    if numel < 0 {
+        return Err(invalid("a storage size is negative"));
+    }
+    Ok((key, dtype, numel))
+}
+
+fn collect(
+    v: &Value,
+    path: String,
+    out: &mut Vec<TensorRef>,
+    storages: &mut BTreeMap<String, (Dtype, i64)>,
+    depth: usize,
+) -> Result<(), TorchFileError> {
+    if depth > 256 {
+        return Err(invalid("the saved object is nested too deeply"));
+    }
+    let child = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    if let Some(map) = pickle::as_mapping(v) {
+        for (k, val) in map {
+            let key = match k {
+                Value::Str(s) => s.clone(),
+                Value::Int(i) => i.to_string(),
+                _ => continue,
+            };
+            collect(val, child(&key), out, storages, depth + 1)?;
+        }
+        return Ok(());
+    }
+    match v {
+        Value::Call { callable, args } => {
+            let Value::Global { module, name } = &**callable else {
+                return collect(args, path, out, storages, depth + 1);
+            };
+            let args = args.as_tuple().unwrap_or(&[]);
+            match (module.as_str(), name.as_str()) {
+                ("torch._utils", "_rebuild_tensor_v2" | "_rebuild_tensor" | "_rebuild_tensor_v3") => {
+                    if args.len() < 4 {
+                        return Err(invalid(format!("tensor `{path}` has too few rebuild arguments")));
+                    }
+                    let (key, mut dtype, numel) = storage_of(&args[0], &path)?;
+                    if name == "_rebuild_tensor_v3" {
+                        if let Some(Value::Global { name: d, .. }) = args.get(6) {
+                            dtype = Dtype::from_torch_name(d).unwrap_or(dtype);
+                        }
+                    }
+                    let offset = args[1].as_int().ok_or_else(|| invalid(format!("tensor `{path}`: bad storage offset")))?;
+                    let shape = ints(&args[2], "size", &path)?;
+                    let stride = ints(&args[3], "stride", &path)?;
+                    if let Some((d, n)) = storages.get(&key) {
+                        if (*d, *n) != (dtype, numel) {
+                            return Err(invalid(format!("storage `{key}` is described two different ways")));
+                        }
+                    }
+                    storages.insert(key.clone(), (dtype, numel));
+                    out.push(TensorRef { name: path, dtype, storage: key, offset, shape, stride });
+                    Ok(())
+                }
+                ("torch._utils", "_rebuild_parameter" | "_rebuild_parameter_with_state") => {
+                    match args.first() {
+                        Some(data) => collect(data, path, out, storages, depth + 1),
+                        None => Err(invalid(format!("parameter `{path}` has no data"))),
+                    }
+                }
+                ("torch._utils", other) if other.starts_with("_rebuild_") => Err(invalid(format!(
+                    "tensor `{path}` is saved with `{other}` (quantized, sparse or otherwise special), which mdl cannot verify"
+                ))),
+                _ => {
+                    for (i, a) in args.iter().enumerate() {
+                        collect(a, child(&i.to_string()), out, storages, depth + 1)?;
+                    }
+                    Ok(())
+                }
+            }
+        }
+        Value::Build { object, state } => {
+            collect(object, path.clone(), out, storages, depth + 1)?;
+            // A BUILD state of a plain object (e.g. argparse.Namespace) may hold tensors.
+            if !matches!(**object, Value::Call { ref callable, .. } if callable.is_global("torch._utils", "_rebuild_parameter")) {
+                collect(state, path, out, storages, depth + 1)?;
+            }
+            Ok(())
+        }
+        Value::List(items) | Value::Tuple(items) | Value::Set(items) => {
+            for (i, item) in items.iter().enumerate() {
+                collect(item, child(&i.to_string()), out, storages, depth + 1)?;
+            }
+            Ok(())
+        }
+        _ => Ok(()),
+    }
+}
