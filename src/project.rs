@@ -439,9 +439,8 @@ impl Project {
             .iter()
             .filter(|c| c.verification.status == VerifyStatus::Failed)
             .map(|c| {
-                Error::from(verify::VerifyError::Load {
-                    path: PathBuf::from(&c.name),
-                    format: None,
+                Error::from(verify::VerifyError::Model {
+                    model: c.name.clone(),
                     reason: c.verification.error.clone().unwrap_or_default(),
                 })
             })
@@ -503,65 +502,92 @@ impl Project {
         Ok(checks)
     }
 
-    /// Verifies each locked model on its device. Files whose (blake3, device)
-    /// was verified before are not reloaded unless their model is in `reload`.
+    /// Verifies each locked model on its configured device. Files whose
+    /// (blake3, device, forward shape) verified before are not reloaded unless
+    /// their model is in `reload`; all others go to the verifier in one batch.
     async fn verify_models(&self, lock: &Lockfile, state: &mut StoreState, reload: &BTreeSet<String>) -> Result<Vec<ModelCheck>> {
+        let verifier = verify::Verifier::discover();
+        struct Pending {
+            model: usize,
+            path: String,
+            key: String,
+        }
         let mut checks = Vec::new();
+        let mut requests = Vec::new();
+        let mut pending = Vec::new();
         for model in lock.models.values() {
             let Some(spec) = self.config.specs.iter().find(|s| s.name == model.name) else { continue };
+            let device = spec.device.to_string();
+            let mut check = ModelCheck {
+                name: model.name.clone(),
+                verification: Verification { status: VerifyStatus::Verified, device: device.clone(), files: BTreeMap::new(), error: None },
+                cached: true,
+            };
             if !spec.verify.load {
-                checks.push(ModelCheck {
-                    name: model.name.clone(),
-                    verification: Verification { status: VerifyStatus::Skipped, device: spec.device.to_string(), files: BTreeMap::new(), error: None },
-                    cached: false,
-                });
+                check.verification.status = VerifyStatus::Skipped;
+                check.cached = false;
+                checks.push(check);
                 continue;
             }
             self.reporter.report(Event::Verifying { model: &model.name });
-            let device = verify::resolve_device(spec.device)?;
-            let mut files = BTreeMap::new();
-            let mut error = None;
-            let mut all_cached = true;
             for file in &model.files {
-                let key = format!("{}@{}#{}", file.blake3, device, forward_key(spec.verify.forward.as_deref()));
+                let key = format!("{}@{device}#{}", file.blake3, forward_key(spec.verify.forward.as_deref()));
                 if !reload.contains(&model.name) {
                     if let Some(record) = state.verified.get(&key) {
-                        files.insert(file.path.clone(), record.clone());
+                        check.verification.files.insert(file.path.clone(), record.clone());
                         continue;
                     }
                 }
+                // Only weight files go to the verifier; the rest (configs, tokenizers) need no load.
                 let path = self.store.file_path(&model.dir_name(), &file.path)?;
-                let forward = spec.verify.forward.clone();
-                let result = tokio::task::spawn_blocking(move || verify::verify_file(&path, device, forward.as_deref()))
-                    .await
-                    .map_err(|e| Error::usage(format!("verification thread failed: {e}"), None))?;
-                all_cached = false;
+                if verify::detect(&path).map(|d| d == verify::Detected::Other).unwrap_or(false) {
+                    continue;
+                }
+                pending.push(Pending { model: checks.len(), path: file.path.clone(), key });
+                requests.push(verify::Request { path, device: device.clone(), forward: spec.verify.forward.clone() });
+            }
+            checks.push(check);
+        }
+        if !requests.is_empty() {
+            let results = tokio::task::spawn_blocking({
+                let verifier = verifier.clone();
+                move || verifier.verify(&requests)
+            })
+            .await
+            .map_err(|e| Error::usage(format!("verification thread failed: {e}"), None))?;
+            for (p, result) in pending.into_iter().zip(results) {
+                let check = &mut checks[p.model];
+                check.cached = false;
                 match result {
                     Ok(Some(report)) => {
-                        if report.loaded || !verify::LIBTORCH {
-                            state.verified.insert(key, report.clone());
-                        }
-                        files.insert(file.path.clone(), report);
+                        state.verified.insert(p.key, report.clone());
+                        check.verification.files.insert(p.path, report);
                     }
                     Ok(None) => {}
+                    Err(e @ verify::VerifyError::DeviceUnavailable { .. }) => return Err(e.into()),
                     Err(e) => {
                         // Never remembered: the next sync tries again.
-                        state.verified.remove(&key);
-                        error = Some(format!("{}: {}", file.path, e));
-                        break;
+                        state.verified.remove(&p.key);
+                        check.verification.status = VerifyStatus::Failed;
+                        let reason = match &e {
+                            verify::VerifyError::Load { reason, .. } => reason.clone(),
+                            other => other.to_string(),
+                        };
+                        let previous = check.verification.error.take();
+                        let line = format!("`{}` cannot be loaded: {reason}", p.path);
+                        check.verification.error = Some(match previous {
+                            Some(prev) => format!("{prev}; {line}"),
+                            None => line,
+                        });
                     }
                 }
             }
-            let status = match (&error, verify::LIBTORCH) {
-                (Some(_), _) => VerifyStatus::Failed,
-                (None, true) => VerifyStatus::Verified,
-                (None, false) => VerifyStatus::FormatChecked,
-            };
-            checks.push(ModelCheck {
-                name: model.name.clone(),
-                verification: Verification { status, device: device.to_string(), files, error },
-                cached: all_cached,
-            });
+        }
+        for check in &mut checks {
+            let loaded = check.verification.files.values().all(|f| f.loaded);
+            if check.verification.status == VerifyStatus::Verified && !loaded {
+                check.verification.status = VerifyStatus::FormatChecked;
+            }
         }
         Ok(checks)
     }

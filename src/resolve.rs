@@ -265,7 +265,14 @@ impl Resolver<'_> {
         let file_name = url.split(['?', '#']).next().unwrap_or(url).rsplit('/').next().unwrap_or("model").to_string();
         let (final_url, etag, size) = if status.is_success() {
             let etag = response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(normalize_etag);
-            (response.url().to_string(), etag, response.content_length().filter(|_| etag_or_size_trusted(&response)))
+            // Not `content_length()`: for HEAD that is the (empty) body's size.
+            let size = response
+                .headers()
+                .get(reqwest::header::CONTENT_LENGTH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok())
+                .filter(|_| etag_or_size_trusted(&response));
+            (response.url().to_string(), etag, size)
         } else if matches!(status.as_u16(), 405 | 501) {
             (url.to_string(), None, None)
         } else {

@@ -11,8 +11,6 @@
 pub mod pickle;
 pub mod torch_file;
 
-#[cfg(feature = "libtorch")]
-mod libtorch;
 
 use std::io::Read;
 use std::path::Path;
@@ -140,6 +138,8 @@ pub enum VerifyError {
     Load { path: std::path::PathBuf, format: Option<Format>, reason: String },
     #[error("libtorch sees no {what} device, but `device: {device}` was asked for")]
     DeviceUnavailable { device: Device, what: &'static str, detail: String },
+    #[error("model `{model}` failed verification: {reason}")]
+    Model { model: String, reason: String },
     #[error("I/O error on `{}`", path.display())]
     Io { path: std::path::PathBuf, #[source] source: std::io::Error },
 }
@@ -150,7 +150,7 @@ impl VerifyError {
             VerifyError::DeviceUnavailable { detail, .. } => Some(format!(
                 "{detail}; write `device: cpu` (or `device: auto` to use CUDA only when present) in config.yaml, or pass `--no-verify`"
             )),
-            VerifyError::Load { .. } => Some(
+            VerifyError::Load { .. } | VerifyError::Model { .. } => Some(
                 "the file's hash matches the lock, so upstream serves it this way: report it upstream, pin another revision, or `exclude:` the file".into(),
             ),
             VerifyError::Io { .. } => None,
@@ -161,48 +161,186 @@ impl VerifyError {
 /// Whether this build can load with libtorch.
 pub const LIBTORCH: bool = cfg!(feature = "libtorch");
 
-/// The device a model is verified on, after `auto` and availability checks.
-pub fn resolve_device(device: Device) -> Result<Device, VerifyError> {
-    #[cfg(feature = "libtorch")]
-    {
-        libtorch::resolve_device(device)
+/// One file to verify.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Request {
+    pub path: std::path::PathBuf,
+    pub device: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward: Option<Vec<i64>>,
+}
+
+/// The helper's answer for one request (one JSON line on its stdout).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(tag = "result", rename_all = "snake_case")]
+pub enum Answer {
+    Loaded { index: usize, report: Option<FileReport> },
+    LoadFailed { index: usize, format: Option<Format>, reason: String },
+    DeviceUnavailable { index: usize, what: String, detail: String },
+}
+
+impl Answer {
+    pub fn index(&self) -> usize {
+        match self {
+            Answer::Loaded { index, .. } | Answer::LoadFailed { index, .. } | Answer::DeviceUnavailable { index, .. } => *index,
+        }
     }
-    #[cfg(not(feature = "libtorch"))]
-    {
-        match device {
-            Device::Auto => Ok(Device::Cpu),
-            other => Ok(other),
+
+    fn into_result(self, request: &Request) -> Result<Option<FileReport>, VerifyError> {
+        match self {
+            Answer::Loaded { report, .. } => Ok(report),
+            Answer::LoadFailed { format, reason, .. } => Err(VerifyError::Load { path: request.path.clone(), format, reason }),
+            Answer::DeviceUnavailable { what, detail, .. } => Err(VerifyError::DeviceUnavailable {
+                device: Device::parse(&request.device).unwrap_or_default(),
+                what: if what == "MPS" { "MPS" } else { "CUDA" },
+                detail,
+            }),
         }
     }
 }
 
-/// Verifies one file: detects its format and loads it (or checks its structure).
-/// `Ok(None)` for files that are not weights.
-pub fn verify_file(path: &Path, device: Device, forward: Option<&[i64]>) -> Result<Option<FileReport>, VerifyError> {
+/// How this process verifies files.
+///
+/// Loading runs in a helper process, `mdl-torch`, next to the `mdl` binary: it
+/// is the only binary that links libtorch, so `mdl` itself starts in
+/// milliseconds (loading libtorch's shared libraries alone costs ~0.3 s) and a
+/// crash inside libtorch on a hostile file cannot take `mdl` down with it.
+#[derive(Clone, Debug)]
+pub enum Verifier {
+    /// Load with libtorch through the helper at this path.
+    Helper(std::path::PathBuf),
+    /// Only the structure can be checked, for this reason.
+    StructureOnly { reason: String },
+}
+
+/// Environment variable naming the helper explicitly.
+pub const HELPER_ENV: &str = "MDL_TORCH";
+
+impl Verifier {
+    /// The helper next to the running executable (or `$MDL_TORCH`).
+    pub fn discover() -> Verifier {
+        if !LIBTORCH {
+            return Verifier::StructureOnly { reason: "this mdl was built without the `libtorch` feature".into() };
+        }
+        let helper = std::env::var_os(HELPER_ENV).map(std::path::PathBuf::from).or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            let dir = exe.parent()?;
+            // `cargo test` runs test binaries from target/*/deps; the helper is one level up.
+            [dir.join("mdl-torch"), dir.join("../mdl-torch")].into_iter().find(|p| p.is_file())
+        });
+        match helper {
+            Some(path) if path.is_file() => Verifier::Helper(path),
+            _ => Verifier::StructureOnly { reason: "the libtorch helper `mdl-torch` is not installed next to `mdl`".into() },
+        }
+    }
+
+    pub fn loads(&self) -> bool {
+        matches!(self, Verifier::Helper(_))
+    }
+
+    /// Verifies every request; results are in request order.
+    pub fn verify(&self, requests: &[Request]) -> Vec<Result<Option<FileReport>, VerifyError>> {
+        match self {
+            Verifier::StructureOnly { .. } => requests
+                .iter()
+                .map(|r| check_file(&r.path, Device::parse(&r.device).unwrap_or_default()))
+                .collect(),
+            Verifier::Helper(helper) => run_helper(helper, requests),
+        }
+    }
+}
+
+/// Runs the helper over `requests`. If it dies (a crash inside libtorch), the
+/// file it was loading fails with that reason and the rest go to a new helper.
+fn run_helper(helper: &Path, requests: &[Request]) -> Vec<Result<Option<FileReport>, VerifyError>> {
+    use std::io::{BufRead, Write};
+    let mut results: Vec<Option<Result<Option<FileReport>, VerifyError>>> = (0..requests.len()).map(|_| None).collect();
+    loop {
+        let pending: Vec<usize> = (0..requests.len()).filter(|i| results[*i].is_none()).collect();
+        let Some(&first) = pending.first() else { break };
+        let batch: Vec<&Request> = pending.iter().map(|i| &requests[*i]).collect();
+        let spawned = std::process::Command::new(helper)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn();
+        let mut child = match spawned {
+            Ok(c) => c,
+            Err(e) => {
+                for i in pending {
+                    results[i] = Some(Err(VerifyError::Load {
+                        path: requests[i].path.clone(),
+                        format: None,
+                        reason: format!("the libtorch helper `{}` could not start ({e})", helper.display()),
+                    }));
+                }
+                break;
+            }
+        };
+        let mut stdin = child.stdin.take().expect("piped");
+        let input = serde_json::to_vec(&batch).expect("requests serialise");
+        let writer = std::thread::spawn(move || {
+            let _ = stdin.write_all(&input);
+        });
+        let stdout = child.stdout.take().expect("piped");
+        let mut answered = 0;
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            let Ok(answer) = serde_json::from_str::<Answer>(&line) else { continue };
+            let Some(&i) = pending.get(answer.index()) else { continue };
+            results[i] = Some(answer.into_result(&requests[i]));
+            answered += 1;
+        }
+        let _ = writer.join();
+        let mut stderr = String::new();
+        if let Some(mut e) = child.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+        }
+        let status = child.wait();
+        if answered < pending.len() {
+            // The helper stopped early: blame the first file it did not answer.
+            let culprit = pending.iter().copied().find(|i| results[*i].is_none()).unwrap_or(first);
+            let how = match status {
+                Ok(s) => describe_exit(s),
+                Err(e) => e.to_string(),
+            };
+            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            results[culprit] = Some(Err(VerifyError::Load {
+                path: requests[culprit].path.clone(),
+                format: None,
+                reason: format!("libtorch crashed while loading it ({how}){}", if last.is_empty() { String::new() } else { format!(": {last}") }),
+            }));
+        }
+    }
+    results.into_iter().map(|r| r.expect("every request answered")).collect()
+}
+
+fn describe_exit(status: std::process::ExitStatus) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    match (status.code(), status.signal()) {
+        (Some(code), _) => format!("the helper exited with code {code}"),
+        (None, Some(signal)) => format!("the helper was killed by signal {signal}"),
+        _ => "the helper stopped".into(),
+    }
+}
+
+/// Structure checks in this process (no libtorch).
+pub fn check_file(path: &Path, device: Device) -> Result<Option<FileReport>, VerifyError> {
     let io = |source| VerifyError::Io { path: path.to_path_buf(), source };
     let format = match detect(path).map_err(io)? {
         Detected::Other => return Ok(None),
-        Detected::Unrecognized { reason } => {
-            return Err(VerifyError::Load { path: path.to_path_buf(), format: None, reason })
-        }
+        Detected::Unrecognized { reason } => return Err(VerifyError::Load { path: path.to_path_buf(), format: None, reason }),
         Detected::Weights(format) => format,
     };
     let started = Instant::now();
-    let fail = |reason: String| VerifyError::Load { path: path.to_path_buf(), format: Some(format), reason };
-    #[cfg(feature = "libtorch")]
-    let mut report = libtorch::load(path, format, device, forward).map_err(fail)?;
-    #[cfg(not(feature = "libtorch"))]
-    let mut report = {
-        let _ = forward;
-        check_structure(path, format, device).map_err(fail)?
-    };
+    let mut report = check_structure(path, format, device)
+        .map_err(|reason| VerifyError::Load { path: path.to_path_buf(), format: Some(format), reason })?;
     report.load_ms = started.elapsed().as_millis() as u64;
     Ok(Some(report))
 }
 
-/// Structure-only checks, used when libtorch is not built in.
-#[cfg_attr(feature = "libtorch", allow(dead_code))]
-fn check_structure(path: &Path, format: Format, device: Device) -> Result<FileReport, String> {
+/// Structure-only checks, used when libtorch is not available.
+pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<FileReport, String> {
     let mut dtypes = std::collections::BTreeSet::new();
     let (tensors, parameters, bytes) = match format {
         Format::TorchZip | Format::TorchLegacy => {

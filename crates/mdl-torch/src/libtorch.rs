@@ -18,9 +18,9 @@ use std::path::Path;
 
 use tch::{Kind, Tensor};
 
-use super::torch_file::{self, Dtype};
-use super::{FileReport, Format, TensorReport, VerifyError};
-use crate::config::Device;
+use mdl::config::Device;
+use mdl::verify::torch_file::{self, Dtype};
+use mdl::verify::{FileReport, Format, TensorReport, VerifyError};
 
 fn kind(dtype: Dtype) -> Kind {
     match dtype {
@@ -229,7 +229,7 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
     }
 
     /// Every tensor libtorch builds has the shape, dtype and element sum that

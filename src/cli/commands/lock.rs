@@ -1,0 +1,52 @@
+use clap::Args;
+use mdl::project::{LockMode, Upgrade};
+use mdl::{human_bytes, Error};
+
+use crate::cli::{runtime, Context};
+
+#[derive(Args)]
+pub struct LockArgs {
+    /// Re-resolve locked models (all, or the NAMEs given) instead of keeping their pins.
+    #[arg(long, value_name = "NAME", num_args = 0.., require_equals = false)]
+    pub upgrade: Option<Vec<String>>,
+    /// Fail instead of changing the lockfile.
+    #[arg(long)]
+    pub locked: bool,
+}
+
+pub fn upgrade_from(arg: Option<Vec<String>>) -> Upgrade {
+    match arg {
+        None => Upgrade::None,
+        Some(names) if names.is_empty() => Upgrade::All,
+        Some(names) => Upgrade::Names(names),
+    }
+}
+
+pub fn run(context: &Context, args: LockArgs) -> Result<(), Error> {
+    let config = context.load_config(&[])?;
+    if args.locked && args.upgrade.is_some() {
+        return Err(Error::usage("`--locked` and `--upgrade` contradict each other", Some("drop one of them".to_string())));
+    }
+    let project = context.project(config);
+    let mode = if args.locked { LockMode::Locked } else { LockMode::Write };
+    let outcome = runtime().block_on(project.lock(&upgrade_from(args.upgrade), mode))?;
+    let p = &context.printer;
+    if outcome.downloaded_files > 0 {
+        p.status("Fetched", &format!("{} file(s), {}", outcome.downloaded_files, human_bytes(outcome.downloaded_bytes)));
+    }
+    for name in &outcome.removed {
+        p.status("Removed", &format!("{name} from the lockfile"));
+    }
+    let verb = if outcome.written { "Locked" } else { "Up to date" };
+    p.status(
+        verb,
+        &format!(
+            "{} model(s) in `{}` ({} resolved, {} kept)",
+            outcome.lock.models.len(),
+            project.lock_path().display(),
+            outcome.resolved.len(),
+            outcome.kept.len()
+        ),
+    );
+    Ok(())
+}

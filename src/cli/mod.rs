@@ -1,0 +1,154 @@
+//! Command-line interface: argument definitions, the runtime, and error printing
+//! in one voice (a sentence, its causes, then `hint:` lines).
+
+mod commands;
+mod printer;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use clap::{Args, Parser, Subcommand};
+use mdl::config::Config;
+use mdl::project::Project;
+use mdl::Error;
+
+pub use printer::{Level, Printer};
+
+#[derive(Parser)]
+#[command(name = "mdl", version, about = "Lock, sync and verify ML model weights", long_about = None)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Clone)]
+pub struct GlobalArgs {
+    /// The config file (default: `config.yaml` in the current directory).
+    #[arg(long, global = true, env = mdl::env::MDL_CONFIG, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Log each request and step.
+    #[arg(short, long, global = true)]
+    pub verbose: bool,
+    /// Files downloaded at once (default: `download.concurrency`, else 8).
+    #[arg(short = 'j', long, global = true, value_name = "N")]
+    pub jobs: Option<usize>,
+}
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Resolve every wanted model and write `models.lock`.
+    Lock(commands::lock::LockArgs),
+    /// Make the models directory match the lock, then verify every model.
+    Sync(commands::sync::SyncArgs),
+    /// Load models with libtorch again (ignoring remembered results).
+    Verify(commands::verify::VerifyArgs),
+    /// Print the effective configuration, defaults filled in.
+    Config,
+}
+
+pub struct Context {
+    pub global: GlobalArgs,
+    pub printer: Arc<Printer>,
+}
+
+impl Context {
+    pub fn config_path(&self) -> PathBuf {
+        self.global.config.clone().unwrap_or_else(|| PathBuf::from("config.yaml"))
+    }
+
+    pub fn load_config(&self, presets: &[String]) -> Result<Config, Error> {
+        Ok(Config::load_with_presets(&self.config_path(), presets)?)
+    }
+
+    pub fn project(&self, config: Config) -> Project {
+        let mut project = Project::new(config, self.printer.clone());
+        if let Some(jobs) = self.global.jobs {
+            project.settings.jobs = jobs.max(1);
+        }
+        project
+    }
+}
+
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+}
+
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let level = if cli.global.quiet {
+        Level::Quiet
+    } else if cli.global.verbose {
+        Level::Verbose
+    } else {
+        Level::Default
+    };
+    let context = Context { global: cli.global.clone(), printer: Arc::new(Printer::new(level)) };
+    let result = match cli.command {
+        Command::Lock(args) => commands::lock::run(&context, args),
+        Command::Sync(args) => commands::sync::run(&context, args),
+        Command::Verify(args) => commands::verify::run(&context, args),
+        Command::Config => commands::config::run(&context),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            print_error(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}
+
+/// `error: …`, its causes, then `hint: …`.
+pub fn print_error(error: &Error) {
+    match error {
+        Error::Many { summary, errors } => {
+            eprintln!("error: {summary}");
+            for e in errors {
+                eprintln!("  - {e}");
+                print_causes(e, "      ");
+                if let Some(hint) = e.hint() {
+                    for line in hint.lines() {
+                        eprintln!("    {}", prefixed_hint(line));
+                    }
+                }
+            }
+        }
+        e => {
+            eprintln!("error: {e}");
+            print_causes(e, "  ");
+            if let Some(hint) = e.hint() {
+                for line in hint.lines() {
+                    eprintln!("{}", prefixed_hint(line));
+                }
+            }
+        }
+    }
+}
+
+fn prefixed_hint(line: &str) -> String {
+    if line.starts_with("hint: ") {
+        line.to_string()
+    } else {
+        format!("hint: {line}")
+    }
+}
+
+fn print_causes(e: &dyn std::error::Error, indent: &str) {
+    let mut source = e.source();
+    // `#[error(transparent)]` repeats the inner error as its source; skip echoes.
+    let mut last = e.to_string();
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text != last {
+            eprintln!("{indent}caused by: {text}");
+        }
+        last = text;
+        source = s.source();
+    }
+}

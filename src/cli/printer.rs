@@ -1,0 +1,142 @@
+//! Terminal output: indicatif bars on an interactive terminal, plain
+//! rate-limited lines when stderr is not a terminal or `CI` is set (bars
+//! flooding Docker and CI logs is a classic complaint about model downloaders).
+//! This is the only place that knows indicatif.
+
+use std::collections::HashMap;
+use std::io::IsTerminal;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
+use mdl::human_bytes;
+use mdl::reporter::{Event, Reporter};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Level {
+    Quiet,
+    Default,
+    Verbose,
+}
+
+enum Style {
+    Bars(MultiProgress),
+    Lines,
+}
+
+struct Download {
+    label: String,
+    size: Option<u64>,
+    done: u64,
+    started: Instant,
+    last_line: Instant,
+    bar: Option<ProgressBar>,
+}
+
+pub struct Printer {
+    level: Level,
+    style: Style,
+    downloads: Mutex<HashMap<usize, Download>>,
+}
+
+/// How often a plain progress line may be printed per download.
+const LINE_INTERVAL: Duration = Duration::from_secs(5);
+
+impl Printer {
+    pub fn new(level: Level) -> Printer {
+        let interactive = std::io::stderr().is_terminal() && !mdl::env::is_ci();
+        let style = if interactive && level != Level::Quiet {
+            Style::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)))
+        } else {
+            Style::Lines
+        };
+        Printer { level, style, downloads: Mutex::new(HashMap::new()) }
+    }
+
+    /// A status line (`Locked 3 models`), unless quiet.
+    pub fn status(&self, verb: &str, rest: &str) {
+        if self.level == Level::Quiet {
+            return;
+        }
+        let line = format!("{verb:>12} {rest}");
+        match &self.style {
+            Style::Bars(m) => {
+                let _ = m.println(line);
+            }
+            Style::Lines => eprintln!("{line}"),
+        }
+    }
+
+    pub fn warn(&self, message: &str) {
+        eprintln!("warning: {message}");
+    }
+}
+
+impl Reporter for Printer {
+    fn report(&self, event: Event<'_>) {
+        if self.level == Level::Quiet {
+            return;
+        }
+        match event {
+            Event::Request { method, url } if self.level == Level::Verbose => self.status("Request", &format!("{method} {url}")),
+            Event::Request { .. } => {}
+            Event::Resolving { model } if self.level == Level::Verbose => self.status("Resolving", model),
+            Event::Resolving { .. } => {}
+            Event::Verifying { model } => {
+                if self.level == Level::Verbose {
+                    self.status("Verifying", model)
+                }
+            }
+            Event::Retrying { label, attempt, reason, wait } => {
+                self.status("Retrying", &format!("{label} (attempt {attempt} failed: {reason}; next in {:.1} s)", wait.as_secs_f64()))
+            }
+            Event::DownloadStarted { id, label, size, resumed_from } => {
+                let bar = match &self.style {
+                    Style::Bars(m) => {
+                        let bar = m.add(ProgressBar::new(size.unwrap_or(0)));
+                        bar.set_style(
+                            ProgressStyle::with_template("{msg:40!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}")
+                                .unwrap(),
+                        );
+                        bar.set_message(label.to_string());
+                        bar.set_position(resumed_from);
+                        Some(bar)
+                    }
+                    Style::Lines => {
+                        let size = size.map(human_bytes).unwrap_or_else(|| "unknown size".into());
+                        let resumed = if resumed_from > 0 { format!(", resuming at {}", human_bytes(resumed_from)) } else { String::new() };
+                        eprintln!("{:>12} {label} ({size}{resumed})", "Downloading");
+                        None
+                    }
+                };
+                self.downloads.lock().unwrap().insert(
+                    id,
+                    Download { label: label.to_string(), size, done: resumed_from, started: Instant::now(), last_line: Instant::now(), bar },
+                );
+            }
+            Event::DownloadProgress { id, bytes } => {
+                let mut downloads = self.downloads.lock().unwrap();
+                let Some(d) = downloads.get_mut(&id) else { return };
+                d.done += bytes;
+                if let Some(bar) = &d.bar {
+                    bar.set_position(d.done);
+                } else if d.last_line.elapsed() >= LINE_INTERVAL {
+                    d.last_line = Instant::now();
+                    let rate = d.done as f64 / d.started.elapsed().as_secs_f64().max(1e-3);
+                    let pct = d.size.map(|s| format!("{:.0}% of {}", 100.0 * d.done as f64 / s.max(1) as f64, human_bytes(s))).unwrap_or_else(|| human_bytes(d.done));
+                    eprintln!("{:>12} {} {pct} at {}/s", "", d.label, human_bytes(rate as u64));
+                }
+            }
+            Event::DownloadFinished { id, label, ok } => {
+                let Some(d) = self.downloads.lock().unwrap().remove(&id) else { return };
+                if let Some(bar) = d.bar {
+                    bar.finish_and_clear();
+                }
+                if ok {
+                    let secs = d.started.elapsed().as_secs_f64();
+                    self.status("Downloaded", &format!("{label} ({}) in {secs:.1} s", human_bytes(d.done)));
+                }
+            }
+        }
+    }
+}
