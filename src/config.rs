@@ -22,9 +22,19 @@ pub enum ConfigError {
     #[error("no config file at `{}`", path.display())]
     NotFound { path: PathBuf },
     #[error("could not read `{}`", path.display())]
-    Read { path: PathBuf, #[source] source: std::io::Error },
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("{}{}: {message}", path.display(), location(*line, *column))]
-    Invalid { path: PathBuf, line: Option<usize>, column: Option<usize>, message: String, hint: String },
+    Invalid {
+        path: PathBuf,
+        line: Option<usize>,
+        column: Option<usize>,
+        message: String,
+        hint: String,
+    },
 }
 
 fn location(line: Option<usize>, column: Option<usize>) -> String {
@@ -39,7 +49,8 @@ impl ConfigError {
     pub fn hint(&self) -> Option<String> {
         match self {
             ConfigError::NotFound { .. } => Some(
-                "create a `config.yaml` with a `models.require` list, or pass `--config PATH`".into(),
+                "create a `config.yaml` with a `models.require` list, or pass `--config PATH`"
+                    .into(),
             ),
             ConfigError::Read { .. } => None,
             ConfigError::Invalid { hint, .. } => Some(hint.clone()),
@@ -137,7 +148,10 @@ fn verify_options<'de, D: Deserializer<'de>>(d: D) -> Result<Option<VerifyOption
         Table(VerifyOptions),
     }
     Ok(Some(match Raw::deserialize(d)? {
-        Raw::Flag(load) => VerifyOptions { load, forward: None },
+        Raw::Flag(load) => VerifyOptions {
+            load,
+            forward: None,
+        },
         Raw::Table(t) => t,
     }))
 }
@@ -151,7 +165,10 @@ impl<'de> Deserialize<'de> for Requirement {
                 f.write_str("a model identifier string or a table with an `id` key")
             }
             fn visit_str<E: de::Error>(self, s: &str) -> Result<Requirement, E> {
-                Ok(Requirement { id: s.to_string(), ..Default::default() })
+                Ok(Requirement {
+                    id: s.to_string(),
+                    ..Default::default()
+                })
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Requirement, A::Error> {
                 let t = RequirementTable::deserialize(de::value::MapAccessDeserializer::new(map))?;
@@ -182,7 +199,10 @@ pub struct HuggingfaceSource {
 
 impl Default for HuggingfaceSource {
     fn default() -> Self {
-        HuggingfaceSource { enabled: true, endpoint: None }
+        HuggingfaceSource {
+            enabled: true,
+            endpoint: None,
+        }
     }
 }
 
@@ -204,7 +224,11 @@ fn default_timeout() -> u64 {
 
 impl Default for UrlSource {
     fn default() -> Self {
-        UrlSource { enabled: true, verify_ssl: true, timeout_seconds: default_timeout() }
+        UrlSource {
+            enabled: true,
+            verify_ssl: true,
+            timeout_seconds: default_timeout(),
+        }
     }
 }
 
@@ -321,9 +345,16 @@ impl Config {
         let raw = match fs_err::read_to_string(path) {
             Ok(raw) => raw,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ConfigError::NotFound { path: path.to_path_buf() })
+                return Err(ConfigError::NotFound {
+                    path: path.to_path_buf(),
+                })
             }
-            Err(e) => return Err(ConfigError::Read { path: path.to_path_buf(), source: e }),
+            Err(e) => {
+                return Err(ConfigError::Read {
+                    path: path.to_path_buf(),
+                    source: e,
+                })
+            }
         };
         Config::parse(path, &raw, &[])
     }
@@ -331,15 +362,26 @@ impl Config {
     /// Like [`Config::load`], also wanting the named presets (`--preset`).
     pub fn load_with_presets(path: &Path, extra_presets: &[String]) -> Result<Config, ConfigError> {
         let raw = fs_err::read_to_string(path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => ConfigError::NotFound { path: path.to_path_buf() },
-            _ => ConfigError::Read { path: path.to_path_buf(), source: e },
+            std::io::ErrorKind::NotFound => ConfigError::NotFound {
+                path: path.to_path_buf(),
+            },
+            _ => ConfigError::Read {
+                path: path.to_path_buf(),
+                source: e,
+            },
         })?;
         Config::parse(path, &raw, extra_presets)
     }
 
     pub fn parse(path: &Path, raw: &str, extra_presets: &[String]) -> Result<Config, ConfigError> {
         let invalid = |line: Option<usize>, column: Option<usize>, message: String, hint: &str| {
-            ConfigError::Invalid { path: path.to_path_buf(), line, column, message, hint: hint.to_string() }
+            ConfigError::Invalid {
+                path: path.to_path_buf(),
+                line,
+                column,
+                message,
+                hint: hint.to_string(),
+            }
         };
         let file: ConfigFile = if raw.trim().is_empty() {
             ConfigFile::default()
@@ -351,7 +393,13 @@ impl Config {
                 } else {
                     "fix the YAML at that position; a model entry is a string like `huggingface:org/name` or a table with an `id` key"
                 };
-                invalid(loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()), e.to_string(), hint)
+                // The position is already in front of the message; drop serde's copy.
+                let message = e.to_string();
+                let message = match message.rfind(" at line ") {
+                    Some(at) => message[..at].to_string(),
+                    None => message,
+                };
+                invalid(loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()), message, hint)
             })?
         };
         let where_is = |needle: &str| locate(raw, needle);
@@ -360,7 +408,12 @@ impl Config {
             None => Device::Cpu,
             Some(d) => Device::parse(d).ok_or_else(|| {
                 let (l, c) = where_is(d).unzip();
-                invalid(l, c, format!("`{d}` is not a device"), "write one of `cpu`, `cuda`, `cuda:N`, `mps`, `auto`")
+                invalid(
+                    l,
+                    c,
+                    format!("`{d}` is not a device"),
+                    "write one of `cpu`, `cuda`, `cuda:N`, `mps`, `auto`",
+                )
             })?,
         };
 
@@ -396,15 +449,31 @@ impl Config {
                 .map_err(|e: IdError| invalid(l, c, e.to_string(), IdError::ACCEPTED))?;
             if let Some(rev) = &req.revision {
                 match &mut id {
-                    ModelId::Huggingface { revision: r @ None, .. } => *r = Some(rev.clone()),
-                    ModelId::Huggingface { revision: Some(other), .. } if other != rev => {
-                        return Err(invalid(l, c, format!("`{}` gives revision `{other}` and `revision: {rev}`", req.id),
-                            "keep one of the two"));
+                    ModelId::Huggingface {
+                        revision: r @ None, ..
+                    } => *r = Some(rev.clone()),
+                    ModelId::Huggingface {
+                        revision: Some(other),
+                        ..
+                    } if other != rev => {
+                        return Err(invalid(
+                            l,
+                            c,
+                            format!(
+                                "`{}` gives revision `{other}` and `revision: {rev}`",
+                                req.id
+                            ),
+                            "keep one of the two",
+                        ));
                     }
                     ModelId::Huggingface { .. } => {}
                     ModelId::Url { .. } => {
-                        return Err(invalid(l, c, format!("`{}` is a URL and cannot have a `revision`", req.id),
-                            "remove `revision:`; a URL model is pinned by the content it serves"));
+                        return Err(invalid(
+                            l,
+                            c,
+                            format!("`{}` is a URL and cannot have a `revision`", req.id),
+                            "remove `revision:`; a URL model is pinned by the content it serves",
+                        ));
                     }
                 }
             }
@@ -414,35 +483,63 @@ impl Config {
                 Source::Url => file.models.download.sources.url.enabled,
             };
             if !enabled {
-                return Err(invalid(l, c, format!("`{}` needs the `{source}` source, which is disabled", req.id),
-                    &format!("set `models.download.sources.{source}.enabled: true`, or remove the model")));
+                return Err(invalid(
+                    l,
+                    c,
+                    format!(
+                        "`{}` needs the `{source}` source, which is disabled",
+                        req.id
+                    ),
+                    &format!(
+                        "set `models.download.sources.{source}.enabled: true`, or remove the model"
+                    ),
+                ));
             }
-            let name = match &req.name {
-                Some(name) => {
-                    if !valid_name(name) {
-                        let (l, c) = where_is(name).unzip();
-                        return Err(invalid(l, c, format!("`{name}` is not a valid model name"),
+            let name =
+                match &req.name {
+                    Some(name) => {
+                        if !valid_name(name) {
+                            let (l, c) = where_is(name).unzip();
+                            return Err(invalid(l, c, format!("`{name}` is not a valid model name"),
                             "a name is letters, digits, `-`, `_` and `.`, not starting with `.`"));
+                        }
+                        name.clone()
                     }
-                    name.clone()
-                }
-                None => id.default_name(),
-            };
+                    None => id.default_name(),
+                };
             for glob in req.include.iter().chain(&req.exclude) {
                 if let Err(e) = globset::Glob::new(glob) {
                     let (l, c) = where_is(glob).unzip();
-                    return Err(invalid(l, c, format!("`{glob}` is not a valid glob ({e})"),
-                        "write a glob like `*.safetensors` or `onnx/**`"));
+                    return Err(invalid(
+                        l,
+                        c,
+                        format!("`{glob}` is not a valid glob ({e})"),
+                        "write a glob like `*.safetensors` or `onnx/**`",
+                    ));
                 }
             }
-            if matches!(id, ModelId::Url { .. }) && !(req.include.is_empty() && req.exclude.is_empty()) {
-                return Err(invalid(l, c, format!("`{}` is a single file; `include`/`exclude` do not apply", req.id),
-                    "remove `include:` and `exclude:` from this entry"));
+            if matches!(id, ModelId::Url { .. })
+                && !(req.include.is_empty() && req.exclude.is_empty())
+            {
+                return Err(invalid(
+                    l,
+                    c,
+                    format!(
+                        "`{}` is a single file; `include`/`exclude` do not apply",
+                        req.id
+                    ),
+                    "remove `include:` and `exclude:` from this entry",
+                ));
             }
             let device = match &req.device {
                 None => device,
                 Some(d) => Device::parse(d).ok_or_else(|| {
-                    invalid(l, c, format!("`{d}` is not a device"), "write one of `cpu`, `cuda`, `cuda:N`, `mps`, `auto`")
+                    invalid(
+                        l,
+                        c,
+                        format!("`{d}` is not a device"),
+                        "write one of `cpu`, `cuda`, `cuda:N`, `mps`, `auto`",
+                    )
                 })?,
             };
             let spec = ModelSpec {
@@ -451,20 +548,33 @@ impl Config {
                 include: req.include.clone(),
                 exclude: req.exclude.clone(),
                 device,
-                verify: req.verify.clone().unwrap_or(VerifyOptions { load: true, forward: None }),
+                verify: req.verify.clone().unwrap_or(VerifyOptions {
+                    load: true,
+                    forward: None,
+                }),
             };
             if let Some(existing) = specs.iter().find(|s| s.dir_name() == spec.dir_name()) {
                 if existing == &spec {
                     continue; // The same model wanted twice (e.g. by two presets) is one model.
                 }
-                return Err(invalid(l, c, format!("two models are named `{}`", spec.name),
-                    "give one of them another `name:` (table form: `- id: …` with `name: …`)"));
+                return Err(invalid(
+                    l,
+                    c,
+                    format!("two models are named `{}`", spec.name),
+                    "give one of them another `name:` (table form: `- id: …` with `name: …`)",
+                ));
             }
             seen_dirs.insert(spec.dir_name());
             specs.push(spec);
         }
 
-        Ok(Config { path: path.to_path_buf(), models: file.models, presets: file.presets, specs, device })
+        Ok(Config {
+            path: path.to_path_buf(),
+            models: file.models,
+            presets: file.presets,
+            specs,
+            device,
+        })
     }
 
     /// The directory that holds `models.lock` and against which relative paths resolve.
@@ -492,7 +602,10 @@ impl Config {
     }
 
     pub fn registry_file_name(&self) -> &str {
-        self.models.registry_file.as_deref().unwrap_or("model_registry.json")
+        self.models
+            .registry_file
+            .as_deref()
+            .unwrap_or("model_registry.json")
     }
 
     pub fn concurrency(&self) -> usize {
@@ -506,11 +619,23 @@ impl Config {
     /// The effective configuration as YAML, defaults filled in (`mdl config`).
     pub fn effective_yaml(&self) -> String {
         let mut models = self.models.clone();
-        models.download.cache_dir.get_or_insert_with(|| "models/".into());
-        models.download.concurrency.get_or_insert(self.concurrency());
-        models.registry_file.get_or_insert_with(|| self.registry_file_name().to_string());
+        models
+            .download
+            .cache_dir
+            .get_or_insert_with(|| "models/".into());
+        models
+            .download
+            .concurrency
+            .get_or_insert(self.concurrency());
+        models
+            .registry_file
+            .get_or_insert_with(|| self.registry_file_name().to_string());
         models.device.get_or_insert_with(|| self.device.to_string());
-        let file = ConfigFile { models, presets: self.presets.clone(), device: None };
+        let file = ConfigFile {
+            models,
+            presets: self.presets.clone(),
+            device: None,
+        };
         serde_yaml_ng::to_string(&file).unwrap_or_default()
     }
 }
@@ -518,7 +643,9 @@ impl Config {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && !name.starts_with('.')
-        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// Line and column (1-based) of the first occurrence of `needle` in `raw`, so that
@@ -564,7 +691,14 @@ models:
         )
         .unwrap();
         let dirs: Vec<_> = config.specs.iter().map(ModelSpec::dir_name).collect();
-        assert_eq!(dirs, ["huggingface_acme--tiny-bert", "huggingface_acme--tiny-gpt", "url_custom_model"]);
+        assert_eq!(
+            dirs,
+            [
+                "huggingface_acme--tiny-bert",
+                "huggingface_acme--tiny-gpt",
+                "url_custom_model"
+            ]
+        );
         assert_eq!(config.specs[1].include, ["*.safetensors", "*.json"]);
     }
 
@@ -579,7 +713,10 @@ models:
     #[test]
     fn duplicate_names_and_bad_ids_are_located() {
         let err = parse("models:\n  require:\n    - acme/a\n    - id: url:https://x.org/a.pt\n      name: a\n    - id: url:https://x.org/b.pt\n      name: a\n").unwrap_err();
-        assert!(err.to_string().contains("two models are named `a`"), "{err}");
+        assert!(
+            err.to_string().contains("two models are named `a`"),
+            "{err}"
+        );
         let err = parse("models:\n  require:\n    - resnet18\n").unwrap_err();
         assert!(err.to_string().starts_with("config.yaml:3:7"), "{err}");
     }
@@ -587,7 +724,10 @@ models:
     #[test]
     fn disabled_source_is_named() {
         let err = parse("models:\n  require: [\"https://x.org/a.pt\"]\n  download:\n    sources:\n      url: { enabled: false }\n").unwrap_err();
-        assert!(err.to_string().contains("`url` source, which is disabled"), "{err}");
+        assert!(
+            err.to_string().contains("`url` source, which is disabled"),
+            "{err}"
+        );
     }
 
     #[test]

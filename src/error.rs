@@ -23,7 +23,10 @@ pub enum Error {
     Verify(#[from] verify::VerifyError),
     /// A mistake in how mdl was called.
     #[error("{message}")]
-    Usage { message: String, hint: Option<String> },
+    Usage {
+        message: String,
+        hint: Option<String>,
+    },
     /// Several independent failures (e.g. downloads of different files).
     #[error("{summary}")]
     Many { summary: String, errors: Vec<Error> },
@@ -31,7 +34,10 @@ pub enum Error {
 
 impl Error {
     pub fn usage(message: impl Into<String>, hint: impl Into<Option<String>>) -> Error {
-        Error::Usage { message: message.into(), hint: hint.into() }
+        Error::Usage {
+            message: message.into(),
+            hint: hint.into(),
+        }
     }
 
     pub fn hint(&self) -> Option<String> {
@@ -50,7 +56,9 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Usage { .. } => 2,
-            Error::Lock(lock::LockError::NeedsUpdate { .. } | lock::LockError::OfflineNeedsResolve { .. }) => 2,
+            Error::Lock(
+                lock::LockError::NeedsUpdate { .. } | lock::LockError::OfflineNeedsResolve { .. },
+            ) => 2,
             Error::Many { errors, .. } if errors.iter().all(|e| e.exit_code() == 2) => 2,
             _ => 1,
         }

@@ -17,7 +17,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_RANGE, ETAG, IF_RANGE, RANGE, RETRY_AFTER};
+use reqwest::header::{
+    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_RANGE, ETAG, IF_RANGE, RANGE, RETRY_AFTER,
+};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
@@ -67,15 +69,37 @@ pub struct Fetched {
 #[derive(Debug, thiserror::Error)]
 pub enum FetchError {
     #[error("downloading `{label}` failed: the server answered {status} for `{url}`{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
-    Status { label: String, url: String, status: u16, message: Option<String> },
+    Status {
+        label: String,
+        url: String,
+        status: u16,
+        message: Option<String>,
+    },
     #[error("downloading `{label}` failed after {attempts} attempts: {reason}")]
-    GaveUp { label: String, attempts: u32, reason: String },
+    GaveUp {
+        label: String,
+        attempts: u32,
+        reason: String,
+    },
     #[error("`{label}` has {actual} bytes, but {expected} were expected")]
-    Size { label: String, expected: u64, actual: u64 },
+    Size {
+        label: String,
+        expected: u64,
+        actual: u64,
+    },
     #[error("`{label}` does not match its {algorithm}: expected `{expected}`, got `{actual}`")]
-    Hash { label: String, algorithm: &'static str, expected: String, actual: String },
+    Hash {
+        label: String,
+        algorithm: &'static str,
+        expected: String,
+        actual: String,
+    },
     #[error("I/O error on `{}`", path.display())]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("`{label}` must be downloaded, but mdl is offline")]
     Offline { label: String },
 }
@@ -157,13 +181,27 @@ struct PartialState {
 
 /// Why one attempt failed, and whether another may succeed.
 enum AttemptError {
-    Retry { reason: String, wait: Option<Duration> },
+    Retry {
+        reason: String,
+        wait: Option<Duration>,
+    },
     Fatal(FetchError),
 }
 
 impl Fetcher {
-    pub fn new(http: reqwest::Client, settings: FetchSettings, reporter: Arc<dyn Reporter>, tmp_dir: PathBuf) -> Fetcher {
-        Fetcher { http, settings, reporter, tmp_dir, next_id: Arc::new(AtomicUsize::new(0)) }
+    pub fn new(
+        http: reqwest::Client,
+        settings: FetchSettings,
+        reporter: Arc<dyn Reporter>,
+        tmp_dir: PathBuf,
+    ) -> Fetcher {
+        Fetcher {
+            http,
+            settings,
+            reporter,
+            tmp_dir,
+            next_id: Arc::new(AtomicUsize::new(0)),
+        }
     }
 
     pub fn http(&self) -> &reqwest::Client {
@@ -180,14 +218,18 @@ impl Fetcher {
 
     /// Downloads every job, at most `jobs` at once. Results are in job order.
     pub async fn fetch_all(&self, jobs: Vec<FetchJob>) -> Vec<Result<Fetched, FetchError>> {
-        let mut results: Vec<Option<Result<Fetched, FetchError>>> = (0..jobs.len()).map(|_| None).collect();
+        let mut results: Vec<Option<Result<Fetched, FetchError>>> =
+            (0..jobs.len()).map(|_| None).collect();
         let mut stream = futures_util::stream::iter(jobs.into_iter().enumerate())
             .map(|(i, job)| async move { (i, self.fetch(&job).await) })
             .buffer_unordered(self.settings.jobs.max(1));
         while let Some((i, result)) = stream.next().await {
             results[i] = Some(result);
         }
-        results.into_iter().map(|r| r.expect("every job ran")).collect()
+        results
+            .into_iter()
+            .map(|r| r.expect("every job ran"))
+            .collect()
     }
 
     /// Downloads one file into place, retrying and resuming as needed.
@@ -208,23 +250,46 @@ impl Fetcher {
             match self.attempt(id, job, &part_path, &state_path).await {
                 Ok(fetched) => return Ok(fetched),
                 Err(AttemptError::Fatal(e)) => {
-                    self.reporter.report(Event::DownloadFinished { id, label: &job.label, ok: false });
+                    self.reporter.report(Event::DownloadFinished {
+                        id,
+                        label: &job.label,
+                        ok: false,
+                    });
                     return Err(e);
                 }
                 Err(AttemptError::Retry { reason, wait }) => {
                     if attempt >= self.settings.attempts {
-                        self.reporter.report(Event::DownloadFinished { id, label: &job.label, ok: false });
-                        return Err(FetchError::GaveUp { label: job.label.clone(), attempts: attempt, reason });
+                        self.reporter.report(Event::DownloadFinished {
+                            id,
+                            label: &job.label,
+                            ok: false,
+                        });
+                        return Err(FetchError::GaveUp {
+                            label: job.label.clone(),
+                            attempts: attempt,
+                            reason,
+                        });
                     }
                     let wait = wait.unwrap_or_else(|| backoff(attempt));
-                    self.reporter.report(Event::Retrying { label: &job.label, attempt, reason: &reason, wait });
+                    self.reporter.report(Event::Retrying {
+                        label: &job.label,
+                        attempt,
+                        reason: &reason,
+                        wait,
+                    });
                     tokio::time::sleep(wait).await;
                 }
             }
         }
     }
 
-    async fn attempt(&self, id: usize, job: &FetchJob, part_path: &Path, state_path: &Path) -> Result<Fetched, AttemptError> {
+    async fn attempt(
+        &self,
+        id: usize,
+        job: &FetchJob,
+        part_path: &Path,
+        state_path: &Path,
+    ) -> Result<Fetched, AttemptError> {
         let fatal_io = |path: &Path| {
             let path = path.to_path_buf();
             move |source: std::io::Error| AttemptError::Fatal(FetchError::Io { path, source })
@@ -232,12 +297,15 @@ impl Fetcher {
 
         // What is already on disk from an earlier attempt or run, if it is a
         // prefix of the same thing.
-        let previous: Option<PartialState> = std::fs::read(state_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let previous: Option<PartialState> = std::fs::read(state_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
         let part_len = std::fs::metadata(part_path).map(|m| m.len()).unwrap_or(0);
-        let resumable = previous
-            .as_ref()
-            .is_some_and(|p| p.url == job.url && p.expect == job.expect && (p.etag.is_some() || job.expect.blake3.is_some() || job.expect.sha256.is_some()))
-            && part_len > 0;
+        let resumable = previous.as_ref().is_some_and(|p| {
+            p.url == job.url
+                && p.expect == job.expect
+                && (p.etag.is_some() || job.expect.blake3.is_some() || job.expect.sha256.is_some())
+        }) && part_len > 0;
 
         let mut headers = HeaderMap::new();
         if let Some(token) = &job.token {
@@ -246,28 +314,48 @@ impl Fetcher {
             }
         }
         if resumable {
-            headers.insert(RANGE, HeaderValue::from_str(&format!("bytes={part_len}-")).unwrap());
+            headers.insert(
+                RANGE,
+                HeaderValue::from_str(&format!("bytes={part_len}-")).unwrap(),
+            );
             if let Some(etag) = previous.as_ref().and_then(|p| p.etag.as_ref()) {
                 if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
                     headers.insert(IF_RANGE, v);
                 }
             }
         }
-        self.reporter.report(Event::Request { method: "GET", url: &job.url });
+        self.reporter.report(Event::Request {
+            method: "GET",
+            url: &job.url,
+        });
         let response = match self.http.get(&job.url).headers(headers).send().await {
             Ok(r) => r,
-            Err(e) => return Err(AttemptError::Retry { reason: describe_reqwest(&e), wait: None }),
+            Err(e) => {
+                return Err(AttemptError::Retry {
+                    reason: describe_reqwest(&e),
+                    wait: None,
+                })
+            }
         };
         let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        if status == StatusCode::TOO_MANY_REQUESTS
+            || status.is_server_error()
+            || status == StatusCode::REQUEST_TIMEOUT
+        {
             let wait = retry_after(response.headers());
-            return Err(AttemptError::Retry { reason: format!("the server answered {status}"), wait });
+            return Err(AttemptError::Retry {
+                reason: format!("the server answered {status}"),
+                wait,
+            });
         }
         if status == StatusCode::RANGE_NOT_SATISFIABLE {
             // Our partial file is not a prefix of what is there now: start over.
             let _ = std::fs::remove_file(part_path);
             let _ = std::fs::remove_file(state_path);
-            return Err(AttemptError::Retry { reason: "the partial download no longer fits upstream".into(), wait: Some(Duration::ZERO) });
+            return Err(AttemptError::Retry {
+                reason: "the partial download no longer fits upstream".into(),
+                wait: Some(Duration::ZERO),
+            });
         }
         if !status.is_success() {
             let message = response
@@ -292,7 +380,9 @@ impl Fetcher {
 
         // 206 continues the partial file; 200 (Range ignored, or the ETag changed
         // so If-Range failed) starts it over.
-        let continuing = resumable && status == StatusCode::PARTIAL_CONTENT && content_range_start(response.headers()) == Some(part_len);
+        let continuing = resumable
+            && status == StatusCode::PARTIAL_CONTENT
+            && content_range_start(response.headers()) == Some(part_len);
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
@@ -321,12 +411,26 @@ impl Fetcher {
             file.set_len(0).map_err(fatal_io(part_path))?;
             written = 0;
         }
-        file.seek(SeekFrom::Start(written)).map_err(fatal_io(part_path))?;
-        let state = PartialState { url: job.url.clone(), etag: etag.clone(), expect: job.expect.clone() };
-        store::write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
+        file.seek(SeekFrom::Start(written))
+            .map_err(fatal_io(part_path))?;
+        let state = PartialState {
+            url: job.url.clone(),
+            etag: etag.clone(),
+            expect: job.expect.clone(),
+        };
+        store::write_atomic(state_path, &serde_json::to_vec(&state).unwrap())
+            .map_err(fatal_io(state_path))?;
 
-        let total = job.expect.size.or_else(|| response.content_length().map(|l| l + written));
-        self.reporter.report(Event::DownloadStarted { id, label: &job.label, size: total, resumed_from: written });
+        let total = job
+            .expect
+            .size
+            .or_else(|| response.content_length().map(|l| l + written));
+        self.reporter.report(Event::DownloadStarted {
+            id,
+            label: &job.label,
+            size: total,
+            resumed_from: written,
+        });
         let resumed_from = written;
         let mut body = response.bytes_stream();
         let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
@@ -336,7 +440,10 @@ impl Fetcher {
                 Err(_) => {
                     out.flush().map_err(fatal_io(part_path))?;
                     return Err(AttemptError::Retry {
-                        reason: format!("no data for {} s (stalled)", self.settings.stall_timeout.as_secs()),
+                        reason: format!(
+                            "no data for {} s (stalled)",
+                            self.settings.stall_timeout.as_secs()
+                        ),
                         wait: Some(Duration::ZERO),
                     });
                 }
@@ -347,19 +454,29 @@ impl Fetcher {
                     hashers.update(&chunk);
                     out.write_all(&chunk).map_err(fatal_io(part_path))?;
                     written += chunk.len() as u64;
-                    self.reporter.report(Event::DownloadProgress { id, bytes: chunk.len() as u64 });
+                    self.reporter.report(Event::DownloadProgress {
+                        id,
+                        bytes: chunk.len() as u64,
+                    });
                     if let Some(size) = job.expect.size {
                         if written > size {
                             drop(out);
                             discard(part_path, state_path);
-                            return Err(AttemptError::Fatal(FetchError::Size { label: job.label.clone(), expected: size, actual: written }));
+                            return Err(AttemptError::Fatal(FetchError::Size {
+                                label: job.label.clone(),
+                                expected: size,
+                                actual: written,
+                            }));
                         }
                     }
                 }
                 Some(Err(e)) => {
                     // Keep what arrived: the next attempt resumes from it.
                     out.flush().map_err(fatal_io(part_path))?;
-                    return Err(AttemptError::Retry { reason: describe_reqwest(&e), wait: None });
+                    return Err(AttemptError::Retry {
+                        reason: describe_reqwest(&e),
+                        wait: None,
+                    });
                 }
             }
         }
@@ -370,19 +487,37 @@ impl Fetcher {
             if written != size {
                 // A short body is a broken transfer when the server promised more.
                 if written < size && total.is_some_and(|t| t == size) {
-                    return Err(AttemptError::Retry { reason: format!("the connection closed after {written} of {size} bytes"), wait: None });
+                    return Err(AttemptError::Retry {
+                        reason: format!("the connection closed after {written} of {size} bytes"),
+                        wait: None,
+                    });
                 }
                 discard(part_path, state_path);
-                return Err(AttemptError::Fatal(FetchError::Size { label: job.label.clone(), expected: size, actual: written }));
+                return Err(AttemptError::Fatal(FetchError::Size {
+                    label: job.label.clone(),
+                    expected: size,
+                    actual: written,
+                }));
             }
         }
         let digests = hashers.finish();
         let none = String::new();
         let checks = [
             ("blake3", job.expect.blake3.as_deref(), &digests.blake3),
-            ("sha256", job.expect.sha256.as_deref(), digests.sha256.as_ref().unwrap_or(&none)),
+            (
+                "sha256",
+                job.expect.sha256.as_deref(),
+                digests.sha256.as_ref().unwrap_or(&none),
+            ),
             // The git blob id needs the size up front; without one it is not checked.
-            ("git blob id", job.expect.git_oid.as_deref().filter(|_| digests.git_oid.is_some()), digests.git_oid.as_ref().unwrap_or(&none)),
+            (
+                "git blob id",
+                job.expect
+                    .git_oid
+                    .as_deref()
+                    .filter(|_| digests.git_oid.is_some()),
+                digests.git_oid.as_ref().unwrap_or(&none),
+            ),
         ];
         for (algorithm, expected, actual) in checks {
             if let Some(expected) = expected {
@@ -417,9 +552,22 @@ impl Fetcher {
         fs_err::rename(part_path, &job.dest).map_err(fatal_io(&job.dest))?;
         store::sync_dir(parent);
         let _ = std::fs::remove_file(state_path);
-        let record = FileRecord::stat(&job.dest, digests.blake3.clone()).map_err(fatal_io(&job.dest))?;
-        self.reporter.report(Event::DownloadFinished { id, label: &job.label, ok: true });
-        Ok(Fetched { size: written, blake3: digests.blake3, sha256: digests.sha256, etag, final_url, record, resumed_from })
+        let record =
+            FileRecord::stat(&job.dest, digests.blake3.clone()).map_err(fatal_io(&job.dest))?;
+        self.reporter.report(Event::DownloadFinished {
+            id,
+            label: &job.label,
+            ok: true,
+        });
+        Ok(Fetched {
+            size: written,
+            blake3: digests.blake3,
+            sha256: digests.sha256,
+            etag,
+            final_url,
+            record,
+            resumed_from,
+        })
     }
 }
 
@@ -430,7 +578,10 @@ fn discard(part: &Path, state: &Path) {
 
 /// `W/"abc"` → `abc`, as the Python client normalises ETags.
 pub fn normalize_etag(raw: &str) -> String {
-    raw.trim().trim_start_matches("W/").trim_matches('"').to_string()
+    raw.trim()
+        .trim_start_matches("W/")
+        .trim_matches('"')
+        .to_string()
 }
 
 fn content_range_start(headers: &HeaderMap) -> Option<u64> {
@@ -440,14 +591,25 @@ fn content_range_start(headers: &HeaderMap) -> Option<u64> {
 }
 
 fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
+    let secs: u64 = headers
+        .get(RETRY_AFTER)?
+        .to_str()
+        .ok()?
+        .trim()
+        .parse()
+        .ok()?;
     Some(Duration::from_secs(secs.min(120)))
 }
 
 /// Exponential backoff with jitter: ~0.5 s, 1 s, 2 s, … capped at 30 s.
 pub fn backoff(attempt: u32) -> Duration {
-    let base = 500u64.saturating_mul(1 << (attempt.saturating_sub(1)).min(6)).min(30_000);
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.subsec_nanos()).unwrap_or(0);
+    let base = 500u64
+        .saturating_mul(1 << (attempt.saturating_sub(1)).min(6))
+        .min(30_000);
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
     let jitter = u64::from(nanos) % (base / 2 + 1);
     Duration::from_millis(base / 2 + jitter)
 }
@@ -494,7 +656,11 @@ impl Hashers {
             }
             _ => None,
         };
-        Hashers { blake3: blake3::Hasher::new(), sha256: sha256.then(sha2::Sha256::new), git }
+        Hashers {
+            blake3: blake3::Hasher::new(),
+            sha256: sha256.then(sha2::Sha256::new),
+            git,
+        }
     }
 
     fn update(&mut self, bytes: &[u8]) {

@@ -33,7 +33,10 @@ impl fmt::Display for Source {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelId {
     /// A Hugging Face Hub model repository, at a branch, tag or commit.
-    Huggingface { repo: String, revision: Option<String> },
+    Huggingface {
+        repo: String,
+        revision: Option<String>,
+    },
     /// A single file at an HTTP(S) URL.
     Url { url: String },
 }
@@ -51,7 +54,10 @@ impl IdError {
         `url:https://host/path/file`, a bare `https://…` URL, or a bare `org/name` Hub repo";
 
     fn new(id: &str, reason: impl Into<String>) -> IdError {
-        IdError { id: id.to_string(), reason: reason.into() }
+        IdError {
+            id: id.to_string(),
+            reason: reason.into(),
+        }
     }
 }
 
@@ -113,7 +119,11 @@ impl ModelId {
             ModelId::Url { url } => {
                 let path = url.split(['?', '#']).next().unwrap_or(url);
                 let file = path.rsplit('/').find(|s| !s.is_empty()).unwrap_or("model");
-                let stem = file.split('.').next().filter(|s| !s.is_empty()).unwrap_or(file);
+                let stem = file
+                    .split('.')
+                    .next()
+                    .filter(|s| !s.is_empty())
+                    .unwrap_or(file);
                 stem.to_string()
             }
         }
@@ -123,8 +133,14 @@ impl ModelId {
 impl fmt::Display for ModelId {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            ModelId::Huggingface { repo, revision: Some(rev) } => write!(f, "huggingface:{repo}@{rev}"),
-            ModelId::Huggingface { repo, revision: None } => write!(f, "huggingface:{repo}"),
+            ModelId::Huggingface {
+                repo,
+                revision: Some(rev),
+            } => write!(f, "huggingface:{repo}@{rev}"),
+            ModelId::Huggingface {
+                repo,
+                revision: None,
+            } => write!(f, "huggingface:{repo}"),
             ModelId::Url { url } => write!(f, "url:{url}"),
         }
     }
@@ -141,7 +157,8 @@ fn parse_hf(id: &str, rest: &str) -> Result<ModelId, IdError> {
         !p.is_empty()
             && p != "."
             && p != ".."
-            && p.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && p.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
     };
     if !(1..=2).contains(&parts.len()) || !parts.iter().all(|p| valid_part(p)) {
         return Err(IdError::new(
@@ -149,18 +166,31 @@ fn parse_hf(id: &str, rest: &str) -> Result<ModelId, IdError> {
             "a Hub repo id is `name` or `org/name`, made of letters, digits, `-`, `_` and `.`",
         ));
     }
-    Ok(ModelId::Huggingface { repo: repo.to_string(), revision })
+    Ok(ModelId::Huggingface {
+        repo: repo.to_string(),
+        revision,
+    })
 }
 
 fn parse_url(id: &str, rest: &str) -> Result<ModelId, IdError> {
-    let url = reqwest::Url::parse(rest).map_err(|e| IdError::new(id, format!("the URL is invalid ({e})")))?;
+    let url = reqwest::Url::parse(rest)
+        .map_err(|e| IdError::new(id, format!("the URL is invalid ({e})")))?;
     if !matches!(url.scheme(), "http" | "https") {
-        return Err(IdError::new(id, "only http:// and https:// URLs can be downloaded"));
+        return Err(IdError::new(
+            id,
+            "only http:// and https:// URLs can be downloaded",
+        ));
     }
-    if url.path_segments().and_then(|mut s| s.next_back()).is_none_or(str::is_empty) {
+    if url
+        .path_segments()
+        .and_then(|mut s| s.next_back())
+        .is_none_or(str::is_empty)
+    {
         return Err(IdError::new(id, "the URL must name a file"));
     }
-    Ok(ModelId::Url { url: rest.to_string() })
+    Ok(ModelId::Url {
+        url: rest.to_string(),
+    })
 }
 
 #[cfg(test)]
@@ -171,26 +201,45 @@ mod tests {
     fn accepted_forms() {
         assert_eq!(
             ModelId::parse("huggingface:acme/tiny-gpt@v1.0").unwrap(),
-            ModelId::Huggingface { repo: "acme/tiny-gpt".into(), revision: Some("v1.0".into()) }
+            ModelId::Huggingface {
+                repo: "acme/tiny-gpt".into(),
+                revision: Some("v1.0".into())
+            }
         );
         assert_eq!(
             ModelId::parse("acme/tiny-bert").unwrap(),
-            ModelId::Huggingface { repo: "acme/tiny-bert".into(), revision: None }
+            ModelId::Huggingface {
+                repo: "acme/tiny-bert".into(),
+                revision: None
+            }
         );
         assert_eq!(
             ModelId::parse("https://example.org/w/model.pt").unwrap(),
-            ModelId::Url { url: "https://example.org/w/model.pt".into() }
+            ModelId::Url {
+                url: "https://example.org/w/model.pt".into()
+            }
         );
         assert_eq!(
-            ModelId::parse("url:https://example.org/w/model.pt").unwrap().default_name(),
+            ModelId::parse("url:https://example.org/w/model.pt")
+                .unwrap()
+                .default_name(),
             "model"
         );
     }
 
     #[test]
     fn rejected_forms() {
-        for bad in ["", "resnet18", "ftp:x", "url:ftp://x/y", "huggingface:a/b/c", "huggingface:../x",
-            "huggingface:a/b@", "url:https://example.org/", "weird:thing"] {
+        for bad in [
+            "",
+            "resnet18",
+            "ftp:x",
+            "url:ftp://x/y",
+            "huggingface:a/b/c",
+            "huggingface:../x",
+            "huggingface:a/b@",
+            "url:https://example.org/",
+            "weird:thing",
+        ] {
             let err = ModelId::parse(bad).unwrap_err();
             assert!(!err.reason.is_empty(), "{bad}");
         }

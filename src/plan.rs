@@ -17,7 +17,9 @@ use crate::store::{hash_file, FileStat, Store, StoreError, StoreState};
 pub enum Observed {
     Missing,
     /// Present, with this blake3 (from the record, or freshly hashed).
-    Present { blake3: String },
+    Present {
+        blake3: String,
+    },
 }
 
 /// The disk's side of the plan.
@@ -79,18 +81,38 @@ impl Plan {
             for file in &model.files {
                 let key = Store::key(&dir, &file.path);
                 owned_files.insert(key.clone());
-                let planned = PlannedFile { model: model.name.clone(), dir: dir.clone(), file: file.clone() };
+                let planned = PlannedFile {
+                    model: model.name.clone(),
+                    dir: dir.clone(),
+                    file: file.clone(),
+                };
                 let observed = survey.files.get(&key).unwrap_or(&Observed::Missing);
                 match observed {
-                    _ if force.contains(&model.name) => plan.fetch.push((planned, FetchReason::Forced)),
+                    _ if force.contains(&model.name) => {
+                        plan.fetch.push((planned, FetchReason::Forced))
+                    }
                     Observed::Missing => plan.fetch.push((planned, FetchReason::Missing)),
-                    Observed::Present { blake3 } if *blake3 == file.blake3 => plan.cached.push(planned),
+                    Observed::Present { blake3 } if *blake3 == file.blake3 => {
+                        plan.cached.push(planned)
+                    }
                     Observed::Present { .. } => plan.fetch.push((planned, FetchReason::Changed)),
                 }
             }
         }
-        plan.extraneous.extend(survey.model_dirs.iter().filter(|d| !owned_dirs.contains(*d)).cloned());
-        plan.extraneous.extend(survey.files_in_model_dirs.iter().filter(|f| !owned_files.contains(*f)).cloned());
+        plan.extraneous.extend(
+            survey
+                .model_dirs
+                .iter()
+                .filter(|d| !owned_dirs.contains(*d))
+                .cloned(),
+        );
+        plan.extraneous.extend(
+            survey
+                .files_in_model_dirs
+                .iter()
+                .filter(|f| !owned_files.contains(*f))
+                .cloned(),
+        );
         plan
     }
 
@@ -119,10 +141,19 @@ impl fmt::Display for Plan {
                 FetchReason::Changed => "changed",
                 FetchReason::Forced => "forced",
             };
-            writeln!(f, "  fetch  {}/{}  ({}, {why})", file.dir, file.file.path, crate::human_bytes(file.file.size))?;
+            writeln!(
+                f,
+                "  fetch  {}/{}  ({}, {why})",
+                file.dir,
+                file.file.path,
+                crate::human_bytes(file.file.size)
+            )?;
         }
         for path in &self.extraneous {
-            writeln!(f, "  extra  {path}  (not in the lock; `mdl clean` removes it)")?;
+            writeln!(
+                f,
+                "  extra  {path}  (not in the lock; `mdl clean` removes it)"
+            )?;
         }
         Ok(())
     }
@@ -131,12 +162,20 @@ impl fmt::Display for Plan {
 /// Looks at the disk for every locked file, using recorded metadata to avoid
 /// re-reading files that did not change. `rehash` ignores the records
 /// (`mdl sync --check`). Records for files that were hashed are updated in `state`.
-pub fn survey(store: &Store, lock: &Lockfile, state: &mut StoreState, rehash: bool) -> Result<Survey, StoreError> {
+pub fn survey(
+    store: &Store,
+    lock: &Lockfile,
+    state: &mut StoreState,
+    rehash: bool,
+) -> Result<Survey, StoreError> {
     let mut survey = Survey::default();
     if let Ok(entries) = std::fs::read_dir(store.root()) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) && !name.starts_with('.') && name.contains('_') {
+            if entry.file_type().is_ok_and(|t| t.is_dir())
+                && !name.starts_with('.')
+                && name.contains('_')
+            {
                 survey.model_dirs.insert(name);
             }
         }
@@ -156,16 +195,28 @@ pub fn survey(store: &Store, lock: &Lockfile, state: &mut StoreState, rehash: bo
                 Ok(meta) => {
                     let stat = FileStat::of(&meta);
                     match state.files.get(&key) {
-                        Some(record) if !rehash && stat.matches(record) => Observed::Present { blake3: record.blake3.clone() },
+                        Some(record) if !rehash && stat.matches(record) => Observed::Present {
+                            blake3: record.blake3.clone(),
+                        },
                         _ if stat.size != file.size => {
                             // Different size: different content, no need to read it.
                             state.files.remove(&key);
-                            Observed::Present { blake3: String::new() }
+                            Observed::Present {
+                                blake3: String::new(),
+                            }
                         }
                         _ => {
-                            let blake3 = hash_file(&path).map_err(|source| StoreError::Io { path: path.clone(), source })?;
+                            let blake3 = hash_file(&path).map_err(|source| StoreError::Io {
+                                path: path.clone(),
+                                source,
+                            })?;
                             survey.rehashed += 1;
-                            let record = crate::store::FileRecord { size: stat.size, mtime_ns: stat.mtime_ns, inode: stat.inode, blake3: blake3.clone() };
+                            let record = crate::store::FileRecord {
+                                size: stat.size,
+                                mtime_ns: stat.mtime_ns,
+                                inode: stat.inode,
+                                blake3: blake3.clone(),
+                            };
                             state.files.insert(key.clone(), record);
                             Observed::Present { blake3 }
                         }
@@ -179,7 +230,9 @@ pub fn survey(store: &Store, lock: &Lockfile, state: &mut StoreState, rehash: bo
 }
 
 fn walk(dir: &Path, prefix: &str, out: &mut BTreeSet<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else { return };
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
     for entry in entries.flatten() {
         let name = entry.file_name().to_string_lossy().into_owned();
         let rel = format!("{prefix}/{name}");
@@ -200,7 +253,14 @@ mod tests {
     use crate::model_id::Source;
 
     fn lock() -> Lockfile {
-        let file = |p: &str, b: &str| LockedFile { path: p.into(), size: 1, blake3: b.into(), etag: None, sha256: None, url: String::new() };
+        let file = |p: &str, b: &str| LockedFile {
+            path: p.into(),
+            size: 1,
+            blake3: b.into(),
+            etag: None,
+            sha256: None,
+            url: String::new(),
+        };
         let mut lock = Lockfile::default();
         lock.models.insert(
             "acme/a".into(),
@@ -223,25 +283,51 @@ mod tests {
     fn partitions_cached_missing_changed_extraneous() {
         let mut survey = Survey::default();
         let dir = "huggingface_acme--a";
-        survey.files.insert(format!("{dir}/x"), Observed::Present { blake3: "1".into() });
-        survey.files.insert(format!("{dir}/y"), Observed::Present { blake3: "bad".into() });
+        survey
+            .files
+            .insert(format!("{dir}/x"), Observed::Present { blake3: "1".into() });
+        survey.files.insert(
+            format!("{dir}/y"),
+            Observed::Present {
+                blake3: "bad".into(),
+            },
+        );
         survey.model_dirs.insert(dir.into());
         survey.model_dirs.insert("url_old".into());
         survey.files_in_model_dirs.insert(format!("{dir}/x"));
-        survey.files_in_model_dirs.insert(format!("{dir}/stray.bin"));
-        survey.files_in_model_dirs.insert(format!("{dir}/model_info.json"));
+        survey
+            .files_in_model_dirs
+            .insert(format!("{dir}/stray.bin"));
+        survey
+            .files_in_model_dirs
+            .insert(format!("{dir}/model_info.json"));
         let plan = Plan::new(&lock(), &survey, &BTreeSet::new());
         assert_eq!(plan.cached.len(), 1);
-        let reasons: Vec<_> = plan.fetch.iter().map(|(f, r)| (f.file.path.as_str(), *r)).collect();
-        assert_eq!(reasons, [("y", FetchReason::Changed), ("z", FetchReason::Missing)]);
-        assert_eq!(plan.extraneous, ["url_old".to_string(), format!("{dir}/stray.bin")]);
-        assert!(plan.to_string().contains("1 file(s) up to date, 2 to fetch"));
+        let reasons: Vec<_> = plan
+            .fetch
+            .iter()
+            .map(|(f, r)| (f.file.path.as_str(), *r))
+            .collect();
+        assert_eq!(
+            reasons,
+            [("y", FetchReason::Changed), ("z", FetchReason::Missing)]
+        );
+        assert_eq!(
+            plan.extraneous,
+            ["url_old".to_string(), format!("{dir}/stray.bin")]
+        );
+        assert!(plan
+            .to_string()
+            .contains("1 file(s) up to date, 2 to fetch"));
     }
 
     #[test]
     fn force_refetches_everything_of_a_model() {
         let mut survey = Survey::default();
-        survey.files.insert("huggingface_acme--a/x".into(), Observed::Present { blake3: "1".into() });
+        survey.files.insert(
+            "huggingface_acme--a/x".into(),
+            Observed::Present { blake3: "1".into() },
+        );
         let plan = Plan::new(&lock(), &survey, &BTreeSet::from(["acme/a".to_string()]));
         assert!(plan.cached.is_empty());
         assert_eq!(plan.fetch.len(), 3);

@@ -53,7 +53,10 @@ impl Upgrade {
 
 /// Whether a user-typed name designates this model (its name, id or directory).
 pub fn spec_matches(spec: &ModelSpec, name: &str) -> bool {
-    spec.name == name || spec.dir_name() == name || spec.id.to_string() == name || spec.id.locator() == name
+    spec.name == name
+        || spec.dir_name() == name
+        || spec.id.to_string() == name
+        || spec.id.locator() == name
 }
 
 #[derive(Clone, Debug, Default)]
@@ -118,7 +121,9 @@ impl Project {
         let settings = FetchSettings {
             jobs: config.concurrency(),
             attempts: download.retries.unwrap_or(5).max(1),
-            stall_timeout: std::time::Duration::from_secs(download.stall_timeout_seconds.unwrap_or(30).max(1)),
+            stall_timeout: std::time::Duration::from_secs(
+                download.stall_timeout_seconds.unwrap_or(30).max(1),
+            ),
             connect_timeout: std::time::Duration::from_secs(url.timeout_seconds.max(1)),
             verify_ssl: url.verify_ssl,
         };
@@ -143,16 +148,36 @@ impl Project {
 
     fn fetcher(&self) -> Fetcher {
         let http = crate::fetch::http_client(&self.settings);
-        Fetcher::new(http, self.settings.clone(), self.reporter.clone(), self.store.tmp_dir())
+        Fetcher::new(
+            http,
+            self.settings.clone(),
+            self.reporter.clone(),
+            self.store.tmp_dir(),
+        )
     }
 
     fn check_names(&self, names: &[String]) -> Result<()> {
         for name in names {
             if !self.config.specs.iter().any(|s| spec_matches(s, name)) {
-                let known: Vec<_> = self.config.specs.iter().map(|s| format!("`{}`", s.name)).collect();
+                let known: Vec<_> = self
+                    .config
+                    .specs
+                    .iter()
+                    .map(|s| format!("`{}`", s.name))
+                    .collect();
                 return Err(Error::usage(
-                    format!("no model named `{name}` is in `{}`", self.config.path.display()),
-                    Some(format!("models in the config: {}", if known.is_empty() { "none".into() } else { known.join(", ") })),
+                    format!(
+                        "no model named `{name}` is in `{}`",
+                        self.config.path.display()
+                    ),
+                    Some(format!(
+                        "models in the config: {}",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    )),
                 ));
             }
         }
@@ -172,7 +197,12 @@ impl Project {
         outcome
     }
 
-    async fn lock_with_state(&self, upgrade: &Upgrade, mode: LockMode, state: &mut StoreState) -> Result<LockOutcome> {
+    async fn lock_with_state(
+        &self,
+        upgrade: &Upgrade,
+        mode: LockMode,
+        state: &mut StoreState,
+    ) -> Result<LockOutcome> {
         let path = self.lock_path();
         let existing = Lockfile::read(&path)?.unwrap_or_default();
         let mut outcome = LockOutcome::default();
@@ -187,12 +217,20 @@ impl Project {
                 _ => to_resolve.push(spec),
             }
         }
-        outcome.removed = existing.models.keys().filter(|n| !self.config.specs.iter().any(|s| &s.name == *n)).cloned().collect();
+        outcome.removed = existing
+            .models
+            .keys()
+            .filter(|n| !self.config.specs.iter().any(|s| &s.name == *n))
+            .cloned()
+            .collect();
         let needs_change = !to_resolve.is_empty() || !outcome.removed.is_empty();
         if needs_change && mode != LockMode::Write {
             let mut reasons = existing.differences(&self.config.specs);
             if reasons.is_empty() {
-                reasons = to_resolve.iter().map(|s| format!("`{}` would be re-resolved", s.name)).collect();
+                reasons = to_resolve
+                    .iter()
+                    .map(|s| format!("`{}` would be re-resolved", s.name))
+                    .collect();
             }
             return Err(match mode {
                 LockMode::Locked => LockError::NeedsUpdate { path, reasons },
@@ -210,15 +248,17 @@ impl Project {
             reporter: self.reporter.as_ref(),
             attempts: self.settings.attempts,
         };
-        let resolved: Vec<(usize, std::result::Result<ResolvedModel, crate::resolve::ResolveError>)> =
-            futures_util::stream::iter(to_resolve.iter().enumerate())
-                .map(|(i, spec)| {
-                    let resolver = &resolver;
-                    async move { (i, resolver.resolve(spec).await) }
-                })
-                .buffer_unordered(self.settings.jobs)
-                .collect()
-                .await;
+        let resolved: Vec<(
+            usize,
+            std::result::Result<ResolvedModel, crate::resolve::ResolveError>,
+        )> = futures_util::stream::iter(to_resolve.iter().enumerate())
+            .map(|(i, spec)| {
+                let resolver = &resolver;
+                async move { (i, resolver.resolve(spec).await) }
+            })
+            .buffer_unordered(self.settings.jobs)
+            .collect()
+            .await;
         let mut resolved_models: Vec<(&ModelSpec, ResolvedModel)> = Vec::new();
         let mut errors = Vec::new();
         let mut resolved = resolved;
@@ -230,7 +270,10 @@ impl Project {
             }
         }
         if !errors.is_empty() {
-            return Err(many("could not resolve every model; the lockfile was not changed", errors));
+            return Err(many(
+                "could not resolve every model; the lockfile was not changed",
+                errors,
+            ));
         }
 
         // Each file's blake3: from the old lock when upstream still serves the
@@ -245,7 +288,8 @@ impl Project {
             let mut files = Vec::new();
             for remote in &model.files {
                 let dest = self.store.file_path(&dir, &remote.path)?;
-                let known = previous.and_then(|p| p.files.iter().find(|f| same_upstream(f, remote)));
+                let known =
+                    previous.and_then(|p| p.files.iter().find(|f| same_upstream(f, remote)));
                 let blake3 = match known {
                     Some(f) => Some(f.blake3.clone()),
                     None => on_disk_matches(&dest, remote, state, &Store::key(&dir, &remote.path)),
@@ -263,7 +307,11 @@ impl Project {
                             git_oid: remote.git_oid.clone(),
                             ..Default::default()
                         },
-                        token: if remote.needs_token { self.token.clone() } else { None },
+                        token: if remote.needs_token {
+                            self.token.clone()
+                        } else {
+                            None
+                        },
                     });
                 }
                 files.push(LockedFile {
@@ -307,7 +355,9 @@ impl Project {
                     if is_url {
                         file.url = fetched.final_url.clone();
                     }
-                    state.files.insert(Store::key(&dir, &file.path), fetched.record);
+                    state
+                        .files
+                        .insert(Store::key(&dir, &file.path), fetched.record);
                     outcome.downloaded_files += 1;
                     outcome.downloaded_bytes += fetched.size;
                 }
@@ -315,7 +365,10 @@ impl Project {
             }
         }
         if !errors.is_empty() {
-            return Err(many("could not download every file to lock; the lockfile was not changed", errors));
+            return Err(many(
+                "could not download every file to lock; the lockfile was not changed",
+                errors,
+            ));
         }
         for entry in entries {
             outcome.resolved.push(entry.name.clone());
@@ -351,7 +404,9 @@ impl Project {
                     Some("run `mdl lock` first".to_string()),
                 ));
             }
-            let result = self.lock_with_state(&options.upgrade, options.mode, &mut state).await;
+            let result = self
+                .lock_with_state(&options.upgrade, options.mode, &mut state)
+                .await;
             self.store.save_state(&state)?;
             let locked = result?;
             let lock = locked.lock.clone();
@@ -380,9 +435,19 @@ impl Project {
                 let errors = plan
                     .fetch
                     .iter()
-                    .map(|(f, _)| Error::from(crate::fetch::FetchError::Offline { label: format!("{}/{}", f.model, f.file.path) }))
+                    .map(|(f, _)| {
+                        Error::from(crate::fetch::FetchError::Offline {
+                            label: format!("{}/{}", f.model, f.file.path),
+                        })
+                    })
                     .collect();
-                return Err(many(&format!("{} file(s) must be downloaded, but mdl is offline", plan.fetch.len()), errors));
+                return Err(many(
+                    &format!(
+                        "{} file(s) must be downloaded, but mdl is offline",
+                        plan.fetch.len()
+                    ),
+                    errors,
+                ));
             }
             let jobs: Vec<FetchJob> = plan
                 .fetch
@@ -399,7 +464,9 @@ impl Project {
                             sha256: f.file.sha256.clone(),
                             ..Default::default()
                         },
-                        token: (model.source == crate::model_id::Source::Huggingface).then(|| self.token.clone()).flatten(),
+                        token: (model.source == crate::model_id::Source::Huggingface)
+                            .then(|| self.token.clone())
+                            .flatten(),
                     })
                 })
                 .collect::<Result<_>>()?;
@@ -408,7 +475,9 @@ impl Project {
             for ((f, _), result) in plan.fetch.iter().zip(results) {
                 match result {
                     Ok(fetched) => {
-                        state.files.insert(Store::key(&f.dir, &f.file.path), fetched.record);
+                        state
+                            .files
+                            .insert(Store::key(&f.dir, &f.file.path), fetched.record);
                         outcome.fetched_files += 1;
                         outcome.fetched_bytes += fetched.size;
                     }
@@ -418,7 +487,10 @@ impl Project {
             self.store.save_state(&state)?;
             if !errors.is_empty() {
                 self.write_registry(&lock, &BTreeMap::new())?;
-                return Err(many("some files could not be synced; files already in place were kept", errors));
+                return Err(many(
+                    "some files could not be synced; files already in place were kept",
+                    errors,
+                ));
             }
         }
         self.store.save_state(&state)?;
@@ -429,8 +501,10 @@ impl Project {
             Vec::new()
         };
         self.store.save_state(&state)?;
-        let verifications: BTreeMap<String, Verification> =
-            checks.iter().map(|c| (c.name.clone(), c.verification.clone())).collect();
+        let verifications: BTreeMap<String, (Verification, bool)> = checks
+            .iter()
+            .map(|c| (c.name.clone(), (c.verification.clone(), c.cached)))
+            .collect();
         self.write_registry(&lock, &verifications)?;
         outcome.checks = checks;
         outcome.elapsed_ms = started.elapsed().as_millis() as u64;
@@ -446,7 +520,13 @@ impl Project {
             })
             .collect();
         if !failed.is_empty() {
-            return Err(many(&format!("{} model(s) failed verification; they will be verified again on the next sync", failed.len()), failed));
+            return Err(many(
+                &format!(
+                    "{} model(s) failed verification; they will be verified again on the next sync",
+                    failed.len()
+                ),
+                failed,
+            ));
         }
         Ok(outcome)
     }
@@ -476,7 +556,10 @@ impl Project {
         self.check_names(names)?;
         let _guard = self.store.lock()?;
         let lock = self.read_lock()?.ok_or_else(|| {
-            Error::usage("there is no `models.lock` yet", Some("run `mdl sync` first".to_string()))
+            Error::usage(
+                "there is no `models.lock` yet",
+                Some("run `mdl sync` first".to_string()),
+            )
         })?;
         let mut state = self.store.load_state();
         let wanted: BTreeSet<String> = self
@@ -490,13 +573,13 @@ impl Project {
         subset.models.retain(|n, _| wanted.contains(n));
         let checks = self.verify_models(&subset, &mut state, &wanted).await?;
         self.store.save_state(&state)?;
-        let mut all: BTreeMap<String, Verification> = Registry::read(&self.registry_path())
+        let mut all: BTreeMap<String, (Verification, bool)> = Registry::read(&self.registry_path())
             .models
             .into_iter()
-            .filter_map(|(n, m)| m.verification.map(|v| (n, v)))
+            .filter_map(|(n, m)| m.verification.map(|v| (n, (v, true))))
             .collect();
         for c in &checks {
-            all.insert(c.name.clone(), c.verification.clone());
+            all.insert(c.name.clone(), (c.verification.clone(), false));
         }
         self.write_registry(&lock, &all)?;
         Ok(checks)
@@ -505,7 +588,12 @@ impl Project {
     /// Verifies each locked model on its configured device. Files whose
     /// (blake3, device, forward shape) verified before are not reloaded unless
     /// their model is in `reload`; all others go to the verifier in one batch.
-    async fn verify_models(&self, lock: &Lockfile, state: &mut StoreState, reload: &BTreeSet<String>) -> Result<Vec<ModelCheck>> {
+    async fn verify_models(
+        &self,
+        lock: &Lockfile,
+        state: &mut StoreState,
+        reload: &BTreeSet<String>,
+    ) -> Result<Vec<ModelCheck>> {
         let verifier = verify::Verifier::discover();
         struct Pending {
             model: usize,
@@ -516,11 +604,18 @@ impl Project {
         let mut requests = Vec::new();
         let mut pending = Vec::new();
         for model in lock.models.values() {
-            let Some(spec) = self.config.specs.iter().find(|s| s.name == model.name) else { continue };
+            let Some(spec) = self.config.specs.iter().find(|s| s.name == model.name) else {
+                continue;
+            };
             let device = spec.device.to_string();
             let mut check = ModelCheck {
                 name: model.name.clone(),
-                verification: Verification { status: VerifyStatus::Verified, device: device.clone(), files: BTreeMap::new(), error: None },
+                verification: Verification {
+                    status: VerifyStatus::Verified,
+                    device: device.clone(),
+                    files: BTreeMap::new(),
+                    error: None,
+                },
                 cached: true,
             };
             if !spec.verify.load {
@@ -529,22 +624,41 @@ impl Project {
                 checks.push(check);
                 continue;
             }
-            self.reporter.report(Event::Verifying { model: &model.name });
+            self.reporter
+                .report(Event::Verifying { model: &model.name });
             for file in &model.files {
-                let key = format!("{}@{device}#{}", file.blake3, forward_key(spec.verify.forward.as_deref()));
+                let key = format!(
+                    "{}@{device}#{}",
+                    file.blake3,
+                    forward_key(spec.verify.forward.as_deref())
+                );
                 if !reload.contains(&model.name) {
                     if let Some(record) = state.verified.get(&key) {
-                        check.verification.files.insert(file.path.clone(), record.clone());
+                        check
+                            .verification
+                            .files
+                            .insert(file.path.clone(), record.clone());
                         continue;
                     }
                 }
                 // Only weight files go to the verifier; the rest (configs, tokenizers) need no load.
                 let path = self.store.file_path(&model.dir_name(), &file.path)?;
-                if verify::detect(&path).map(|d| d == verify::Detected::Other).unwrap_or(false) {
+                if verify::detect(&path)
+                    .map(|d| d == verify::Detected::Other)
+                    .unwrap_or(false)
+                {
                     continue;
                 }
-                pending.push(Pending { model: checks.len(), path: file.path.clone(), key });
-                requests.push(verify::Request { path, device: device.clone(), forward: spec.verify.forward.clone() });
+                pending.push(Pending {
+                    model: checks.len(),
+                    path: file.path.clone(),
+                    key,
+                });
+                requests.push(verify::Request {
+                    path,
+                    device: device.clone(),
+                    forward: spec.verify.forward.clone(),
+                });
             }
             checks.push(check);
         }
@@ -598,23 +712,40 @@ impl Project {
 
     /// Rewrites each model's `model_info.json` and the registry from the lock
     /// and what is on disk. Models whose files are not all in place are left out.
-    fn write_registry(&self, lock: &Lockfile, verifications: &BTreeMap<String, Verification>) -> Result<()> {
-        let now = jiff::Timestamp::now().round(jiff::Unit::Second).unwrap_or(jiff::Timestamp::now()).to_string();
-        let mut registry = Registry { version: registry::REGISTRY_VERSION, models: BTreeMap::new() };
+    /// A verification served entirely from remembered results (`true` in the
+    /// map) keeps what `model_info.json` already says, so a no-op sync writes nothing.
+    fn write_registry(
+        &self,
+        lock: &Lockfile,
+        verifications: &BTreeMap<String, (Verification, bool)>,
+    ) -> Result<()> {
+        let now = jiff::Timestamp::now()
+            .round(jiff::Unit::Second)
+            .unwrap_or(jiff::Timestamp::now())
+            .to_string();
+        let mut registry = Registry {
+            version: registry::REGISTRY_VERSION,
+            models: BTreeMap::new(),
+        };
         for model in lock.models.values() {
             let dir = self.store.model_dir(&model.dir_name());
-            let complete = model
-                .files
-                .iter()
-                .all(|f| self.store.file_path(&model.dir_name(), &f.path).map(|p| p.is_file()).unwrap_or(false));
+            let complete = model.files.iter().all(|f| {
+                self.store
+                    .file_path(&model.dir_name(), &f.path)
+                    .map(|p| p.is_file())
+                    .unwrap_or(false)
+            });
             if !complete {
                 continue;
             }
             let info_path = dir.join(MODEL_INFO);
             let previous = ModelInfo::read(&info_path);
             let mut info = ModelInfo::from_lock(model, previous.as_ref(), &now);
-            if let Some(v) = verifications.get(&model.name) {
-                info.verification = Some(v.clone());
+            match (verifications.get(&model.name), &info.verification) {
+                (Some((v, true)), Some(old))
+                    if old.status == v.status && old.device == v.device => {}
+                (Some((v, _)), _) => info.verification = Some(v.clone()),
+                (None, _) => {}
             }
             registry::write_json_if_changed(&info_path, &info)?;
             registry.models.insert(model.name.clone(), info);
@@ -625,14 +756,24 @@ impl Project {
 }
 
 fn forward_key(forward: Option<&[i64]>) -> String {
-    forward.map(|s| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x")).unwrap_or_default()
+    forward
+        .map(|s| {
+            s.iter()
+                .map(|d| d.to_string())
+                .collect::<Vec<_>>()
+                .join("x")
+        })
+        .unwrap_or_default()
 }
 
 fn many(summary: &str, mut errors: Vec<Error>) -> Error {
     if errors.len() == 1 {
         return errors.pop().unwrap();
     }
-    Error::Many { summary: summary.to_string(), errors }
+    Error::Many {
+        summary: summary.to_string(),
+        errors,
+    }
 }
 
 /// Whether a previously locked file is the same upstream content as `remote`.
@@ -647,7 +788,12 @@ fn same_upstream(old: &LockedFile, remote: &RemoteFile) -> bool {
 
 /// If the file at `dest` already holds what upstream serves (checked against the
 /// Hub's sha256 or git blob id), its blake3 — without downloading it again.
-fn on_disk_matches(dest: &std::path::Path, remote: &RemoteFile, state: &mut StoreState, key: &str) -> Option<String> {
+fn on_disk_matches(
+    dest: &std::path::Path,
+    remote: &RemoteFile,
+    state: &mut StoreState,
+    key: &str,
+) -> Option<String> {
     use sha1::Digest;
     let meta = std::fs::metadata(dest).ok()?;
     if Some(meta.len()) != remote.size || (remote.sha256.is_none() && remote.git_oid.is_none()) {

@@ -73,7 +73,11 @@ impl ModelInfo {
         let files: Vec<FileInfo> = model
             .files
             .iter()
-            .map(|f| FileInfo { path: f.path.clone(), size: f.size, blake3: f.blake3.clone() })
+            .map(|f| FileInfo {
+                path: f.path.clone(),
+                size: f.size,
+                blake3: f.blake3.clone(),
+            })
             .collect();
         // Same files as before: keep the original download time.
         let downloaded_at = match previous {
@@ -112,7 +116,10 @@ impl Registry {
         std::fs::read(path)
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or(Registry { version: REGISTRY_VERSION, models: BTreeMap::new() })
+            .unwrap_or(Registry {
+                version: REGISTRY_VERSION,
+                models: BTreeMap::new(),
+            })
     }
 }
 
@@ -123,6 +130,9 @@ pub fn write_json_if_changed<T: Serialize>(path: &Path, value: &T) -> Result<boo
     if std::fs::read(path).ok().as_deref() == Some(bytes.as_slice()) {
         return Ok(false);
     }
-    write_atomic(path, &bytes).map_err(|source| StoreError::Io { path: path.to_path_buf(), source })?;
+    write_atomic(path, &bytes).map_err(|source| StoreError::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
     Ok(true)
 }

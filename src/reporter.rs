@@ -11,13 +11,23 @@ pub enum Event<'a> {
     Resolving { model: &'a str },
     /// A file download starts; `size` when known. `resumed_from` bytes were
     /// already on disk from an earlier attempt.
-    DownloadStarted { id: usize, label: &'a str, size: Option<u64>, resumed_from: u64 },
+    DownloadStarted {
+        id: usize,
+        label: &'a str,
+        size: Option<u64>,
+        resumed_from: u64,
+    },
     /// `bytes` more bytes of download `id` arrived.
     DownloadProgress { id: usize, bytes: u64 },
     /// Download `id` ended (successfully or not).
     DownloadFinished { id: usize, label: &'a str, ok: bool },
     /// An attempt failed and will be retried after `wait`.
-    Retrying { label: &'a str, attempt: u32, reason: &'a str, wait: Duration },
+    Retrying {
+        label: &'a str,
+        attempt: u32,
+        reason: &'a str,
+        wait: Duration,
+    },
     /// An HTTP request was sent (for `-v`).
     Request { method: &'a str, url: &'a str },
     /// Loading a model to verify it.

@@ -24,7 +24,11 @@ use crate::store::safe_relative_path;
 
 /// Path-segment encoding: everything but unreserved characters, so a revision
 /// like `refs/pr/1` becomes one segment (`refs%2Fpr%2F1`), as the Python client does.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
+    .remove(b'-')
+    .remove(b'_')
+    .remove(b'.')
+    .remove(b'~');
 /// File paths keep their `/`.
 const PATH: &AsciiSet = &SEGMENT.remove(b'/');
 
@@ -33,19 +37,52 @@ pub enum ResolveError {
     #[error("the Hub has no repository `{repo}` (model `{model}`)")]
     RepoNotFound { model: String, repo: String },
     #[error("the Hub repository `{repo}` has no revision `{revision}` (model `{model}`)")]
-    RevisionNotFound { model: String, repo: String, revision: String },
+    RevisionNotFound {
+        model: String,
+        repo: String,
+        revision: String,
+    },
     #[error("the Hub repository `{repo}` is gated or private and needs a token (model `{model}`)")]
-    Unauthorized { model: String, repo: String, token_sent: bool },
+    Unauthorized {
+        model: String,
+        repo: String,
+        token_sent: bool,
+    },
     #[error("resolving `{model}` failed: the server answered {status} for `{url}`{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
-    Http { model: String, url: String, status: u16, message: Option<String> },
+    Http {
+        model: String,
+        url: String,
+        status: u16,
+        message: Option<String>,
+    },
     #[error("resolving `{model}` failed: could not reach `{url}`: {reason}")]
-    Network { model: String, url: String, reason: String },
-    #[error("resolving `{model}` failed: `{url}` sent an answer mdl does not understand: {message}")]
-    BadResponse { model: String, url: String, message: String },
-    #[error("no file of `{repo}` at `{commit}` matches the include/exclude filters of model `{model}`")]
-    NothingMatches { model: String, repo: String, commit: String },
+    Network {
+        model: String,
+        url: String,
+        reason: String,
+    },
+    #[error(
+        "resolving `{model}` failed: `{url}` sent an answer mdl does not understand: {message}"
+    )]
+    BadResponse {
+        model: String,
+        url: String,
+        message: String,
+    },
+    #[error(
+        "no file of `{repo}` at `{commit}` matches the include/exclude filters of model `{model}`"
+    )]
+    NothingMatches {
+        model: String,
+        repo: String,
+        commit: String,
+    },
     #[error("model `{model}`: {source}")]
-    Unsafe { model: String, #[source] source: crate::store::StoreError },
+    Unsafe {
+        model: String,
+        #[source]
+        source: crate::store::StoreError,
+    },
 }
 
 impl ResolveError {
@@ -146,14 +183,21 @@ impl Resolver<'_> {
         self.reporter.report(Event::Resolving { model: &spec.name });
         match &spec.id {
             crate::model_id::ModelId::Huggingface { repo, revision } => {
-                self.resolve_hub(spec, repo, revision.as_deref().unwrap_or("main")).await
+                self.resolve_hub(spec, repo, revision.as_deref().unwrap_or("main"))
+                    .await
             }
             crate::model_id::ModelId::Url { url } => self.resolve_url(spec, url).await,
         }
     }
 
     /// Sends a GET or HEAD, retrying connection errors, 429 and 5xx with backoff.
-    async fn send(&self, model: &str, method: reqwest::Method, url: &str, token: bool) -> Result<reqwest::Response, ResolveError> {
+    async fn send(
+        &self,
+        model: &str,
+        method: reqwest::Method,
+        url: &str,
+        token: bool,
+    ) -> Result<reqwest::Response, ResolveError> {
         let mut attempt = 0;
         loop {
             attempt += 1;
@@ -163,9 +207,15 @@ impl Resolver<'_> {
                     request = request.header(AUTHORIZATION, format!("Bearer {t}"));
                 }
             }
-            self.reporter.report(Event::Request { method: method.as_str(), url });
+            self.reporter.report(Event::Request {
+                method: method.as_str(),
+                url,
+            });
             let reason = match request.timeout(Duration::from_secs(60)).send().await {
-                Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
+                Ok(r)
+                    if r.status().is_server_error()
+                        || r.status() == StatusCode::TOO_MANY_REQUESTS =>
+                {
                     format!("the server answered {}", r.status())
                 }
                 Ok(r) => return Ok(r),
@@ -180,15 +230,29 @@ impl Resolver<'_> {
                 }
             };
             if attempt >= self.attempts {
-                return Err(ResolveError::Network { model: model.into(), url: url.into(), reason });
+                return Err(ResolveError::Network {
+                    model: model.into(),
+                    url: url.into(),
+                    reason,
+                });
             }
             let wait = backoff(attempt);
-            self.reporter.report(Event::Retrying { label: model, attempt, reason: &reason, wait });
+            self.reporter.report(Event::Retrying {
+                label: model,
+                attempt,
+                reason: &reason,
+                wait,
+            });
             tokio::time::sleep(wait).await;
         }
     }
 
-    async fn resolve_hub(&self, spec: &ModelSpec, repo: &str, revision: &str) -> Result<ResolvedModel, ResolveError> {
+    async fn resolve_hub(
+        &self,
+        spec: &ModelSpec,
+        repo: &str,
+        revision: &str,
+    ) -> Result<ResolvedModel, ResolveError> {
         let model = &spec.name;
         let url = format!(
             "{}/api/models/{repo}/revision/{}?blobs=true",
@@ -198,16 +262,41 @@ impl Resolver<'_> {
         let response = self.send(model, reqwest::Method::GET, &url, true).await?;
         let status = response.status();
         if !status.is_success() {
-            let code = response.headers().get("x-error-code").and_then(|v| v.to_str().ok()).map(str::to_string);
-            let message = response.headers().get("x-error-message").and_then(|v| v.to_str().ok()).map(str::to_string);
+            let code = response
+                .headers()
+                .get("x-error-code")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let message = response
+                .headers()
+                .get("x-error-message")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
             return Err(match (status.as_u16(), code.as_deref()) {
-                (_, Some("RepoNotFound")) => ResolveError::RepoNotFound { model: model.clone(), repo: repo.into() },
-                (_, Some("RevisionNotFound")) => ResolveError::RevisionNotFound { model: model.clone(), repo: repo.into(), revision: revision.into() },
-                (401 | 403, _) | (_, Some("GatedRepo")) => {
-                    ResolveError::Unauthorized { model: model.clone(), repo: repo.into(), token_sent: self.token.is_some() }
-                }
-                (404, _) => ResolveError::RepoNotFound { model: model.clone(), repo: repo.into() },
-                (status, _) => ResolveError::Http { model: model.clone(), url, status, message },
+                (_, Some("RepoNotFound")) => ResolveError::RepoNotFound {
+                    model: model.clone(),
+                    repo: repo.into(),
+                },
+                (_, Some("RevisionNotFound")) => ResolveError::RevisionNotFound {
+                    model: model.clone(),
+                    repo: repo.into(),
+                    revision: revision.into(),
+                },
+                (401 | 403, _) | (_, Some("GatedRepo")) => ResolveError::Unauthorized {
+                    model: model.clone(),
+                    repo: repo.into(),
+                    token_sent: self.token.is_some(),
+                },
+                (404, _) => ResolveError::RepoNotFound {
+                    model: model.clone(),
+                    repo: repo.into(),
+                },
+                (status, _) => ResolveError::Http {
+                    model: model.clone(),
+                    url,
+                    status,
+                    message,
+                },
             });
         }
         let body = response.bytes().await.map_err(|e| ResolveError::Network {
@@ -215,12 +304,17 @@ impl Resolver<'_> {
             url: url.clone(),
             reason: e.to_string(),
         })?;
-        let info: RepoInfo = serde_json::from_slice(&body).map_err(|e| ResolveError::BadResponse {
+        let info: RepoInfo =
+            serde_json::from_slice(&body).map_err(|e| ResolveError::BadResponse {
+                model: model.clone(),
+                url: url.clone(),
+                message: e.to_string(),
+            })?;
+        let bad = |message: &str| ResolveError::BadResponse {
             model: model.clone(),
             url: url.clone(),
-            message: e.to_string(),
-        })?;
-        let bad = |message: &str| ResolveError::BadResponse { model: model.clone(), url: url.clone(), message: message.into() };
+            message: message.into(),
+        };
         let commit = info.sha.ok_or_else(|| bad("no `sha` field"))?;
         if commit.len() != 40 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
             return Err(bad("`sha` is not a 40-hex commit id"));
@@ -231,12 +325,19 @@ impl Resolver<'_> {
         for sibling in siblings {
             let path = sibling.rfilename;
             // Refuse escaping names before anything is written.
-            safe_relative_path(&path).map_err(|source| ResolveError::Unsafe { model: model.clone(), source })?;
+            safe_relative_path(&path).map_err(|source| ResolveError::Unsafe {
+                model: model.clone(),
+                source,
+            })?;
             if include.as_ref().is_some_and(|g| !g.is_match(&path)) || exclude.is_match(&path) {
                 continue;
             }
             let (size, etag, sha256) = match &sibling.lfs {
-                Some(lfs) => (Some(lfs.size), Some(lfs.sha256.clone()), Some(lfs.sha256.clone())),
+                Some(lfs) => (
+                    Some(lfs.size),
+                    Some(lfs.sha256.clone()),
+                    Some(lfs.sha256.clone()),
+                ),
                 None => (sibling.size, sibling.blob_id.clone(), None),
             };
             files.push(RemoteFile {
@@ -245,26 +346,53 @@ impl Resolver<'_> {
                 size,
                 etag,
                 sha256,
-                git_oid: if sibling.lfs.is_none() { sibling.blob_id } else { None },
+                git_oid: if sibling.lfs.is_none() {
+                    sibling.blob_id
+                } else {
+                    None
+                },
                 needs_token: true,
             });
         }
         if files.is_empty() {
-            return Err(ResolveError::NothingMatches { model: model.clone(), repo: repo.into(), commit });
+            return Err(ResolveError::NothingMatches {
+                model: model.clone(),
+                repo: repo.into(),
+                commit,
+            });
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(ResolvedModel { commit: Some(commit), resolved_url: None, files })
+        Ok(ResolvedModel {
+            commit: Some(commit),
+            resolved_url: None,
+            files,
+        })
     }
 
     /// A HEAD that follows redirects gives the final URL, ETag and size. Servers
     /// that refuse HEAD are resolved by the download itself.
-    async fn resolve_url(&self, spec: &ModelSpec, url: &str) -> Result<ResolvedModel, ResolveError> {
+    async fn resolve_url(
+        &self,
+        spec: &ModelSpec,
+        url: &str,
+    ) -> Result<ResolvedModel, ResolveError> {
         let model = &spec.name;
         let response = self.send(model, reqwest::Method::HEAD, url, false).await?;
         let status = response.status();
-        let file_name = url.split(['?', '#']).next().unwrap_or(url).rsplit('/').next().unwrap_or("model").to_string();
+        let file_name = url
+            .split(['?', '#'])
+            .next()
+            .unwrap_or(url)
+            .rsplit('/')
+            .next()
+            .unwrap_or("model")
+            .to_string();
         let (final_url, etag, size) = if status.is_success() {
-            let etag = response.headers().get(ETAG).and_then(|v| v.to_str().ok()).map(normalize_etag);
+            let etag = response
+                .headers()
+                .get(ETAG)
+                .and_then(|v| v.to_str().ok())
+                .map(normalize_etag);
             // Not `content_length()`: for HEAD that is the (empty) body's size.
             let size = response
                 .headers()
@@ -276,10 +404,22 @@ impl Resolver<'_> {
         } else if matches!(status.as_u16(), 405 | 501) {
             (url.to_string(), None, None)
         } else {
-            let message = response.headers().get("x-error-message").and_then(|v| v.to_str().ok()).map(str::to_string);
-            return Err(ResolveError::Http { model: model.clone(), url: url.into(), status: status.as_u16(), message });
+            let message = response
+                .headers()
+                .get("x-error-message")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            return Err(ResolveError::Http {
+                model: model.clone(),
+                url: url.into(),
+                status: status.as_u16(),
+                message,
+            });
         };
-        safe_relative_path(&file_name).map_err(|source| ResolveError::Unsafe { model: model.clone(), source })?;
+        safe_relative_path(&file_name).map_err(|source| ResolveError::Unsafe {
+            model: model.clone(),
+            source,
+        })?;
         Ok(ResolvedModel {
             commit: None,
             resolved_url: Some(final_url.clone()),

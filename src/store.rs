@@ -27,7 +27,11 @@ pub enum StoreError {
     #[error("the remote file name `{name}` would escape the model directory")]
     UnsafePath { name: String },
     #[error("I/O error on `{}`", path.display())]
-    Io { path: PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
     #[error("another mdl process is working on `{}`", path.display())]
     Busy { path: PathBuf },
 }
@@ -56,7 +60,9 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
 /// components, no backslashes or NULs (which mean different things on other
 /// platforms).
 pub fn safe_relative_path(name: &str) -> Result<PathBuf, StoreError> {
-    let unsafe_path = || StoreError::UnsafePath { name: name.to_string() };
+    let unsafe_path = || StoreError::UnsafePath {
+        name: name.to_string(),
+    };
     if name.is_empty() || name.starts_with('/') || name.contains('\\') || name.contains('\0') {
         return Err(unsafe_path());
     }
@@ -76,9 +82,14 @@ pub fn safe_relative_path(name: &str) -> Result<PathBuf, StoreError> {
 /// Writes `bytes` to `path` through a temporary file in the same directory, fsync,
 /// rename, fsync of the directory: readers see the old or the new file, never a mix.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     fs_err::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".mdl-tmp-").tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".mdl-tmp-")
+        .tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -107,7 +118,10 @@ pub struct FileRecord {
 impl FileRecord {
     pub fn stat(path: &Path, blake3: String) -> std::io::Result<FileRecord> {
         let meta = std::fs::metadata(path)?;
-        Ok(FileRecord { blake3, ..FileStat::of(&meta) .into_record() })
+        Ok(FileRecord {
+            blake3,
+            ..FileStat::of(&meta).into_record()
+        })
     }
 }
 
@@ -130,7 +144,12 @@ impl FileStat {
     }
 
     fn into_record(self) -> FileRecord {
-        FileRecord { size: self.size, mtime_ns: self.mtime_ns, inode: self.inode, blake3: String::new() }
+        FileRecord {
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            inode: self.inode,
+            blake3: String::new(),
+        }
     }
 
     pub fn matches(&self, record: &FileRecord) -> bool {
@@ -203,7 +222,10 @@ impl Store {
     pub fn save_state(&self, state: &StoreState) -> Result<(), StoreError> {
         let path = self.state_path();
         let bytes = serde_json::to_vec(state).expect("state serialises");
-        if std::fs::read(&path).ok().as_deref() == Some(bytes.as_slice()) {
+        let existing = std::fs::read(&path).ok();
+        if existing.as_deref() == Some(bytes.as_slice())
+            || (existing.is_none() && *state == StoreState::default())
+        {
             return Ok(());
         }
         write_atomic(&path, &bytes).map_err(|source| StoreError::Io { path, source })
@@ -229,7 +251,10 @@ impl Store {
             Ok(()) => Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => {
                 // Another process holds it: wait for it rather than fail, as cargo does.
-                eprintln!("Blocking: waiting for another mdl process on `{}`", self.root.display());
+                eprintln!(
+                    "Blocking: waiting for another mdl process on `{}`",
+                    self.root.display()
+                );
                 file.lock().map_err(io(&path))?;
                 Ok(file)
             }
@@ -257,10 +282,22 @@ mod tests {
 
     #[test]
     fn escaping_names_are_refused() {
-        for bad in ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\\b", "", "a/.."] {
+        for bad in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "./a",
+            "a\\b",
+            "",
+            "a/..",
+        ] {
             assert!(safe_relative_path(bad).is_err(), "{bad}");
         }
-        assert_eq!(safe_relative_path("onnx/model.onnx").unwrap(), PathBuf::from("onnx/model.onnx"));
+        assert_eq!(
+            safe_relative_path("onnx/model.onnx").unwrap(),
+            PathBuf::from("onnx/model.onnx")
+        );
     }
 
     #[test]

@@ -59,7 +59,10 @@ pub struct Context {
 
 impl Context {
     pub fn config_path(&self) -> PathBuf {
-        self.global.config.clone().unwrap_or_else(|| PathBuf::from("config.yaml"))
+        self.global
+            .config
+            .clone()
+            .unwrap_or_else(|| PathBuf::from("config.yaml"))
     }
 
     pub fn load_config(&self, presets: &[String]) -> Result<Config, Error> {
@@ -76,7 +79,10 @@ impl Context {
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime")
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime")
 }
 
 pub fn main() -> ExitCode {
@@ -88,7 +94,10 @@ pub fn main() -> ExitCode {
     } else {
         Level::Default
     };
-    let context = Context { global: cli.global.clone(), printer: Arc::new(Printer::new(level)) };
+    let context = Context {
+        global: cli.global.clone(),
+        printer: Arc::new(Printer::new(level)),
+    };
     let result = match cli.command {
         Command::Lock(args) => commands::lock::run(&context, args),
         Command::Sync(args) => commands::sync::run(&context, args),

@@ -46,11 +46,17 @@ impl Printer {
     pub fn new(level: Level) -> Printer {
         let interactive = std::io::stderr().is_terminal() && !mdl::env::is_ci();
         let style = if interactive && level != Level::Quiet {
-            Style::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)))
+            Style::Bars(MultiProgress::with_draw_target(
+                ProgressDrawTarget::stderr_with_hz(10),
+            ))
         } else {
             Style::Lines
         };
-        Printer { level, style, downloads: Mutex::new(HashMap::new()) }
+        Printer {
+            level,
+            style,
+            downloads: Mutex::new(HashMap::new()),
+        }
     }
 
     /// A status line (`Locked 3 models`), unless quiet.
@@ -78,19 +84,37 @@ impl Reporter for Printer {
             return;
         }
         match event {
-            Event::Request { method, url } if self.level == Level::Verbose => self.status("Request", &format!("{method} {url}")),
+            Event::Request { method, url } if self.level == Level::Verbose => {
+                self.status("Request", &format!("{method} {url}"))
+            }
             Event::Request { .. } => {}
-            Event::Resolving { model } if self.level == Level::Verbose => self.status("Resolving", model),
+            Event::Resolving { model } if self.level == Level::Verbose => {
+                self.status("Resolving", model)
+            }
             Event::Resolving { .. } => {}
             Event::Verifying { model } => {
                 if self.level == Level::Verbose {
                     self.status("Verifying", model)
                 }
             }
-            Event::Retrying { label, attempt, reason, wait } => {
-                self.status("Retrying", &format!("{label} (attempt {attempt} failed: {reason}; next in {:.1} s)", wait.as_secs_f64()))
-            }
-            Event::DownloadStarted { id, label, size, resumed_from } => {
+            Event::Retrying {
+                label,
+                attempt,
+                reason,
+                wait,
+            } => self.status(
+                "Retrying",
+                &format!(
+                    "{label} (attempt {attempt} failed: {reason}; next in {:.1} s)",
+                    wait.as_secs_f64()
+                ),
+            ),
+            Event::DownloadStarted {
+                id,
+                label,
+                size,
+                resumed_from,
+            } => {
                 let bar = match &self.style {
                     Style::Bars(m) => {
                         let bar = m.add(ProgressBar::new(size.unwrap_or(0)));
@@ -103,38 +127,72 @@ impl Reporter for Printer {
                         Some(bar)
                     }
                     Style::Lines => {
-                        let size = size.map(human_bytes).unwrap_or_else(|| "unknown size".into());
-                        let resumed = if resumed_from > 0 { format!(", resuming at {}", human_bytes(resumed_from)) } else { String::new() };
+                        let size = size
+                            .map(human_bytes)
+                            .unwrap_or_else(|| "unknown size".into());
+                        let resumed = if resumed_from > 0 {
+                            format!(", resuming at {}", human_bytes(resumed_from))
+                        } else {
+                            String::new()
+                        };
                         eprintln!("{:>12} {label} ({size}{resumed})", "Downloading");
                         None
                     }
                 };
                 self.downloads.lock().unwrap().insert(
                     id,
-                    Download { label: label.to_string(), size, done: resumed_from, started: Instant::now(), last_line: Instant::now(), bar },
+                    Download {
+                        label: label.to_string(),
+                        size,
+                        done: resumed_from,
+                        started: Instant::now(),
+                        last_line: Instant::now(),
+                        bar,
+                    },
                 );
             }
             Event::DownloadProgress { id, bytes } => {
                 let mut downloads = self.downloads.lock().unwrap();
-                let Some(d) = downloads.get_mut(&id) else { return };
+                let Some(d) = downloads.get_mut(&id) else {
+                    return;
+                };
                 d.done += bytes;
                 if let Some(bar) = &d.bar {
                     bar.set_position(d.done);
                 } else if d.last_line.elapsed() >= LINE_INTERVAL {
                     d.last_line = Instant::now();
                     let rate = d.done as f64 / d.started.elapsed().as_secs_f64().max(1e-3);
-                    let pct = d.size.map(|s| format!("{:.0}% of {}", 100.0 * d.done as f64 / s.max(1) as f64, human_bytes(s))).unwrap_or_else(|| human_bytes(d.done));
-                    eprintln!("{:>12} {} {pct} at {}/s", "", d.label, human_bytes(rate as u64));
+                    let pct = d
+                        .size
+                        .map(|s| {
+                            format!(
+                                "{:.0}% of {}",
+                                100.0 * d.done as f64 / s.max(1) as f64,
+                                human_bytes(s)
+                            )
+                        })
+                        .unwrap_or_else(|| human_bytes(d.done));
+                    eprintln!(
+                        "{:>12} {} {pct} at {}/s",
+                        "",
+                        d.label,
+                        human_bytes(rate as u64)
+                    );
                 }
             }
             Event::DownloadFinished { id, label, ok } => {
-                let Some(d) = self.downloads.lock().unwrap().remove(&id) else { return };
+                let Some(d) = self.downloads.lock().unwrap().remove(&id) else {
+                    return;
+                };
                 if let Some(bar) = d.bar {
                     bar.finish_and_clear();
                 }
                 if ok {
                     let secs = d.started.elapsed().as_secs_f64();
-                    self.status("Downloaded", &format!("{label} ({}) in {secs:.1} s", human_bytes(d.done)));
+                    self.status(
+                        "Downloaded",
+                        &format!("{label} ({}) in {secs:.1} s", human_bytes(d.done)),
+                    );
                 }
             }
         }

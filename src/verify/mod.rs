@@ -11,7 +11,6 @@
 pub mod pickle;
 pub mod torch_file;
 
-
 use std::io::Read;
 use std::path::Path;
 use std::time::Instant;
@@ -48,17 +47,31 @@ pub enum Detected {
     /// Not a weight file (config, tokenizer, …): nothing to load.
     Other,
     /// Named like a weight file but holding something else.
-    Unrecognized { reason: String },
+    Unrecognized {
+        reason: String,
+    },
 }
 
 /// Extensions that promise weights: a file named so must be a known format.
-const WEIGHT_EXTENSIONS: &[&str] = &["pt", "pth", "ckpt", "safetensors", "pkl", "jit", "torchscript"];
+const WEIGHT_EXTENSIONS: &[&str] = &[
+    "pt",
+    "pth",
+    "ckpt",
+    "safetensors",
+    "pkl",
+    "jit",
+    "torchscript",
+];
 /// Extensions that often hold weights but not always (`.bin`): checked when recognised.
 const MAYBE_WEIGHT_EXTENSIONS: &[&str] = &["bin", "model", "tar"];
 
 /// Detects a file's format from its bytes and name.
 pub fn detect(path: &Path) -> std::io::Result<Detected> {
-    let ext = path.extension().and_then(|e| e.to_str()).unwrap_or("").to_ascii_lowercase();
+    let ext = path
+        .extension()
+        .and_then(|e| e.to_str())
+        .unwrap_or("")
+        .to_ascii_lowercase();
     let strict = WEIGHT_EXTENSIONS.contains(&ext.as_str());
     if !strict && !MAYBE_WEIGHT_EXTENSIONS.contains(&ext.as_str()) {
         return Ok(Detected::Other);
@@ -82,20 +95,31 @@ pub fn detect(path: &Path) -> std::io::Result<Detected> {
         let what = if head.is_empty() {
             "it is empty".to_string()
         } else if head.iter().take(32).all(|b| b.is_ascii()) {
-            format!("it starts with text ({:?})", String::from_utf8_lossy(&head[..head.len().min(24)]))
+            format!(
+                "it starts with text ({:?})",
+                String::from_utf8_lossy(&head[..head.len().min(24)])
+            )
         } else {
             "it is not a zip archive, a torch pickle or safetensors".to_string()
         };
-        return Ok(Detected::Unrecognized { reason: format!("`.{ext}` file of unknown format: {what}") });
+        return Ok(Detected::Unrecognized {
+            reason: format!("`.{ext}` file of unknown format: {what}"),
+        });
     }
     Ok(Detected::Other)
 }
 
 /// TorchScript archives carry `code/` and `constants.pkl`; `torch.save` zips do not.
 fn zip_kind(path: &Path) -> Format {
-    let Ok(file) = std::fs::File::open(path) else { return Format::TorchZip };
-    let Ok(zip) = zip::ZipArchive::new(file) else { return Format::TorchZip };
-    let script = zip.file_names().any(|n| n.ends_with("/constants.pkl") || n.contains("/code/"));
+    let Ok(file) = std::fs::File::open(path) else {
+        return Format::TorchZip;
+    };
+    let Ok(zip) = zip::ZipArchive::new(file) else {
+        return Format::TorchZip;
+    };
+    let script = zip
+        .file_names()
+        .any(|n| n.ends_with("/constants.pkl") || n.contains("/code/"));
     if script {
         Format::TorchScript
     } else {
@@ -135,13 +159,25 @@ pub struct TensorReport {
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("`{}` cannot be loaded: {reason}", path.display())]
-    Load { path: std::path::PathBuf, format: Option<Format>, reason: String },
+    Load {
+        path: std::path::PathBuf,
+        format: Option<Format>,
+        reason: String,
+    },
     #[error("libtorch sees no {what} device, but `device: {device}` was asked for")]
-    DeviceUnavailable { device: Device, what: &'static str, detail: String },
+    DeviceUnavailable {
+        device: Device,
+        what: &'static str,
+        detail: String,
+    },
     #[error("model `{model}` failed verification: {reason}")]
     Model { model: String, reason: String },
     #[error("I/O error on `{}`", path.display())]
-    Io { path: std::path::PathBuf, #[source] source: std::io::Error },
+    Io {
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl VerifyError {
@@ -174,22 +210,39 @@ pub struct Request {
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
 pub enum Answer {
-    Loaded { index: usize, report: Option<FileReport> },
-    LoadFailed { index: usize, format: Option<Format>, reason: String },
-    DeviceUnavailable { index: usize, what: String, detail: String },
+    Loaded {
+        index: usize,
+        report: Option<FileReport>,
+    },
+    LoadFailed {
+        index: usize,
+        format: Option<Format>,
+        reason: String,
+    },
+    DeviceUnavailable {
+        index: usize,
+        what: String,
+        detail: String,
+    },
 }
 
 impl Answer {
     pub fn index(&self) -> usize {
         match self {
-            Answer::Loaded { index, .. } | Answer::LoadFailed { index, .. } | Answer::DeviceUnavailable { index, .. } => *index,
+            Answer::Loaded { index, .. }
+            | Answer::LoadFailed { index, .. }
+            | Answer::DeviceUnavailable { index, .. } => *index,
         }
     }
 
     fn into_result(self, request: &Request) -> Result<Option<FileReport>, VerifyError> {
         match self {
             Answer::Loaded { report, .. } => Ok(report),
-            Answer::LoadFailed { format, reason, .. } => Err(VerifyError::Load { path: request.path.clone(), format, reason }),
+            Answer::LoadFailed { format, reason, .. } => Err(VerifyError::Load {
+                path: request.path.clone(),
+                format,
+                reason,
+            }),
             Answer::DeviceUnavailable { what, detail, .. } => Err(VerifyError::DeviceUnavailable {
                 device: Device::parse(&request.device).unwrap_or_default(),
                 what: if what == "MPS" { "MPS" } else { "CUDA" },
@@ -220,17 +273,25 @@ impl Verifier {
     /// The helper next to the running executable (or `$MDL_TORCH`).
     pub fn discover() -> Verifier {
         if !LIBTORCH {
-            return Verifier::StructureOnly { reason: "this mdl was built without the `libtorch` feature".into() };
+            return Verifier::StructureOnly {
+                reason: "this mdl was built without the `libtorch` feature".into(),
+            };
         }
-        let helper = std::env::var_os(HELPER_ENV).map(std::path::PathBuf::from).or_else(|| {
-            let exe = std::env::current_exe().ok()?;
-            let dir = exe.parent()?;
-            // `cargo test` runs test binaries from target/*/deps; the helper is one level up.
-            [dir.join("mdl-torch"), dir.join("../mdl-torch")].into_iter().find(|p| p.is_file())
-        });
+        let helper = std::env::var_os(HELPER_ENV)
+            .map(std::path::PathBuf::from)
+            .or_else(|| {
+                let exe = std::env::current_exe().ok()?;
+                let dir = exe.parent()?;
+                // `cargo test` runs test binaries from target/*/deps; the helper is one level up.
+                [dir.join("mdl-torch"), dir.join("../mdl-torch")]
+                    .into_iter()
+                    .find(|p| p.is_file())
+            });
         match helper {
             Some(path) if path.is_file() => Verifier::Helper(path),
-            _ => Verifier::StructureOnly { reason: "the libtorch helper `mdl-torch` is not installed next to `mdl`".into() },
+            _ => Verifier::StructureOnly {
+                reason: "the libtorch helper `mdl-torch` is not installed next to `mdl`".into(),
+            },
         }
     }
 
@@ -254,9 +315,12 @@ impl Verifier {
 /// file it was loading fails with that reason and the rest go to a new helper.
 fn run_helper(helper: &Path, requests: &[Request]) -> Vec<Result<Option<FileReport>, VerifyError>> {
     use std::io::{BufRead, Write};
-    let mut results: Vec<Option<Result<Option<FileReport>, VerifyError>>> = (0..requests.len()).map(|_| None).collect();
+    let mut results: Vec<Option<Result<Option<FileReport>, VerifyError>>> =
+        (0..requests.len()).map(|_| None).collect();
     loop {
-        let pending: Vec<usize> = (0..requests.len()).filter(|i| results[*i].is_none()).collect();
+        let pending: Vec<usize> = (0..requests.len())
+            .filter(|i| results[*i].is_none())
+            .collect();
         let Some(&first) = pending.first() else { break };
         let batch: Vec<&Request> = pending.iter().map(|i| &requests[*i]).collect();
         let spawned = std::process::Command::new(helper)
@@ -271,7 +335,10 @@ fn run_helper(helper: &Path, requests: &[Request]) -> Vec<Result<Option<FileRepo
                     results[i] = Some(Err(VerifyError::Load {
                         path: requests[i].path.clone(),
                         format: None,
-                        reason: format!("the libtorch helper `{}` could not start ({e})", helper.display()),
+                        reason: format!(
+                            "the libtorch helper `{}` could not start ({e})",
+                            helper.display()
+                        ),
                     }));
                 }
                 break;
@@ -286,8 +353,12 @@ fn run_helper(helper: &Path, requests: &[Request]) -> Vec<Result<Option<FileRepo
         let mut answered = 0;
         for line in std::io::BufReader::new(stdout).lines() {
             let Ok(line) = line else { break };
-            let Ok(answer) = serde_json::from_str::<Answer>(&line) else { continue };
-            let Some(&i) = pending.get(answer.index()) else { continue };
+            let Ok(answer) = serde_json::from_str::<Answer>(&line) else {
+                continue;
+            };
+            let Some(&i) = pending.get(answer.index()) else {
+                continue;
+            };
             results[i] = Some(answer.into_result(&requests[i]));
             answered += 1;
         }
@@ -299,20 +370,40 @@ fn run_helper(helper: &Path, requests: &[Request]) -> Vec<Result<Option<FileRepo
         let status = child.wait();
         if answered < pending.len() {
             // The helper stopped early: blame the first file it did not answer.
-            let culprit = pending.iter().copied().find(|i| results[*i].is_none()).unwrap_or(first);
+            let culprit = pending
+                .iter()
+                .copied()
+                .find(|i| results[*i].is_none())
+                .unwrap_or(first);
             let how = match status {
                 Ok(s) => describe_exit(s),
                 Err(e) => e.to_string(),
             };
-            let last = stderr.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+            let last = stderr
+                .lines()
+                .rev()
+                .find(|l| !l.trim().is_empty())
+                .unwrap_or("")
+                .trim()
+                .to_string();
             results[culprit] = Some(Err(VerifyError::Load {
                 path: requests[culprit].path.clone(),
                 format: None,
-                reason: format!("libtorch crashed while loading it ({how}){}", if last.is_empty() { String::new() } else { format!(": {last}") }),
+                reason: format!(
+                    "libtorch crashed while loading it ({how}){}",
+                    if last.is_empty() {
+                        String::new()
+                    } else {
+                        format!(": {last}")
+                    }
+                ),
             }));
         }
     }
-    results.into_iter().map(|r| r.expect("every request answered")).collect()
+    results
+        .into_iter()
+        .map(|r| r.expect("every request answered"))
+        .collect()
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {
@@ -326,15 +417,27 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
 
 /// Structure checks in this process (no libtorch).
 pub fn check_file(path: &Path, device: Device) -> Result<Option<FileReport>, VerifyError> {
-    let io = |source| VerifyError::Io { path: path.to_path_buf(), source };
+    let io = |source| VerifyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let format = match detect(path).map_err(io)? {
         Detected::Other => return Ok(None),
-        Detected::Unrecognized { reason } => return Err(VerifyError::Load { path: path.to_path_buf(), format: None, reason }),
+        Detected::Unrecognized { reason } => {
+            return Err(VerifyError::Load {
+                path: path.to_path_buf(),
+                format: None,
+                reason,
+            })
+        }
         Detected::Weights(format) => format,
     };
     let started = Instant::now();
-    let mut report = check_structure(path, format, device)
-        .map_err(|reason| VerifyError::Load { path: path.to_path_buf(), format: Some(format), reason })?;
+    let mut report = check_structure(path, format, device).map_err(|reason| VerifyError::Load {
+        path: path.to_path_buf(),
+        format: Some(format),
+        reason,
+    })?;
     report.load_ms = started.elapsed().as_millis() as u64;
     Ok(Some(report))
 }
@@ -344,18 +447,27 @@ pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<Fi
     let mut dtypes = std::collections::BTreeSet::new();
     let (tensors, parameters, bytes) = match format {
         Format::TorchZip | Format::TorchLegacy => {
-            let file = if format == Format::TorchZip { torch_file::read_zip(path) } else { torch_file::read_legacy(path) };
+            let file = if format == Format::TorchZip {
+                torch_file::read_zip(path)
+            } else {
+                torch_file::read_legacy(path)
+            };
             let file = file.map_err(|e| e.to_string())?;
             for t in &file.tensors {
                 dtypes.insert(t.dtype.name().to_string());
             }
             let params: i64 = file.tensors.iter().map(|t| t.numel()).sum();
-            let bytes: i64 = file.tensors.iter().map(|t| t.numel() * t.dtype.size() as i64).sum();
+            let bytes: i64 = file
+                .tensors
+                .iter()
+                .map(|t| t.numel() * t.dtype.size() as i64)
+                .sum();
             (file.tensors.len() as u64, params as u64, bytes as u64)
         }
         Format::Safetensors => {
             let data = std::fs::read(path).map_err(|e| e.to_string())?;
-            let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| format!("invalid safetensors: {e}"))?;
+            let st = safetensors::SafeTensors::deserialize(&data)
+                .map_err(|e| format!("invalid safetensors: {e}"))?;
             let mut params = 0u64;
             let mut bytes = 0u64;
             for (_, view) in st.tensors() {
@@ -368,11 +480,13 @@ pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<Fi
         Format::TorchScript => {
             // Reading every entry checks each one's CRC.
             let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-            let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("the zip archive is unreadable ({e})"))?;
+            let mut zip = zip::ZipArchive::new(file)
+                .map_err(|e| format!("the zip archive is unreadable ({e})"))?;
             let mut bytes = 0u64;
             for i in 0..zip.len() {
                 let mut entry = zip.by_index(i).map_err(|e| e.to_string())?;
-                bytes += std::io::copy(&mut entry, &mut std::io::sink()).map_err(|e| format!("entry {i} is corrupt ({e})"))?;
+                bytes += std::io::copy(&mut entry, &mut std::io::sink())
+                    .map_err(|e| format!("entry {i} is corrupt ({e})"))?;
             }
             (0, 0, bytes)
         }
@@ -397,7 +511,9 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures").join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(name)
     }
 
     fn manifest() -> serde_json::Value {
@@ -417,13 +533,22 @@ mod tests {
         for (name, want) in cases {
             assert_eq!(detect(&fixture(name)).unwrap(), want, "{name}");
         }
-        assert!(matches!(detect(&fixture("broken_not_a_model.pt")).unwrap(), Detected::Unrecognized { .. }));
+        assert!(matches!(
+            detect(&fixture("broken_not_a_model.pt")).unwrap(),
+            Detected::Unrecognized { .. }
+        ));
     }
 
     #[test]
     fn structure_matches_what_pytorch_wrote() {
         let manifest = manifest();
-        for name in ["state_dict.pth", "mixed_dtypes.pt", "checkpoint.pt", "legacy.pth", "model.safetensors"] {
+        for name in [
+            "state_dict.pth",
+            "mixed_dtypes.pt",
+            "checkpoint.pt",
+            "legacy.pth",
+            "model.safetensors",
+        ] {
             let format = match detect(&fixture(name)).unwrap() {
                 Detected::Weights(f) => f,
                 other => panic!("{name}: {other:?}"),
@@ -431,7 +556,11 @@ mod tests {
             let report = check_structure(&fixture(name), format, Device::Cpu).unwrap();
             let want = &manifest[name];
             assert_eq!(report.tensors, want["tensors"].as_u64().unwrap(), "{name}");
-            assert_eq!(report.parameters, want["parameters"].as_u64().unwrap(), "{name}");
+            assert_eq!(
+                report.parameters,
+                want["parameters"].as_u64().unwrap(),
+                "{name}"
+            );
             if format != Format::Safetensors {
                 let dtypes: Vec<String> = serde_json::from_value(want["dtypes"].clone()).unwrap();
                 assert_eq!(report.dtypes, dtypes, "{name}");
@@ -444,7 +573,9 @@ mod tests {
         let manifest = manifest();
         let file = torch_file::read_zip(&fixture("mixed_dtypes.pt")).unwrap();
         for t in &file.tensors {
-            let shape: Vec<i64> = serde_json::from_value(manifest["mixed_dtypes.pt"]["shapes"][&t.name].clone()).unwrap();
+            let shape: Vec<i64> =
+                serde_json::from_value(manifest["mixed_dtypes.pt"]["shapes"][&t.name].clone())
+                    .unwrap();
             assert_eq!(t.shape, shape, "{}", t.name);
         }
         let view = file.tensors.iter().find(|t| t.name == "view").unwrap();
@@ -454,9 +585,17 @@ mod tests {
     #[test]
     fn broken_files_fail_with_reasons() {
         for (name, format, needle) in [
-            ("broken_truncated.pth", Format::TorchZip, "zip archive is unreadable"),
+            (
+                "broken_truncated.pth",
+                Format::TorchZip,
+                "zip archive is unreadable",
+            ),
             ("broken_missing_record.pth", Format::TorchZip, "no record"),
-            ("broken_truncated.safetensors", Format::Safetensors, "invalid safetensors"),
+            (
+                "broken_truncated.safetensors",
+                Format::Safetensors,
+                "invalid safetensors",
+            ),
         ] {
             let err = check_structure(&fixture(name), format, Device::Cpu).unwrap_err();
             assert!(err.contains(needle), "{name}: {err}");

@@ -31,11 +31,20 @@ pub enum Value {
     Tuple(Vec<Value>),
     Dict(Vec<(Value, Value)>),
     Set(Vec<Value>),
-    Global { module: String, name: String },
+    Global {
+        module: String,
+        name: String,
+    },
     /// `callable(*args)` (REDUCE, NEWOBJ).
-    Call { callable: Box<Value>, args: Box<Value> },
+    Call {
+        callable: Box<Value>,
+        args: Box<Value>,
+    },
     /// `obj.__setstate__(state)` (BUILD).
-    Build { object: Box<Value>, state: Box<Value> },
+    Build {
+        object: Box<Value>,
+        state: Box<Value>,
+    },
     PersistentId(Box<Value>),
 }
 
@@ -84,7 +93,10 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
     let mut stack: Vec<Item> = Vec::new();
     let mut memo: HashMap<u32, Value> = HashMap::new();
     let start = *pos;
-    let err = |at: usize, message: String| PickleError { offset: at - start, message };
+    let err = |at: usize, message: String| PickleError {
+        offset: at - start,
+        message,
+    };
 
     macro_rules! take {
         ($n:expr) => {{
@@ -196,11 +208,17 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
             b'N' => stack.push(Item::Value(Value::None)),
             0x88 => stack.push(Item::Value(Value::Bool(true))),
             0x89 => stack.push(Item::Value(Value::Bool(false))),
-            b'J' => stack.push(Item::Value(Value::Int(i32::from_le_bytes(take!(4).try_into().unwrap()) as i64))),
+            b'J' => stack.push(Item::Value(Value::Int(i32::from_le_bytes(
+                take!(4).try_into().unwrap(),
+            ) as i64))),
             b'K' => stack.push(Item::Value(Value::Int(u8_!() as i64))),
             b'M' => stack.push(Item::Value(Value::Int(u16_!() as i64))),
             0x8a | 0x8b => {
-                let n = if op == 0x8a { u8_!() as usize } else { u32_!() as usize };
+                let n = if op == 0x8a {
+                    u8_!() as usize
+                } else {
+                    u32_!() as usize
+                };
                 let bytes = take!(n);
                 stack.push(Item::Value(long_from_le(bytes)));
             }
@@ -215,12 +233,18 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
             b'L' => {
                 let s = line!();
                 let s = s.trim_end_matches('L');
-                stack.push(Item::Value(Value::Int(s.parse().map_err(|_| err(at, format!("bad LONG {s:?}")))?)));
+                stack.push(Item::Value(Value::Int(
+                    s.parse().map_err(|_| err(at, format!("bad LONG {s:?}")))?,
+                )));
             }
-            b'G' => stack.push(Item::Value(Value::Float(f64::from_be_bytes(take!(8).try_into().unwrap())))),
+            b'G' => stack.push(Item::Value(Value::Float(f64::from_be_bytes(
+                take!(8).try_into().unwrap(),
+            )))),
             b'F' => {
                 let s = line!();
-                stack.push(Item::Value(Value::Float(s.parse().map_err(|_| err(at, format!("bad FLOAT {s:?}")))?)));
+                stack.push(Item::Value(Value::Float(
+                    s.parse().map_err(|_| err(at, format!("bad FLOAT {s:?}")))?,
+                )));
             }
             b'X' | 0x8c | 0x8d => {
                 let n = match op {
@@ -228,7 +252,8 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                     0x8c => u8_!() as usize,
                     _ => u64_!() as usize,
                 };
-                let s = String::from_utf8(take!(n).to_vec()).map_err(|_| err(at, "invalid UTF-8".into()))?;
+                let s = String::from_utf8(take!(n).to_vec())
+                    .map_err(|_| err(at, "invalid UTF-8".into()))?;
                 stack.push(Item::Value(Value::Str(s)));
             }
             b'V' => {
@@ -236,12 +261,20 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                 stack.push(Item::Value(Value::Str(s)));
             }
             b'T' | b'U' => {
-                let n = if op == b'T' { u32_!() as usize } else { u8_!() as usize };
-                stack.push(Item::Value(Value::Str(String::from_utf8_lossy(take!(n)).into_owned())));
+                let n = if op == b'T' {
+                    u32_!() as usize
+                } else {
+                    u8_!() as usize
+                };
+                stack.push(Item::Value(Value::Str(
+                    String::from_utf8_lossy(take!(n)).into_owned(),
+                )));
             }
             b'S' => {
                 let s = line!();
-                stack.push(Item::Value(Value::Str(s.trim_matches(['\'', '"']).to_string())));
+                stack.push(Item::Value(Value::Str(
+                    s.trim_matches(['\'', '"']).to_string(),
+                )));
             }
             b'B' | b'C' | 0x8e | 0x96 => {
                 let n = match op {
@@ -319,25 +352,36 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                 let name = pop!();
                 let module = pop!();
                 match (module, name) {
-                    (Value::Str(module), Value::Str(name)) => stack.push(Item::Value(Value::Global { module, name })),
+                    (Value::Str(module), Value::Str(name)) => {
+                        stack.push(Item::Value(Value::Global { module, name }))
+                    }
                     _ => return Err(err(at, "STACK_GLOBAL needs two strings".into())),
                 }
             }
             b'R' | 0x81 => {
                 let args = pop!();
                 let callable = pop!();
-                stack.push(Item::Value(Value::Call { callable: Box::new(callable), args: Box::new(args) }));
+                stack.push(Item::Value(Value::Call {
+                    callable: Box::new(callable),
+                    args: Box::new(args),
+                }));
             }
             0x92 => {
                 let _kwargs = pop!();
                 let args = pop!();
                 let callable = pop!();
-                stack.push(Item::Value(Value::Call { callable: Box::new(callable), args: Box::new(args) }));
+                stack.push(Item::Value(Value::Call {
+                    callable: Box::new(callable),
+                    args: Box::new(args),
+                }));
             }
             b'b' => {
                 let state = pop!();
                 let object = pop!();
-                stack.push(Item::Value(Value::Build { object: Box::new(object), state: Box::new(state) }));
+                stack.push(Item::Value(Value::Build {
+                    object: Box::new(object),
+                    state: Box::new(state),
+                }));
             }
             b'Q' => {
                 let pid = pop!();
@@ -429,11 +473,13 @@ fn long_from_le(bytes: &[u8]) -> Value {
 pub fn as_mapping(v: &Value) -> Option<&[(Value, Value)]> {
     match v {
         Value::Dict(d) => Some(d),
-        Value::Call { callable, args } if callable.is_global("collections", "OrderedDict") => match &**args {
-            Value::Dict(d) => Some(d),
-            Value::Tuple(t) if t.is_empty() => Some(&[]),
-            _ => None,
-        },
+        Value::Call { callable, args } if callable.is_global("collections", "OrderedDict") => {
+            match &**args {
+                Value::Dict(d) => Some(d),
+                Value::Tuple(t) if t.is_empty() => Some(&[]),
+                _ => None,
+            }
+        }
         Value::Build { object, .. } => as_mapping(object),
         _ => None,
     }
@@ -451,13 +497,26 @@ mod tests {
         let v = read(data, &mut pos).unwrap();
         assert_eq!(pos, data.len());
         let map = as_mapping(&v).unwrap();
-        assert_eq!(map[0].1, Value::Tuple(vec![Value::Int(1), Value::Float(2.5), Value::Bool(true)]));
-        assert_eq!(map[1].1, Value::List(vec![Value::None, Value::Str("x".into())]));
+        assert_eq!(
+            map[0].1,
+            Value::Tuple(vec![Value::Int(1), Value::Float(2.5), Value::Bool(true)])
+        );
+        assert_eq!(
+            map[1].1,
+            Value::List(vec![Value::None, Value::Str("x".into())])
+        );
     }
 
     #[test]
     fn garbage_is_an_error_not_a_panic() {
-        for data in [&b""[..], b"\x80", b"\x80\x02}q", b"<html>", b"\x80\x02h\x05.", b"\x80\x02X\xff\xff\xff\xff"] {
+        for data in [
+            &b""[..],
+            b"\x80",
+            b"\x80\x02}q",
+            b"<html>",
+            b"\x80\x02h\x05.",
+            b"\x80\x02X\xff\xff\xff\xff",
+        ] {
             let mut pos = 0;
             assert!(read(data, &mut pos).is_err(), "{data:?}");
         }

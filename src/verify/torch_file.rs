@@ -162,7 +162,8 @@ fn invalid(msg: impl Into<String>) -> TorchFileError {
 /// Reads a zip-format `torch.save` file.
 pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
     let file = std::fs::File::open(path)?;
-    let mut zip = zip::ZipArchive::new(file).map_err(|e| TorchFileError::Zip(format!("the zip archive is unreadable ({e})")))?;
+    let mut zip = zip::ZipArchive::new(file)
+        .map_err(|e| TorchFileError::Zip(format!("the zip archive is unreadable ({e})")))?;
     let pkl_name = (0..zip.len())
         .filter_map(|i| zip.name_for_index(i).map(str::to_string))
         .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
@@ -181,28 +182,49 @@ pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
     let mut storages = BTreeMap::new();
     for (key, (dtype, numel)) in storage_ids {
         let record = format!("{root}data/{key}");
-        let mut entry = zip
-            .by_name(&record)
-            .map_err(|_| invalid(format!("the pickle references storage `{key}`, but the archive has no record `{record}`")))?;
+        let mut entry = zip.by_name(&record).map_err(|_| {
+            invalid(format!(
+                "the pickle references storage `{key}`, but the archive has no record `{record}`"
+            ))
+        })?;
         let want = numel as u64 * dtype.size() as u64;
         if entry.size() != want {
-            return Err(invalid(format!("storage `{key}` holds {} bytes, but {numel} {} elements need {want}", entry.size(), dtype.name())));
+            return Err(invalid(format!(
+                "storage `{key}` holds {} bytes, but {numel} {} elements need {want}",
+                entry.size(),
+                dtype.name()
+            )));
         }
         let mut bytes = Vec::with_capacity(want as usize);
         entry
             .read_to_end(&mut bytes)
             .map_err(|e| TorchFileError::Zip(format!("storage `{key}` is corrupt ({e})")))?;
-        storages.insert(key, Storage { dtype, numel, bytes });
+        storages.insert(
+            key,
+            Storage {
+                dtype,
+                numel,
+                bytes,
+            },
+        );
     }
     check_extents(&tensors, &storages)?;
-    Ok(TorchFile { legacy: false, tensors, storages })
+    Ok(TorchFile {
+        legacy: false,
+        tensors,
+        storages,
+    })
 }
 
 const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];
 
 /// Whether `head` starts like a legacy `torch.save` file (a pickled magic number).
 pub fn is_legacy(head: &[u8]) -> bool {
-    head.len() >= 14 && head[0] == 0x80 && head[2] == 0x8a && head[3] == 10 && head[4..14] == LEGACY_MAGIC
+    head.len() >= 14
+        && head[0] == 0x80
+        && head[2] == 0x8a
+        && head[3] == 10
+        && head[4..14] == LEGACY_MAGIC
 }
 
 /// Reads a legacy (pre-1.6, `_use_new_zipfile_serialization=False`) file.
@@ -224,7 +246,11 @@ pub fn read_legacy(path: &Path) -> Result<TorchFile, TorchFileError> {
         .as_tuple()
         .ok_or_else(|| invalid("the storage key list is missing"))?
         .iter()
-        .map(|k| k.as_str().map(str::to_string).ok_or_else(|| invalid("a storage key is not a string")))
+        .map(|k| {
+            k.as_str()
+                .map(str::to_string)
+                .ok_or_else(|| invalid("a storage key is not a string"))
+        })
         .collect::<Result<_, _>>()?;
     let mut storages = BTreeMap::new();
     for key in keys {
@@ -237,7 +263,9 @@ pub fn read_legacy(path: &Path) -> Result<TorchFile, TorchFileError> {
         let stored = u64::from_le_bytes(header.try_into().unwrap());
         pos += 8;
         if stored != numel as u64 {
-            return Err(invalid(format!("storage `{key}` holds {stored} elements, but {numel} were announced")));
+            return Err(invalid(format!(
+                "storage `{key}` holds {stored} elements, but {numel} were announced"
+            )));
         }
         let len = numel as usize * dtype.size();
         let bytes = data
@@ -245,26 +273,50 @@ pub fn read_legacy(path: &Path) -> Result<TorchFile, TorchFileError> {
             .ok_or_else(|| invalid(format!("the file ends inside storage `{key}` (truncated)")))?
             .to_vec();
         pos += len;
-        storages.insert(key, Storage { dtype, numel, bytes });
+        storages.insert(
+            key,
+            Storage {
+                dtype,
+                numel,
+                bytes,
+            },
+        );
     }
     if let Some(missing) = storage_ids.keys().find(|k| !storages.contains_key(*k)) {
-        return Err(invalid(format!("the pickle references storage `{missing}`, which the file does not hold")));
+        return Err(invalid(format!(
+            "the pickle references storage `{missing}`, which the file does not hold"
+        )));
     }
     check_extents(&tensors, &storages)?;
-    Ok(TorchFile { legacy: true, tensors, storages })
+    Ok(TorchFile {
+        legacy: true,
+        tensors,
+        storages,
+    })
 }
 
 /// Every view must lie inside its storage.
-fn check_extents(tensors: &[TensorRef], storages: &BTreeMap<String, Storage>) -> Result<(), TorchFileError> {
+fn check_extents(
+    tensors: &[TensorRef],
+    storages: &BTreeMap<String, Storage>,
+) -> Result<(), TorchFileError> {
     for t in tensors {
         let storage = &storages[&t.storage];
         if t.shape.len() != t.stride.len() || t.shape.iter().any(|&d| d < 0) || t.offset < 0 {
-            return Err(invalid(format!("tensor `{}` has an invalid shape or stride", t.name)));
+            return Err(invalid(format!(
+                "tensor `{}` has an invalid shape or stride",
+                t.name
+            )));
         }
         if t.numel() == 0 {
             continue;
         }
-        let last = t.offset + t.shape.iter().zip(&t.stride).map(|(d, s)| (d - 1) * s).sum::<i64>();
+        let last = t.offset
+            + t.shape
+                .iter()
+                .zip(&t.stride)
+                .map(|(d, s)| (d - 1) * s)
+                .sum::<i64>();
         if last >= storage.numel {
             return Err(invalid(format!(
                 "tensor `{}` reaches element {last} of storage `{}`, which has {}",
@@ -279,7 +331,10 @@ fn ints(v: &Value, what: &str, name: &str) -> Result<Vec<i64>, TorchFileError> {
     v.as_tuple()
         .ok_or_else(|| invalid(format!("tensor `{name}`: {what} is not a tuple")))?
         .iter()
-        .map(|x| x.as_int().ok_or_else(|| invalid(format!("tensor `{name}`: {what} holds a non-integer"))))
+        .map(|x| {
+            x.as_int()
+                .ok_or_else(|| invalid(format!("tensor `{name}`: {what} holds a non-integer")))
+        })
         .collect()
 }
 
@@ -288,17 +343,27 @@ fn storage_of(pid: &Value, name: &str) -> Result<(String, Dtype, i64), TorchFile
     let Value::PersistentId(inner) = pid else {
         return Err(invalid(format!("tensor `{name}` has no storage reference")));
     };
-    let t = inner.as_tuple().ok_or_else(|| invalid("a storage reference is not a tuple"))?;
+    let t = inner
+        .as_tuple()
+        .ok_or_else(|| invalid("a storage reference is not a tuple"))?;
     if t.len() < 5 || t[0].as_str() != Some("storage") {
         return Err(invalid("a storage reference has an unknown form"));
     }
     let dtype = match &t[1] {
-        Value::Global { name: class, .. } => Dtype::from_storage(class)
-            .ok_or_else(|| invalid(format!("tensor `{name}` uses storage type `{class}`, which mdl cannot read")))?,
+        Value::Global { name: class, .. } => Dtype::from_storage(class).ok_or_else(|| {
+            invalid(format!(
+                "tensor `{name}` uses storage type `{class}`, which mdl cannot read"
+            ))
+        })?,
         _ => return Err(invalid("a storage reference has no storage type")),
     };
-    let key = t[2].as_str().ok_or_else(|| invalid("a storage key is not a string"))?.to_string();
-    let numel = t[4].as_int().ok_or_else(|| invalid("a storage size is not an integer"))?;
+    let key = t[2]
+        .as_str()
+        .ok_or_else(|| invalid("a storage key is not a string"))?
+        .to_string();
+    let numel = t[4]
+        .as_int()
+        .ok_or_else(|| invalid("a storage size is not an integer"))?;
     if numel < 0 {
         return Err(invalid("a storage size is negative"));
     }
@@ -315,7 +380,13 @@ fn collect(
     if depth > 256 {
         return Err(invalid("the saved object is nested too deeply"));
     }
-    let child = |key: &str| if path.is_empty() { key.to_string() } else { format!("{path}.{key}") };
+    let child = |key: &str| {
+        if path.is_empty() {
+            key.to_string()
+        } else {
+            format!("{path}.{key}")
+        }
+    };
     if let Some(map) = pickle::as_mapping(v) {
         for (k, val) in map {
             let key = match k {
@@ -376,7 +447,8 @@ fn collect(
         Value::Build { object, state } => {
             collect(object, path.clone(), out, storages, depth + 1)?;
             // A BUILD state of a plain object (e.g. argparse.Namespace) may hold tensors.
-            if !matches!(**object, Value::Call { ref callable, .. } if callable.is_global("torch._utils", "_rebuild_parameter")) {
+            if !matches!(**object, Value::Call { ref callable, .. } if callable.is_global("torch._utils", "_rebuild_parameter"))
+            {
                 collect(state, path, out, storages, depth + 1)?;
             }
             Ok(())

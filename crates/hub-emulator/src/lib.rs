@@ -17,6 +17,7 @@
 //! a test may flip while the server runs.
 
 use std::collections::BTreeMap;
+use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -201,6 +202,8 @@ struct Inner {
     behaviour: Behaviour,
     log: Vec<RequestRecord>,
     next_commit: u64,
+    /// The CDN listener's address: another origin, like the real Hub's CDN.
+    cdn: Option<SocketAddr>,
 }
 
 /// A running emulator. Dropping it stops the server.
@@ -235,19 +238,36 @@ impl Hub {
                     let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                         .await
                         .expect("bind 127.0.0.1");
+                    let cdn = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+                        .await
+                        .expect("bind 127.0.0.1");
+                    state.lock().unwrap().cdn = Some(cdn.local_addr().unwrap());
                     addr_tx.send(listener.local_addr().unwrap()).unwrap();
                     let app = axum::Router::new().fallback(handle).with_state(state);
-                    axum::serve(listener, app)
-                        .with_graceful_shutdown(async {
-                            let _ = shutdown_rx.await;
-                        })
-                        .await
-                        .expect("serve");
+                    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+                    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+                        let _ = rx.wait_for(|s| *s).await;
+                    };
+                    let main = axum::serve(listener, app.clone())
+                        .with_graceful_shutdown(stopped(stop_rx.clone()));
+                    let cdn = axum::serve(cdn, app).with_graceful_shutdown(stopped(stop_rx));
+                    let stop = async move {
+                        let _ = shutdown_rx.await;
+                        let _ = stop_tx.send(true);
+                    };
+                    let (a, b, ()) = tokio::join!(main.into_future(), cdn.into_future(), stop);
+                    a.expect("serve");
+                    b.expect("serve cdn");
                 });
             })
             .expect("spawn emulator thread");
         let addr = addr_rx.recv().expect("emulator address");
-        Hub { addr, inner, _shutdown: shutdown_tx, _thread: Some(thread) }
+        Hub {
+            addr,
+            inner,
+            _shutdown: shutdown_tx,
+            _thread: Some(thread),
+        }
     }
 
     /// `http://127.0.0.1:PORT`, what `HF_ENDPOINT` should be set to.
@@ -285,7 +305,13 @@ impl Hub {
             id.update(format!("{path} {}\n", blob.etag()).as_bytes());
         }
         let sha = hex::encode(id.finalize());
-        repo_state.commits.insert(sha.clone(), Commit { sha: sha.clone(), files });
+        repo_state.commits.insert(
+            sha.clone(),
+            Commit {
+                sha: sha.clone(),
+                files,
+            },
+        );
         repo_state.refs.insert(branch.to_string(), sha.clone());
         sha
     }
@@ -310,7 +336,11 @@ impl Hub {
 
     /// Serves `blob` at `/files/{path}` (and `/redirect/{path}`).
     pub fn put_file(&self, path: &str, blob: Blob) {
-        self.inner.lock().unwrap().files.insert(path.to_string(), blob);
+        self.inner
+            .lock()
+            .unwrap()
+            .files
+            .insert(path.to_string(), blob);
     }
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
@@ -338,7 +368,9 @@ fn decode(segment: &str) -> String {
 fn error(status: StatusCode, code: Option<&str>, message: &str) -> Response {
     let mut response = (status, message.to_string()).into_response();
     if let Some(code) = code {
-        response.headers_mut().insert("x-error-code", HeaderValue::from_str(code).unwrap());
+        response
+            .headers_mut()
+            .insert("x-error-code", HeaderValue::from_str(code).unwrap());
     }
     response
         .headers_mut()
@@ -360,8 +392,15 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
     let response = route(&state, &method, &raw_path, &query, &headers);
     state.lock().unwrap().log.push(RequestRecord {
         method: method.to_string(),
-        path: if query.is_empty() { raw_path } else { format!("{raw_path}?{query}") },
-        range: headers.get("range").and_then(|v| v.to_str().ok()).map(str::to_string),
+        path: if query.is_empty() {
+            raw_path
+        } else {
+            format!("{raw_path}?{query}")
+        },
+        range: headers
+            .get("range")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string),
         authorization: headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -371,10 +410,21 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
     response
 }
 
-fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &HeaderMap) -> Response {
+fn route(
+    state: &Shared,
+    method: &Method,
+    path: &str,
+    query: &str,
+    headers: &HeaderMap,
+) -> Response {
     if let Some(rest) = path.strip_prefix("/api/models/") {
         return api_models(state, rest, query, headers);
     }
+    let host = headers
+        .get("host")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("127.0.0.1")
+        .to_string();
     if let Some(rest) = path.strip_prefix("/files/") {
         let blob = state.lock().unwrap().files.get(&decode(rest)).cloned();
         return match blob {
@@ -397,9 +447,21 @@ fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &Hea
         let repo = decode(&path[1..at]);
         let rest = &path[at + "/resolve/".len()..];
         let Some((revision, file)) = rest.split_once('/') else {
-            return error(StatusCode::NOT_FOUND, Some("EntryNotFound"), "no file in URL");
+            return error(
+                StatusCode::NOT_FOUND,
+                Some("EntryNotFound"),
+                "no file in URL",
+            );
         };
-        return resolve(state, method, headers, &repo, &decode(revision), &decode(file));
+        return resolve(
+            state,
+            method,
+            headers,
+            &host,
+            &repo,
+            &decode(revision),
+            &decode(file),
+        );
     }
     error(StatusCode::NOT_FOUND, None, "not found")
 }
@@ -438,7 +500,11 @@ fn find_commit(
             }
         }
     }
-    let sha = repo_state.refs.get(revision).cloned().unwrap_or_else(|| revision.to_string());
+    let sha = repo_state
+        .refs
+        .get(revision)
+        .cloned()
+        .unwrap_or_else(|| revision.to_string());
     repo_state.commits.get(&sha).cloned().ok_or_else(|| {
         error(
             StatusCode::NOT_FOUND,
@@ -491,7 +557,10 @@ fn api_models(state: &Shared, rest: &str, query: &str, headers: &HeaderMap) -> R
         return json(serde_json::Value::Array(entries));
     }
     let (repo, revision) = match rest.find("/revision/") {
-        Some(at) => (decode(&rest[..at]), decode(&rest[at + "/revision/".len()..])),
+        Some(at) => (
+            decode(&rest[..at]),
+            decode(&rest[at + "/revision/".len()..]),
+        ),
         None => (decode(rest), "main".to_string()),
     };
     let commit = match find_commit(&inner, &repo, &revision, headers) {
@@ -525,6 +594,7 @@ fn resolve(
     state: &Shared,
     method: &Method,
     headers: &HeaderMap,
+    host: &str,
     repo: &str,
     revision: &str,
     file: &str,
@@ -544,7 +614,16 @@ fn resolve(
         );
     };
     let mut response = if blob.lfs && behaviour.lfs_redirect {
-        let location = format!("/cdn/{repo}/{}/{file}", commit.sha);
+        // To another origin, as the real Hub's CDN redirects are: clients read
+        // the metadata from this 302, follow it only for the body, and do not
+        // send the token there.
+        let cdn = state
+            .lock()
+            .unwrap()
+            .cdn
+            .map(|a| a.to_string())
+            .unwrap_or_else(|| host.to_string());
+        let location = format!("http://{cdn}/cdn/{repo}/{}/{file}", commit.sha);
         let mut r = Response::builder()
             .status(StatusCode::FOUND)
             .header("location", location)
@@ -560,9 +639,15 @@ fn resolve(
     if metadata {
         let h = response.headers_mut();
         h.insert("x-repo-commit", HeaderValue::from_str(&commit.sha).unwrap());
-        h.insert("etag", HeaderValue::from_str(&format!("\"{}\"", blob.etag())).unwrap());
+        h.insert(
+            "etag",
+            HeaderValue::from_str(&format!("\"{}\"", blob.etag())).unwrap(),
+        );
         if blob.lfs {
-            h.insert("x-linked-etag", HeaderValue::from_str(&format!("\"{}\"", blob.sha256)).unwrap());
+            h.insert(
+                "x-linked-etag",
+                HeaderValue::from_str(&format!("\"{}\"", blob.sha256)).unwrap(),
+            );
             h.insert("x-linked-size", HeaderValue::from(blob.content.len()));
         }
     }
@@ -572,7 +657,10 @@ fn resolve(
 fn cdn(state: &Shared, method: &Method, headers: &HeaderMap, rest: &str) -> Response {
     // rest = {ns}/{name}/{sha}/{path...} or {name}/{sha}/{path}; find the 40-hex segment.
     let segments: Vec<&str> = rest.split('/').collect();
-    let Some(at) = segments.iter().position(|s| s.len() == 40 && s.chars().all(|c| c.is_ascii_hexdigit())) else {
+    let Some(at) = segments
+        .iter()
+        .position(|s| s.len() == 40 && s.chars().all(|c| c.is_ascii_hexdigit()))
+    else {
         return error(StatusCode::NOT_FOUND, None, "bad cdn url");
     };
     let repo = decode(&segments[..at].join("/"));
@@ -601,7 +689,11 @@ fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
         return Some((len.saturating_sub(suffix), len));
     }
     let start: u64 = a.parse().ok()?;
-    let end = if b.is_empty() { len } else { (b.parse::<u64>().ok()? + 1).min(len) };
+    let end = if b.is_empty() {
+        len
+    } else {
+        (b.parse::<u64>().ok()? + 1).min(len)
+    };
     (start < end || (start == 0 && len == 0)).then_some((start, end))
 }
 
@@ -617,7 +709,14 @@ fn serve_blob(
     let mut behaviour = state.lock().unwrap().behaviour.clone();
     let etag = format!("\"{}\"", blob.etag());
     let mut builder = Response::builder()
-        .header("accept-ranges", if behaviour.ignore_range { "none" } else { "bytes" })
+        .header(
+            "accept-ranges",
+            if behaviour.ignore_range {
+                "none"
+            } else {
+                "bytes"
+            },
+        )
         .header("content-type", "application/octet-stream");
     if *method == Method::HEAD {
         return builder
@@ -632,9 +731,14 @@ fn serve_blob(
         let b = &mut inner.behaviour;
         if b.fail_next > 0 {
             b.fail_next -= 1;
-            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, None, "temporarily unavailable");
+            let mut r = error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                None,
+                "temporarily unavailable",
+            );
             if let Some(secs) = b.retry_after {
-                r.headers_mut().insert("retry-after", HeaderValue::from(secs));
+                r.headers_mut()
+                    .insert("retry-after", HeaderValue::from(secs));
             }
             return r;
         }
@@ -675,9 +779,8 @@ fn serve_blob(
 
 fn body_stream(content: Content, start: u64, end: u64, behaviour: Behaviour) -> Body {
     const PIECE: u64 = 256 * 1024;
-    let stream = futures_util::stream::unfold(
-        (start, Instant::now(), 0u64),
-        move |(at, began, sent)| {
+    let stream =
+        futures_util::stream::unfold((start, Instant::now(), 0u64), move |(at, began, sent)| {
             let content = content.clone();
             let behaviour = behaviour.clone();
             async move {
@@ -706,7 +809,8 @@ fn body_stream(content: Content, start: u64, end: u64, behaviour: Behaviour) -> 
                     piece_end = piece_end.min(at + (limit - sent));
                 }
                 if let Some(rate) = behaviour.bandwidth {
-                    let due = Duration::from_secs_f64((sent + (piece_end - at)) as f64 / rate as f64);
+                    let due =
+                        Duration::from_secs_f64((sent + (piece_end - at)) as f64 / rate as f64);
                     let elapsed = began.elapsed();
                     if due > elapsed {
                         tokio::time::sleep(due - elapsed).await;
@@ -714,10 +818,12 @@ fn body_stream(content: Content, start: u64, end: u64, behaviour: Behaviour) -> 
                 }
                 let bytes = content.slice(at, piece_end);
                 let n = bytes.len() as u64;
-                Some((Ok::<Bytes, std::io::Error>(bytes), (at + n, began, sent + n)))
+                Some((
+                    Ok::<Bytes, std::io::Error>(bytes),
+                    (at + n, began, sent + n),
+                ))
             }
-        },
-    );
+        });
     Body::from_stream(stream)
 }
 
@@ -740,7 +846,10 @@ mod tests {
     fn synthetic_ranges_agree_with_whole() {
         let whole = synthetic_range(7, 0, 1000);
         for (a, b) in [(0, 1), (3, 17), (8, 16), (999, 1000), (5, 1000)] {
-            assert_eq!(synthetic_range(7, a, b), whole.slice(a as usize..b as usize));
+            assert_eq!(
+                synthetic_range(7, a, b),
+                whole.slice(a as usize..b as usize)
+            );
         }
     }
 

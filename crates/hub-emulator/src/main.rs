@@ -46,9 +46,12 @@ fn main() {
                 small.push((repo.to_string(), n.parse().unwrap_or_else(|_| usage())));
             }
             "--latency-ms" => {
-                behaviour.latency = Duration::from_millis(value().parse().unwrap_or_else(|_| usage()))
+                behaviour.latency =
+                    Duration::from_millis(value().parse().unwrap_or_else(|_| usage()))
             }
-            "--bandwidth" => behaviour.bandwidth = Some(value().parse().unwrap_or_else(|_| usage())),
+            "--bandwidth" => {
+                behaviour.bandwidth = Some(value().parse().unwrap_or_else(|_| usage()))
+            }
             "--ignore-range" => behaviour.ignore_range = true,
             "--no-content-length" => behaviour.no_content_length = true,
             _ => usage(),
@@ -69,7 +72,13 @@ fn main() {
         hub.put_file("weights/tiny-scripted.pt", Blob::regular(DEMO_SCRIPTED));
     }
     for (i, (repo, file, size)) in synthetic.iter().enumerate() {
-        let blob = Blob::new(Content::Synthetic { size: *size, seed: 1000 + i as u64 }, true);
+        let blob = Blob::new(
+            Content::Synthetic {
+                size: *size,
+                seed: 1000 + i as u64,
+            },
+            true,
+        );
         hub.put_file(&format!("{repo}/{file}"), blob.clone());
         hub.commit(repo, "main", vec![(file, Some(blob))]);
     }
@@ -80,7 +89,14 @@ fn main() {
                 (format!("small/file_{i:05}.bin"), Blob::regular(bytes))
             })
             .collect();
-        hub.commit(repo, "main", files.iter().map(|(p, b)| (p.as_str(), Some(b.clone()))).collect());
+        hub.commit(
+            repo,
+            "main",
+            files
+                .iter()
+                .map(|(p, b)| (p.as_str(), Some(b.clone())))
+                .collect(),
+        );
     }
     println!("listening on {}", hub.url());
     // The server runs on its own thread; park this one until the process is killed.

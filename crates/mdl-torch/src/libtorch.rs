@@ -77,16 +77,28 @@ pub fn resolve_device(device: Device) -> Result<Device, VerifyError> {
     let cuda_detail = || {
         format!(
             "libtorch {} reports {count} CUDA device(s){}",
-            if cfg!(feature = "cuda") { "(built with CUDA linked)" } else { "(this mdl build does not link libtorch_cuda; see README)" },
+            if cfg!(feature = "cuda") {
+                "(built with CUDA linked)"
+            } else {
+                "(this mdl build does not link libtorch_cuda; see README)"
+            },
             if count == 0 { " on this machine" } else { "" }
         )
     };
     match device {
         Device::Cpu => Ok(Device::Cpu),
-        Device::Auto => Ok(if tch::Cuda::is_available() { Device::Cuda(Some(0)) } else { Device::Cpu }),
+        Device::Auto => Ok(if tch::Cuda::is_available() {
+            Device::Cuda(Some(0))
+        } else {
+            Device::Cpu
+        }),
         Device::Cuda(n) => {
             if !tch::Cuda::is_available() || n.is_some_and(|n| n as i64 >= count) {
-                return Err(VerifyError::DeviceUnavailable { device, what: "CUDA", detail: cuda_detail() });
+                return Err(VerifyError::DeviceUnavailable {
+                    device,
+                    what: "CUDA",
+                    detail: cuda_detail(),
+                });
             }
             Ok(Device::Cuda(Some(n.unwrap_or(0))))
         }
@@ -118,7 +130,10 @@ fn guarded<T>(f: impl FnOnce() -> Result<T, String>) -> Result<T, String> {
 fn first_line(e: impl std::fmt::Display) -> String {
     // libtorch errors carry a C++ backtrace after the first lines; keep the reason.
     let text = e.to_string();
-    let mut lines: Vec<&str> = text.lines().take_while(|l| !l.starts_with("Exception raised from")).collect();
+    let mut lines: Vec<&str> = text
+        .lines()
+        .take_while(|l| !l.starts_with("Exception raised from"))
+        .collect();
     lines.retain(|l| !l.trim().is_empty());
     lines.join(" ").trim().to_string()
 }
@@ -132,7 +147,12 @@ struct Summary {
 
 impl Summary {
     fn new() -> Summary {
-        Summary { details: Vec::new(), dtypes: BTreeSet::new(), parameters: 0, bytes: 0 }
+        Summary {
+            details: Vec::new(),
+            dtypes: BTreeSet::new(),
+            parameters: 0,
+            bytes: 0,
+        }
     }
 
     /// Records a tensor that libtorch holds, summing it so every element is read.
@@ -140,8 +160,12 @@ impl Summary {
         let k = t.f_kind().map_err(first_line)?;
         let numel = t.numel() as u64;
         let sum = match k {
-            Kind::ComplexFloat | Kind::ComplexDouble => t.f_abs().and_then(|a| a.f_sum(Kind::Double)),
-            Kind::Float8e4m3fn | Kind::Float8e5m2 => t.f_to_kind(Kind::Float).and_then(|a| a.f_sum(Kind::Double)),
+            Kind::ComplexFloat | Kind::ComplexDouble => {
+                t.f_abs().and_then(|a| a.f_sum(Kind::Double))
+            }
+            Kind::Float8e4m3fn | Kind::Float8e5m2 => {
+                t.f_to_kind(Kind::Float).and_then(|a| a.f_sum(Kind::Double))
+            }
             _ => t.f_sum(Kind::Double),
         }
         .and_then(|s| s.f_double_value(&[]))
@@ -149,11 +173,21 @@ impl Summary {
         self.parameters += numel;
         self.bytes += numel * k.elt_size_in_bytes() as u64;
         self.dtypes.insert(kind_name(k));
-        self.details.push(TensorReport { name: name.to_string(), dtype: kind_name(k), shape: t.size(), sum: Some(sum) });
+        self.details.push(TensorReport {
+            name: name.to_string(),
+            dtype: kind_name(k),
+            shape: t.size(),
+            sum: Some(sum),
+        });
         Ok(())
     }
 
-    fn report(self, format: Format, device: Device, forward_output: Option<Vec<i64>>) -> FileReport {
+    fn report(
+        self,
+        format: Format,
+        device: Device,
+        forward_output: Option<Vec<i64>>,
+    ) -> FileReport {
         FileReport {
             format,
             tensors: self.details.len() as u64,
@@ -169,7 +203,12 @@ impl Summary {
     }
 }
 
-pub fn load(path: &Path, format: Format, device: Device, forward: Option<&[i64]>) -> Result<FileReport, String> {
+pub fn load(
+    path: &Path,
+    format: Format,
+    device: Device,
+    forward: Option<&[i64]>,
+) -> Result<FileReport, String> {
     let target = tch_device(device);
     guarded(|| match format {
         Format::TorchScript => {
@@ -180,8 +219,14 @@ pub fn load(path: &Path, format: Format, device: Device, forward: Option<&[i64]>
             }
             let output = match forward {
                 Some(shape) => {
-                    let input = Tensor::f_zeros(shape, (Kind::Float, target)).map_err(first_line)?;
-                    let out = tch::no_grad(|| module.forward_ts(&[input])).map_err(|e| format!("forward on a zero input of shape {shape:?} failed: {}", first_line(e)))?;
+                    let input =
+                        Tensor::f_zeros(shape, (Kind::Float, target)).map_err(first_line)?;
+                    let out = tch::no_grad(|| module.forward_ts(&[input])).map_err(|e| {
+                        format!(
+                            "forward on a zero input of shape {shape:?} failed: {}",
+                            first_line(e)
+                        )
+                    })?;
                     Some(out.size())
                 }
                 None => None,
@@ -198,15 +243,20 @@ pub fn load(path: &Path, format: Format, device: Device, forward: Option<&[i64]>
             Ok(summary.report(format, device, None))
         }
         Format::TorchZip | Format::TorchLegacy => {
-            let file = if format == Format::TorchZip { torch_file::read_zip(path) } else { torch_file::read_legacy(path) };
+            let file = if format == Format::TorchZip {
+                torch_file::read_zip(path)
+            } else {
+                torch_file::read_legacy(path)
+            };
             let file = file.map_err(|e| e.to_string())?;
             let mut summary = Summary::new();
             // Each storage becomes one libtorch tensor on the device; views share it.
             let mut built = std::collections::BTreeMap::new();
             for (key, storage) in &file.storages {
-                let flat = Tensor::f_from_data_size(&storage.bytes, &[storage.numel], kind(storage.dtype))
-                    .and_then(|t| t.f_to_device(target))
-                    .map_err(|e| format!("storage `{key}`: {}", first_line(e)))?;
+                let flat =
+                    Tensor::f_from_data_size(&storage.bytes, &[storage.numel], kind(storage.dtype))
+                        .and_then(|t| t.f_to_device(target))
+                        .map_err(|e| format!("storage `{key}`: {}", first_line(e)))?;
                 built.insert(key.clone(), flat);
             }
             for t in &file.tensors {
@@ -214,7 +264,12 @@ pub fn load(path: &Path, format: Format, device: Device, forward: Option<&[i64]>
                     .f_as_strided(t.shape.as_slice(), t.stride.as_slice(), t.offset)
                     .map_err(|e| format!("tensor `{}`: {}", t.name, first_line(e)))?;
                 if tensor.size() != t.shape {
-                    return Err(format!("tensor `{}` came out with shape {:?}, not {:?}", t.name, tensor.size(), t.shape));
+                    return Err(format!(
+                        "tensor `{}` came out with shape {:?}, not {:?}",
+                        t.name,
+                        tensor.size(),
+                        t.shape
+                    ));
                 }
                 summary.add(&t.name, &tensor)?;
             }
@@ -229,14 +284,17 @@ mod tests {
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> PathBuf {
-        PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../tests/fixtures").join(name)
+        PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+            .join("../../tests/fixtures")
+            .join(name)
     }
 
     /// Every tensor libtorch builds has the shape, dtype and element sum that
     /// PyTorch recorded when it wrote the file.
     #[test]
     fn libtorch_sees_what_pytorch_saved() {
-        let manifest: serde_json::Value = serde_json::from_slice(&std::fs::read(fixture("manifest.json")).unwrap()).unwrap();
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture("manifest.json")).unwrap()).unwrap();
         let cases = [
             ("state_dict.pth", Format::TorchZip, ""),
             ("mixed_dtypes.pt", Format::TorchZip, ""),
@@ -246,16 +304,28 @@ mod tests {
             ("scripted.pt", Format::TorchScript, ""),
         ];
         for (name, format, _) in cases {
-            let report = load(&fixture(name), format, Device::Cpu, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let report = load(&fixture(name), format, Device::Cpu, None)
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             let want = &manifest[name];
             assert_eq!(report.tensors, want["tensors"].as_u64().unwrap(), "{name}");
-            assert_eq!(report.parameters, want["parameters"].as_u64().unwrap(), "{name}");
+            assert_eq!(
+                report.parameters,
+                want["parameters"].as_u64().unwrap(),
+                "{name}"
+            );
             assert_eq!(report.bytes, want["bytes"].as_u64().unwrap(), "{name}");
             for t in &report.details {
-                let sum = want["sums"][&t.name].as_f64().unwrap_or_else(|| panic!("{name}: no sum for {}", t.name));
+                let sum = want["sums"][&t.name]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("{name}: no sum for {}", t.name));
                 let got = t.sum.unwrap();
-                assert!((got - sum).abs() <= 1e-3 * sum.abs().max(1.0), "{name}/{}: {got} vs {sum}", t.name);
-                let shape: Vec<i64> = serde_json::from_value(want["shapes"][&t.name].clone()).unwrap();
+                assert!(
+                    (got - sum).abs() <= 1e-3 * sum.abs().max(1.0),
+                    "{name}/{}: {got} vs {sum}",
+                    t.name
+                );
+                let shape: Vec<i64> =
+                    serde_json::from_value(want["shapes"][&t.name].clone()).unwrap();
                 assert_eq!(t.shape, shape, "{name}/{}", t.name);
             }
         }
@@ -263,9 +333,21 @@ mod tests {
 
     #[test]
     fn forward_runs_on_zero_input() {
-        let report = load(&fixture("scripted.pt"), Format::TorchScript, Device::Cpu, Some(&[1, 3, 8, 8])).unwrap();
+        let report = load(
+            &fixture("scripted.pt"),
+            Format::TorchScript,
+            Device::Cpu,
+            Some(&[1, 3, 8, 8]),
+        )
+        .unwrap();
         assert_eq!(report.forward_output, Some(vec![1, 2]));
-        let err = load(&fixture("scripted.pt"), Format::TorchScript, Device::Cpu, Some(&[1, 5])).unwrap_err();
+        let err = load(
+            &fixture("scripted.pt"),
+            Format::TorchScript,
+            Device::Cpu,
+            Some(&[1, 5]),
+        )
+        .unwrap_err();
         assert!(err.contains("forward on a zero input"), "{err}");
     }
 
@@ -289,7 +371,10 @@ mod tests {
             return; // Only meaningful on a machine without CUDA, like CI here.
         }
         let err = resolve_device(Device::Cuda(None)).unwrap_err();
-        assert!(err.to_string().contains("libtorch sees no CUDA device"), "{err}");
+        assert!(
+            err.to_string().contains("libtorch sees no CUDA device"),
+            "{err}"
+        );
         assert_eq!(resolve_device(Device::Auto).unwrap(), Device::Cpu);
     }
 }

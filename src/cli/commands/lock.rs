@@ -25,19 +25,37 @@ pub fn upgrade_from(arg: Option<Vec<String>>) -> Upgrade {
 pub fn run(context: &Context, args: LockArgs) -> Result<(), Error> {
     let config = context.load_config(&[])?;
     if args.locked && args.upgrade.is_some() {
-        return Err(Error::usage("`--locked` and `--upgrade` contradict each other", Some("drop one of them".to_string())));
+        return Err(Error::usage(
+            "`--locked` and `--upgrade` contradict each other",
+            Some("drop one of them".to_string()),
+        ));
     }
     let project = context.project(config);
-    let mode = if args.locked { LockMode::Locked } else { LockMode::Write };
+    let mode = if args.locked {
+        LockMode::Locked
+    } else {
+        LockMode::Write
+    };
     let outcome = runtime().block_on(project.lock(&upgrade_from(args.upgrade), mode))?;
     let p = &context.printer;
     if outcome.downloaded_files > 0 {
-        p.status("Fetched", &format!("{} file(s), {}", outcome.downloaded_files, human_bytes(outcome.downloaded_bytes)));
+        p.status(
+            "Fetched",
+            &format!(
+                "{} file(s), {}",
+                outcome.downloaded_files,
+                human_bytes(outcome.downloaded_bytes)
+            ),
+        );
     }
     for name in &outcome.removed {
         p.status("Removed", &format!("{name} from the lockfile"));
     }
-    let verb = if outcome.written { "Locked" } else { "Up to date" };
+    let verb = if outcome.written {
+        "Locked"
+    } else {
+        "Up to date"
+    };
     p.status(
         verb,
         &format!(

@@ -37,7 +37,10 @@ pub struct SyncArgs {
 pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
     let config = context.load_config(&args.preset)?;
     if args.locked && args.upgrade.is_some() {
-        return Err(Error::usage("`--locked` and `--upgrade` contradict each other", Some("drop one of them".to_string())));
+        return Err(Error::usage(
+            "`--locked` and `--upgrade` contradict each other",
+            Some("drop one of them".to_string()),
+        ));
     }
     let force = match args.force {
         Some(names) if names.is_empty() => config.specs.iter().map(|s| s.name.clone()).collect(),
@@ -46,10 +49,19 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
     };
     let offline = args.offline || mdl::env::hf_offline();
     if offline && args.upgrade.is_some() {
-        return Err(Error::usage("`--offline` cannot `--upgrade`: upgrading asks the network", None));
+        return Err(Error::usage(
+            "`--offline` cannot `--upgrade`: upgrading asks the network",
+            None,
+        ));
     }
     let options = SyncOptions {
-        mode: if args.locked { LockMode::Locked } else if offline { LockMode::Offline } else { LockMode::Write },
+        mode: if args.locked {
+            LockMode::Locked
+        } else if offline {
+            LockMode::Offline
+        } else {
+            LockMode::Write
+        },
         upgrade: upgrade_from(args.upgrade),
         dry_run: args.dry_run,
         verify: !args.no_verify,
@@ -65,20 +77,43 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
     }
     if let Some(lock) = &outcome.lock {
         if lock.written {
-            p.status("Locked", &format!("{} model(s) ({} resolved)", lock.lock.models.len(), lock.resolved.len()));
+            p.status(
+                "Locked",
+                &format!(
+                    "{} model(s) ({} resolved)",
+                    lock.lock.models.len(),
+                    lock.resolved.len()
+                ),
+            );
         }
     }
     let fetched = outcome.fetched_files + outcome.lock.as_ref().map_or(0, |l| l.downloaded_files);
     let bytes = outcome.fetched_bytes + outcome.lock.as_ref().map_or(0, |l| l.downloaded_bytes);
     if fetched > 0 {
-        p.status("Fetched", &format!("{fetched} file(s), {}", human_bytes(bytes)));
+        p.status(
+            "Fetched",
+            &format!("{fetched} file(s), {}", human_bytes(bytes)),
+        );
     }
     if !outcome.plan.extraneous.is_empty() {
-        p.status("Extraneous", &format!("{} path(s) not in the lock are left in place", outcome.plan.extraneous.len()));
+        p.status(
+            "Extraneous",
+            &format!(
+                "{} path(s) not in the lock are left in place",
+                outcome.plan.extraneous.len()
+            ),
+        );
     }
     print_checks(context, &outcome.checks)?;
     let files = outcome.plan.cached.len() + outcome.plan.fetch.len();
-    p.status("Synced", &format!("{} model(s), {files} file(s) in {} ms", outcome.checks.len().max(count_models(&outcome.plan)), outcome.elapsed_ms));
+    p.status(
+        "Synced",
+        &format!(
+            "{} model(s), {files} file(s) in {} ms",
+            outcome.checks.len().max(count_models(&outcome.plan)),
+            outcome.elapsed_ms
+        ),
+    );
     Ok(())
 }
 
@@ -91,11 +126,20 @@ pub fn print_checks(context: &Context, checks: &[ModelCheck]) -> Result<(), Erro
         let tensors: u64 = v.files.values().map(|f| f.tensors).sum();
         let params: u64 = v.files.values().map(|f| f.parameters).sum();
         let ms: u64 = v.files.values().map(|f| f.load_ms).sum();
-        let mut dtypes: Vec<&str> = v.files.values().flat_map(|f| f.dtypes.iter().map(String::as_str)).collect();
+        let mut dtypes: Vec<&str> = v
+            .files
+            .values()
+            .flat_map(|f| f.dtypes.iter().map(String::as_str))
+            .collect();
         dtypes.sort();
         dtypes.dedup();
         let formats: Vec<&str> = v.files.values().map(|f| f.format.as_str()).collect();
-        let forward: Vec<String> = v.files.values().filter_map(|f| f.forward_output.as_ref()).map(|s| format!(", forward → {s:?}")).collect();
+        let forward: Vec<String> = v
+            .files
+            .values()
+            .filter_map(|f| f.forward_output.as_ref())
+            .map(|s| format!(", forward → {s:?}"))
+            .collect();
         let detail = format!(
             "{} on {}: {} weight file(s) [{}], {tensors} tensors, {params} parameters ({}){}",
             c.name,
@@ -106,14 +150,19 @@ pub fn print_checks(context: &Context, checks: &[ModelCheck]) -> Result<(), Erro
             forward.join("")
         );
         match v.status {
-            VerifyStatus::Verified if c.cached => p.status("Verified", &format!("{detail} (remembered)")),
+            VerifyStatus::Verified if c.cached => {
+                p.status("Verified", &format!("{detail} (remembered)"))
+            }
             VerifyStatus::Verified => p.status("Verified", &format!("{detail} in {ms} ms")),
             VerifyStatus::FormatChecked => {
                 format_only = true;
                 p.status("Checked", &detail)
             }
             VerifyStatus::Skipped => p.status("Skipped", &format!("{} (verify: false)", c.name)),
-            VerifyStatus::Failed => p.status("FAILED", &format!("{}: {}", c.name, v.error.as_deref().unwrap_or(""))),
+            VerifyStatus::Failed => p.status(
+                "FAILED",
+                &format!("{}: {}", c.name, v.error.as_deref().unwrap_or("")),
+            ),
         }
     }
     if format_only {
@@ -123,7 +172,12 @@ pub fn print_checks(context: &Context, checks: &[ModelCheck]) -> Result<(), Erro
 }
 
 fn count_models(plan: &mdl::plan::Plan) -> usize {
-    let mut models: Vec<&str> = plan.cached.iter().map(|f| f.model.as_str()).chain(plan.fetch.iter().map(|(f, _)| f.model.as_str())).collect();
+    let mut models: Vec<&str> = plan
+        .cached
+        .iter()
+        .map(|f| f.model.as_str())
+        .chain(plan.fetch.iter().map(|(f, _)| f.model.as_str()))
+        .collect();
     models.sort();
     models.dedup();
     models.len()

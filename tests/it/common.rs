@@ -1,0 +1,241 @@
+//! `TestContext`: a temporary project, a running hub emulator, and a way to run
+//! `mdl` in it as a user would (uv's `TestContext`, cargo's `project()`).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+
+pub use hub_emulator::{Behaviour, Blob, Hub, RequestRecord};
+
+pub const STATE_DICT: &[u8] = include_bytes!("../fixtures/state_dict.pth");
+pub const SCRIPTED: &[u8] = include_bytes!("../fixtures/scripted.pt");
+pub const SAFETENSORS: &[u8] = include_bytes!("../fixtures/model.safetensors");
+pub const LEGACY: &[u8] = include_bytes!("../fixtures/legacy.pth");
+
+pub struct TestContext {
+    pub dir: tempfile::TempDir,
+    pub hub: Hub,
+    pub env: Vec<(String, String)>,
+}
+
+pub struct Run {
+    pub output: Output,
+}
+
+impl Run {
+    pub fn code(&self) -> i32 {
+        self.output.status.code().unwrap_or(-1)
+    }
+    pub fn stderr(&self) -> String {
+        String::from_utf8_lossy(&self.output.stderr).into_owned()
+    }
+    pub fn stdout(&self) -> String {
+        String::from_utf8_lossy(&self.output.stdout).into_owned()
+    }
+    #[track_caller]
+    pub fn success(self) -> Run {
+        assert_eq!(
+            self.code(),
+            0,
+            "mdl failed:\n{}\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+    #[track_caller]
+    pub fn failure(self, code: i32) -> Run {
+        assert_eq!(
+            self.code(),
+            code,
+            "expected exit {code}:\n{}\n{}",
+            self.stdout(),
+            self.stderr()
+        );
+        self
+    }
+    #[track_caller]
+    pub fn stderr_has(self, needle: &str) -> Run {
+        assert!(
+            self.stderr().contains(needle),
+            "stderr lacks {needle:?}:\n{}",
+            self.stderr()
+        );
+        self
+    }
+}
+
+impl TestContext {
+    pub fn new() -> TestContext {
+        let dir = tempfile::tempdir().unwrap();
+        let hub = Hub::start();
+        TestContext {
+            dir,
+            hub,
+            env: Vec::new(),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn models(&self) -> PathBuf {
+        self.path().join("models")
+    }
+
+    pub fn write_config(&self, yaml: &str) {
+        std::fs::write(
+            self.path().join("config.yaml"),
+            yaml.replace("{hub}", &self.hub.url()),
+        )
+        .unwrap();
+    }
+
+    pub fn read(&self, rel: &str) -> Vec<u8> {
+        std::fs::read(self.path().join(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"))
+    }
+
+    pub fn read_str(&self, rel: &str) -> String {
+        String::from_utf8(self.read(rel)).unwrap()
+    }
+
+    pub fn json(&self, rel: &str) -> serde_json::Value {
+        serde_json::from_slice(&self.read(rel)).unwrap()
+    }
+
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_mdl"));
+        cmd.args(args)
+            .current_dir(self.path())
+            .env("HF_ENDPOINT", self.hub.url())
+            // Keep the developer's own token and cache out of the tests.
+            .env("HF_HOME", self.path().join(".hf-home"))
+            .env_remove("HF_TOKEN")
+            .env_remove("HF_HUB_OFFLINE")
+            .env_remove("MDL_CONFIG")
+            .env("CI", "1");
+        for (k, v) in &self.env {
+            cmd.env(k, v);
+        }
+        cmd
+    }
+
+    pub fn mdl(&self, args: &[&str]) -> Run {
+        Run {
+            output: self.command(args).output().expect("run mdl"),
+        }
+    }
+
+    /// Every file under the project (but the emulator-independent HF home) with its bytes.
+    pub fn snapshot(&self) -> BTreeMap<String, Vec<u8>> {
+        let mut out = BTreeMap::new();
+        walk(self.path(), self.path(), &mut out);
+        out
+    }
+
+    pub fn requests(&self) -> Vec<RequestRecord> {
+        self.hub.requests()
+    }
+
+    /// GETs of file bodies (not API calls, not HEADs).
+    pub fn body_requests(&self) -> Vec<RequestRecord> {
+        self.requests()
+            .into_iter()
+            .filter(|r| r.method == "GET" && !r.path.starts_with("/api/"))
+            .collect()
+    }
+}
+
+fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let rel = path
+            .strip_prefix(root)
+            .unwrap()
+            .to_string_lossy()
+            .into_owned();
+        if rel.starts_with(".hf-home") || rel.ends_with(".mdl/lock") {
+            continue;
+        }
+        if path.is_dir() {
+            walk(root, &path, out);
+        } else {
+            out.insert(rel, std::fs::read(&path).unwrap());
+        }
+    }
+}
+
+/// Asserts two snapshots are equal, naming the paths that differ.
+#[track_caller]
+pub fn assert_same(
+    before: &BTreeMap<String, Vec<u8>>,
+    after: &BTreeMap<String, Vec<u8>>,
+    what: &str,
+) {
+    let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
+    let differ: Vec<&&String> = keys
+        .iter()
+        .filter(|k| before.get(**k) != after.get(**k))
+        .collect();
+    assert!(differ.is_empty(), "{what}: these paths changed: {differ:?}");
+}
+
+pub fn blake3_hex(bytes: &[u8]) -> String {
+    blake3::hash(bytes).to_hex().to_string()
+}
+
+/// Two Hub repos and a URL file, as the walking-skeleton issue describes.
+pub fn standard_hub(ctx: &TestContext) {
+    ctx.hub.commit(
+        "acme/tiny-bert",
+        "main",
+        vec![
+            (
+                "config.json",
+                Some(Blob::regular(&br#"{"model_type": "bert"}"#[..])),
+            ),
+            ("model.safetensors", Some(Blob::lfs(SAFETENSORS))),
+            (
+                "tokenizer/vocab.txt",
+                Some(Blob::regular(&b"[PAD]\n[UNK]\nhello\n"[..])),
+            ),
+        ],
+    );
+    ctx.hub.commit(
+        "acme/tiny-gpt",
+        "main",
+        vec![
+            (
+                "config.json",
+                Some(Blob::regular(&br#"{"model_type": "gpt2"}"#[..])),
+            ),
+            ("model.safetensors", Some(Blob::lfs(SAFETENSORS))),
+            (
+                "onnx/model.onnx",
+                Some(Blob::lfs(hub_emulator::pseudo_random_bytes(3, 4096))),
+            ),
+        ],
+    );
+    ctx.hub.tag("acme/tiny-gpt", "v1.0", "main");
+    ctx.hub.put_file("w/model.pt", Blob::regular(STATE_DICT));
+}
+
+pub const STANDARD_CONFIG: &str = r#"
+models:
+  model_path: "models/"
+  require:
+    - huggingface:acme/tiny-bert            # a Hub repo, default revision main
+    - id: huggingface:acme/tiny-gpt@v1.0     # a tag
+      include: ["*.safetensors", "*.json"]
+    - id: url:{hub}/redirect/w/model.pt
+      name: custom_model
+  download:
+    cache_dir: "models/"
+    sources:
+      huggingface: { enabled: true }
+      url: { enabled: true, verify_ssl: true, timeout_seconds: 300 }
+"#;

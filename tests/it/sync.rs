@@ -1,0 +1,241 @@
+//! `mdl sync`: placement, no-op, offline, mirror quirks, integrity.
+
+use crate::common::*;
+
+#[test]
+fn sync_places_models_with_info_and_registry() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config(STANDARD_CONFIG);
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    assert_eq!(
+        ctx.read("models/huggingface_acme--tiny-bert/model.safetensors"),
+        SAFETENSORS
+    );
+    assert_eq!(
+        ctx.read("models/huggingface_acme--tiny-bert/tokenizer/vocab.txt"),
+        b"[PAD]\n[UNK]\nhello\n"
+    );
+    assert_eq!(ctx.read("models/url_custom_model/model.pt"), STATE_DICT);
+    assert!(
+        !ctx.models()
+            .join("huggingface_acme--tiny-gpt/onnx")
+            .exists(),
+        "include filter"
+    );
+    let info = ctx.json("models/huggingface_acme--tiny-gpt/model_info.json");
+    assert_eq!(info["name"], "acme/tiny-gpt");
+    assert_eq!(info["revision"], "v1.0");
+    assert_eq!(info["path"], "huggingface_acme--tiny-gpt");
+    let registry = ctx.json("models/model_registry.json");
+    let names: Vec<&String> = registry["models"].as_object().unwrap().keys().collect();
+    assert_eq!(names, ["acme/tiny-bert", "acme/tiny-gpt", "custom_model"]);
+    // No temporary files are left behind.
+    let tmp = ctx.models().join(".mdl/tmp");
+    assert_eq!(std::fs::read_dir(&tmp).map(|d| d.count()).unwrap_or(0), 0);
+}
+
+#[test]
+fn noop_sync_makes_no_request_and_changes_nothing() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config(STANDARD_CONFIG);
+    ctx.mdl(&["sync"]).success();
+    let before = ctx.snapshot();
+    ctx.hub.clear_requests();
+    ctx.mdl(&["sync"]).success();
+    assert!(ctx.requests().is_empty(), "{:?}", ctx.requests());
+    assert_same(&before, &ctx.snapshot(), "snapshot");
+}
+
+#[test]
+fn missing_or_changed_files_are_fetched_again() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config(STANDARD_CONFIG);
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    std::fs::remove_file(ctx.models().join("huggingface_acme--tiny-bert/config.json")).unwrap();
+    std::fs::write(ctx.models().join("url_custom_model/model.pt"), b"tampered").unwrap();
+    let plan = ctx.mdl(&["sync", "--dry-run"]).success().stdout();
+    assert!(
+        plan.contains("huggingface_acme--tiny-bert/config.json  (25 B, missing)")
+            || plan.contains("config.json"),
+        "{plan}"
+    );
+    assert!(plan.contains("url_custom_model/model.pt"), "{plan}");
+    assert!(plan.contains("changed"), "{plan}");
+    ctx.hub.clear_requests();
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    assert_eq!(ctx.body_requests().len(), 2, "{:?}", ctx.body_requests());
+    assert_eq!(ctx.read("models/url_custom_model/model.pt"), STATE_DICT);
+}
+
+#[test]
+fn offline_syncs_from_disk_and_refuses_downloads() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config(STANDARD_CONFIG);
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    ctx.hub.clear_requests();
+    ctx.mdl(&["sync", "--offline", "--no-verify"]).success();
+    std::fs::remove_file(ctx.models().join("huggingface_acme--tiny-bert/config.json")).unwrap();
+    ctx.mdl(&["sync", "--offline", "--no-verify"])
+        .failure(1)
+        .stderr_has("`acme/tiny-bert/config.json` must be downloaded, but mdl is offline");
+    // HF_HUB_OFFLINE means the same, as in the Python client.
+    let mut ctx = ctx;
+    ctx.env.push(("HF_HUB_OFFLINE".into(), "1".into()));
+    ctx.mdl(&["sync", "--no-verify"])
+        .failure(1)
+        .stderr_has("offline");
+    ctx.write_config(&STANDARD_CONFIG.replace("tiny-gpt@v1.0", "tiny-gpt@main"));
+    ctx.mdl(&["sync", "--no-verify"])
+        .failure(2)
+        .stderr_has("`--offline` forbids resolving models");
+    assert!(ctx.requests().is_empty(), "{:?}", ctx.requests());
+}
+
+#[test]
+fn hash_mismatch_keeps_the_good_file() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config(STANDARD_CONFIG);
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    // The lock now claims other content than upstream serves (a tampered upstream).
+    let lock = ctx
+        .read_str("models.lock")
+        .replace(&blake3_hex(STATE_DICT), &blake3_hex(b"something else"));
+    std::fs::write(ctx.path().join("models.lock"), lock).unwrap();
+    let good = ctx.read("models/url_custom_model/model.pt");
+    ctx.mdl(&["sync", "--no-verify"])
+        .failure(1)
+        .stderr_has("does not match its blake3");
+    assert_eq!(
+        ctx.read("models/url_custom_model/model.pt"),
+        good,
+        "the previous good file is untouched"
+    );
+    let tmp = ctx.models().join(".mdl/tmp");
+    assert_eq!(
+        std::fs::read_dir(&tmp).unwrap().count(),
+        0,
+        "the temporary file is removed"
+    );
+}
+
+#[test]
+fn mirror_quirks_are_handled() {
+    for quirk in [
+        "no_content_length",
+        "ignore_range",
+        "metadata_only_on_head",
+        "lfs_redirect",
+    ] {
+        let ctx = TestContext::new();
+        standard_hub(&ctx);
+        ctx.hub.update_behaviour(|b| match quirk {
+            "no_content_length" => b.no_content_length = true,
+            "ignore_range" => b.ignore_range = true,
+            "metadata_only_on_head" => b.metadata_only_on_head = true,
+            _ => b.lfs_redirect = true,
+        });
+        ctx.write_config(STANDARD_CONFIG);
+        ctx.mdl(&["sync", "--no-verify"]).success();
+        assert_eq!(
+            ctx.read("models/huggingface_acme--tiny-bert/model.safetensors"),
+            SAFETENSORS,
+            "{quirk}"
+        );
+        assert_eq!(
+            ctx.read("models/url_custom_model/model.pt"),
+            STATE_DICT,
+            "{quirk}"
+        );
+    }
+}
+
+#[test]
+fn retries_after_503_with_retry_after() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config("models:\n  require: [\"url:{hub}/files/w/model.pt\"]\n");
+    ctx.hub.update_behaviour(|b| {
+        b.fail_next = 2;
+        b.retry_after = Some(1);
+    });
+    let started = std::time::Instant::now();
+    ctx.mdl(&["sync", "--no-verify"])
+        .success()
+        .stderr_has("Retrying");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(2),
+        "Retry-After was honoured"
+    );
+    let statuses: Vec<u16> = ctx.body_requests().iter().map(|r| r.status).collect();
+    assert_eq!(statuses, [503, 503, 200]);
+}
+
+#[test]
+fn a_broken_connection_resumes_with_range() {
+    let ctx = TestContext::new();
+    let big = hub_emulator::pseudo_random_bytes(11, 3 << 20);
+    ctx.hub.commit(
+        "acme/big",
+        "main",
+        vec![("weights.bin", Some(Blob::lfs(big.clone())))],
+    );
+    ctx.hub.update_behaviour(|b| {
+        b.cut_next = 1;
+        b.cut_after = 1 << 20;
+    });
+    ctx.write_config("models:\n  require: [acme/big]\n");
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    assert_eq!(
+        ctx.read("models/huggingface_acme--big/weights.bin"),
+        &big[..]
+    );
+    let ranges: Vec<Option<String>> = ctx.body_requests().into_iter().map(|r| r.range).collect();
+    assert_eq!(ranges, [None, Some(format!("bytes={}-", 1 << 20))]);
+}
+
+#[test]
+fn a_stalled_connection_is_retried() {
+    let ctx = TestContext::new();
+    let big = hub_emulator::pseudo_random_bytes(12, 2 << 20);
+    ctx.hub.commit(
+        "acme/big",
+        "main",
+        vec![("weights.bin", Some(Blob::lfs(big.clone())))],
+    );
+    ctx.hub.update_behaviour(|b| {
+        b.stall_next = 1;
+        b.stall_after = 512 * 1024;
+    });
+    ctx.write_config("models:\n  require: [acme/big]\n  download:\n    stall_timeout_seconds: 1\n");
+    ctx.mdl(&["sync", "--no-verify"])
+        .success()
+        .stderr_has("stalled");
+    assert_eq!(
+        ctx.read("models/huggingface_acme--big/weights.bin"),
+        &big[..]
+    );
+}
+
+#[test]
+fn ci_progress_is_plain_lines() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config(STANDARD_CONFIG);
+    let run = ctx.mdl(&["sync", "--no-verify"]).success();
+    let err = run.stderr();
+    assert!(
+        err.contains(" Downloading acme/tiny-bert/model.safetensors (1.1 KiB)"),
+        "{err}"
+    );
+    assert!(
+        !err.contains('\r') && !err.contains("\x1b["),
+        "no bar redraws in CI logs: {err:?}"
+    );
+    let quiet = ctx.mdl(&["sync", "-q", "--force", "--no-verify"]).success();
+    assert_eq!(quiet.stderr(), "", "-q prints nothing on success");
+}

@@ -1,0 +1,111 @@
+//! Verification by loading with libtorch (through the `mdl-torch` helper).
+
+use crate::common::*;
+
+fn verify_hub(ctx: &TestContext) {
+    ctx.hub.commit(
+        "acme/st",
+        "main",
+        vec![
+            ("config.json", Some(Blob::regular(&b"{}"[..]))),
+            ("model.safetensors", Some(Blob::lfs(SAFETENSORS))),
+        ],
+    );
+    ctx.hub.put_file("w/scripted.pt", Blob::regular(SCRIPTED));
+    ctx.hub
+        .put_file("w/resnet-tiny.pth", Blob::regular(STATE_DICT));
+    ctx.hub.put_file("w/legacy.pth", Blob::regular(LEGACY));
+    ctx.hub.put_file(
+        "w/truncated.pth",
+        Blob::regular(&STATE_DICT[..STATE_DICT.len() / 2]),
+    );
+    ctx.hub.put_file(
+        "w/not-a-model.pt",
+        Blob::regular(&b"<html>502 Bad Gateway</html>"[..]),
+    );
+}
+
+const THREE: &str = r#"
+models:
+  require:
+    - acme/st
+    - id: url:{hub}/files/w/scripted.pt
+      verify: { forward: [1, 3, 8, 8] }
+    - url:{hub}/files/w/resnet-tiny.pth
+    - url:{hub}/files/w/legacy.pth
+"#;
+
+#[test]
+fn torchscript_state_dict_and_safetensors_load_on_cpu() {
+    let ctx = TestContext::new();
+    verify_hub(&ctx);
+    ctx.write_config(THREE);
+    let run = ctx.mdl(&["sync"]).success();
+    let err = run.stderr();
+    assert!(
+        err.contains("Verified acme/st on cpu: 1 weight file(s) [safetensors], 9 tensors"),
+        "{err}"
+    );
+    assert!(err.contains("Verified scripted on cpu: 1 weight file(s) [torchscript], 6 tensors, 130 parameters (float32), forward → [1, 2]"), "{err}");
+    assert!(err.contains("Verified resnet-tiny on cpu: 1 weight file(s) [torch_zip], 9 tensors, 139 parameters (float32, int64)"), "{err}");
+    assert!(
+        err.contains("Verified legacy on cpu: 1 weight file(s) [torch_legacy], 9 tensors"),
+        "{err}"
+    );
+    let info = ctx.json("models/url_resnet-tiny/model_info.json");
+    let v = &info["verification"];
+    assert_eq!(v["status"], "verified");
+    assert_eq!(v["files"]["resnet-tiny.pth"]["loaded"], true);
+    assert_eq!(
+        v["files"]["resnet-tiny.pth"]["dtypes"],
+        serde_json::json!(["float32", "int64"])
+    );
+    // Remembered: the next sync does not load again.
+    let again = ctx.mdl(&["sync"]).success().stderr();
+    assert_eq!(again.matches("(remembered)").count(), 4, "{again}");
+    // `mdl verify` loads again on demand.
+    let verify = ctx.mdl(&["verify", "resnet-tiny"]).success().stderr();
+    assert!(
+        verify.contains("Verified resnet-tiny") && verify.contains(" ms"),
+        "{verify}"
+    );
+}
+
+#[test]
+fn a_truncated_upstream_file_fails_and_is_retried_next_sync() {
+    let ctx = TestContext::new();
+    verify_hub(&ctx);
+    ctx.write_config("models:\n  require: [\"url:{hub}/files/w/truncated.pth\", \"url:{hub}/files/w/not-a-model.pt\"]\n");
+    let first = ctx
+        .mdl(&["sync"])
+        .failure(1)
+        .stderr_has("2 model(s) failed verification")
+        .stderr_has("model `truncated` failed verification: `truncated.pth` cannot be loaded: the zip archive is unreadable")
+        .stderr_has("model `not-a-model` failed verification: `not-a-model.pt` cannot be loaded: `.pt` file of unknown format: it starts with text");
+    let _ = first;
+    // The download itself was fine (hash matches the lock): the files stay, and
+    // the failure is not remembered.
+    assert!(ctx.models().join("url_truncated/truncated.pth").exists());
+    let info = ctx.json("models/url_truncated/model_info.json");
+    assert_eq!(info["verification"]["status"], "failed");
+    ctx.mdl(&["sync"])
+        .failure(1)
+        .stderr_has("model `truncated` failed verification");
+    ctx.mdl(&["sync", "--no-verify"]).success();
+}
+
+#[test]
+fn cuda_without_a_gpu_is_a_clear_error() {
+    let ctx = TestContext::new();
+    verify_hub(&ctx);
+    ctx.write_config("device: cuda\nmodels:\n  require: [acme/st]\n");
+    ctx.mdl(&["sync"])
+        .failure(1)
+        .stderr_has("libtorch sees no CUDA device, but `device: cuda` was asked for")
+        .stderr_has("write `device: cpu`");
+    // `auto` falls back to CPU by definition.
+    ctx.write_config("device: auto\nmodels:\n  require: [acme/st]\n");
+    ctx.mdl(&["sync"])
+        .success()
+        .stderr_has("Verified acme/st on auto");
+}
