@@ -267,6 +267,9 @@ pub struct Download {
     /// A download that receives no byte for this long is retried (default: 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall_timeout_seconds: Option<u64>,
+    /// Parallel ranged connections for each large file (default: 8).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub connections_per_file: Option<usize>,
     /// Attempts per file before giving up (default: 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,

@@ -126,6 +126,8 @@ impl Project {
             ),
             connect_timeout: std::time::Duration::from_secs(url.timeout_seconds.max(1)),
             verify_ssl: url.verify_ssl,
+            connections_per_file: download.connections_per_file.unwrap_or(8).max(1),
+            ..FetchSettings::default()
         };
         let endpoint = crate::env::hf_endpoint(download.sources.huggingface.endpoint.as_deref());
         Project {

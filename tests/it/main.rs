@@ -4,5 +4,6 @@
 mod common;
 mod interop;
 mod lock;
+mod resume;
 mod sync;
 mod verify;

@@ -27,6 +27,9 @@ use sha1::Digest as _;
 use crate::reporter::{Event, Reporter};
 use crate::store::{self, FileRecord};
 
+mod chunked;
+pub mod tree_hash;
+
 /// What a downloaded file must be. Every known value is checked.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Expected {
@@ -129,11 +132,18 @@ impl FetchError {
 /// How hard to try.
 #[derive(Clone, Debug)]
 pub struct FetchSettings {
+    /// Files downloaded at once.
     pub jobs: usize,
     pub attempts: u32,
     pub stall_timeout: Duration,
     pub connect_timeout: Duration,
     pub verify_ssl: bool,
+    /// Files of at least this size are fetched as parallel ranged pieces.
+    pub chunked_min: u64,
+    /// Piece size for chunked downloads (a power of two, see `tree_hash`).
+    pub piece_size: u64,
+    /// Ranged connections per chunked file.
+    pub connections_per_file: usize,
 }
 
 impl Default for FetchSettings {
@@ -144,6 +154,9 @@ impl Default for FetchSettings {
             stall_timeout: Duration::from_secs(30),
             connect_timeout: Duration::from_secs(30),
             verify_ssl: true,
+            chunked_min: 32 << 20,
+            piece_size: 8 << 20,
+            connections_per_file: 8,
         }
     }
 }
@@ -177,10 +190,20 @@ struct PartialState {
     url: String,
     etag: Option<String>,
     expect: Expected,
+    /// For chunked downloads: the piece size and each finished piece's blake3
+    /// chaining value (hex), so a resumed download skips them without re-reading.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pieces: Option<Pieces>,
+}
+
+#[derive(Clone, Serialize, Deserialize, PartialEq)]
+struct Pieces {
+    size: u64,
+    done: Vec<Option<String>>,
 }
 
 /// Why one attempt failed, and whether another may succeed.
-enum AttemptError {
+pub(crate) enum AttemptError {
     Retry {
         reason: String,
         wait: Option<Duration>,
@@ -245,9 +268,23 @@ impl Fetcher {
         let state_path = self.tmp_dir.join(format!("{}.part.json", &stem[..32]));
 
         let mut attempt = 0;
+        // Chunked until the server shows it ignores `Range`.
+        let mut chunked = job.expect.size.is_some_and(|s| s >= self.settings.chunked_min) && job.expect.git_oid.is_none();
         loop {
             attempt += 1;
-            match self.attempt(id, job, &part_path, &state_path).await {
+            let result = if chunked {
+                match self.attempt_chunked(id, job, &part_path, &state_path).await {
+                    Ok(Some(fetched)) => Ok(fetched),
+                    Ok(None) => {
+                        chunked = false;
+                        self.attempt(id, job, &part_path, &state_path).await
+                    }
+                    Err(e) => Err(e),
+                }
+            } else {
+                self.attempt(id, job, &part_path, &state_path).await
+            };
+            match result {
                 Ok(fetched) => return Ok(fetched),
                 Err(AttemptError::Fatal(e)) => {
                     self.reporter.report(Event::DownloadFinished {
@@ -413,11 +450,7 @@ impl Fetcher {
         }
         file.seek(SeekFrom::Start(written))
             .map_err(fatal_io(part_path))?;
-        let state = PartialState {
-            url: job.url.clone(),
-            etag: etag.clone(),
-            expect: job.expect.clone(),
-        };
+        let state = PartialState { url: job.url.clone(), etag: etag.clone(), expect: job.expect.clone(), pieces: None };
         store::write_atomic(state_path, &serde_json::to_vec(&state).unwrap())
             .map_err(fatal_io(state_path))?;
 
@@ -571,7 +604,7 @@ impl Fetcher {
     }
 }
 
-fn discard(part: &Path, state: &Path) {
+pub(crate) fn discard(part: &Path, state: &Path) {
     let _ = std::fs::remove_file(part);
     let _ = std::fs::remove_file(state);
 }
@@ -584,13 +617,13 @@ pub fn normalize_etag(raw: &str) -> String {
         .to_string()
 }
 
-fn content_range_start(headers: &HeaderMap) -> Option<u64> {
+pub(crate) fn content_range_start(headers: &HeaderMap) -> Option<u64> {
     let value = headers.get(CONTENT_RANGE)?.to_str().ok()?;
     let range = value.strip_prefix("bytes ")?;
     range.split('-').next()?.parse().ok()
 }
 
-fn retry_after(headers: &HeaderMap) -> Option<Duration> {
+pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = headers
         .get(RETRY_AFTER)?
         .to_str()
@@ -614,7 +647,7 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base / 2 + jitter)
 }
 
-fn describe_reqwest(e: &reqwest::Error) -> String {
+pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
     let mut text = if e.is_timeout() {
         "the request timed out".to_string()
     } else if e.is_connect() {

@@ -1,0 +1,355 @@
+//! Large files as parallel ranged pieces (like hf_transfer and aria2), written
+//! in place into one pre-allocated temporary file and hashed as they arrive.
+//!
+//! * Pieces are a power-of-two size, so each one's blake3 chaining value is
+//!   computed from its own bytes while they stream in and the file's hash is
+//!   merged from them at the end (`tree_hash`): no second read of the file.
+//!   Only when the source publishes a sha256 that must be checked (locking a Hub
+//!   LFS file for the first time) is the file read back once, from the page cache,
+//!   since sha256 cannot be computed out of order. `mdl sync` checks blake3 only.
+//! * The sidecar records each finished piece's chaining value, so an interrupted
+//!   download (Ctrl-C, kill -9, lost connection) resumes with only its unfinished
+//!   pieces — at most one piece per connection is fetched twice.
+//! * The first piece's response tells whether the server honours `Range`; if it
+//!   answers 200 instead, the caller falls back to a single stream.
+
+use std::collections::VecDeque;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use blake3::hazmat::ChainingValue;
+use futures_util::StreamExt;
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, ETAG, IF_RANGE, RANGE};
+use reqwest::StatusCode;
+
+use super::{
+    backoff, content_range_start, describe_reqwest, discard, normalize_etag, retry_after, tree_hash, AttemptError, FetchError,
+    FetchJob, Fetched, Fetcher, PartialState, Pieces,
+};
+use crate::reporter::Event;
+use crate::store::{self, FileRecord};
+
+struct Shared {
+    done: Vec<Option<ChainingValue>>,
+    etag: Option<String>,
+    /// Set when a piece answer shows `Range` is not honoured.
+    range_ignored: bool,
+    failure: Option<AttemptError>,
+}
+
+enum PieceError {
+    RangeIgnored,
+    Retry { reason: String, wait: Option<Duration> },
+    Fatal(FetchError),
+}
+
+impl Fetcher {
+    /// `Ok(None)`: the server ignores `Range`; use a single stream instead.
+    pub(super) async fn attempt_chunked(
+        &self,
+        id: usize,
+        job: &FetchJob,
+        part_path: &Path,
+        state_path: &Path,
+    ) -> Result<Option<Fetched>, AttemptError> {
+        let fatal_io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source: std::io::Error| AttemptError::Fatal(FetchError::Io { path, source })
+        };
+        let size = job.expect.size.expect("chunked downloads know their size");
+        let piece = self.settings.piece_size;
+        let count = size.div_ceil(piece) as usize;
+
+        // Finished pieces of an earlier attempt or run of this same download.
+        let previous: Option<PartialState> = std::fs::read(state_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let part_len = std::fs::metadata(part_path).map(|m| m.len()).ok();
+        let mut done: Vec<Option<ChainingValue>> = vec![None; count];
+        let mut etag = None;
+        if let Some(p) = previous {
+            if p.url == job.url && p.expect == job.expect && part_len == Some(size) {
+                if let Some(pieces) = p.pieces.filter(|ps| ps.size == piece && ps.done.len() == count) {
+                    for (slot, cv) in done.iter_mut().zip(pieces.done) {
+                        *slot = cv.and_then(|h| hex::decode(h).ok()).and_then(|b| b.try_into().ok());
+                    }
+                    etag = p.etag;
+                }
+            }
+        }
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(part_path)
+            .map_err(fatal_io(part_path))?;
+        if done.iter().all(Option::is_none) {
+            file.set_len(0).map_err(fatal_io(part_path))?;
+        }
+        file.set_len(size).map_err(fatal_io(part_path))?;
+        let file = Arc::new(file);
+        let resumed_from: u64 = done
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| d.is_some())
+            .map(|(i, _)| piece_len(i, piece, size))
+            .sum();
+        let queue: VecDeque<usize> = (0..count).filter(|i| done[*i].is_none()).collect();
+        let shared = Arc::new(Mutex::new(Shared { done, etag, range_ignored: false, failure: None }));
+        let queue = Arc::new(Mutex::new(queue));
+        self.reporter.report(Event::DownloadStarted { id, label: &job.label, size: Some(size), resumed_from });
+
+        // The first piece goes alone until its headers show that `Range` works;
+        // then the other connections start.
+        let (ranges_ok_tx, ranges_ok_rx) = tokio::sync::watch::channel(None::<bool>);
+        let ranges_ok_tx = Arc::new(ranges_ok_tx);
+        let workers = (0..self.settings.connections_per_file.max(1)).map(|worker| {
+            let queue = queue.clone();
+            let shared = shared.clone();
+            let file = file.clone();
+            let tx = ranges_ok_tx.clone();
+            let mut rx = ranges_ok_rx.clone();
+            async move {
+                if worker > 0 {
+                    match rx.wait_for(|v| v.is_some()).await.map(|v| *v) {
+                        Ok(Some(true)) => {}
+                        _ => return,
+                    }
+                }
+                let mut first = worker == 0;
+                loop {
+                    if shared.lock().unwrap().failure.is_some() {
+                        return;
+                    }
+                    let Some(index) = queue.lock().unwrap().pop_front() else {
+                        if first {
+                            let _ = tx.send(Some(true));
+                        }
+                        return;
+                    };
+                    let result = self.fetch_piece(id, job, &file, index, piece, size, &shared, first.then_some(&*tx)).await;
+                    first = false;
+                    match result {
+                        Ok(cv) => {
+                            let mut s = shared.lock().unwrap();
+                            s.done[index] = Some(cv);
+                            save_state(state_path, job, &s, piece);
+                        }
+                        Err(PieceError::RangeIgnored) => {
+                            let _ = tx.send(Some(false));
+                            shared.lock().unwrap().range_ignored = true;
+                            return;
+                        }
+                        Err(PieceError::Fatal(e)) => {
+                            let _ = tx.send(Some(false));
+                            shared.lock().unwrap().failure.get_or_insert(AttemptError::Fatal(e));
+                            return;
+                        }
+                        Err(PieceError::Retry { reason, wait }) => {
+                            let _ = tx.send(Some(false));
+                            shared.lock().unwrap().failure.get_or_insert(AttemptError::Retry { reason, wait });
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(workers).await;
+
+        let mut state = shared.lock().unwrap();
+        if state.range_ignored {
+            drop(state);
+            discard(part_path, state_path);
+            return Ok(None);
+        }
+        if let Some(failure) = state.failure.take() {
+            if let AttemptError::Fatal(_) = failure {
+                discard(part_path, state_path);
+            }
+            return Err(failure);
+        }
+        let cvs: Vec<ChainingValue> = state.done.iter().map(|d| d.expect("every piece finished")).collect();
+        let etag = state.etag.clone();
+        drop(state);
+        let blake3 = tree_hash::root(&cvs, piece, size).to_hex().to_string();
+
+        // sha256 cannot be merged from pieces: read the file back once (it is in
+        // the page cache) only when there is a published sha256 to check.
+        let sha256 = if job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some() {
+            use sha2::Digest;
+            let mut h = sha2::Sha256::new();
+            let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(part_path).map_err(fatal_io(part_path))?);
+            std::io::copy(&mut reader, &mut h).map_err(fatal_io(part_path))?;
+            Some(hex::encode(h.finalize()))
+        } else {
+            None
+        };
+        let mismatch = |algorithm: &'static str, expected: &str, actual: &str| {
+            discard(part_path, state_path);
+            AttemptError::Fatal(FetchError::Hash { label: job.label.clone(), algorithm, expected: expected.into(), actual: actual.into() })
+        };
+        if let Some(want) = &job.expect.blake3 {
+            if !want.eq_ignore_ascii_case(&blake3) {
+                return Err(mismatch("blake3", want, &blake3));
+            }
+        }
+        if let (Some(want), Some(got)) = (&job.expect.sha256, &sha256) {
+            if !want.eq_ignore_ascii_case(got) {
+                return Err(mismatch("sha256", want, got));
+            }
+        }
+        if let (Some(prefix), Some(got)) = (&job.expect.sha256_prefix, &sha256) {
+            if !got.starts_with(prefix.as_str()) {
+                return Err(mismatch("sha256 prefix", prefix, &got[..prefix.len().min(got.len())]));
+            }
+        }
+        file.sync_all().map_err(fatal_io(part_path))?;
+        drop(file);
+        let parent = job.dest.parent().expect("destination has a parent");
+        fs_err::create_dir_all(parent).map_err(fatal_io(parent))?;
+        fs_err::rename(part_path, &job.dest).map_err(fatal_io(&job.dest))?;
+        store::sync_dir(parent);
+        let _ = std::fs::remove_file(state_path);
+        let record = FileRecord::stat(&job.dest, blake3.clone()).map_err(fatal_io(&job.dest))?;
+        self.reporter.report(Event::DownloadFinished { id, label: &job.label, ok: true });
+        Ok(Some(Fetched { size, blake3, sha256, etag, final_url: job.url.clone(), record, resumed_from }))
+    }
+
+    /// Downloads piece `index` with retries, hashing it as it arrives.
+    #[allow(clippy::too_many_arguments)]
+    async fn fetch_piece(
+        &self,
+        id: usize,
+        job: &FetchJob,
+        file: &std::fs::File,
+        index: usize,
+        piece: u64,
+        size: u64,
+        shared: &Mutex<Shared>,
+        announce: Option<&tokio::sync::watch::Sender<Option<bool>>>,
+    ) -> Result<ChainingValue, PieceError> {
+        let start = index as u64 * piece;
+        let end = start + piece_len(index, piece, size);
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut headers = HeaderMap::new();
+            headers.insert(RANGE, HeaderValue::from_str(&format!("bytes={start}-{}", end - 1)).unwrap());
+            if let Some(etag) = shared.lock().unwrap().etag.clone() {
+                if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
+                    headers.insert(IF_RANGE, v);
+                }
+            }
+            if let Some(token) = &job.token {
+                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+                    headers.insert(AUTHORIZATION, v);
+                }
+            }
+            self.reporter.report(Event::Request { method: "GET", url: &job.url });
+            let outcome = match self.http.get(&job.url).headers(headers).send().await {
+                Err(e) => Err(PieceError::Retry { reason: describe_reqwest(&e), wait: None }),
+                Ok(response) => {
+                    let status = response.status();
+                    if status == StatusCode::OK {
+                        // `Range` ignored, or `If-Range` failed because the ETag changed.
+                        return Err(PieceError::RangeIgnored);
+                    }
+                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+                        Err(PieceError::Retry { reason: format!("the server answered {status}"), wait: retry_after(response.headers()) })
+                    } else if status != StatusCode::PARTIAL_CONTENT {
+                        let message = response.headers().get("x-error-message").and_then(|v| v.to_str().ok()).map(str::to_string);
+                        return Err(PieceError::Fatal(FetchError::Status {
+                            label: job.label.clone(),
+                            url: job.url.clone(),
+                            status: status.as_u16(),
+                            message,
+                        }));
+                    } else if content_range_start(response.headers()) != Some(start) {
+                        return Err(PieceError::RangeIgnored);
+                    } else {
+                        if let Some(etag) = response
+                            .headers()
+                            .get("x-linked-etag")
+                            .or_else(|| response.headers().get(ETAG))
+                            .and_then(|v| v.to_str().ok())
+                            .map(normalize_etag)
+                        {
+                            shared.lock().unwrap().etag.get_or_insert(etag);
+                        }
+                        if let Some(tx) = announce {
+                            let _ = tx.send(Some(true));
+                        }
+                        self.stream_piece(id, response, file, start, end).await
+                    }
+                }
+            };
+            match outcome {
+                Ok(cv) => return Ok(cv),
+                Err(PieceError::Retry { reason, wait }) if attempt < self.settings.attempts => {
+                    let wait = wait.unwrap_or_else(|| backoff(attempt));
+                    self.reporter.report(Event::Retrying { label: &job.label, attempt, reason: &reason, wait });
+                    tokio::time::sleep(wait).await;
+                }
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    async fn stream_piece(&self, id: usize, response: reqwest::Response, file: &std::fs::File, start: u64, end: u64) -> Result<ChainingValue, PieceError> {
+        let mut hasher = tree_hash::piece_hasher(start);
+        let mut at = start;
+        let mut body = response.bytes_stream();
+        while at < end {
+            let next = match tokio::time::timeout(self.settings.stall_timeout, body.next()).await {
+                Ok(next) => next,
+                Err(_) => {
+                    return Err(PieceError::Retry {
+                        reason: format!("no data for {} s (stalled)", self.settings.stall_timeout.as_secs()),
+                        wait: Some(Duration::ZERO),
+                    })
+                }
+            };
+            match next {
+                Some(Ok(chunk)) => {
+                    let take = chunk.len().min((end - at) as usize);
+                    let bytes = &chunk[..take];
+                    file.write_all_at(bytes, at).map_err(|source| {
+                        PieceError::Fatal(FetchError::Io { path: std::path::PathBuf::from("<partial download>"), source })
+                    })?;
+                    hasher.update(bytes);
+                    at += take as u64;
+                    self.reporter.report(Event::DownloadProgress { id, bytes: take as u64 });
+                }
+                Some(Err(e)) => return Err(PieceError::Retry { reason: describe_reqwest(&e), wait: None }),
+                None => break,
+            }
+        }
+        if at != end {
+            // The bytes of this piece so far are re-fetched; their progress is not undone
+            // in the bar, which is cosmetic.
+            return Err(PieceError::Retry { reason: format!("the connection closed {} bytes into a piece", at - start), wait: None });
+        }
+        Ok(tree_hash::piece_cv(&hasher))
+    }
+}
+
+fn piece_len(index: usize, piece: u64, size: u64) -> u64 {
+    let start = index as u64 * piece;
+    (start + piece).min(size) - start
+}
+
+/// Records finished pieces. Not fsync'd: after a power loss the final blake3
+/// check catches a piece whose bytes did not reach the disk.
+fn save_state(state_path: &Path, job: &FetchJob, s: &Shared, piece: u64) {
+    let state = PartialState {
+        url: job.url.clone(),
+        etag: s.etag.clone(),
+        expect: job.expect.clone(),
+        pieces: Some(Pieces { size: piece, done: s.done.iter().map(|d| d.map(hex::encode)).collect() }),
+    };
+    let tmp = state_path.with_extension("json.tmp");
+    if std::fs::write(&tmp, serde_json::to_vec(&state).unwrap()).is_ok() {
+        let _ = std::fs::rename(&tmp, state_path);
+    }
+}
