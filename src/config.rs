@@ -48,10 +48,9 @@ fn location(line: Option<usize>, column: Option<usize>) -> String {
 impl ConfigError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            ConfigError::NotFound { .. } => Some(
-                "create a `config.yaml` with a `models.require` list, or pass `--config PATH`"
-                    .into(),
-            ),
+            ConfigError::NotFound { .. } => {
+                Some("create a `config.yaml` with a `models.require` list, or pass `--config PATH`".into())
+            }
             ConfigError::Read { .. } => None,
             ConfigError::Invalid { hint, .. } => Some(hint.clone()),
         }
@@ -148,10 +147,7 @@ fn verify_options<'de, D: Deserializer<'de>>(d: D) -> Result<Option<VerifyOption
         Table(VerifyOptions),
     }
     Ok(Some(match Raw::deserialize(d)? {
-        Raw::Flag(load) => VerifyOptions {
-            load,
-            forward: None,
-        },
+        Raw::Flag(load) => VerifyOptions { load, forward: None },
         Raw::Table(t) => t,
     }))
 }
@@ -232,6 +228,43 @@ impl Default for UrlSource {
     }
 }
 
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct TorchvisionSource {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Where weight files are fetched from (default: PyTorch's server); a mirror.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Added or overridden catalog entries: `resnet18` or `resnet50@IMAGENET1K_V2`
+    /// → a file name under `base_url` or a full URL.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub catalog: BTreeMap<String, String>,
+}
+
+impl Default for TorchvisionSource {
+    fn default() -> Self {
+        TorchvisionSource {
+            enabled: true,
+            base_url: None,
+            catalog: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnabledOnly {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+}
+
+impl Default for EnabledOnly {
+    fn default() -> Self {
+        EnabledOnly { enabled: true }
+    }
+}
+
 /// Seed sources that this version accepts in config but cannot fetch from yet.
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 pub struct OtherSource {
@@ -248,13 +281,47 @@ pub struct Sources {
     pub huggingface: HuggingfaceSource,
     #[serde(default)]
     pub url: UrlSource,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub torchvision: Option<OtherSource>,
+    #[serde(default)]
+    pub torchvision: TorchvisionSource,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pytorch_hub: Option<OtherSource>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub local: Option<OtherSource>,
+    #[serde(default)]
+    pub local: EnabledOnly,
 }
+
+impl Sources {
+    pub fn enabled(&self, source: Source) -> bool {
+        match source {
+            Source::Huggingface => self.huggingface.enabled,
+            Source::Url => self.url.enabled,
+            Source::Torchvision => self.torchvision.enabled,
+            Source::Local => self.local.enabled,
+        }
+    }
+}
+
+/// The seed's built-in presets; a user preset of the same name replaces one.
+pub const BUILTIN_PRESETS: &[(&str, &[&str])] = &[
+    ("basic", &["resnet18", "mobilenet_v2"]),
+    (
+        "vision",
+        &["resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "vgg16"],
+    ),
+    ("nlp", &["bert-base-uncased", "distilbert-base-uncased", "roberta-base"]),
+    (
+        "all",
+        &[
+            "resnet18",
+            "resnet50",
+            "mobilenet_v2",
+            "efficientnet_b0",
+            "vgg16",
+            "bert-base-uncased",
+            "distilbert-base-uncased",
+            "roberta-base",
+        ],
+    ),
+];
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
@@ -323,7 +390,11 @@ impl ModelSpec {
     /// The model's directory under the models dir: `<source>_<name>` with `/`
     /// turned into `--` (the Hub cache's convention).
     pub fn dir_name(&self) -> String {
-        dir_name(self.id.source(), &self.name)
+        match self.id.source() {
+            Some(source) => dir_name(source, &self.name),
+            // Known after detection; this form only serves to tell specs apart.
+            None => format!("auto_{}", self.name.replace('/', "--")),
+        }
     }
 }
 
@@ -377,14 +448,12 @@ impl Config {
     }
 
     pub fn parse(path: &Path, raw: &str, extra_presets: &[String]) -> Result<Config, ConfigError> {
-        let invalid = |line: Option<usize>, column: Option<usize>, message: String, hint: &str| {
-            ConfigError::Invalid {
-                path: path.to_path_buf(),
-                line,
-                column,
-                message,
-                hint: hint.to_string(),
-            }
+        let invalid = |line: Option<usize>, column: Option<usize>, message: String, hint: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            line,
+            column,
+            message,
+            hint: hint.to_string(),
         };
         let file: ConfigFile = if raw.trim().is_empty() {
             ConfigFile::default()
@@ -425,11 +494,20 @@ impl Config {
         let mut preset_names: Vec<String> = file.models.presets.clone();
         preset_names.extend(extra_presets.iter().cloned());
         for preset in &preset_names {
-            match file.presets.get(preset) {
-                Some(entries) => wanted.extend(entries.iter().cloned()),
-                None => {
+            let builtin = BUILTIN_PRESETS.iter().find(|(name, _)| name == preset);
+            match (file.presets.get(preset), builtin) {
+                (Some(entries), _) => wanted.extend(entries.iter().cloned()),
+                (None, Some((_, ids))) => wanted.extend(ids.iter().map(|id| Requirement {
+                    id: id.to_string(),
+                    ..Default::default()
+                })),
+                (None, None) => {
                     let (l, c) = where_is(preset).unzip();
-                    let known: Vec<_> = file.presets.keys().map(|k| format!("`{k}`")).collect();
+                    let known: Vec<_> = BUILTIN_PRESETS
+                        .iter()
+                        .map(|(k, _)| format!("`{k}`"))
+                        .chain(file.presets.keys().map(|k| format!("`{k}`")))
+                        .collect();
                     return Err(invalid(
                         l,
                         c,
@@ -448,68 +526,58 @@ impl Config {
         let mut seen_dirs: BTreeSet<String> = BTreeSet::new();
         for req in &wanted {
             let (l, c) = where_is(&req.id).unzip();
-            let mut id = ModelId::parse(&req.id)
-                .map_err(|e: IdError| invalid(l, c, e.to_string(), IdError::ACCEPTED))?;
+            let mut id =
+                ModelId::parse(&req.id).map_err(|e: IdError| invalid(l, c, e.to_string(), IdError::ACCEPTED))?;
             if let Some(rev) = &req.revision {
                 match &mut id {
+                    ModelId::Huggingface { revision: r @ None, .. } => *r = Some(rev.clone()),
                     ModelId::Huggingface {
-                        revision: r @ None, ..
-                    } => *r = Some(rev.clone()),
-                    ModelId::Huggingface {
-                        revision: Some(other),
-                        ..
+                        revision: Some(other), ..
                     } if other != rev => {
                         return Err(invalid(
                             l,
                             c,
-                            format!(
-                                "`{}` gives revision `{other}` and `revision: {rev}`",
-                                req.id
-                            ),
+                            format!("`{}` gives revision `{other}` and `revision: {rev}`", req.id),
                             "keep one of the two",
                         ));
                     }
                     ModelId::Huggingface { .. } => {}
-                    ModelId::Url { .. } => {
+                    ModelId::Torchvision { weights: w @ None, .. } => *w = Some(rev.clone()),
+                    ModelId::Torchvision { .. } => {}
+                    _ => {
                         return Err(invalid(
                             l,
                             c,
-                            format!("`{}` is a URL and cannot have a `revision`", req.id),
-                            "remove `revision:`; a URL model is pinned by the content it serves",
+                            format!("`{}` cannot have a `revision`", req.id),
+                            "remove `revision:`; this model is pinned by the content it serves",
                         ));
                     }
                 }
             }
-            let source = id.source();
-            let enabled = match source {
-                Source::Huggingface => file.models.download.sources.huggingface.enabled,
-                Source::Url => file.models.download.sources.url.enabled,
-            };
-            if !enabled {
+            let sources = &file.models.download.sources;
+            if let Some(source) = id.source().filter(|s| !sources.enabled(*s)) {
                 return Err(invalid(
                     l,
                     c,
-                    format!(
-                        "`{}` needs the `{source}` source, which is disabled",
-                        req.id
-                    ),
-                    &format!(
-                        "set `models.download.sources.{source}.enabled: true`, or remove the model"
-                    ),
+                    format!("`{}` needs the `{source}` source, which is disabled", req.id),
+                    &format!("set `models.download.sources.{source}.enabled: true`, or remove the model"),
                 ));
             }
-            let name =
-                match &req.name {
-                    Some(name) => {
-                        if !valid_name(name) {
-                            let (l, c) = where_is(name).unzip();
-                            return Err(invalid(l, c, format!("`{name}` is not a valid model name"),
-                            "a name is letters, digits, `-`, `_` and `.`, not starting with `.`"));
-                        }
-                        name.clone()
+            let name = match &req.name {
+                Some(name) => {
+                    if !valid_name(name) {
+                        let (l, c) = where_is(name).unzip();
+                        return Err(invalid(
+                            l,
+                            c,
+                            format!("`{name}` is not a valid model name"),
+                            "a name is letters, digits, `-`, `_` and `.`, not starting with `.`",
+                        ));
                     }
-                    None => id.default_name(),
-                };
+                    name.clone()
+                }
+                None => id.default_name(),
+            };
             for glob in req.include.iter().chain(&req.exclude) {
                 if let Err(e) = globset::Glob::new(glob) {
                     let (l, c) = where_is(glob).unzip();
@@ -521,16 +589,13 @@ impl Config {
                     ));
                 }
             }
-            if matches!(id, ModelId::Url { .. })
+            if matches!(id, ModelId::Url { .. } | ModelId::Torchvision { .. })
                 && !(req.include.is_empty() && req.exclude.is_empty())
             {
                 return Err(invalid(
                     l,
                     c,
-                    format!(
-                        "`{}` is a single file; `include`/`exclude` do not apply",
-                        req.id
-                    ),
+                    format!("`{}` is a single file; `include`/`exclude` do not apply", req.id),
                     "remove `include:` and `exclude:` from this entry",
                 ));
             }
@@ -605,10 +670,7 @@ impl Config {
     }
 
     pub fn registry_file_name(&self) -> &str {
-        self.models
-            .registry_file
-            .as_deref()
-            .unwrap_or("model_registry.json")
+        self.models.registry_file.as_deref().unwrap_or("model_registry.json")
     }
 
     pub fn concurrency(&self) -> usize {
@@ -622,14 +684,8 @@ impl Config {
     /// The effective configuration as YAML, defaults filled in (`mdl config`).
     pub fn effective_yaml(&self) -> String {
         let mut models = self.models.clone();
-        models
-            .download
-            .cache_dir
-            .get_or_insert_with(|| "models/".into());
-        models
-            .download
-            .concurrency
-            .get_or_insert(self.concurrency());
+        models.download.cache_dir.get_or_insert_with(|| "models/".into());
+        models.download.concurrency.get_or_insert(self.concurrency());
         models
             .registry_file
             .get_or_insert_with(|| self.registry_file_name().to_string());
@@ -716,21 +772,18 @@ models:
     #[test]
     fn duplicate_names_and_bad_ids_are_located() {
         let err = parse("models:\n  require:\n    - acme/a\n    - id: url:https://x.org/a.pt\n      name: a\n    - id: url:https://x.org/b.pt\n      name: a\n").unwrap_err();
-        assert!(
-            err.to_string().contains("two models are named `a`"),
-            "{err}"
-        );
-        let err = parse("models:\n  require:\n    - resnet18\n").unwrap_err();
+        assert!(err.to_string().contains("two models are named `a`"), "{err}");
+        let err = parse("models:\n  require:\n    - weird:thing\n").unwrap_err();
         assert!(err.to_string().starts_with("config.yaml:3:7"), "{err}");
     }
 
     #[test]
     fn disabled_source_is_named() {
-        let err = parse("models:\n  require: [\"https://x.org/a.pt\"]\n  download:\n    sources:\n      url: { enabled: false }\n").unwrap_err();
-        assert!(
-            err.to_string().contains("`url` source, which is disabled"),
-            "{err}"
-        );
+        let err = parse(
+            "models:\n  require: [\"https://x.org/a.pt\"]\n  download:\n    sources:\n      url: { enabled: false }\n",
+        )
+        .unwrap_err();
+        assert!(err.to_string().contains("`url` source, which is disabled"), "{err}");
     }
 
     #[test]
@@ -744,6 +797,14 @@ models:
         assert_eq!(config.specs.len(), 2);
         let err = parse("models:\n  presets: [nope]\n").unwrap_err();
         assert!(err.to_string().contains("no preset named `nope`"));
+        let vision = parse("models:\n  presets: [vision]\n").unwrap();
+        let names: Vec<_> = vision.specs.iter().map(|s| s.name.as_str()).collect();
+        assert_eq!(
+            names,
+            ["resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "vgg16"]
+        );
+        // `all` is vision + nlp; wanting both presets gives each model once.
+        assert_eq!(parse("models:\n  presets: [all, vision]\n").unwrap().specs.len(), 8);
     }
 
     #[test]

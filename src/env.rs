@@ -43,12 +43,7 @@ pub fn hf_token() -> Option<String> {
 /// `HF_HUB_OFFLINE`, with the Python client's notion of true.
 pub fn hf_offline() -> bool {
     std::env::var(HF_HUB_OFFLINE)
-        .map(|v| {
-            matches!(
-                v.trim().to_ascii_uppercase().as_str(),
-                "1" | "ON" | "YES" | "TRUE"
-            )
-        })
+        .map(|v| matches!(v.trim().to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
         .unwrap_or(false)
 }
 

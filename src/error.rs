@@ -23,10 +23,7 @@ pub enum Error {
     Verify(#[from] verify::VerifyError),
     /// A mistake in how mdl was called.
     #[error("{message}")]
-    Usage {
-        message: String,
-        hint: Option<String>,
-    },
+    Usage { message: String, hint: Option<String> },
     /// Several independent failures (e.g. downloads of different files).
     #[error("{summary}")]
     Many { summary: String, errors: Vec<Error> },
@@ -56,9 +53,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Usage { .. } => 2,
-            Error::Lock(
-                lock::LockError::NeedsUpdate { .. } | lock::LockError::OfflineNeedsResolve { .. },
-            ) => 2,
+            Error::Lock(lock::LockError::NeedsUpdate { .. } | lock::LockError::OfflineNeedsResolve { .. }) => 2,
             Error::Many { errors, .. } if errors.iter().all(|e| e.exit_code() == 2) => 2,
             _ => 1,
         }

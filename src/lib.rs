@@ -25,6 +25,7 @@ pub mod project;
 pub mod registry;
 pub mod reporter;
 pub mod resolve;
+pub mod source;
 pub mod store;
 pub mod verify;
 

@@ -42,20 +42,15 @@ pub enum LockError {
 impl LockError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            LockError::Parse { .. } => {
-                Some("restore it from git, or delete it and run `mdl lock`".into())
-            }
-            LockError::Version { .. } => {
-                Some("upgrade mdl, or delete the lockfile and run `mdl lock`".into())
-            }
+            LockError::Parse { .. } => Some("restore it from git, or delete it and run `mdl lock`".into()),
+            LockError::Version { .. } => Some("upgrade mdl, or delete the lockfile and run `mdl lock`".into()),
             LockError::NeedsUpdate { reasons, .. } => Some(format!(
                 "{}\nhint: run `mdl lock` and commit `models.lock`",
                 reasons.join("; ")
             )),
-            LockError::OfflineNeedsResolve { reasons, .. } => Some(format!(
-                "{}\nhint: run `mdl lock` while online",
-                reasons.join("; ")
-            )),
+            LockError::OfflineNeedsResolve { reasons, .. } => {
+                Some(format!("{}\nhint: run `mdl lock` while online", reasons.join("; ")))
+            }
             _ => None,
         }
     }
@@ -93,9 +88,16 @@ pub struct LockedModel {
     /// The Hub commit the revision resolved to.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub commit: Option<String>,
+    /// For torchvision models: the weights chosen (`IMAGENET1K_V1`, …).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub weights: Option<String>,
     /// For URL models: the final URL after redirects.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub resolved_url: Option<String>,
+    /// Written as a bare name and detected at lock time (the detected source is
+    /// `source`; sync never guesses again).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub auto: bool,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub include: Vec<String>,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -117,8 +119,12 @@ impl LockedModel {
     /// source, id, requested revision and filters. Such an entry is kept as it is
     /// (a branch like `main` is not silently re-resolved).
     pub fn satisfies(&self, spec: &ModelSpec) -> bool {
+        let source_ok = match spec.id.source() {
+            Some(source) => !self.auto && self.source == source,
+            None => self.auto,
+        };
         self.name == spec.name
-            && self.source == spec.id.source()
+            && source_ok
             && self.id == spec.id.locator()
             && self.revision.as_deref() == spec.id.revision()
             && self.include == spec.include
@@ -205,10 +211,7 @@ impl Lockfile {
             version: LOCK_VERSION,
             models,
         };
-        format!(
-            "{HEADER}{}",
-            toml::to_string(&wire).expect("lockfile serialises")
-        )
+        format!("{HEADER}{}", toml::to_string(&wire).expect("lockfile serialises"))
     }
 
     /// Writes the lockfile atomically, unless its bytes would not change.
@@ -231,9 +234,7 @@ impl Lockfile {
         for spec in specs {
             match self.models.get(&spec.name) {
                 None => reasons.push(format!("`{}` is not in the lockfile", spec.id)),
-                Some(m) if !m.satisfies(spec) => {
-                    reasons.push(format!("`{}` changed in the config", spec.name))
-                }
+                Some(m) if !m.satisfies(spec) => reasons.push(format!("`{}` changed in the config", spec.name)),
                 Some(_) => {}
             }
         }
@@ -268,7 +269,9 @@ mod tests {
                 id: "b/z".into(),
                 revision: None,
                 commit: Some("c".repeat(40)),
+                weights: None,
                 resolved_url: None,
+                auto: false,
                 include: vec![],
                 exclude: vec![],
                 files: vec![file("z.bin"), file("a.json")],

@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 pub enum Source {
     Huggingface,
     Url,
+    Torchvision,
+    Local,
 }
 
 impl Source {
@@ -19,6 +21,8 @@ impl Source {
         match self {
             Source::Huggingface => "huggingface",
             Source::Url => "url",
+            Source::Torchvision => "torchvision",
+            Source::Local => "local",
         }
     }
 }
@@ -33,12 +37,16 @@ impl fmt::Display for Source {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ModelId {
     /// A Hugging Face Hub model repository, at a branch, tag or commit.
-    Huggingface {
-        repo: String,
-        revision: Option<String>,
-    },
+    Huggingface { repo: String, revision: Option<String> },
     /// A single file at an HTTP(S) URL.
     Url { url: String },
+    /// A torchvision classification weight (`resnet18`, `resnet50@IMAGENET1K_V2`).
+    Torchvision { model: String, weights: Option<String> },
+    /// A file or directory on disk, locked by content and used in place.
+    Local { path: String },
+    /// A bare name (`resnet18`, `bert-base-uncased`), resolved at lock time in
+    /// the seed's order: torchvision catalog, then the Hugging Face Hub.
+    Auto { name: String },
 }
 
 /// Why an identifier was rejected. The message lists the accepted forms.
@@ -51,7 +59,9 @@ pub struct IdError {
 
 impl IdError {
     pub const ACCEPTED: &'static str = "accepted forms: `huggingface:org/name[@revision]`, \
-        `url:https://host/path/file`, a bare `https://…` URL, or a bare `org/name` Hub repo";
+        `url:https://host/path/file`, `torchvision:resnet18[@WEIGHTS]`, `local:path` (or a path \
+        starting with `./`, `../`, `/`), a bare `https://…` URL, a bare `org/name` Hub repo, or a \
+        bare name (`resnet18`, `bert-base-uncased`) that is auto-detected";
 
     fn new(id: &str, reason: impl Into<String>) -> IdError {
         IdError {
@@ -70,13 +80,19 @@ impl ModelId {
         if id.starts_with("http://") || id.starts_with("https://") {
             return parse_url(id, id);
         }
+        if id.starts_with("./") || id.starts_with("../") || id.starts_with('/') || id.starts_with("~/") {
+            return Ok(ModelId::Local { path: id.to_string() });
+        }
         if let Some((scheme, rest)) = id.split_once(':') {
             return match scheme {
                 "huggingface" | "hf" => parse_hf(id, rest),
                 "url" => parse_url(id, rest),
-                "torchvision" | "pytorch_hub" => Err(IdError::new(
+                "torchvision" => parse_torchvision(id, rest),
+                "local" | "file" if !rest.is_empty() => Ok(ModelId::Local { path: rest.to_string() }),
+                "pytorch_hub" => Err(IdError::new(
                     id,
-                    format!("the `{scheme}` source is not supported by this version of mdl"),
+                    "the `pytorch_hub` source is not supported by this version of mdl; for \
+                     `pytorch/vision` entries write `torchvision:<model>`, for others `url:` with the weight URL",
                 )),
                 other => Err(IdError::new(id, format!("`{other}` is not a known source"))),
             };
@@ -84,31 +100,48 @@ impl ModelId {
         if id.contains('/') {
             return parse_hf(id, id);
         }
+        let (name, revision) = id.split_once('@').unwrap_or((id, ""));
+        if name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && revision.is_empty()
+        {
+            return Ok(ModelId::Auto { name: name.to_string() });
+        }
         Err(IdError::new(
             id,
-            "a bare name without `org/` cannot be resolved; write the full Hub repo id",
+            "it is neither a source-prefixed id nor a plain model name",
         ))
     }
 
-    pub fn source(&self) -> Source {
+    /// The source, or `None` for a bare name that is detected at lock time.
+    pub fn source(&self) -> Option<Source> {
         match self {
-            ModelId::Huggingface { .. } => Source::Huggingface,
-            ModelId::Url { .. } => Source::Url,
+            ModelId::Huggingface { .. } => Some(Source::Huggingface),
+            ModelId::Url { .. } => Some(Source::Url),
+            ModelId::Torchvision { .. } => Some(Source::Torchvision),
+            ModelId::Local { .. } => Some(Source::Local),
+            ModelId::Auto { .. } => None,
         }
     }
 
-    /// The source-specific id as it goes in the lock (`org/name`, the URL).
+    /// The source-specific id as it goes in the lock (`org/name`, the URL, the
+    /// torchvision model, the path, the bare name).
     pub fn locator(&self) -> &str {
         match self {
             ModelId::Huggingface { repo, .. } => repo,
             ModelId::Url { url } => url,
+            ModelId::Torchvision { model, .. } => model,
+            ModelId::Local { path } => path,
+            ModelId::Auto { name } => name,
         }
     }
 
     pub fn revision(&self) -> Option<&str> {
         match self {
             ModelId::Huggingface { revision, .. } => revision.as_deref(),
-            ModelId::Url { .. } => None,
+            ModelId::Torchvision { weights, .. } => weights.as_deref(),
+            _ => None,
         }
     }
 
@@ -116,16 +149,17 @@ impl ModelId {
     pub fn default_name(&self) -> String {
         match self {
             ModelId::Huggingface { repo, .. } => repo.clone(),
-            ModelId::Url { url } => {
-                let path = url.split(['?', '#']).next().unwrap_or(url);
-                let file = path.rsplit('/').find(|s| !s.is_empty()).unwrap_or("model");
-                let stem = file
-                    .split('.')
-                    .next()
-                    .filter(|s| !s.is_empty())
-                    .unwrap_or(file);
+            ModelId::Url { url: path } | ModelId::Local { path } => {
+                let path = path.split(['?', '#']).next().unwrap_or(path);
+                let file = path
+                    .rsplit('/')
+                    .find(|s| !s.is_empty() && *s != "." && *s != "..")
+                    .unwrap_or("model");
+                let stem = file.split('.').next().filter(|s| !s.is_empty()).unwrap_or(file);
                 stem.to_string()
             }
+            ModelId::Torchvision { model, .. } => model.clone(),
+            ModelId::Auto { name } => name.clone(),
         }
     }
 }
@@ -137,11 +171,15 @@ impl fmt::Display for ModelId {
                 repo,
                 revision: Some(rev),
             } => write!(f, "huggingface:{repo}@{rev}"),
-            ModelId::Huggingface {
-                repo,
-                revision: None,
-            } => write!(f, "huggingface:{repo}"),
+            ModelId::Huggingface { repo, revision: None } => write!(f, "huggingface:{repo}"),
             ModelId::Url { url } => write!(f, "url:{url}"),
+            ModelId::Torchvision {
+                model,
+                weights: Some(w),
+            } => write!(f, "torchvision:{model}@{w}"),
+            ModelId::Torchvision { model, weights: None } => write!(f, "torchvision:{model}"),
+            ModelId::Local { path } => write!(f, "local:{path}"),
+            ModelId::Auto { name } => f.write_str(name),
         }
     }
 }
@@ -172,14 +210,28 @@ fn parse_hf(id: &str, rest: &str) -> Result<ModelId, IdError> {
     })
 }
 
-fn parse_url(id: &str, rest: &str) -> Result<ModelId, IdError> {
-    let url = reqwest::Url::parse(rest)
-        .map_err(|e| IdError::new(id, format!("the URL is invalid ({e})")))?;
-    if !matches!(url.scheme(), "http" | "https") {
+fn parse_torchvision(id: &str, rest: &str) -> Result<ModelId, IdError> {
+    let (model, weights) = match rest.split_once('@') {
+        Some((m, w)) if !w.is_empty() => (m, Some(w.to_string())),
+        Some(_) => return Err(IdError::new(id, "the weights name after `@` is empty")),
+        None => (rest, None),
+    };
+    if model.is_empty() || !model.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Err(IdError::new(
             id,
-            "only http:// and https:// URLs can be downloaded",
+            "a torchvision model is a builder name like `resnet18`",
         ));
+    }
+    Ok(ModelId::Torchvision {
+        model: model.to_string(),
+        weights,
+    })
+}
+
+fn parse_url(id: &str, rest: &str) -> Result<ModelId, IdError> {
+    let url = reqwest::Url::parse(rest).map_err(|e| IdError::new(id, format!("the URL is invalid ({e})")))?;
+    if !matches!(url.scheme(), "http" | "https") {
+        return Err(IdError::new(id, "only http:// and https:// URLs can be downloaded"));
     }
     if url
         .path_segments()
@@ -188,9 +240,7 @@ fn parse_url(id: &str, rest: &str) -> Result<ModelId, IdError> {
     {
         return Err(IdError::new(id, "the URL must name a file"));
     }
-    Ok(ModelId::Url {
-        url: rest.to_string(),
-    })
+    Ok(ModelId::Url { url: rest.to_string() })
 }
 
 #[cfg(test)]
@@ -225,13 +275,35 @@ mod tests {
                 .default_name(),
             "model"
         );
+        assert_eq!(
+            ModelId::parse("torchvision:resnet50@IMAGENET1K_V2").unwrap(),
+            ModelId::Torchvision {
+                model: "resnet50".into(),
+                weights: Some("IMAGENET1K_V2".into())
+            }
+        );
+        assert_eq!(
+            ModelId::parse("resnet18").unwrap(),
+            ModelId::Auto {
+                name: "resnet18".into()
+            }
+        );
+        assert_eq!(
+            ModelId::parse("./weights/a.pt").unwrap(),
+            ModelId::Local {
+                path: "./weights/a.pt".into()
+            }
+        );
+        assert_eq!(ModelId::parse("local:w/a.pt").unwrap().default_name(), "a");
     }
 
     #[test]
     fn rejected_forms() {
         for bad in [
             "",
-            "resnet18",
+            "res net",
+            "pytorch_hub:pytorch/vision/resnet50",
+            "torchvision:resnet18@",
             "ftp:x",
             "url:ftp://x/y",
             "huggingface:a/b/c",

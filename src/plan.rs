@@ -88,24 +88,15 @@ impl Plan {
                 };
                 let observed = survey.files.get(&key).unwrap_or(&Observed::Missing);
                 match observed {
-                    _ if force.contains(&model.name) => {
-                        plan.fetch.push((planned, FetchReason::Forced))
-                    }
+                    _ if force.contains(&model.name) => plan.fetch.push((planned, FetchReason::Forced)),
                     Observed::Missing => plan.fetch.push((planned, FetchReason::Missing)),
-                    Observed::Present { blake3 } if *blake3 == file.blake3 => {
-                        plan.cached.push(planned)
-                    }
+                    Observed::Present { blake3 } if *blake3 == file.blake3 => plan.cached.push(planned),
                     Observed::Present { .. } => plan.fetch.push((planned, FetchReason::Changed)),
                 }
             }
         }
-        plan.extraneous.extend(
-            survey
-                .model_dirs
-                .iter()
-                .filter(|d| !owned_dirs.contains(*d))
-                .cloned(),
-        );
+        plan.extraneous
+            .extend(survey.model_dirs.iter().filter(|d| !owned_dirs.contains(*d)).cloned());
         plan.extraneous.extend(
             survey
                 .files_in_model_dirs
@@ -150,10 +141,7 @@ impl fmt::Display for Plan {
             )?;
         }
         for path in &self.extraneous {
-            writeln!(
-                f,
-                "  extra  {path}  (not in the lock; `mdl clean` removes it)"
-            )?;
+            writeln!(f, "  extra  {path}  (not in the lock; `mdl clean` removes it)")?;
         }
         Ok(())
     }
@@ -162,20 +150,12 @@ impl fmt::Display for Plan {
 /// Looks at the disk for every locked file, using recorded metadata to avoid
 /// re-reading files that did not change. `rehash` ignores the records
 /// (`mdl sync --check`). Records for files that were hashed are updated in `state`.
-pub fn survey(
-    store: &Store,
-    lock: &Lockfile,
-    state: &mut StoreState,
-    rehash: bool,
-) -> Result<Survey, StoreError> {
+pub fn survey(store: &Store, lock: &Lockfile, state: &mut StoreState, rehash: bool) -> Result<Survey, StoreError> {
     let mut survey = Survey::default();
     if let Ok(entries) = std::fs::read_dir(store.root()) {
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type().is_ok_and(|t| t.is_dir())
-                && !name.starts_with('.')
-                && name.contains('_')
-            {
+            if entry.file_type().is_ok_and(|t| t.is_dir()) && !name.starts_with('.') && name.contains('_') {
                 survey.model_dirs.insert(name);
             }
         }
@@ -188,7 +168,7 @@ pub fn survey(
         }
         for file in &model.files {
             let key = Store::key(&dir, &file.path);
-            let path = store.file_path(&dir, &file.path)?;
+            let path = store.locate(model, file)?;
             let observed = match std::fs::metadata(&path) {
                 Err(_) => Observed::Missing,
                 Ok(meta) if !meta.is_file() => Observed::Missing,
@@ -201,9 +181,7 @@ pub fn survey(
                         _ if stat.size != file.size => {
                             // Different size: different content, no need to read it.
                             state.files.remove(&key);
-                            Observed::Present {
-                                blake3: String::new(),
-                            }
+                            Observed::Present { blake3: String::new() }
                         }
                         _ => {
                             let blake3 = hash_file(&path).map_err(|source| StoreError::Io {
@@ -270,7 +248,9 @@ mod tests {
                 id: "acme/a".into(),
                 revision: None,
                 commit: None,
+                weights: None,
                 resolved_url: None,
+                auto: false,
                 include: vec![],
                 exclude: vec![],
                 files: vec![file("x", "1"), file("y", "2"), file("z", "3")],
@@ -286,48 +266,28 @@ mod tests {
         survey
             .files
             .insert(format!("{dir}/x"), Observed::Present { blake3: "1".into() });
-        survey.files.insert(
-            format!("{dir}/y"),
-            Observed::Present {
-                blake3: "bad".into(),
-            },
-        );
+        survey
+            .files
+            .insert(format!("{dir}/y"), Observed::Present { blake3: "bad".into() });
         survey.model_dirs.insert(dir.into());
         survey.model_dirs.insert("url_old".into());
         survey.files_in_model_dirs.insert(format!("{dir}/x"));
-        survey
-            .files_in_model_dirs
-            .insert(format!("{dir}/stray.bin"));
-        survey
-            .files_in_model_dirs
-            .insert(format!("{dir}/model_info.json"));
+        survey.files_in_model_dirs.insert(format!("{dir}/stray.bin"));
+        survey.files_in_model_dirs.insert(format!("{dir}/model_info.json"));
         let plan = Plan::new(&lock(), &survey, &BTreeSet::new());
         assert_eq!(plan.cached.len(), 1);
-        let reasons: Vec<_> = plan
-            .fetch
-            .iter()
-            .map(|(f, r)| (f.file.path.as_str(), *r))
-            .collect();
-        assert_eq!(
-            reasons,
-            [("y", FetchReason::Changed), ("z", FetchReason::Missing)]
-        );
-        assert_eq!(
-            plan.extraneous,
-            ["url_old".to_string(), format!("{dir}/stray.bin")]
-        );
-        assert!(plan
-            .to_string()
-            .contains("1 file(s) up to date, 2 to fetch"));
+        let reasons: Vec<_> = plan.fetch.iter().map(|(f, r)| (f.file.path.as_str(), *r)).collect();
+        assert_eq!(reasons, [("y", FetchReason::Changed), ("z", FetchReason::Missing)]);
+        assert_eq!(plan.extraneous, ["url_old".to_string(), format!("{dir}/stray.bin")]);
+        assert!(plan.to_string().contains("1 file(s) up to date, 2 to fetch"));
     }
 
     #[test]
     fn force_refetches_everything_of_a_model() {
         let mut survey = Survey::default();
-        survey.files.insert(
-            "huggingface_acme--a/x".into(),
-            Observed::Present { blake3: "1".into() },
-        );
+        survey
+            .files
+            .insert("huggingface_acme--a/x".into(), Observed::Present { blake3: "1".into() });
         let plan = Plan::new(&lock(), &survey, &BTreeSet::from(["acme/a".to_string()]));
         assert!(plan.cached.is_empty());
         assert_eq!(plan.fetch.len(), 3);

@@ -13,6 +13,7 @@ use crate::config::{Config, ModelSpec};
 use crate::error::{Error, Result};
 use crate::fetch::{Expected, FetchJob, FetchSettings, Fetcher};
 use crate::lock::{LockError, LockedFile, LockedModel, Lockfile};
+use crate::model_id::Source;
 use crate::plan::{self, Plan, MODEL_INFO};
 use crate::registry::{self, ModelInfo, Registry, Verification, VerifyStatus};
 use crate::reporter::{Event, Reporter};
@@ -53,10 +54,7 @@ impl Upgrade {
 
 /// Whether a user-typed name designates this model (its name, id or directory).
 pub fn spec_matches(spec: &ModelSpec, name: &str) -> bool {
-    spec.name == name
-        || spec.dir_name() == name
-        || spec.id.to_string() == name
-        || spec.id.locator() == name
+    spec.name == name || spec.dir_name() == name || spec.id.to_string() == name || spec.id.locator() == name
 }
 
 #[derive(Clone, Debug, Default)]
@@ -121,9 +119,7 @@ impl Project {
         let settings = FetchSettings {
             jobs: config.concurrency(),
             attempts: download.retries.unwrap_or(5).max(1),
-            stall_timeout: std::time::Duration::from_secs(
-                download.stall_timeout_seconds.unwrap_or(30).max(1),
-            ),
+            stall_timeout: std::time::Duration::from_secs(download.stall_timeout_seconds.unwrap_or(30).max(1)),
             connect_timeout: std::time::Duration::from_secs(url.timeout_seconds.max(1)),
             verify_ssl: url.verify_ssl,
             connections_per_file: download.connections_per_file.unwrap_or(8).max(1),
@@ -131,7 +127,7 @@ impl Project {
         };
         let endpoint = crate::env::hf_endpoint(download.sources.huggingface.endpoint.as_deref());
         Project {
-            store: Store::new(config.models_dir()),
+            store: Store::new(config.models_dir()).with_project_dir(config.project_dir()),
             config,
             settings,
             reporter,
@@ -150,28 +146,15 @@ impl Project {
 
     fn fetcher(&self) -> Fetcher {
         let http = crate::fetch::http_client(&self.settings);
-        Fetcher::new(
-            http,
-            self.settings.clone(),
-            self.reporter.clone(),
-            self.store.tmp_dir(),
-        )
+        Fetcher::new(http, self.settings.clone(), self.reporter.clone(), self.store.tmp_dir())
     }
 
     fn check_names(&self, names: &[String]) -> Result<()> {
         for name in names {
             if !self.config.specs.iter().any(|s| spec_matches(s, name)) {
-                let known: Vec<_> = self
-                    .config
-                    .specs
-                    .iter()
-                    .map(|s| format!("`{}`", s.name))
-                    .collect();
+                let known: Vec<_> = self.config.specs.iter().map(|s| format!("`{}`", s.name)).collect();
                 return Err(Error::usage(
-                    format!(
-                        "no model named `{name}` is in `{}`",
-                        self.config.path.display()
-                    ),
+                    format!("no model named `{name}` is in `{}`", self.config.path.display()),
                     Some(format!(
                         "models in the config: {}",
                         if known.is_empty() {
@@ -199,12 +182,7 @@ impl Project {
         outcome
     }
 
-    async fn lock_with_state(
-        &self,
-        upgrade: &Upgrade,
-        mode: LockMode,
-        state: &mut StoreState,
-    ) -> Result<LockOutcome> {
+    async fn lock_with_state(&self, upgrade: &Upgrade, mode: LockMode, state: &mut StoreState) -> Result<LockOutcome> {
         let path = self.lock_path();
         let existing = Lockfile::read(&path)?.unwrap_or_default();
         let mut outcome = LockOutcome::default();
@@ -249,18 +227,18 @@ impl Project {
             token: self.token.clone(),
             reporter: self.reporter.as_ref(),
             attempts: self.settings.attempts,
+            sources: &self.config.models.download.sources,
+            project_dir: self.config.project_dir(),
         };
-        let resolved: Vec<(
-            usize,
-            std::result::Result<ResolvedModel, crate::resolve::ResolveError>,
-        )> = futures_util::stream::iter(to_resolve.iter().enumerate())
-            .map(|(i, spec)| {
-                let resolver = &resolver;
-                async move { (i, resolver.resolve(spec).await) }
-            })
-            .buffer_unordered(self.settings.jobs)
-            .collect()
-            .await;
+        let resolved: Vec<(usize, std::result::Result<ResolvedModel, crate::resolve::ResolveError>)> =
+            futures_util::stream::iter(to_resolve.iter().enumerate())
+                .map(|(i, spec)| {
+                    let resolver = &resolver;
+                    async move { (i, resolver.resolve(spec).await) }
+                })
+                .buffer_unordered(self.settings.jobs)
+                .collect()
+                .await;
         let mut resolved_models: Vec<(&ModelSpec, ResolvedModel)> = Vec::new();
         let mut errors = Vec::new();
         let mut resolved = resolved;
@@ -286,14 +264,26 @@ impl Project {
         let mut entries: Vec<LockedModel> = Vec::new();
         for (spec, model) in &resolved_models {
             let previous = existing.models.get(&spec.name);
-            let dir = spec.dir_name();
+            let dir = crate::config::dir_name(model.source, &spec.name);
             let mut files = Vec::new();
             for remote in &model.files {
                 let dest = self.store.file_path(&dir, &remote.path)?;
-                let known =
-                    previous.and_then(|p| p.files.iter().find(|f| same_upstream(f, remote)));
+                let known = previous.and_then(|p| p.files.iter().find(|f| same_upstream(f, remote)));
                 let blake3 = match known {
                     Some(f) => Some(f.blake3.clone()),
+                    // Local files are hashed where they are; nothing is copied.
+                    None if model.source == Source::Local => {
+                        let location = self.store.project_dir().join(crate::resolve::expand_home(&remote.url));
+                        let blake3 =
+                            crate::store::hash_file(&location).map_err(|source| crate::store::StoreError::Io {
+                                path: location.clone(),
+                                source,
+                            })?;
+                        if let Ok(record) = crate::store::FileRecord::stat(&location, blake3.clone()) {
+                            state.files.insert(Store::key(&dir, &remote.path), record);
+                        }
+                        Some(blake3)
+                    }
                     None => on_disk_matches(&dest, remote, state, &Store::key(&dir, &remote.path)),
                 };
                 let size = remote.size.unwrap_or(0);
@@ -307,13 +297,10 @@ impl Project {
                             size: remote.size,
                             sha256: remote.sha256.clone(),
                             git_oid: remote.git_oid.clone(),
+                            sha256_prefix: remote.sha256_prefix.clone(),
                             ..Default::default()
                         },
-                        token: if remote.needs_token {
-                            self.token.clone()
-                        } else {
-                            None
-                        },
+                        token: if remote.needs_token { self.token.clone() } else { None },
                     });
                 }
                 files.push(LockedFile {
@@ -327,11 +314,15 @@ impl Project {
             }
             entries.push(LockedModel {
                 name: spec.name.clone(),
-                source: spec.id.source(),
+                source: model.source,
                 id: spec.id.locator().to_string(),
                 revision: spec.id.revision().map(str::to_string),
                 commit: model.commit.clone(),
+                weights: (model.source == Source::Torchvision)
+                    .then(|| model.revision.clone())
+                    .flatten(),
                 resolved_url: model.resolved_url.clone(),
+                auto: spec.id.source().is_none(),
                 include: spec.include.clone(),
                 exclude: spec.exclude.clone(),
                 files,
@@ -343,7 +334,7 @@ impl Project {
                 Ok(fetched) => {
                     let entry = &mut entries[model_i];
                     let dir = entry.dir_name();
-                    let is_url = entry.source == crate::model_id::Source::Url;
+                    let is_url = matches!(entry.source, Source::Url | Source::Torchvision);
                     if is_url {
                         entry.resolved_url = Some(fetched.final_url.clone());
                     }
@@ -357,9 +348,7 @@ impl Project {
                     if is_url {
                         file.url = fetched.final_url.clone();
                     }
-                    state
-                        .files
-                        .insert(Store::key(&dir, &file.path), fetched.record);
+                    state.files.insert(Store::key(&dir, &file.path), fetched.record);
                     outcome.downloaded_files += 1;
                     outcome.downloaded_bytes += fetched.size;
                 }
@@ -406,9 +395,7 @@ impl Project {
                     Some("run `mdl lock` first".to_string()),
                 ));
             }
-            let result = self
-                .lock_with_state(&options.upgrade, options.mode, &mut state)
-                .await;
+            let result = self.lock_with_state(&options.upgrade, options.mode, &mut state).await;
             self.store.save_state(&state)?;
             let locked = result?;
             let lock = locked.lock.clone();
@@ -444,12 +431,24 @@ impl Project {
                     })
                     .collect();
                 return Err(many(
-                    &format!(
-                        "{} file(s) must be downloaded, but mdl is offline",
-                        plan.fetch.len()
-                    ),
+                    &format!("{} file(s) must be downloaded, but mdl is offline", plan.fetch.len()),
                     errors,
                 ));
+            }
+            // A local model is used in place: if it changed, there is nothing to fetch.
+            let changed_local: Vec<Error> = plan
+                .fetch
+                .iter()
+                .filter(|(f, _)| lock.models[&f.model].source == Source::Local)
+                .map(|(f, _)| {
+                    Error::from(crate::fetch::FetchError::LocalChanged {
+                        model: f.model.clone(),
+                        path: f.file.url.clone(),
+                    })
+                })
+                .collect();
+            if !changed_local.is_empty() {
+                return Err(many("local models changed since they were locked", changed_local));
             }
             let jobs: Vec<FetchJob> = plan
                 .fetch
@@ -462,8 +461,8 @@ impl Project {
                         dest: self.store.file_path(&f.dir, &f.file.path)?,
                         expect: Expected {
                             size: Some(f.file.size),
+                            // blake3 from the lock covers it; no sha256 pass needed.
                             blake3: Some(f.file.blake3.clone()),
-                            sha256: f.file.sha256.clone(),
                             ..Default::default()
                         },
                         token: (model.source == crate::model_id::Source::Huggingface)
@@ -477,9 +476,7 @@ impl Project {
             for ((f, _), result) in plan.fetch.iter().zip(results) {
                 match result {
                     Ok(fetched) => {
-                        state
-                            .files
-                            .insert(Store::key(&f.dir, &f.file.path), fetched.record);
+                        state.files.insert(Store::key(&f.dir, &f.file.path), fetched.record);
                         outcome.fetched_files += 1;
                         outcome.fetched_bytes += fetched.size;
                     }
@@ -538,15 +535,8 @@ impl Project {
     /// syncs from a mirror named by `HF_ENDPOINT`); URLs from their final URL.
     fn download_url(&self, model: &LockedModel, file: &LockedFile) -> String {
         match (&model.source, &model.commit) {
-            (crate::model_id::Source::Huggingface, Some(commit)) => {
-                let resolver = Resolver {
-                    http: &reqwest::Client::new(),
-                    endpoint: self.endpoint.clone(),
-                    token: None,
-                    reporter: &crate::reporter::Silent,
-                    attempts: 1,
-                };
-                resolver.file_url(&model.id, commit, &file.path)
+            (Source::Huggingface, Some(commit)) => {
+                crate::resolve::hub_file_url(&self.endpoint, &model.id, commit, &file.path)
             }
             _ => file.url.clone(),
         }
@@ -626,8 +616,7 @@ impl Project {
                 checks.push(check);
                 continue;
             }
-            self.reporter
-                .report(Event::Verifying { model: &model.name });
+            self.reporter.report(Event::Verifying { model: &model.name });
             for file in &model.files {
                 let key = format!(
                     "{}@{device}#{}",
@@ -636,15 +625,12 @@ impl Project {
                 );
                 if !reload.contains(&model.name) {
                     if let Some(record) = state.verified.get(&key) {
-                        check
-                            .verification
-                            .files
-                            .insert(file.path.clone(), record.clone());
+                        check.verification.files.insert(file.path.clone(), record.clone());
                         continue;
                     }
                 }
                 // Only weight files go to the verifier; the rest (configs, tokenizers) need no load.
-                let path = self.store.file_path(&model.dir_name(), &file.path)?;
+                let path = self.store.locate(model, file)?;
                 if verify::detect(&path)
                     .map(|d| d == verify::Detected::Other)
                     .unwrap_or(false)
@@ -716,11 +702,7 @@ impl Project {
     /// and what is on disk. Models whose files are not all in place are left out.
     /// A verification served entirely from remembered results (`true` in the
     /// map) keeps what `model_info.json` already says, so a no-op sync writes nothing.
-    fn write_registry(
-        &self,
-        lock: &Lockfile,
-        verifications: &BTreeMap<String, (Verification, bool)>,
-    ) -> Result<()> {
+    fn write_registry(&self, lock: &Lockfile, verifications: &BTreeMap<String, (Verification, bool)>) -> Result<()> {
         let now = jiff::Timestamp::now()
             .round(jiff::Unit::Second)
             .unwrap_or(jiff::Timestamp::now())
@@ -731,12 +713,10 @@ impl Project {
         };
         for model in lock.models.values() {
             let dir = self.store.model_dir(&model.dir_name());
-            let complete = model.files.iter().all(|f| {
-                self.store
-                    .file_path(&model.dir_name(), &f.path)
-                    .map(|p| p.is_file())
-                    .unwrap_or(false)
-            });
+            let complete = model
+                .files
+                .iter()
+                .all(|f| self.store.locate(model, f).map(|p| p.is_file()).unwrap_or(false));
             if !complete {
                 continue;
             }
@@ -744,8 +724,7 @@ impl Project {
             let previous = ModelInfo::read(&info_path);
             let mut info = ModelInfo::from_lock(model, previous.as_ref(), &now);
             match (verifications.get(&model.name), &info.verification) {
-                (Some((v, true)), Some(old))
-                    if old.status == v.status && old.device == v.device => {}
+                (Some((v, true)), Some(old)) if old.status == v.status && old.device == v.device => {}
                 (Some((v, _)), _) => info.verification = Some(v.clone()),
                 (None, _) => {}
             }
@@ -759,12 +738,7 @@ impl Project {
 
 fn forward_key(forward: Option<&[i64]>) -> String {
     forward
-        .map(|s| {
-            s.iter()
-                .map(|d| d.to_string())
-                .collect::<Vec<_>>()
-                .join("x")
-        })
+        .map(|s| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"))
         .unwrap_or_default()
 }
 
@@ -790,12 +764,7 @@ fn same_upstream(old: &LockedFile, remote: &RemoteFile) -> bool {
 
 /// If the file at `dest` already holds what upstream serves (checked against the
 /// Hub's sha256 or git blob id), its blake3 — without downloading it again.
-fn on_disk_matches(
-    dest: &std::path::Path,
-    remote: &RemoteFile,
-    state: &mut StoreState,
-    key: &str,
-) -> Option<String> {
+fn on_disk_matches(dest: &std::path::Path, remote: &RemoteFile, state: &mut StoreState, key: &str) -> Option<String> {
     use sha1::Digest;
     let meta = std::fs::metadata(dest).ok()?;
     if Some(meta.len()) != remote.size || (remote.sha256.is_none() && remote.git_oid.is_none()) {

@@ -91,7 +91,12 @@ impl ModelInfo {
             revision: model.revision.clone(),
             commit: model.commit.clone(),
             url: model.resolved_url.clone(),
-            path: PathBuf::from(model.dir_name()),
+            // Local models are used where they are.
+            path: if model.source == Source::Local {
+                PathBuf::from(&model.id)
+            } else {
+                PathBuf::from(model.dir_name())
+            },
             size: model.size(),
             files,
             downloaded_at,

@@ -17,18 +17,16 @@ use reqwest::header::{AUTHORIZATION, ETAG};
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use crate::config::ModelSpec;
+use crate::config::{ModelSpec, Sources};
 use crate::fetch::{backoff, normalize_etag};
+use crate::model_id::{ModelId, Source};
 use crate::reporter::{Event, Reporter};
+use crate::source::torchvision;
 use crate::store::safe_relative_path;
 
 /// Path-segment encoding: everything but unreserved characters, so a revision
 /// like `refs/pr/1` becomes one segment (`refs%2Fpr%2F1`), as the Python client does.
-const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC
-    .remove(b'-')
-    .remove(b'_')
-    .remove(b'.')
-    .remove(b'~');
+const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
 /// File paths keep their `/`.
 const PATH: &AsciiSet = &SEGMENT.remove(b'/');
 
@@ -56,22 +54,14 @@ pub enum ResolveError {
         message: Option<String>,
     },
     #[error("resolving `{model}` failed: could not reach `{url}`: {reason}")]
-    Network {
-        model: String,
-        url: String,
-        reason: String,
-    },
-    #[error(
-        "resolving `{model}` failed: `{url}` sent an answer mdl does not understand: {message}"
-    )]
+    Network { model: String, url: String, reason: String },
+    #[error("resolving `{model}` failed: `{url}` sent an answer mdl does not understand: {message}")]
     BadResponse {
         model: String,
         url: String,
         message: String,
     },
-    #[error(
-        "no file of `{repo}` at `{commit}` matches the include/exclude filters of model `{model}`"
-    )]
+    #[error("no file of `{repo}` at `{commit}` matches the include/exclude filters of model `{model}`")]
     NothingMatches {
         model: String,
         repo: String,
@@ -83,19 +73,64 @@ pub enum ResolveError {
         #[source]
         source: crate::store::StoreError,
     },
+    #[error("torchvision has no model `{model}` (model `{name}`)")]
+    UnknownTorchvisionModel {
+        name: String,
+        model: String,
+        similar: Vec<String>,
+    },
+    #[error("torchvision's `{model}` has no weights `{weights}`")]
+    UnknownTorchvisionWeights {
+        model: String,
+        weights: String,
+        available: Vec<String>,
+    },
+    #[error("`{name}` was not found in any enabled source")]
+    Undetected { name: String, tried: Vec<String> },
+    #[error("the local model `{name}` does not exist at `{}`", path.display())]
+    LocalMissing { name: String, path: std::path::PathBuf },
+    #[error("could not read the local model `{name}` at `{}`", path.display())]
+    LocalIo {
+        name: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl ResolveError {
     pub fn hint(&self) -> Option<String> {
         Some(match self {
-            ResolveError::RepoNotFound { .. } => "check the repo id's spelling; for a private repository set `HF_TOKEN`".into(),
-            ResolveError::RevisionNotFound { .. } => "use an existing branch, tag or full commit sha after `@` (or in `revision:`)".into(),
-            ResolveError::Unauthorized { token_sent: false, .. } => "set `HF_TOKEN` (or run `hf auth login`) with a token that was granted access".into(),
-            ResolveError::Unauthorized { token_sent: true, .. } => "the token was refused: check `HF_TOKEN` or `$HF_HOME/token`, and that it was granted access".into(),
-            ResolveError::Network { .. } => "check the network, `HF_ENDPOINT`, and proxies; `--offline` syncs what is already locked".into(),
+            ResolveError::RepoNotFound { .. } => {
+                "check the repo id's spelling; for a private repository set `HF_TOKEN`".into()
+            }
+            ResolveError::RevisionNotFound { .. } => {
+                "use an existing branch, tag or full commit sha after `@` (or in `revision:`)".into()
+            }
+            ResolveError::Unauthorized { token_sent: false, .. } => {
+                "set `HF_TOKEN` (or run `hf auth login`) with a token that was granted access".into()
+            }
+            ResolveError::Unauthorized { token_sent: true, .. } => {
+                "the token was refused: check `HF_TOKEN` or `$HF_HOME/token`, and that it was granted access".into()
+            }
+            ResolveError::Network { .. } => {
+                "check the network, `HF_ENDPOINT`, and proxies; `--offline` syncs what is already locked".into()
+            }
             ResolveError::NothingMatches { .. } => "loosen `include:` / `exclude:` for this model".into(),
             ResolveError::Unsafe { source, .. } => return source.hint(),
-            ResolveError::Http { .. } | ResolveError::BadResponse { .. } => return None,
+            ResolveError::UnknownTorchvisionModel { similar, .. } if !similar.is_empty() => {
+                format!("similar models: {}", similar.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "))
+            }
+            ResolveError::UnknownTorchvisionModel { .. } => {
+                "add it under `models.download.sources.torchvision.catalog` with its file name or URL".into()
+            }
+            ResolveError::UnknownTorchvisionWeights { available, .. } => format!("available weights: {}", available.join(", ")),
+            ResolveError::Undetected { tried, .. } => format!(
+                "tried, in order:\n{}\nhint: write the source explicitly (`torchvision:…`, `huggingface:org/name`, `url:…`)",
+                tried.iter().map(|t| format!("  - {t}")).collect::<Vec<_>>().join("\n")
+            ),
+            ResolveError::LocalMissing { .. } => "fix the path (relative paths start from the directory of config.yaml)".into(),
+            ResolveError::Http { .. } | ResolveError::BadResponse { .. } | ResolveError::LocalIo { .. } => return None,
         })
     }
 }
@@ -112,11 +147,19 @@ pub struct RemoteFile {
     pub git_oid: Option<String>,
     /// Send the Hub token with this file's request.
     pub needs_token: bool,
+    /// torchvision names carry a sha256 prefix that the download must match.
+    pub sha256_prefix: Option<String>,
 }
 
 /// A model as the source describes it now.
 #[derive(Clone, Debug)]
 pub struct ResolvedModel {
+    /// The source it came from (for a bare name: the detected one).
+    pub source: Source,
+    /// The source-specific id to lock (repo id, URL, torchvision model, path).
+    pub id: String,
+    /// The requested or chosen revision (Hub revision, torchvision weights).
+    pub revision: Option<String>,
     pub commit: Option<String>,
     pub resolved_url: Option<String>,
     pub files: Vec<RemoteFile>,
@@ -153,6 +196,9 @@ pub struct Resolver<'a> {
     pub token: Option<String>,
     pub reporter: &'a dyn Reporter,
     pub attempts: u32,
+    pub sources: &'a Sources,
+    /// Relative local paths start here (the directory of config.yaml).
+    pub project_dir: std::path::PathBuf,
 }
 
 fn filters(spec: &ModelSpec) -> (Option<GlobSet>, GlobSet) {
@@ -171,23 +217,154 @@ fn filters(spec: &ModelSpec) -> (Option<GlobSet>, GlobSet) {
 impl Resolver<'_> {
     /// The resolve URL of a file at a commit.
     pub fn file_url(&self, repo: &str, commit: &str, path: &str) -> String {
-        format!(
-            "{}/{repo}/resolve/{}/{}",
-            self.endpoint,
-            utf8_percent_encode(commit, SEGMENT),
-            utf8_percent_encode(path, PATH)
-        )
+        hub_file_url(&self.endpoint, repo, commit, path)
     }
 
     pub async fn resolve(&self, spec: &ModelSpec) -> Result<ResolvedModel, ResolveError> {
         self.reporter.report(Event::Resolving { model: &spec.name });
         match &spec.id {
-            crate::model_id::ModelId::Huggingface { repo, revision } => {
-                self.resolve_hub(spec, repo, revision.as_deref().unwrap_or("main"))
-                    .await
-            }
-            crate::model_id::ModelId::Url { url } => self.resolve_url(spec, url).await,
+            ModelId::Huggingface { repo, revision } => self.resolve_hub(spec, repo, revision.as_deref()).await,
+            ModelId::Url { url } => self.resolve_url(spec, url).await,
+            ModelId::Torchvision { model, weights } => self.resolve_torchvision(spec, model, weights.as_deref()).await,
+            ModelId::Local { path } => self.resolve_local(spec, path),
+            ModelId::Auto { name } => self.resolve_auto(spec, name).await,
         }
+    }
+
+    /// A bare name, in the seed's order: the torchvision catalog, then PyTorch
+    /// Hub (which cannot list entries by bare name), then the Hugging Face Hub.
+    async fn resolve_auto(&self, spec: &ModelSpec, name: &str) -> Result<ResolvedModel, ResolveError> {
+        let mut tried = Vec::new();
+        let tv = &self.sources.torchvision;
+        if !tv.enabled {
+            tried.push("torchvision: the source is disabled".to_string());
+        } else if torchvision::knows(name, &tv.catalog) {
+            return self.resolve_torchvision(spec, name, None).await;
+        } else {
+            let similar = match torchvision::lookup(name, None, None, &tv.catalog) {
+                Err(torchvision::LookupError::UnknownModel { similar }) if !similar.is_empty() => {
+                    format!(" (similar: {})", similar.join(", "))
+                }
+                _ => String::new(),
+            };
+            tried.push(format!("torchvision catalog: no model `{name}`{similar}"));
+        }
+        tried.push("PyTorch Hub: not searched; an entry needs `pytorch_hub:owner/repo/entry`".to_string());
+        if !self.sources.huggingface.enabled {
+            tried.push("Hugging Face Hub: the source is disabled".to_string());
+        } else {
+            match self.resolve_hub(spec, name, None).await {
+                Ok(model) => return Ok(model),
+                Err(ResolveError::RepoNotFound { .. }) => {
+                    tried.push(format!("Hugging Face Hub ({}): no repository `{name}`", self.endpoint))
+                }
+                Err(other) => return Err(other),
+            }
+        }
+        Err(ResolveError::Undetected {
+            name: name.to_string(),
+            tried,
+        })
+    }
+
+    async fn resolve_torchvision(
+        &self,
+        spec: &ModelSpec,
+        model: &str,
+        weights: Option<&str>,
+    ) -> Result<ResolvedModel, ResolveError> {
+        let tv = &self.sources.torchvision;
+        let weight = torchvision::lookup(model, weights, tv.base_url.as_deref(), &tv.catalog).map_err(|e| match e {
+            torchvision::LookupError::UnknownModel { similar } => ResolveError::UnknownTorchvisionModel {
+                name: spec.name.clone(),
+                model: model.into(),
+                similar,
+            },
+            torchvision::LookupError::UnknownWeights { available } => ResolveError::UnknownTorchvisionWeights {
+                model: model.into(),
+                weights: weights.unwrap_or_default().into(),
+                available,
+            },
+        })?;
+        let mut resolved = self.resolve_url(spec, &weight.url).await?;
+        resolved.source = Source::Torchvision;
+        resolved.id = weight.model.clone();
+        resolved.revision = Some(weight.weights.clone());
+        for file in &mut resolved.files {
+            file.path = weight.file_name.clone();
+            // torch.hub checks this for every torchvision download; so does mdl.
+            file.sha256_prefix = torchvision::hash_prefix(&weight.file_name);
+        }
+        Ok(resolved)
+    }
+
+    /// A local file or directory: its files, used in place (never copied).
+    /// Each file's `url` is its path as reachable from the project directory.
+    fn resolve_local(&self, spec: &ModelSpec, path: &str) -> Result<ResolvedModel, ResolveError> {
+        let full = self.project_dir.join(expand_home(path));
+        let meta = std::fs::metadata(&full).map_err(|_| ResolveError::LocalMissing {
+            name: spec.name.clone(),
+            path: full.clone(),
+        })?;
+        let io = |e| ResolveError::LocalIo {
+            name: spec.name.clone(),
+            path: full.clone(),
+            source: e,
+        };
+        let local = |rel: String, location: String, size: u64| RemoteFile {
+            path: rel,
+            size: Some(size),
+            url: location,
+            etag: None,
+            sha256: None,
+            git_oid: None,
+            needs_token: false,
+            sha256_prefix: None,
+        };
+        let mut files = Vec::new();
+        if meta.is_file() {
+            let name = full
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "model".into());
+            files.push(local(name, path.to_string(), meta.len()));
+        } else {
+            let mut stack = vec![(full.clone(), String::new())];
+            while let Some((dir, prefix)) = stack.pop() {
+                for entry in std::fs::read_dir(&dir).map_err(io)? {
+                    let entry = entry.map_err(io)?;
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    if name.starts_with('.') {
+                        continue; // .git, editor swap files, …
+                    }
+                    let rel = if prefix.is_empty() {
+                        name.clone()
+                    } else {
+                        format!("{prefix}/{name}")
+                    };
+                    let kind = entry.file_type().map_err(io)?;
+                    if kind.is_dir() {
+                        stack.push((entry.path(), rel));
+                    } else if kind.is_file() {
+                        let size = entry.metadata().map_err(io)?.len();
+                        files.push(local(
+                            rel.clone(),
+                            format!("{}/{rel}", path.trim_end_matches('/')),
+                            size,
+                        ));
+                    }
+                }
+            }
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(ResolvedModel {
+            source: Source::Local,
+            id: path.to_string(),
+            revision: None,
+            commit: None,
+            resolved_url: None,
+            files,
+        })
     }
 
     /// Sends a GET or HEAD, retrying connection errors, 429 and 5xx with backoff.
@@ -212,10 +389,7 @@ impl Resolver<'_> {
                 url,
             });
             let reason = match request.timeout(Duration::from_secs(60)).send().await {
-                Ok(r)
-                    if r.status().is_server_error()
-                        || r.status() == StatusCode::TOO_MANY_REQUESTS =>
-                {
+                Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
                     format!("the server answered {}", r.status())
                 }
                 Ok(r) => return Ok(r),
@@ -251,9 +425,10 @@ impl Resolver<'_> {
         &self,
         spec: &ModelSpec,
         repo: &str,
-        revision: &str,
+        requested: Option<&str>,
     ) -> Result<ResolvedModel, ResolveError> {
         let model = &spec.name;
+        let revision = requested.unwrap_or("main");
         let url = format!(
             "{}/api/models/{repo}/revision/{}?blobs=true",
             self.endpoint,
@@ -304,12 +479,11 @@ impl Resolver<'_> {
             url: url.clone(),
             reason: e.to_string(),
         })?;
-        let info: RepoInfo =
-            serde_json::from_slice(&body).map_err(|e| ResolveError::BadResponse {
-                model: model.clone(),
-                url: url.clone(),
-                message: e.to_string(),
-            })?;
+        let info: RepoInfo = serde_json::from_slice(&body).map_err(|e| ResolveError::BadResponse {
+            model: model.clone(),
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
         let bad = |message: &str| ResolveError::BadResponse {
             model: model.clone(),
             url: url.clone(),
@@ -333,11 +507,7 @@ impl Resolver<'_> {
                 continue;
             }
             let (size, etag, sha256) = match &sibling.lfs {
-                Some(lfs) => (
-                    Some(lfs.size),
-                    Some(lfs.sha256.clone()),
-                    Some(lfs.sha256.clone()),
-                ),
+                Some(lfs) => (Some(lfs.size), Some(lfs.sha256.clone()), Some(lfs.sha256.clone())),
                 None => (sibling.size, sibling.blob_id.clone(), None),
             };
             files.push(RemoteFile {
@@ -346,12 +516,9 @@ impl Resolver<'_> {
                 size,
                 etag,
                 sha256,
-                git_oid: if sibling.lfs.is_none() {
-                    sibling.blob_id
-                } else {
-                    None
-                },
+                git_oid: if sibling.lfs.is_none() { sibling.blob_id } else { None },
                 needs_token: true,
+                sha256_prefix: None,
             });
         }
         if files.is_empty() {
@@ -363,6 +530,9 @@ impl Resolver<'_> {
         }
         files.sort_by(|a, b| a.path.cmp(&b.path));
         Ok(ResolvedModel {
+            source: Source::Huggingface,
+            id: repo.to_string(),
+            revision: requested.map(str::to_string),
             commit: Some(commit),
             resolved_url: None,
             files,
@@ -371,11 +541,7 @@ impl Resolver<'_> {
 
     /// A HEAD that follows redirects gives the final URL, ETag and size. Servers
     /// that refuse HEAD are resolved by the download itself.
-    async fn resolve_url(
-        &self,
-        spec: &ModelSpec,
-        url: &str,
-    ) -> Result<ResolvedModel, ResolveError> {
+    async fn resolve_url(&self, spec: &ModelSpec, url: &str) -> Result<ResolvedModel, ResolveError> {
         let model = &spec.name;
         let response = self.send(model, reqwest::Method::HEAD, url, false).await?;
         let status = response.status();
@@ -421,6 +587,9 @@ impl Resolver<'_> {
             source,
         })?;
         Ok(ResolvedModel {
+            source: Source::Url,
+            id: url.to_string(),
+            revision: None,
             commit: None,
             resolved_url: Some(final_url.clone()),
             files: vec![RemoteFile {
@@ -431,6 +600,7 @@ impl Resolver<'_> {
                 sha256: None,
                 git_oid: None,
                 needs_token: false,
+                sha256_prefix: None,
             }],
         })
     }
@@ -442,4 +612,24 @@ fn etag_or_size_trusted(response: &reqwest::Response) -> bool {
         .headers()
         .get(reqwest::header::CONTENT_ENCODING)
         .is_none_or(|v| v.as_bytes().eq_ignore_ascii_case(b"identity"))
+}
+
+/// `~/x` → `$HOME/x`; other paths unchanged.
+pub fn expand_home(path: &str) -> std::path::PathBuf {
+    match path.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_default()
+            .join(rest),
+        None => std::path::PathBuf::from(path),
+    }
+}
+
+/// `{endpoint}/{repo}/resolve/{commit}/{path}`, encoded as the Python client does.
+pub fn hub_file_url(endpoint: &str, repo: &str, commit: &str, path: &str) -> String {
+    format!(
+        "{endpoint}/{repo}/resolve/{}/{}",
+        utf8_percent_encode(commit, SEGMENT),
+        utf8_percent_encode(path, PATH)
+    )
 }

@@ -60,9 +60,7 @@ pub fn is_disk_full(e: &std::io::Error) -> bool {
 /// components, no backslashes or NULs (which mean different things on other
 /// platforms).
 pub fn safe_relative_path(name: &str) -> Result<PathBuf, StoreError> {
-    let unsafe_path = || StoreError::UnsafePath {
-        name: name.to_string(),
-    };
+    let unsafe_path = || StoreError::UnsafePath { name: name.to_string() };
     if name.is_empty() || name.starts_with('/') || name.contains('\\') || name.contains('\0') {
         return Err(unsafe_path());
     }
@@ -87,9 +85,7 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs_err::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".mdl-tmp-")
-        .tempfile_in(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".mdl-tmp-").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
@@ -173,11 +169,38 @@ pub struct StoreState {
 #[derive(Clone, Debug)]
 pub struct Store {
     root: PathBuf,
+    /// Where `local:` models' relative paths start (the directory of config.yaml).
+    project_dir: PathBuf,
 }
 
 impl Store {
     pub fn new(root: impl Into<PathBuf>) -> Store {
-        Store { root: root.into() }
+        Store {
+            root: root.into(),
+            project_dir: PathBuf::from("."),
+        }
+    }
+
+    pub fn with_project_dir(mut self, dir: impl Into<PathBuf>) -> Store {
+        self.project_dir = dir.into();
+        self
+    }
+
+    pub fn project_dir(&self) -> &Path {
+        &self.project_dir
+    }
+
+    /// Where a locked file lives: in its model directory, or — for `local:`
+    /// models, which are used in place — at its path from the project directory.
+    pub fn locate(
+        &self,
+        model: &crate::lock::LockedModel,
+        file: &crate::lock::LockedFile,
+    ) -> Result<PathBuf, StoreError> {
+        if model.source == crate::model_id::Source::Local {
+            return Ok(self.project_dir.join(crate::resolve::expand_home(&file.url)));
+        }
+        self.file_path(&model.dir_name(), &file.path)
     }
 
     pub fn root(&self) -> &Path {
@@ -223,9 +246,7 @@ impl Store {
         let path = self.state_path();
         let bytes = serde_json::to_vec(state).expect("state serialises");
         let existing = std::fs::read(&path).ok();
-        if existing.as_deref() == Some(bytes.as_slice())
-            || (existing.is_none() && *state == StoreState::default())
-        {
+        if existing.as_deref() == Some(bytes.as_slice()) || (existing.is_none() && *state == StoreState::default()) {
             return Ok(());
         }
         write_atomic(&path, &bytes).map_err(|source| StoreError::Io { path, source })
@@ -251,10 +272,7 @@ impl Store {
             Ok(()) => Ok(file),
             Err(std::fs::TryLockError::WouldBlock) => {
                 // Another process holds it: wait for it rather than fail, as cargo does.
-                eprintln!(
-                    "Blocking: waiting for another mdl process on `{}`",
-                    self.root.display()
-                );
+                eprintln!("Blocking: waiting for another mdl process on `{}`", self.root.display());
                 file.lock().map_err(io(&path))?;
                 Ok(file)
             }
@@ -282,16 +300,7 @@ mod tests {
 
     #[test]
     fn escaping_names_are_refused() {
-        for bad in [
-            "../x",
-            "a/../../x",
-            "/etc/passwd",
-            "a//b",
-            "./a",
-            "a\\b",
-            "",
-            "a/..",
-        ] {
+        for bad in ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\\b", "", "a/.."] {
             assert!(safe_relative_path(bad).is_err(), "{bad}");
         }
         assert_eq!(

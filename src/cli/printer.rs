@@ -46,9 +46,7 @@ impl Printer {
     pub fn new(level: Level) -> Printer {
         let interactive = std::io::stderr().is_terminal() && !mdl::env::is_ci();
         let style = if interactive && level != Level::Quiet {
-            Style::Bars(MultiProgress::with_draw_target(
-                ProgressDrawTarget::stderr_with_hz(10),
-            ))
+            Style::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)))
         } else {
             Style::Lines
         };
@@ -88,9 +86,7 @@ impl Reporter for Printer {
                 self.status("Request", &format!("{method} {url}"))
             }
             Event::Request { .. } => {}
-            Event::Resolving { model } if self.level == Level::Verbose => {
-                self.status("Resolving", model)
-            }
+            Event::Resolving { model } if self.level == Level::Verbose => self.status("Resolving", model),
             Event::Resolving { .. } => {}
             Event::Verifying { model } => {
                 if self.level == Level::Verbose {
@@ -119,17 +115,17 @@ impl Reporter for Printer {
                     Style::Bars(m) => {
                         let bar = m.add(ProgressBar::new(size.unwrap_or(0)));
                         bar.set_style(
-                            ProgressStyle::with_template("{msg:40!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}")
-                                .unwrap(),
+                            ProgressStyle::with_template(
+                                "{msg:40!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
+                            )
+                            .unwrap(),
                         );
                         bar.set_message(label.to_string());
                         bar.set_position(resumed_from);
                         Some(bar)
                     }
                     Style::Lines => {
-                        let size = size
-                            .map(human_bytes)
-                            .unwrap_or_else(|| "unknown size".into());
+                        let size = size.map(human_bytes).unwrap_or_else(|| "unknown size".into());
                         let resumed = if resumed_from > 0 {
                             format!(", resuming at {}", human_bytes(resumed_from))
                         } else {
@@ -164,20 +160,9 @@ impl Reporter for Printer {
                     let rate = d.done as f64 / d.started.elapsed().as_secs_f64().max(1e-3);
                     let pct = d
                         .size
-                        .map(|s| {
-                            format!(
-                                "{:.0}% of {}",
-                                100.0 * d.done as f64 / s.max(1) as f64,
-                                human_bytes(s)
-                            )
-                        })
+                        .map(|s| format!("{:.0}% of {}", 100.0 * d.done as f64 / s.max(1) as f64, human_bytes(s)))
                         .unwrap_or_else(|| human_bytes(d.done));
-                    eprintln!(
-                        "{:>12} {} {pct} at {}/s",
-                        "",
-                        d.label,
-                        human_bytes(rate as u64)
-                    );
+                    eprintln!("{:>12} {} {pct} at {}/s", "", d.label, human_bytes(rate as u64));
                 }
             }
             Event::DownloadFinished { id, label, ok } => {

@@ -25,8 +25,8 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, ETAG, IF_RANGE, RAN
 use reqwest::StatusCode;
 
 use super::{
-    backoff, content_range_start, describe_reqwest, discard, normalize_etag, retry_after, tree_hash, AttemptError, FetchError,
-    FetchJob, Fetched, Fetcher, PartialState, Pieces,
+    backoff, content_range_start, describe_reqwest, discard, normalize_etag, retry_after, tree_hash, AttemptError,
+    FetchError, FetchJob, Fetched, Fetcher, PartialState, Pieces,
 };
 use crate::reporter::Event;
 use crate::store::{self, FileRecord};
@@ -63,7 +63,9 @@ impl Fetcher {
         let count = size.div_ceil(piece) as usize;
 
         // Finished pieces of an earlier attempt or run of this same download.
-        let previous: Option<PartialState> = std::fs::read(state_path).ok().and_then(|b| serde_json::from_slice(&b).ok());
+        let previous: Option<PartialState> = std::fs::read(state_path)
+            .ok()
+            .and_then(|b| serde_json::from_slice(&b).ok());
         let part_len = std::fs::metadata(part_path).map(|m| m.len()).ok();
         let mut done: Vec<Option<ChainingValue>> = vec![None; count];
         let mut etag = None;
@@ -96,9 +98,19 @@ impl Fetcher {
             .map(|(i, _)| piece_len(i, piece, size))
             .sum();
         let queue: VecDeque<usize> = (0..count).filter(|i| done[*i].is_none()).collect();
-        let shared = Arc::new(Mutex::new(Shared { done, etag, range_ignored: false, failure: None }));
+        let shared = Arc::new(Mutex::new(Shared {
+            done,
+            etag,
+            range_ignored: false,
+            failure: None,
+        }));
         let queue = Arc::new(Mutex::new(queue));
-        self.reporter.report(Event::DownloadStarted { id, label: &job.label, size: Some(size), resumed_from });
+        self.reporter.report(Event::DownloadStarted {
+            id,
+            label: &job.label,
+            size: Some(size),
+            resumed_from,
+        });
 
         // The first piece goes alone until its headers show that `Range` works;
         // then the other connections start.
@@ -128,7 +140,9 @@ impl Fetcher {
                         }
                         return;
                     };
-                    let result = self.fetch_piece(id, job, &file, index, piece, size, &shared, first.then_some(&*tx)).await;
+                    let result = self
+                        .fetch_piece(id, job, &file, index, piece, size, &shared, first.then_some(&*tx))
+                        .await;
                     first = false;
                     match result {
                         Ok(cv) => {
@@ -148,7 +162,11 @@ impl Fetcher {
                         }
                         Err(PieceError::Retry { reason, wait }) => {
                             let _ = tx.send(Some(false));
-                            shared.lock().unwrap().failure.get_or_insert(AttemptError::Retry { reason, wait });
+                            shared
+                                .lock()
+                                .unwrap()
+                                .failure
+                                .get_or_insert(AttemptError::Retry { reason, wait });
                             return;
                         }
                     }
@@ -179,7 +197,10 @@ impl Fetcher {
         let sha256 = if job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some() {
             use sha2::Digest;
             let mut h = sha2::Sha256::new();
-            let mut reader = std::io::BufReader::with_capacity(1 << 20, std::fs::File::open(part_path).map_err(fatal_io(part_path))?);
+            let mut reader = std::io::BufReader::with_capacity(
+                1 << 20,
+                std::fs::File::open(part_path).map_err(fatal_io(part_path))?,
+            );
             std::io::copy(&mut reader, &mut h).map_err(fatal_io(part_path))?;
             Some(hex::encode(h.finalize()))
         } else {
@@ -187,7 +208,12 @@ impl Fetcher {
         };
         let mismatch = |algorithm: &'static str, expected: &str, actual: &str| {
             discard(part_path, state_path);
-            AttemptError::Fatal(FetchError::Hash { label: job.label.clone(), algorithm, expected: expected.into(), actual: actual.into() })
+            AttemptError::Fatal(FetchError::Hash {
+                label: job.label.clone(),
+                algorithm,
+                expected: expected.into(),
+                actual: actual.into(),
+            })
         };
         if let Some(want) = &job.expect.blake3 {
             if !want.eq_ignore_ascii_case(&blake3) {
@@ -212,8 +238,20 @@ impl Fetcher {
         store::sync_dir(parent);
         let _ = std::fs::remove_file(state_path);
         let record = FileRecord::stat(&job.dest, blake3.clone()).map_err(fatal_io(&job.dest))?;
-        self.reporter.report(Event::DownloadFinished { id, label: &job.label, ok: true });
-        Ok(Some(Fetched { size, blake3, sha256, etag, final_url: job.url.clone(), record, resumed_from }))
+        self.reporter.report(Event::DownloadFinished {
+            id,
+            label: &job.label,
+            ok: true,
+        });
+        Ok(Some(Fetched {
+            size,
+            blake3,
+            sha256,
+            etag,
+            final_url: job.url.clone(),
+            record,
+            resumed_from,
+        }))
     }
 
     /// Downloads piece `index` with retries, hashing it as it arrives.
@@ -235,7 +273,10 @@ impl Fetcher {
         loop {
             attempt += 1;
             let mut headers = HeaderMap::new();
-            headers.insert(RANGE, HeaderValue::from_str(&format!("bytes={start}-{}", end - 1)).unwrap());
+            headers.insert(
+                RANGE,
+                HeaderValue::from_str(&format!("bytes={start}-{}", end - 1)).unwrap(),
+            );
             if let Some(etag) = shared.lock().unwrap().etag.clone() {
                 if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
                     headers.insert(IF_RANGE, v);
@@ -246,19 +287,35 @@ impl Fetcher {
                     headers.insert(AUTHORIZATION, v);
                 }
             }
-            self.reporter.report(Event::Request { method: "GET", url: &job.url });
+            self.reporter.report(Event::Request {
+                method: "GET",
+                url: &job.url,
+            });
             let outcome = match self.http.get(&job.url).headers(headers).send().await {
-                Err(e) => Err(PieceError::Retry { reason: describe_reqwest(&e), wait: None }),
+                Err(e) => Err(PieceError::Retry {
+                    reason: describe_reqwest(&e),
+                    wait: None,
+                }),
                 Ok(response) => {
                     let status = response.status();
                     if status == StatusCode::OK {
                         // `Range` ignored, or `If-Range` failed because the ETag changed.
                         return Err(PieceError::RangeIgnored);
                     }
-                    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
-                        Err(PieceError::Retry { reason: format!("the server answered {status}"), wait: retry_after(response.headers()) })
+                    if status == StatusCode::TOO_MANY_REQUESTS
+                        || status.is_server_error()
+                        || status == StatusCode::REQUEST_TIMEOUT
+                    {
+                        Err(PieceError::Retry {
+                            reason: format!("the server answered {status}"),
+                            wait: retry_after(response.headers()),
+                        })
                     } else if status != StatusCode::PARTIAL_CONTENT {
-                        let message = response.headers().get("x-error-message").and_then(|v| v.to_str().ok()).map(str::to_string);
+                        let message = response
+                            .headers()
+                            .get("x-error-message")
+                            .and_then(|v| v.to_str().ok())
+                            .map(str::to_string);
                         return Err(PieceError::Fatal(FetchError::Status {
                             label: job.label.clone(),
                             url: job.url.clone(),
@@ -288,7 +345,12 @@ impl Fetcher {
                 Ok(cv) => return Ok(cv),
                 Err(PieceError::Retry { reason, wait }) if attempt < self.settings.attempts => {
                     let wait = wait.unwrap_or_else(|| backoff(attempt));
-                    self.reporter.report(Event::Retrying { label: &job.label, attempt, reason: &reason, wait });
+                    self.reporter.report(Event::Retrying {
+                        label: &job.label,
+                        attempt,
+                        reason: &reason,
+                        wait,
+                    });
                     tokio::time::sleep(wait).await;
                 }
                 Err(e) => return Err(e),
@@ -296,7 +358,14 @@ impl Fetcher {
         }
     }
 
-    async fn stream_piece(&self, id: usize, response: reqwest::Response, file: &std::fs::File, start: u64, end: u64) -> Result<ChainingValue, PieceError> {
+    async fn stream_piece(
+        &self,
+        id: usize,
+        response: reqwest::Response,
+        file: &std::fs::File,
+        start: u64,
+        end: u64,
+    ) -> Result<ChainingValue, PieceError> {
         let mut hasher = tree_hash::piece_hasher(start);
         let mut at = start;
         let mut body = response.bytes_stream();
@@ -315,20 +384,31 @@ impl Fetcher {
                     let take = chunk.len().min((end - at) as usize);
                     let bytes = &chunk[..take];
                     file.write_all_at(bytes, at).map_err(|source| {
-                        PieceError::Fatal(FetchError::Io { path: std::path::PathBuf::from("<partial download>"), source })
+                        PieceError::Fatal(FetchError::Io {
+                            path: std::path::PathBuf::from("<partial download>"),
+                            source,
+                        })
                     })?;
                     hasher.update(bytes);
                     at += take as u64;
                     self.reporter.report(Event::DownloadProgress { id, bytes: take as u64 });
                 }
-                Some(Err(e)) => return Err(PieceError::Retry { reason: describe_reqwest(&e), wait: None }),
+                Some(Err(e)) => {
+                    return Err(PieceError::Retry {
+                        reason: describe_reqwest(&e),
+                        wait: None,
+                    })
+                }
                 None => break,
             }
         }
         if at != end {
             // The bytes of this piece so far are re-fetched; their progress is not undone
             // in the bar, which is cosmetic.
-            return Err(PieceError::Retry { reason: format!("the connection closed {} bytes into a piece", at - start), wait: None });
+            return Err(PieceError::Retry {
+                reason: format!("the connection closed {} bytes into a piece", at - start),
+                wait: None,
+            });
         }
         Ok(tree_hash::piece_cv(&hasher))
     }
@@ -346,7 +426,10 @@ fn save_state(state_path: &Path, job: &FetchJob, s: &Shared, piece: u64) {
         url: job.url.clone(),
         etag: s.etag.clone(),
         expect: job.expect.clone(),
-        pieces: Some(Pieces { size: piece, done: s.done.iter().map(|d| d.map(hex::encode)).collect() }),
+        pieces: Some(Pieces {
+            size: piece,
+            done: s.done.iter().map(|d| d.map(hex::encode)).collect(),
+        }),
     };
     let tmp = state_path.with_extension("json.tmp");
     if std::fs::write(&tmp, serde_json::to_vec(&state).unwrap()).is_ok() {

@@ -17,9 +17,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reqwest::header::{
-    HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_RANGE, ETAG, IF_RANGE, RANGE, RETRY_AFTER,
-};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_RANGE, ETAG, IF_RANGE, RANGE, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 use sha1::Digest as _;
@@ -85,11 +83,7 @@ pub enum FetchError {
         reason: String,
     },
     #[error("`{label}` has {actual} bytes, but {expected} were expected")]
-    Size {
-        label: String,
-        expected: u64,
-        actual: u64,
-    },
+    Size { label: String, expected: u64, actual: u64 },
     #[error("`{label}` does not match its {algorithm}: expected `{expected}`, got `{actual}`")]
     Hash {
         label: String,
@@ -105,6 +99,8 @@ pub enum FetchError {
     },
     #[error("`{label}` must be downloaded, but mdl is offline")]
     Offline { label: String },
+    #[error("the local model `{model}` changed since it was locked: `{path}`")]
+    LocalChanged { model: String, path: String },
 }
 
 impl FetchError {
@@ -123,6 +119,9 @@ impl FetchError {
             FetchError::Io { source, .. } if store::is_disk_full(source) => Some(
                 "the disk is full: free space and run again; files already synced are untouched and the partial download resumes".into(),
             ),
+            FetchError::LocalChanged { model, .. } => Some(format!(
+                "restore the file, or run `mdl lock --upgrade {model}` to lock what is there now"
+            )),
             FetchError::Offline { .. } => Some("run without `--offline` (and unset `HF_HUB_OFFLINE`) to download it".into()),
             _ => None,
         }
@@ -204,10 +203,7 @@ struct Pieces {
 
 /// Why one attempt failed, and whether another may succeed.
 pub(crate) enum AttemptError {
-    Retry {
-        reason: String,
-        wait: Option<Duration>,
-    },
+    Retry { reason: String, wait: Option<Duration> },
     Fatal(FetchError),
 }
 
@@ -241,18 +237,14 @@ impl Fetcher {
 
     /// Downloads every job, at most `jobs` at once. Results are in job order.
     pub async fn fetch_all(&self, jobs: Vec<FetchJob>) -> Vec<Result<Fetched, FetchError>> {
-        let mut results: Vec<Option<Result<Fetched, FetchError>>> =
-            (0..jobs.len()).map(|_| None).collect();
+        let mut results: Vec<Option<Result<Fetched, FetchError>>> = (0..jobs.len()).map(|_| None).collect();
         let mut stream = futures_util::stream::iter(jobs.into_iter().enumerate())
             .map(|(i, job)| async move { (i, self.fetch(&job).await) })
             .buffer_unordered(self.settings.jobs.max(1));
         while let Some((i, result)) = stream.next().await {
             results[i] = Some(result);
         }
-        results
-            .into_iter()
-            .map(|r| r.expect("every job ran"))
-            .collect()
+        results.into_iter().map(|r| r.expect("every job ran")).collect()
     }
 
     /// Downloads one file into place, retrying and resuming as needed.
@@ -269,7 +261,8 @@ impl Fetcher {
 
         let mut attempt = 0;
         // Chunked until the server shows it ignores `Range`.
-        let mut chunked = job.expect.size.is_some_and(|s| s >= self.settings.chunked_min) && job.expect.git_oid.is_none();
+        let mut chunked =
+            job.expect.size.is_some_and(|s| s >= self.settings.chunked_min) && job.expect.git_oid.is_none();
         loop {
             attempt += 1;
             let result = if chunked {
@@ -351,10 +344,7 @@ impl Fetcher {
             }
         }
         if resumable {
-            headers.insert(
-                RANGE,
-                HeaderValue::from_str(&format!("bytes={part_len}-")).unwrap(),
-            );
+            headers.insert(RANGE, HeaderValue::from_str(&format!("bytes={part_len}-")).unwrap());
             if let Some(etag) = previous.as_ref().and_then(|p| p.etag.as_ref()) {
                 if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
                     headers.insert(IF_RANGE, v);
@@ -375,9 +365,7 @@ impl Fetcher {
             }
         };
         let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS
-            || status.is_server_error()
-            || status == StatusCode::REQUEST_TIMEOUT
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT
         {
             let wait = retry_after(response.headers());
             return Err(AttemptError::Retry {
@@ -448,11 +436,14 @@ impl Fetcher {
             file.set_len(0).map_err(fatal_io(part_path))?;
             written = 0;
         }
-        file.seek(SeekFrom::Start(written))
-            .map_err(fatal_io(part_path))?;
-        let state = PartialState { url: job.url.clone(), etag: etag.clone(), expect: job.expect.clone(), pieces: None };
-        store::write_atomic(state_path, &serde_json::to_vec(&state).unwrap())
-            .map_err(fatal_io(state_path))?;
+        file.seek(SeekFrom::Start(written)).map_err(fatal_io(part_path))?;
+        let state = PartialState {
+            url: job.url.clone(),
+            etag: etag.clone(),
+            expect: job.expect.clone(),
+            pieces: None,
+        };
+        store::write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
 
         let total = job
             .expect
@@ -473,10 +464,7 @@ impl Fetcher {
                 Err(_) => {
                     out.flush().map_err(fatal_io(part_path))?;
                     return Err(AttemptError::Retry {
-                        reason: format!(
-                            "no data for {} s (stalled)",
-                            self.settings.stall_timeout.as_secs()
-                        ),
+                        reason: format!("no data for {} s (stalled)", self.settings.stall_timeout.as_secs()),
                         wait: Some(Duration::ZERO),
                     });
                 }
@@ -545,10 +533,7 @@ impl Fetcher {
             // The git blob id needs the size up front; without one it is not checked.
             (
                 "git blob id",
-                job.expect
-                    .git_oid
-                    .as_deref()
-                    .filter(|_| digests.git_oid.is_some()),
+                job.expect.git_oid.as_deref().filter(|_| digests.git_oid.is_some()),
                 digests.git_oid.as_ref().unwrap_or(&none),
             ),
         ];
@@ -585,8 +570,7 @@ impl Fetcher {
         fs_err::rename(part_path, &job.dest).map_err(fatal_io(&job.dest))?;
         store::sync_dir(parent);
         let _ = std::fs::remove_file(state_path);
-        let record =
-            FileRecord::stat(&job.dest, digests.blake3.clone()).map_err(fatal_io(&job.dest))?;
+        let record = FileRecord::stat(&job.dest, digests.blake3.clone()).map_err(fatal_io(&job.dest))?;
         self.reporter.report(Event::DownloadFinished {
             id,
             label: &job.label,
@@ -611,10 +595,7 @@ pub(crate) fn discard(part: &Path, state: &Path) {
 
 /// `W/"abc"` → `abc`, as the Python client normalises ETags.
 pub fn normalize_etag(raw: &str) -> String {
-    raw.trim()
-        .trim_start_matches("W/")
-        .trim_matches('"')
-        .to_string()
+    raw.trim().trim_start_matches("W/").trim_matches('"').to_string()
 }
 
 pub(crate) fn content_range_start(headers: &HeaderMap) -> Option<u64> {
@@ -624,13 +605,7 @@ pub(crate) fn content_range_start(headers: &HeaderMap) -> Option<u64> {
 }
 
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers
-        .get(RETRY_AFTER)?
-        .to_str()
-        .ok()?
-        .trim()
-        .parse()
-        .ok()?;
+    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs.min(120)))
 }
 

@@ -53,15 +53,7 @@ pub enum Detected {
 }
 
 /// Extensions that promise weights: a file named so must be a known format.
-const WEIGHT_EXTENSIONS: &[&str] = &[
-    "pt",
-    "pth",
-    "ckpt",
-    "safetensors",
-    "pkl",
-    "jit",
-    "torchscript",
-];
+const WEIGHT_EXTENSIONS: &[&str] = &["pt", "pth", "ckpt", "safetensors", "pkl", "jit", "torchscript"];
 /// Extensions that often hold weights but not always (`.bin`): checked when recognised.
 const MAYBE_WEIGHT_EXTENSIONS: &[&str] = &["bin", "model", "tar"];
 
@@ -277,16 +269,14 @@ impl Verifier {
                 reason: "this mdl was built without the `libtorch` feature".into(),
             };
         }
-        let helper = std::env::var_os(HELPER_ENV)
-            .map(std::path::PathBuf::from)
-            .or_else(|| {
-                let exe = std::env::current_exe().ok()?;
-                let dir = exe.parent()?;
-                // `cargo test` runs test binaries from target/*/deps; the helper is one level up.
-                [dir.join("mdl-torch"), dir.join("../mdl-torch")]
-                    .into_iter()
-                    .find(|p| p.is_file())
-            });
+        let helper = std::env::var_os(HELPER_ENV).map(std::path::PathBuf::from).or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            let dir = exe.parent()?;
+            // `cargo test` runs test binaries from target/*/deps; the helper is one level up.
+            [dir.join("mdl-torch"), dir.join("../mdl-torch")]
+                .into_iter()
+                .find(|p| p.is_file())
+        });
         match helper {
             Some(path) if path.is_file() => Verifier::Helper(path),
             _ => Verifier::StructureOnly {
@@ -315,12 +305,9 @@ impl Verifier {
 /// file it was loading fails with that reason and the rest go to a new helper.
 fn run_helper(helper: &Path, requests: &[Request]) -> Vec<Result<Option<FileReport>, VerifyError>> {
     use std::io::{BufRead, Write};
-    let mut results: Vec<Option<Result<Option<FileReport>, VerifyError>>> =
-        (0..requests.len()).map(|_| None).collect();
+    let mut results: Vec<Option<Result<Option<FileReport>, VerifyError>>> = (0..requests.len()).map(|_| None).collect();
     loop {
-        let pending: Vec<usize> = (0..requests.len())
-            .filter(|i| results[*i].is_none())
-            .collect();
+        let pending: Vec<usize> = (0..requests.len()).filter(|i| results[*i].is_none()).collect();
         let Some(&first) = pending.first() else { break };
         let batch: Vec<&Request> = pending.iter().map(|i| &requests[*i]).collect();
         let spawned = std::process::Command::new(helper)
@@ -335,10 +322,7 @@ fn run_helper(helper: &Path, requests: &[Request]) -> Vec<Result<Option<FileRepo
                     results[i] = Some(Err(VerifyError::Load {
                         path: requests[i].path.clone(),
                         format: None,
-                        reason: format!(
-                            "the libtorch helper `{}` could not start ({e})",
-                            helper.display()
-                        ),
+                        reason: format!("the libtorch helper `{}` could not start ({e})", helper.display()),
                     }));
                 }
                 break;
@@ -370,11 +354,7 @@ fn run_helper(helper: &Path, requests: &[Request]) -> Vec<Result<Option<FileRepo
         let status = child.wait();
         if answered < pending.len() {
             // The helper stopped early: blame the first file it did not answer.
-            let culprit = pending
-                .iter()
-                .copied()
-                .find(|i| results[*i].is_none())
-                .unwrap_or(first);
+            let culprit = pending.iter().copied().find(|i| results[*i].is_none()).unwrap_or(first);
             let how = match status {
                 Ok(s) => describe_exit(s),
                 Err(e) => e.to_string(),
@@ -457,17 +437,12 @@ pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<Fi
                 dtypes.insert(t.dtype.name().to_string());
             }
             let params: i64 = file.tensors.iter().map(|t| t.numel()).sum();
-            let bytes: i64 = file
-                .tensors
-                .iter()
-                .map(|t| t.numel() * t.dtype.size() as i64)
-                .sum();
+            let bytes: i64 = file.tensors.iter().map(|t| t.numel() * t.dtype.size() as i64).sum();
             (file.tensors.len() as u64, params as u64, bytes as u64)
         }
         Format::Safetensors => {
             let data = std::fs::read(path).map_err(|e| e.to_string())?;
-            let st = safetensors::SafeTensors::deserialize(&data)
-                .map_err(|e| format!("invalid safetensors: {e}"))?;
+            let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| format!("invalid safetensors: {e}"))?;
             let mut params = 0u64;
             let mut bytes = 0u64;
             for (_, view) in st.tensors() {
@@ -480,8 +455,7 @@ pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<Fi
         Format::TorchScript => {
             // Reading every entry checks each one's CRC.
             let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-            let mut zip = zip::ZipArchive::new(file)
-                .map_err(|e| format!("the zip archive is unreadable ({e})"))?;
+            let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("the zip archive is unreadable ({e})"))?;
             let mut bytes = 0u64;
             for i in 0..zip.len() {
                 let mut entry = zip.by_index(i).map_err(|e| e.to_string())?;
@@ -556,11 +530,7 @@ mod tests {
             let report = check_structure(&fixture(name), format, Device::Cpu).unwrap();
             let want = &manifest[name];
             assert_eq!(report.tensors, want["tensors"].as_u64().unwrap(), "{name}");
-            assert_eq!(
-                report.parameters,
-                want["parameters"].as_u64().unwrap(),
-                "{name}"
-            );
+            assert_eq!(report.parameters, want["parameters"].as_u64().unwrap(), "{name}");
             if format != Format::Safetensors {
                 let dtypes: Vec<String> = serde_json::from_value(want["dtypes"].clone()).unwrap();
                 assert_eq!(report.dtypes, dtypes, "{name}");
@@ -574,8 +544,7 @@ mod tests {
         let file = torch_file::read_zip(&fixture("mixed_dtypes.pt")).unwrap();
         for t in &file.tensors {
             let shape: Vec<i64> =
-                serde_json::from_value(manifest["mixed_dtypes.pt"]["shapes"][&t.name].clone())
-                    .unwrap();
+                serde_json::from_value(manifest["mixed_dtypes.pt"]["shapes"][&t.name].clone()).unwrap();
             assert_eq!(t.shape, shape, "{}", t.name);
         }
         let view = file.tensors.iter().find(|t| t.name == "view").unwrap();
@@ -585,11 +554,7 @@ mod tests {
     #[test]
     fn broken_files_fail_with_reasons() {
         for (name, format, needle) in [
-            (
-                "broken_truncated.pth",
-                Format::TorchZip,
-                "zip archive is unreadable",
-            ),
+            ("broken_truncated.pth", Format::TorchZip, "zip archive is unreadable"),
             ("broken_missing_record.pth", Format::TorchZip, "no record"),
             (
                 "broken_truncated.safetensors",

@@ -208,17 +208,13 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
             b'N' => stack.push(Item::Value(Value::None)),
             0x88 => stack.push(Item::Value(Value::Bool(true))),
             0x89 => stack.push(Item::Value(Value::Bool(false))),
-            b'J' => stack.push(Item::Value(Value::Int(i32::from_le_bytes(
-                take!(4).try_into().unwrap(),
-            ) as i64))),
+            b'J' => stack.push(Item::Value(Value::Int(
+                i32::from_le_bytes(take!(4).try_into().unwrap()) as i64,
+            ))),
             b'K' => stack.push(Item::Value(Value::Int(u8_!() as i64))),
             b'M' => stack.push(Item::Value(Value::Int(u16_!() as i64))),
             0x8a | 0x8b => {
-                let n = if op == 0x8a {
-                    u8_!() as usize
-                } else {
-                    u32_!() as usize
-                };
+                let n = if op == 0x8a { u8_!() as usize } else { u32_!() as usize };
                 let bytes = take!(n);
                 stack.push(Item::Value(long_from_le(bytes)));
             }
@@ -252,8 +248,7 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                     0x8c => u8_!() as usize,
                     _ => u64_!() as usize,
                 };
-                let s = String::from_utf8(take!(n).to_vec())
-                    .map_err(|_| err(at, "invalid UTF-8".into()))?;
+                let s = String::from_utf8(take!(n).to_vec()).map_err(|_| err(at, "invalid UTF-8".into()))?;
                 stack.push(Item::Value(Value::Str(s)));
             }
             b'V' => {
@@ -261,20 +256,12 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                 stack.push(Item::Value(Value::Str(s)));
             }
             b'T' | b'U' => {
-                let n = if op == b'T' {
-                    u32_!() as usize
-                } else {
-                    u8_!() as usize
-                };
-                stack.push(Item::Value(Value::Str(
-                    String::from_utf8_lossy(take!(n)).into_owned(),
-                )));
+                let n = if op == b'T' { u32_!() as usize } else { u8_!() as usize };
+                stack.push(Item::Value(Value::Str(String::from_utf8_lossy(take!(n)).into_owned())));
             }
             b'S' => {
                 let s = line!();
-                stack.push(Item::Value(Value::Str(
-                    s.trim_matches(['\'', '"']).to_string(),
-                )));
+                stack.push(Item::Value(Value::Str(s.trim_matches(['\'', '"']).to_string())));
             }
             b'B' | b'C' | 0x8e | 0x96 => {
                 let n = match op {
@@ -352,9 +339,7 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                 let name = pop!();
                 let module = pop!();
                 match (module, name) {
-                    (Value::Str(module), Value::Str(name)) => {
-                        stack.push(Item::Value(Value::Global { module, name }))
-                    }
+                    (Value::Str(module), Value::Str(name)) => stack.push(Item::Value(Value::Global { module, name })),
                     _ => return Err(err(at, "STACK_GLOBAL needs two strings".into())),
                 }
             }
@@ -473,13 +458,11 @@ fn long_from_le(bytes: &[u8]) -> Value {
 pub fn as_mapping(v: &Value) -> Option<&[(Value, Value)]> {
     match v {
         Value::Dict(d) => Some(d),
-        Value::Call { callable, args } if callable.is_global("collections", "OrderedDict") => {
-            match &**args {
-                Value::Dict(d) => Some(d),
-                Value::Tuple(t) if t.is_empty() => Some(&[]),
-                _ => None,
-            }
-        }
+        Value::Call { callable, args } if callable.is_global("collections", "OrderedDict") => match &**args {
+            Value::Dict(d) => Some(d),
+            Value::Tuple(t) if t.is_empty() => Some(&[]),
+            _ => None,
+        },
         Value::Build { object, .. } => as_mapping(object),
         _ => None,
     }
@@ -501,10 +484,7 @@ mod tests {
             map[0].1,
             Value::Tuple(vec![Value::Int(1), Value::Float(2.5), Value::Bool(true)])
         );
-        assert_eq!(
-            map[1].1,
-            Value::List(vec![Value::None, Value::Str("x".into())])
-        );
+        assert_eq!(map[1].1, Value::List(vec![Value::None, Value::Str("x".into())]));
     }
 
     #[test]

@@ -162,8 +162,8 @@ fn invalid(msg: impl Into<String>) -> TorchFileError {
 /// Reads a zip-format `torch.save` file.
 pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
     let file = std::fs::File::open(path)?;
-    let mut zip = zip::ZipArchive::new(file)
-        .map_err(|e| TorchFileError::Zip(format!("the zip archive is unreadable ({e})")))?;
+    let mut zip =
+        zip::ZipArchive::new(file).map_err(|e| TorchFileError::Zip(format!("the zip archive is unreadable ({e})")))?;
     let pkl_name = (0..zip.len())
         .filter_map(|i| zip.name_for_index(i).map(str::to_string))
         .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
@@ -199,14 +199,7 @@ pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
         entry
             .read_to_end(&mut bytes)
             .map_err(|e| TorchFileError::Zip(format!("storage `{key}` is corrupt ({e})")))?;
-        storages.insert(
-            key,
-            Storage {
-                dtype,
-                numel,
-                bytes,
-            },
-        );
+        storages.insert(key, Storage { dtype, numel, bytes });
     }
     check_extents(&tensors, &storages)?;
     Ok(TorchFile {
@@ -220,11 +213,7 @@ const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 
 
 /// Whether `head` starts like a legacy `torch.save` file (a pickled magic number).
 pub fn is_legacy(head: &[u8]) -> bool {
-    head.len() >= 14
-        && head[0] == 0x80
-        && head[2] == 0x8a
-        && head[3] == 10
-        && head[4..14] == LEGACY_MAGIC
+    head.len() >= 14 && head[0] == 0x80 && head[2] == 0x8a && head[3] == 10 && head[4..14] == LEGACY_MAGIC
 }
 
 /// Reads a legacy (pre-1.6, `_use_new_zipfile_serialization=False`) file.
@@ -273,14 +262,7 @@ pub fn read_legacy(path: &Path) -> Result<TorchFile, TorchFileError> {
             .ok_or_else(|| invalid(format!("the file ends inside storage `{key}` (truncated)")))?
             .to_vec();
         pos += len;
-        storages.insert(
-            key,
-            Storage {
-                dtype,
-                numel,
-                bytes,
-            },
-        );
+        storages.insert(key, Storage { dtype, numel, bytes });
     }
     if let Some(missing) = storage_ids.keys().find(|k| !storages.contains_key(*k)) {
         return Err(invalid(format!(
@@ -296,27 +278,16 @@ pub fn read_legacy(path: &Path) -> Result<TorchFile, TorchFileError> {
 }
 
 /// Every view must lie inside its storage.
-fn check_extents(
-    tensors: &[TensorRef],
-    storages: &BTreeMap<String, Storage>,
-) -> Result<(), TorchFileError> {
+fn check_extents(tensors: &[TensorRef], storages: &BTreeMap<String, Storage>) -> Result<(), TorchFileError> {
     for t in tensors {
         let storage = &storages[&t.storage];
         if t.shape.len() != t.stride.len() || t.shape.iter().any(|&d| d < 0) || t.offset < 0 {
-            return Err(invalid(format!(
-                "tensor `{}` has an invalid shape or stride",
-                t.name
-            )));
+            return Err(invalid(format!("tensor `{}` has an invalid shape or stride", t.name)));
         }
         if t.numel() == 0 {
             continue;
         }
-        let last = t.offset
-            + t.shape
-                .iter()
-                .zip(&t.stride)
-                .map(|(d, s)| (d - 1) * s)
-                .sum::<i64>();
+        let last = t.offset + t.shape.iter().zip(&t.stride).map(|(d, s)| (d - 1) * s).sum::<i64>();
         if last >= storage.numel {
             return Err(invalid(format!(
                 "tensor `{}` reaches element {last} of storage `{}`, which has {}",

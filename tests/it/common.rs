@@ -34,13 +34,7 @@ impl Run {
     }
     #[track_caller]
     pub fn success(self) -> Run {
-        assert_eq!(
-            self.code(),
-            0,
-            "mdl failed:\n{}\n{}",
-            self.stdout(),
-            self.stderr()
-        );
+        assert_eq!(self.code(), 0, "mdl failed:\n{}\n{}", self.stdout(), self.stderr());
         self
     }
     #[track_caller]
@@ -85,11 +79,7 @@ impl TestContext {
     }
 
     pub fn write_config(&self, yaml: &str) {
-        std::fs::write(
-            self.path().join("config.yaml"),
-            yaml.replace("{hub}", &self.hub.url()),
-        )
-        .unwrap();
+        std::fs::write(self.path().join("config.yaml"), yaml.replace("{hub}", &self.hub.url())).unwrap();
     }
 
     pub fn read(&self, rel: &str) -> Vec<u8> {
@@ -153,11 +143,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
     };
     for entry in entries.flatten() {
         let path = entry.path();
-        let rel = path
-            .strip_prefix(root)
-            .unwrap()
-            .to_string_lossy()
-            .into_owned();
+        let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
         if rel.starts_with(".hf-home") || rel.ends_with(".mdl/lock") {
             continue;
         }
@@ -171,16 +157,9 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
 
 /// Asserts two snapshots are equal, naming the paths that differ.
 #[track_caller]
-pub fn assert_same(
-    before: &BTreeMap<String, Vec<u8>>,
-    after: &BTreeMap<String, Vec<u8>>,
-    what: &str,
-) {
+pub fn assert_same(before: &BTreeMap<String, Vec<u8>>, after: &BTreeMap<String, Vec<u8>>, what: &str) {
     let keys: std::collections::BTreeSet<&String> = before.keys().chain(after.keys()).collect();
-    let differ: Vec<&&String> = keys
-        .iter()
-        .filter(|k| before.get(**k) != after.get(**k))
-        .collect();
+    let differ: Vec<&&String> = keys.iter().filter(|k| before.get(**k) != after.get(**k)).collect();
     assert!(differ.is_empty(), "{what}: these paths changed: {differ:?}");
 }
 
@@ -194,10 +173,7 @@ pub fn standard_hub(ctx: &TestContext) {
         "acme/tiny-bert",
         "main",
         vec![
-            (
-                "config.json",
-                Some(Blob::regular(&br#"{"model_type": "bert"}"#[..])),
-            ),
+            ("config.json", Some(Blob::regular(&br#"{"model_type": "bert"}"#[..]))),
             ("model.safetensors", Some(Blob::lfs(SAFETENSORS))),
             (
                 "tokenizer/vocab.txt",
@@ -209,10 +185,7 @@ pub fn standard_hub(ctx: &TestContext) {
         "acme/tiny-gpt",
         "main",
         vec![
-            (
-                "config.json",
-                Some(Blob::regular(&br#"{"model_type": "gpt2"}"#[..])),
-            ),
+            ("config.json", Some(Blob::regular(&br#"{"model_type": "gpt2"}"#[..]))),
             ("model.safetensors", Some(Blob::lfs(SAFETENSORS))),
             (
                 "onnx/model.onnx",

@@ -8,7 +8,10 @@ use crate::common::*;
 
 fn project_python() -> PathBuf {
     let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
-    assert!(python.exists(), "the project's Python environment is missing: run `scripts/setup` (it installs huggingface_hub)");
+    assert!(
+        python.exists(),
+        "the project's Python environment is missing: run `scripts/setup` (it installs huggingface_hub)"
+    );
     python
 }
 

@@ -38,17 +38,11 @@ fn lock_pins_commits_sizes_and_hashes() {
         .unwrap();
     assert_eq!(st["blake3"].as_str().unwrap(), blake3_hex(SAFETENSORS));
     assert_eq!(st["size"].as_integer().unwrap() as usize, SAFETENSORS.len());
-    assert_eq!(
-        st["sha256"].as_str().unwrap(),
-        Blob::lfs(SAFETENSORS).sha256
-    );
+    assert_eq!(st["sha256"].as_str().unwrap(), Blob::lfs(SAFETENSORS).sha256);
     // The URL model is pinned to its final URL after the redirect.
     let url = &models[2];
     assert!(
-        url["resolved_url"]
-            .as_str()
-            .unwrap()
-            .ends_with("/files/w/model.pt"),
+        url["resolved_url"].as_str().unwrap().ends_with("/files/w/model.pt"),
         "{url:?}"
     );
 }
@@ -133,10 +127,7 @@ fn bad_configs_fail_before_any_change() {
         ctx.hub.clear_requests();
         let run = ctx.mdl(&["sync"]).failure(2);
         let err = run.stderr();
-        assert!(
-            err.contains(&needle.replace("{hub}", &ctx.hub.url())),
-            "{yaml}\n{err}"
-        );
+        assert!(err.contains(&needle.replace("{hub}", &ctx.hub.url())), "{yaml}\n{err}");
         assert!(err.contains("hint:"), "{err}");
         assert!(
             ctx.requests().is_empty(),
@@ -212,10 +203,7 @@ fn gated_repos_need_a_token_and_get_it() {
         };
         assert_eq!(r.authorization.as_deref(), expected, "{r:?}");
     }
-    assert!(
-        requests.iter().any(|r| r.path.starts_with("/cdn/")),
-        "{requests:?}"
-    );
+    assert!(requests.iter().any(|r| r.path.starts_with("/cdn/")), "{requests:?}");
 }
 
 #[test]

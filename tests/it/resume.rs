@@ -22,7 +22,11 @@ fn ranges_of(ctx: &TestContext) -> Vec<(u64, u64)> {
 fn large_files_come_as_parallel_pieces_with_the_right_hash() {
     let ctx = TestContext::new();
     let big = hub_emulator::pseudo_random_bytes(21, BIG);
-    ctx.hub.commit("acme/big", "main", vec![("model.safetensors", Some(Blob::lfs(big.clone())))]);
+    ctx.hub.commit(
+        "acme/big",
+        "main",
+        vec![("model.safetensors", Some(Blob::lfs(big.clone())))],
+    );
     ctx.write_config("models:\n  require: [acme/big]\n");
     ctx.mdl(&["lock"]).success();
     assert_eq!(ctx.read("models/huggingface_acme--big/model.safetensors"), &big[..]);
@@ -39,7 +43,11 @@ fn large_files_come_as_parallel_pieces_with_the_right_hash() {
 fn a_server_ignoring_range_gets_one_stream() {
     let ctx = TestContext::new();
     let big = hub_emulator::pseudo_random_bytes(22, BIG);
-    ctx.hub.commit("acme/big", "main", vec![("model.safetensors", Some(Blob::lfs(big.clone())))]);
+    ctx.hub.commit(
+        "acme/big",
+        "main",
+        vec![("model.safetensors", Some(Blob::lfs(big.clone())))],
+    );
     ctx.hub.update_behaviour(|b| {
         b.ignore_range = true;
         b.no_content_length = true;
@@ -53,7 +61,12 @@ fn a_server_ignoring_range_gets_one_stream() {
 
 /// Starts `mdl sync`, waits until part of the file is on disk, kills it with SIGKILL.
 fn kill_midway(ctx: &TestContext) {
-    let mut child = ctx.command(&["sync", "--no-verify"]).stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().unwrap();
+    let mut child = ctx
+        .command(&["sync", "--no-verify"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
     let tmp = ctx.models().join(".mdl/tmp");
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
@@ -64,14 +77,21 @@ fn kill_midway(ctx: &TestContext) {
             .flatten()
             .filter(|e| e.file_name().to_string_lossy().ends_with(".part.json"))
             .filter_map(|e| serde_json::from_slice::<serde_json::Value>(&std::fs::read(e.path()).ok()?).ok())
-            .map(|state| state["pieces"]["done"].as_array().map_or(0, |d| d.iter().filter(|p| !p.is_null()).count()))
+            .map(|state| {
+                state["pieces"]["done"]
+                    .as_array()
+                    .map_or(0, |d| d.iter().filter(|p| !p.is_null()).count())
+            })
             .max()
             .unwrap_or(0);
         if pieces_done >= 2 {
             break;
         }
         assert!(Instant::now() < deadline, "download never got going");
-        assert!(child.try_wait().unwrap().is_none(), "mdl finished before it could be killed");
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "mdl finished before it could be killed"
+        );
         std::thread::sleep(Duration::from_millis(20));
     }
     child.kill().unwrap(); // SIGKILL
@@ -82,7 +102,11 @@ fn kill_midway(ctx: &TestContext) {
 fn a_killed_download_resumes_with_only_the_missing_pieces() {
     let ctx = TestContext::new();
     let big = hub_emulator::pseudo_random_bytes(23, BIG);
-    ctx.hub.commit("acme/big", "main", vec![("model.safetensors", Some(Blob::lfs(big.clone())))]);
+    ctx.hub.commit(
+        "acme/big",
+        "main",
+        vec![("model.safetensors", Some(Blob::lfs(big.clone())))],
+    );
     ctx.write_config("models:\n  require: [acme/big]\n  download:\n    connections_per_file: 2\n");
     ctx.mdl(&["lock"]).success();
     std::fs::remove_file(ctx.models().join("huggingface_acme--big/model.safetensors")).unwrap();
@@ -93,7 +117,10 @@ fn a_killed_download_resumes_with_only_the_missing_pieces() {
     ctx.mdl(&["sync", "--no-verify"]).success();
     assert_eq!(ctx.read("models/huggingface_acme--big/model.safetensors"), &big[..]);
     let refetched: u64 = ranges_of(&ctx).iter().map(|(a, b)| b - a + 1).sum();
-    assert!(refetched <= (BIG as u64) - (2 * (8 << 20)), "re-fetched {refetched} of {BIG} bytes");
+    assert!(
+        refetched <= (BIG as u64) - (2 * (8 << 20)),
+        "re-fetched {refetched} of {BIG} bytes"
+    );
     assert_eq!(std::fs::read_dir(ctx.models().join(".mdl/tmp")).unwrap().count(), 0);
 }
 
@@ -110,6 +137,10 @@ fn a_changed_upstream_restarts_cleanly() {
     ctx.hub.put_file("w/big.bin", Blob::regular(new.clone()));
     ctx.hub.update_behaviour(|b| b.bandwidth = None);
     ctx.mdl(&["sync", "--no-verify"]).success();
-    assert_eq!(ctx.read("models/url_big/big.bin"), &new[..], "no mix of old and new bytes");
+    assert_eq!(
+        ctx.read("models/url_big/big.bin"),
+        &new[..],
+        "no mix of old and new bytes"
+    );
     assert!(ctx.read_str("models.lock").contains(&blake3_hex(&new)));
 }

@@ -18,9 +18,7 @@ fn sync_places_models_with_info_and_registry() {
     );
     assert_eq!(ctx.read("models/url_custom_model/model.pt"), STATE_DICT);
     assert!(
-        !ctx.models()
-            .join("huggingface_acme--tiny-gpt/onnx")
-            .exists(),
+        !ctx.models().join("huggingface_acme--tiny-gpt/onnx").exists(),
         "include filter"
     );
     let info = ctx.json("models/huggingface_acme--tiny-gpt/model_info.json");
@@ -58,8 +56,7 @@ fn missing_or_changed_files_are_fetched_again() {
     std::fs::write(ctx.models().join("url_custom_model/model.pt"), b"tampered").unwrap();
     let plan = ctx.mdl(&["sync", "--dry-run"]).success().stdout();
     assert!(
-        plan.contains("huggingface_acme--tiny-bert/config.json  (25 B, missing)")
-            || plan.contains("config.json"),
+        plan.contains("huggingface_acme--tiny-bert/config.json  (25 B, missing)") || plan.contains("config.json"),
         "{plan}"
     );
     assert!(plan.contains("url_custom_model/model.pt"), "{plan}");
@@ -85,9 +82,7 @@ fn offline_syncs_from_disk_and_refuses_downloads() {
     // HF_HUB_OFFLINE means the same, as in the Python client.
     let mut ctx = ctx;
     ctx.env.push(("HF_HUB_OFFLINE".into(), "1".into()));
-    ctx.mdl(&["sync", "--no-verify"])
-        .failure(1)
-        .stderr_has("offline");
+    ctx.mdl(&["sync", "--no-verify"]).failure(1).stderr_has("offline");
     ctx.write_config(&STANDARD_CONFIG.replace("tiny-gpt@v1.0", "tiny-gpt@main"));
     ctx.mdl(&["sync", "--no-verify"])
         .failure(2)
@@ -146,11 +141,7 @@ fn mirror_quirks_are_handled() {
             SAFETENSORS,
             "{quirk}"
         );
-        assert_eq!(
-            ctx.read("models/url_custom_model/model.pt"),
-            STATE_DICT,
-            "{quirk}"
-        );
+        assert_eq!(ctx.read("models/url_custom_model/model.pt"), STATE_DICT, "{quirk}");
     }
 }
 
@@ -164,9 +155,7 @@ fn retries_after_503_with_retry_after() {
         b.retry_after = Some(1);
     });
     let started = std::time::Instant::now();
-    ctx.mdl(&["sync", "--no-verify"])
-        .success()
-        .stderr_has("Retrying");
+    ctx.mdl(&["sync", "--no-verify"]).success().stderr_has("Retrying");
     assert!(
         started.elapsed() >= std::time::Duration::from_secs(2),
         "Retry-After was honoured"
@@ -179,21 +168,15 @@ fn retries_after_503_with_retry_after() {
 fn a_broken_connection_resumes_with_range() {
     let ctx = TestContext::new();
     let big = hub_emulator::pseudo_random_bytes(11, 3 << 20);
-    ctx.hub.commit(
-        "acme/big",
-        "main",
-        vec![("weights.bin", Some(Blob::lfs(big.clone())))],
-    );
+    ctx.hub
+        .commit("acme/big", "main", vec![("weights.bin", Some(Blob::lfs(big.clone())))]);
     ctx.hub.update_behaviour(|b| {
         b.cut_next = 1;
         b.cut_after = 1 << 20;
     });
     ctx.write_config("models:\n  require: [acme/big]\n");
     ctx.mdl(&["sync", "--no-verify"]).success();
-    assert_eq!(
-        ctx.read("models/huggingface_acme--big/weights.bin"),
-        &big[..]
-    );
+    assert_eq!(ctx.read("models/huggingface_acme--big/weights.bin"), &big[..]);
     let ranges: Vec<Option<String>> = ctx.body_requests().into_iter().map(|r| r.range).collect();
     assert_eq!(ranges, [None, Some(format!("bytes={}-", 1 << 20))]);
 }
@@ -202,23 +185,15 @@ fn a_broken_connection_resumes_with_range() {
 fn a_stalled_connection_is_retried() {
     let ctx = TestContext::new();
     let big = hub_emulator::pseudo_random_bytes(12, 2 << 20);
-    ctx.hub.commit(
-        "acme/big",
-        "main",
-        vec![("weights.bin", Some(Blob::lfs(big.clone())))],
-    );
+    ctx.hub
+        .commit("acme/big", "main", vec![("weights.bin", Some(Blob::lfs(big.clone())))]);
     ctx.hub.update_behaviour(|b| {
         b.stall_next = 1;
         b.stall_after = 512 * 1024;
     });
     ctx.write_config("models:\n  require: [acme/big]\n  download:\n    stall_timeout_seconds: 1\n");
-    ctx.mdl(&["sync", "--no-verify"])
-        .success()
-        .stderr_has("stalled");
-    assert_eq!(
-        ctx.read("models/huggingface_acme--big/weights.bin"),
-        &big[..]
-    );
+    ctx.mdl(&["sync", "--no-verify"]).success().stderr_has("stalled");
+    assert_eq!(ctx.read("models/huggingface_acme--big/weights.bin"), &big[..]);
 }
 
 #[test]

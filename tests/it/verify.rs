@@ -12,17 +12,12 @@ fn verify_hub(ctx: &TestContext) {
         ],
     );
     ctx.hub.put_file("w/scripted.pt", Blob::regular(SCRIPTED));
-    ctx.hub
-        .put_file("w/resnet-tiny.pth", Blob::regular(STATE_DICT));
+    ctx.hub.put_file("w/resnet-tiny.pth", Blob::regular(STATE_DICT));
     ctx.hub.put_file("w/legacy.pth", Blob::regular(LEGACY));
-    ctx.hub.put_file(
-        "w/truncated.pth",
-        Blob::regular(&STATE_DICT[..STATE_DICT.len() / 2]),
-    );
-    ctx.hub.put_file(
-        "w/not-a-model.pt",
-        Blob::regular(&b"<html>502 Bad Gateway</html>"[..]),
-    );
+    ctx.hub
+        .put_file("w/truncated.pth", Blob::regular(&STATE_DICT[..STATE_DICT.len() / 2]));
+    ctx.hub
+        .put_file("w/not-a-model.pt", Blob::regular(&b"<html>502 Bad Gateway</html>"[..]));
 }
 
 const THREE: &str = r#"
@@ -47,7 +42,12 @@ fn torchscript_state_dict_and_safetensors_load_on_cpu() {
         "{err}"
     );
     assert!(err.contains("Verified scripted on cpu: 1 weight file(s) [torchscript], 6 tensors, 130 parameters (float32), forward → [1, 2]"), "{err}");
-    assert!(err.contains("Verified resnet-tiny on cpu: 1 weight file(s) [torch_zip], 9 tensors, 139 parameters (float32, int64)"), "{err}");
+    assert!(
+        err.contains(
+            "Verified resnet-tiny on cpu: 1 weight file(s) [torch_zip], 9 tensors, 139 parameters (float32, int64)"
+        ),
+        "{err}"
+    );
     assert!(
         err.contains("Verified legacy on cpu: 1 weight file(s) [torch_legacy], 9 tensors"),
         "{err}"
@@ -75,7 +75,9 @@ fn torchscript_state_dict_and_safetensors_load_on_cpu() {
 fn a_truncated_upstream_file_fails_and_is_retried_next_sync() {
     let ctx = TestContext::new();
     verify_hub(&ctx);
-    ctx.write_config("models:\n  require: [\"url:{hub}/files/w/truncated.pth\", \"url:{hub}/files/w/not-a-model.pt\"]\n");
+    ctx.write_config(
+        "models:\n  require: [\"url:{hub}/files/w/truncated.pth\", \"url:{hub}/files/w/not-a-model.pt\"]\n",
+    );
     let first = ctx
         .mdl(&["sync"])
         .failure(1)
@@ -105,7 +107,5 @@ fn cuda_without_a_gpu_is_a_clear_error() {
         .stderr_has("write `device: cpu`");
     // `auto` falls back to CPU by definition.
     ctx.write_config("device: auto\nmodels:\n  require: [acme/st]\n");
-    ctx.mdl(&["sync"])
-        .success()
-        .stderr_has("Verified acme/st on auto");
+    ctx.mdl(&["sync"]).success().stderr_has("Verified acme/st on auto");
 }

@@ -73,23 +73,28 @@ impl Content {
     }
 }
 
-/// splitmix64 over the 8-byte word index: any range can be produced on its own.
+/// A 64 KiB block of splitmix64 output per seed, XOR-ed with the block number:
+/// deterministic, incompressible, any range producible on its own, and cheap
+/// enough (~GB/s) that the emulator is not what a benchmark measures.
 fn synthetic_range(seed: u64, start: u64, end: u64) -> Bytes {
+    const WORDS: u64 = 8192;
+    let block: Vec<u64> = (0..WORDS)
+        .map(|i| {
+            let mut z = seed.wrapping_add((i + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+            z ^ (z >> 31)
+        })
+        .collect();
+    let word_at = |w: u64| block[(w % WORDS) as usize] ^ (w / WORDS).wrapping_mul(0xD6E8_FEB8_6659_FD93);
     let mut out = Vec::with_capacity((end - start) as usize);
-    let mut word = start / 8;
-    let mut skip = (start % 8) as usize;
-    while (out.len() as u64) < end - start {
-        let mut z = seed.wrapping_add(word.wrapping_mul(0x9E37_79B9_7F4A_7C15));
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        let bytes = z.to_le_bytes();
-        let want = ((end - start) as usize - out.len()).min(8 - skip);
-        out.extend_from_slice(&bytes[skip..skip + want]);
-        skip = 0;
-        word += 1;
+    let first = start / 8;
+    let last = end.div_ceil(8);
+    for w in first..last {
+        out.extend_from_slice(&word_at(w).to_le_bytes());
     }
-    Bytes::from(out)
+    let skip = (start - first * 8) as usize;
+    Bytes::from(out).slice(skip..skip + (end - start) as usize)
 }
 
 /// A file in a repository or in the plain file area.
@@ -109,15 +114,26 @@ impl Blob {
         let mut sha256 = sha2::Sha256::new();
         let mut git = sha1::Sha1::new();
         git.update(format!("blob {}\0", content.len()).as_bytes());
+        // Big synthetic LFS files only need their sha256 (the git blob id of an
+        // LFS file is that of its pointer, which clients never check).
+        let need_git = !(lfs && matches!(content, Content::Synthetic { .. }));
         content.for_each_piece(|piece| {
             sha256.update(piece);
-            git.update(piece);
+            if need_git {
+                git.update(piece);
+            }
         });
+        let sha256 = hex::encode(sha256.finalize());
+        let git_oid = if need_git {
+            hex::encode(git.finalize())
+        } else {
+            hex::encode(sha1::Sha1::digest(sha256.as_bytes()))
+        };
         Blob {
             content,
             lfs,
-            sha256: hex::encode(sha256.finalize()),
-            git_oid: hex::encode(git.finalize()),
+            sha256,
+            git_oid,
         }
     }
 
@@ -197,6 +213,8 @@ pub struct RequestRecord {
 
 #[derive(Default)]
 struct Inner {
+    /// When set, each answered request is also appended here as a line.
+    log_file: Option<std::fs::File>,
     repos: BTreeMap<String, Repo>,
     files: BTreeMap<String, Blob>,
     behaviour: Behaviour,
@@ -248,8 +266,7 @@ impl Hub {
                     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
                         let _ = rx.wait_for(|s| *s).await;
                     };
-                    let main = axum::serve(listener, app.clone())
-                        .with_graceful_shutdown(stopped(stop_rx.clone()));
+                    let main = axum::serve(listener, app.clone()).with_graceful_shutdown(stopped(stop_rx.clone()));
                     let cdn = axum::serve(cdn, app).with_graceful_shutdown(stopped(stop_rx));
                     let stop = async move {
                         let _ = shutdown_rx.await;
@@ -336,11 +353,7 @@ impl Hub {
 
     /// Serves `blob` at `/files/{path}` (and `/redirect/{path}`).
     pub fn put_file(&self, path: &str, blob: Blob) {
-        self.inner
-            .lock()
-            .unwrap()
-            .files
-            .insert(path.to_string(), blob);
+        self.inner.lock().unwrap().files.insert(path.to_string(), blob);
     }
 
     pub fn set_behaviour(&self, behaviour: Behaviour) {
@@ -354,6 +367,13 @@ impl Hub {
     /// Every request answered so far.
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.inner.lock().unwrap().log.clone()
+    }
+
+    /// Also appends each request as a line `METHOD STATUS RANGE PATH` to `path`.
+    pub fn log_to(&self, path: &std::path::Path) -> std::io::Result<()> {
+        let file = std::fs::OpenOptions::new().create(true).append(true).open(path)?;
+        self.inner.lock().unwrap().log_file = Some(file);
+        Ok(())
     }
 
     pub fn clear_requests(&self) {
@@ -397,10 +417,7 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
         } else {
             format!("{raw_path}?{query}")
         },
-        range: headers
-            .get("range")
-            .and_then(|v| v.to_str().ok())
-            .map(str::to_string),
+        range: headers.get("range").and_then(|v| v.to_str().ok()).map(str::to_string),
         authorization: headers
             .get("authorization")
             .and_then(|v| v.to_str().ok())
@@ -410,13 +427,7 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
     response
 }
 
-fn route(
-    state: &Shared,
-    method: &Method,
-    path: &str,
-    query: &str,
-    headers: &HeaderMap,
-) -> Response {
+fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &HeaderMap) -> Response {
     if let Some(rest) = path.strip_prefix("/api/models/") {
         return api_models(state, rest, query, headers);
     }
@@ -447,32 +458,15 @@ fn route(
         let repo = decode(&path[1..at]);
         let rest = &path[at + "/resolve/".len()..];
         let Some((revision, file)) = rest.split_once('/') else {
-            return error(
-                StatusCode::NOT_FOUND,
-                Some("EntryNotFound"),
-                "no file in URL",
-            );
+            return error(StatusCode::NOT_FOUND, Some("EntryNotFound"), "no file in URL");
         };
-        return resolve(
-            state,
-            method,
-            headers,
-            &host,
-            &repo,
-            &decode(revision),
-            &decode(file),
-        );
+        return resolve(state, method, headers, &host, &repo, &decode(revision), &decode(file));
     }
     error(StatusCode::NOT_FOUND, None, "not found")
 }
 
 /// The commit a revision points at, or the error the Hub would send.
-fn find_commit(
-    inner: &Inner,
-    repo: &str,
-    revision: &str,
-    headers: &HeaderMap,
-) -> Result<Commit, Response> {
+fn find_commit(inner: &Inner, repo: &str, revision: &str, headers: &HeaderMap) -> Result<Commit, Response> {
     let Some(repo_state) = inner.repos.get(repo) else {
         return Err(error(
             StatusCode::NOT_FOUND,
@@ -557,10 +551,7 @@ fn api_models(state: &Shared, rest: &str, query: &str, headers: &HeaderMap) -> R
         return json(serde_json::Value::Array(entries));
     }
     let (repo, revision) = match rest.find("/revision/") {
-        Some(at) => (
-            decode(&rest[..at]),
-            decode(&rest[at + "/revision/".len()..]),
-        ),
+        Some(at) => (decode(&rest[..at]), decode(&rest[at + "/revision/".len()..])),
         None => (decode(rest), "main".to_string()),
     };
     let commit = match find_commit(&inner, &repo, &revision, headers) {
@@ -639,10 +630,7 @@ fn resolve(
     if metadata {
         let h = response.headers_mut();
         h.insert("x-repo-commit", HeaderValue::from_str(&commit.sha).unwrap());
-        h.insert(
-            "etag",
-            HeaderValue::from_str(&format!("\"{}\"", blob.etag())).unwrap(),
-        );
+        h.insert("etag", HeaderValue::from_str(&format!("\"{}\"", blob.etag())).unwrap());
         if blob.lfs {
             h.insert(
                 "x-linked-etag",
@@ -697,26 +685,13 @@ fn parse_range(value: &str, len: u64) -> Option<(u64, u64)> {
     (start < end || (start == 0 && len == 0)).then_some((start, end))
 }
 
-fn serve_blob(
-    state: &Shared,
-    method: &Method,
-    headers: &HeaderMap,
-    blob: &Blob,
-    commit: Option<&str>,
-) -> Response {
+fn serve_blob(state: &Shared, method: &Method, headers: &HeaderMap, blob: &Blob, commit: Option<&str>) -> Response {
     let _ = commit;
     let len = blob.content.len();
     let mut behaviour = state.lock().unwrap().behaviour.clone();
     let etag = format!("\"{}\"", blob.etag());
     let mut builder = Response::builder()
-        .header(
-            "accept-ranges",
-            if behaviour.ignore_range {
-                "none"
-            } else {
-                "bytes"
-            },
-        )
+        .header("accept-ranges", if behaviour.ignore_range { "none" } else { "bytes" })
         .header("content-type", "application/octet-stream");
     if *method == Method::HEAD {
         return builder
@@ -731,14 +706,9 @@ fn serve_blob(
         let b = &mut inner.behaviour;
         if b.fail_next > 0 {
             b.fail_next -= 1;
-            let mut r = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                None,
-                "temporarily unavailable",
-            );
+            let mut r = error(StatusCode::SERVICE_UNAVAILABLE, None, "temporarily unavailable");
             if let Some(secs) = b.retry_after {
-                r.headers_mut()
-                    .insert("retry-after", HeaderValue::from(secs));
+                r.headers_mut().insert("retry-after", HeaderValue::from(secs));
             }
             return r;
         }
@@ -779,51 +749,46 @@ fn serve_blob(
 
 fn body_stream(content: Content, start: u64, end: u64, behaviour: Behaviour) -> Body {
     const PIECE: u64 = 256 * 1024;
-    let stream =
-        futures_util::stream::unfold((start, Instant::now(), 0u64), move |(at, began, sent)| {
-            let content = content.clone();
-            let behaviour = behaviour.clone();
-            async move {
-                if at >= end {
-                    return None;
-                }
-                let mut piece_end = (at + PIECE).min(end);
-                let limit = if behaviour.stall_next > 0 {
-                    Some(behaviour.stall_after)
-                } else if behaviour.cut_next > 0 {
-                    Some(behaviour.cut_after)
-                } else {
-                    None
-                };
-                if let Some(limit) = limit {
-                    if sent >= limit {
-                        if behaviour.stall_next > 0 {
-                            // Keep the connection open and send nothing.
-                            tokio::time::sleep(Duration::from_secs(3600)).await;
-                        }
-                        return Some((
-                            Err(std::io::Error::other("connection cut by emulator")),
-                            (end, began, sent),
-                        ));
-                    }
-                    piece_end = piece_end.min(at + (limit - sent));
-                }
-                if let Some(rate) = behaviour.bandwidth {
-                    let due =
-                        Duration::from_secs_f64((sent + (piece_end - at)) as f64 / rate as f64);
-                    let elapsed = began.elapsed();
-                    if due > elapsed {
-                        tokio::time::sleep(due - elapsed).await;
-                    }
-                }
-                let bytes = content.slice(at, piece_end);
-                let n = bytes.len() as u64;
-                Some((
-                    Ok::<Bytes, std::io::Error>(bytes),
-                    (at + n, began, sent + n),
-                ))
+    let stream = futures_util::stream::unfold((start, Instant::now(), 0u64), move |(at, began, sent)| {
+        let content = content.clone();
+        let behaviour = behaviour.clone();
+        async move {
+            if at >= end {
+                return None;
             }
-        });
+            let mut piece_end = (at + PIECE).min(end);
+            let limit = if behaviour.stall_next > 0 {
+                Some(behaviour.stall_after)
+            } else if behaviour.cut_next > 0 {
+                Some(behaviour.cut_after)
+            } else {
+                None
+            };
+            if let Some(limit) = limit {
+                if sent >= limit {
+                    if behaviour.stall_next > 0 {
+                        // Keep the connection open and send nothing.
+                        tokio::time::sleep(Duration::from_secs(3600)).await;
+                    }
+                    return Some((
+                        Err(std::io::Error::other("connection cut by emulator")),
+                        (end, began, sent),
+                    ));
+                }
+                piece_end = piece_end.min(at + (limit - sent));
+            }
+            if let Some(rate) = behaviour.bandwidth {
+                let due = Duration::from_secs_f64((sent + (piece_end - at)) as f64 / rate as f64);
+                let elapsed = began.elapsed();
+                if due > elapsed {
+                    tokio::time::sleep(due - elapsed).await;
+                }
+            }
+            let bytes = content.slice(at, piece_end);
+            let n = bytes.len() as u64;
+            Some((Ok::<Bytes, std::io::Error>(bytes), (at + n, began, sent + n)))
+        }
+    });
     Body::from_stream(stream)
 }
 
@@ -844,12 +809,18 @@ mod tests {
 
     #[test]
     fn synthetic_ranges_agree_with_whole() {
-        let whole = synthetic_range(7, 0, 1000);
-        for (a, b) in [(0, 1), (3, 17), (8, 16), (999, 1000), (5, 1000)] {
-            assert_eq!(
-                synthetic_range(7, a, b),
-                whole.slice(a as usize..b as usize)
-            );
+        let whole = synthetic_range(7, 0, 200_000);
+        assert_ne!(whole.slice(0..65536), whole.slice(65536..131072), "blocks differ");
+        for (a, b) in [
+            (0, 1),
+            (3, 17),
+            (8, 16),
+            (999, 1000),
+            (5, 1000),
+            (65530, 65546),
+            (100_001, 200_000),
+        ] {
+            assert_eq!(synthetic_range(7, a, b), whole.slice(a as usize..b as usize));
         }
     }
 

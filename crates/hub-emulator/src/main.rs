@@ -3,6 +3,7 @@
 //! ```text
 //! mdl-hub [--port N] [--demo] [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N]
 //!         [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--ignore-range] [--no-content-length]
+//!         [--log FILE]
 //! ```
 //! It prints `listening on http://127.0.0.1:PORT` on its first line and serves
 //! until killed. `--synthetic` files are generated as they are served, so
@@ -18,7 +19,7 @@ const DEMO_STATE_DICT: &[u8] = include_bytes!("../../../tests/fixtures/state_dic
 const DEMO_SCRIPTED: &[u8] = include_bytes!("../../../tests/fixtures/scripted.pt");
 
 fn usage() -> ! {
-    eprintln!("usage: mdl-hub [--port N] [--demo] [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--ignore-range] [--no-content-length]");
+    eprintln!("usage: mdl-hub [--port N] [--demo] [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--ignore-range] [--no-content-length] [--log FILE]");
     std::process::exit(2);
 }
 
@@ -29,6 +30,7 @@ fn main() {
     let mut synthetic: Vec<(String, String, u64)> = Vec::new();
     let mut small: Vec<(String, usize)> = Vec::new();
     let mut behaviour = Behaviour::default();
+    let mut log: Option<std::path::PathBuf> = None;
     while let Some(arg) = args.next() {
         let mut value = || args.next().unwrap_or_else(|| usage());
         match arg.as_str() {
@@ -45,13 +47,9 @@ fn main() {
                 let (repo, n) = v.split_once('=').unwrap_or_else(|| usage());
                 small.push((repo.to_string(), n.parse().unwrap_or_else(|_| usage())));
             }
-            "--latency-ms" => {
-                behaviour.latency =
-                    Duration::from_millis(value().parse().unwrap_or_else(|_| usage()))
-            }
-            "--bandwidth" => {
-                behaviour.bandwidth = Some(value().parse().unwrap_or_else(|_| usage()))
-            }
+            "--latency-ms" => behaviour.latency = Duration::from_millis(value().parse().unwrap_or_else(|_| usage())),
+            "--bandwidth" => behaviour.bandwidth = Some(value().parse().unwrap_or_else(|_| usage())),
+            "--log" => log = Some(std::path::PathBuf::from(value())),
             "--ignore-range" => behaviour.ignore_range = true,
             "--no-content-length" => behaviour.no_content_length = true,
             _ => usage(),
@@ -59,6 +57,10 @@ fn main() {
     }
     let hub = Hub::start_on(port);
     hub.set_behaviour(behaviour);
+    if let Some(path) = &log {
+        hub.log_to(path)
+            .unwrap_or_else(|e| panic!("cannot write {}: {e}", path.display()));
+    }
     if demo {
         hub.commit(
             "mdl-demo/tiny-net",
@@ -92,10 +94,7 @@ fn main() {
         hub.commit(
             repo,
             "main",
-            files
-                .iter()
-                .map(|(p, b)| (p.as_str(), Some(b.clone())))
-                .collect(),
+            files.iter().map(|(p, b)| (p.as_str(), Some(b.clone()))).collect(),
         );
     }
     println!("listening on {}", hub.url());

@@ -160,12 +160,8 @@ impl Summary {
         let k = t.f_kind().map_err(first_line)?;
         let numel = t.numel() as u64;
         let sum = match k {
-            Kind::ComplexFloat | Kind::ComplexDouble => {
-                t.f_abs().and_then(|a| a.f_sum(Kind::Double))
-            }
-            Kind::Float8e4m3fn | Kind::Float8e5m2 => {
-                t.f_to_kind(Kind::Float).and_then(|a| a.f_sum(Kind::Double))
-            }
+            Kind::ComplexFloat | Kind::ComplexDouble => t.f_abs().and_then(|a| a.f_sum(Kind::Double)),
+            Kind::Float8e4m3fn | Kind::Float8e5m2 => t.f_to_kind(Kind::Float).and_then(|a| a.f_sum(Kind::Double)),
             _ => t.f_sum(Kind::Double),
         }
         .and_then(|s| s.f_double_value(&[]))
@@ -182,12 +178,7 @@ impl Summary {
         Ok(())
     }
 
-    fn report(
-        self,
-        format: Format,
-        device: Device,
-        forward_output: Option<Vec<i64>>,
-    ) -> FileReport {
+    fn report(self, format: Format, device: Device, forward_output: Option<Vec<i64>>) -> FileReport {
         FileReport {
             format,
             tensors: self.details.len() as u64,
@@ -203,12 +194,7 @@ impl Summary {
     }
 }
 
-pub fn load(
-    path: &Path,
-    format: Format,
-    device: Device,
-    forward: Option<&[i64]>,
-) -> Result<FileReport, String> {
+pub fn load(path: &Path, format: Format, device: Device, forward: Option<&[i64]>) -> Result<FileReport, String> {
     let target = tch_device(device);
     guarded(|| match format {
         Format::TorchScript => {
@@ -219,14 +205,9 @@ pub fn load(
             }
             let output = match forward {
                 Some(shape) => {
-                    let input =
-                        Tensor::f_zeros(shape, (Kind::Float, target)).map_err(first_line)?;
-                    let out = tch::no_grad(|| module.forward_ts(&[input])).map_err(|e| {
-                        format!(
-                            "forward on a zero input of shape {shape:?} failed: {}",
-                            first_line(e)
-                        )
-                    })?;
+                    let input = Tensor::f_zeros(shape, (Kind::Float, target)).map_err(first_line)?;
+                    let out = tch::no_grad(|| module.forward_ts(&[input]))
+                        .map_err(|e| format!("forward on a zero input of shape {shape:?} failed: {}", first_line(e)))?;
                     Some(out.size())
                 }
                 None => None,
@@ -253,10 +234,9 @@ pub fn load(
             // Each storage becomes one libtorch tensor on the device; views share it.
             let mut built = std::collections::BTreeMap::new();
             for (key, storage) in &file.storages {
-                let flat =
-                    Tensor::f_from_data_size(&storage.bytes, &[storage.numel], kind(storage.dtype))
-                        .and_then(|t| t.f_to_device(target))
-                        .map_err(|e| format!("storage `{key}`: {}", first_line(e)))?;
+                let flat = Tensor::f_from_data_size(&storage.bytes, &[storage.numel], kind(storage.dtype))
+                    .and_then(|t| t.f_to_device(target))
+                    .map_err(|e| format!("storage `{key}`: {}", first_line(e)))?;
                 built.insert(key.clone(), flat);
             }
             for t in &file.tensors {
@@ -304,15 +284,10 @@ mod tests {
             ("scripted.pt", Format::TorchScript, ""),
         ];
         for (name, format, _) in cases {
-            let report = load(&fixture(name), format, Device::Cpu, None)
-                .unwrap_or_else(|e| panic!("{name}: {e}"));
+            let report = load(&fixture(name), format, Device::Cpu, None).unwrap_or_else(|e| panic!("{name}: {e}"));
             let want = &manifest[name];
             assert_eq!(report.tensors, want["tensors"].as_u64().unwrap(), "{name}");
-            assert_eq!(
-                report.parameters,
-                want["parameters"].as_u64().unwrap(),
-                "{name}"
-            );
+            assert_eq!(report.parameters, want["parameters"].as_u64().unwrap(), "{name}");
             assert_eq!(report.bytes, want["bytes"].as_u64().unwrap(), "{name}");
             for t in &report.details {
                 let sum = want["sums"][&t.name]
@@ -324,8 +299,7 @@ mod tests {
                     "{name}/{}: {got} vs {sum}",
                     t.name
                 );
-                let shape: Vec<i64> =
-                    serde_json::from_value(want["shapes"][&t.name].clone()).unwrap();
+                let shape: Vec<i64> = serde_json::from_value(want["shapes"][&t.name].clone()).unwrap();
                 assert_eq!(t.shape, shape, "{name}/{}", t.name);
             }
         }
@@ -341,13 +315,7 @@ mod tests {
         )
         .unwrap();
         assert_eq!(report.forward_output, Some(vec![1, 2]));
-        let err = load(
-            &fixture("scripted.pt"),
-            Format::TorchScript,
-            Device::Cpu,
-            Some(&[1, 5]),
-        )
-        .unwrap_err();
+        let err = load(&fixture("scripted.pt"), Format::TorchScript, Device::Cpu, Some(&[1, 5])).unwrap_err();
         assert!(err.contains("forward on a zero input"), "{err}");
     }
 
@@ -371,10 +339,7 @@ mod tests {
             return; // Only meaningful on a machine without CUDA, like CI here.
         }
         let err = resolve_device(Device::Cuda(None)).unwrap_err();
-        assert!(
-            err.to_string().contains("libtorch sees no CUDA device"),
-            "{err}"
-        );
+        assert!(err.to_string().contains("libtorch sees no CUDA device"), "{err}");
         assert_eq!(resolve_device(Device::Auto).unwrap(), Device::Cpu);
     }
 }

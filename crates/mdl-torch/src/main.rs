@@ -40,19 +40,18 @@ fn main() -> ExitCode {
 /// The helper's side: answers each request by loading with libtorch, one JSON
 /// line per request, flushed as it goes (so a crash loses only the current file).
 pub fn serve_helper(requests: Vec<Request>, out: &mut impl std::io::Write) -> std::io::Result<()> {
-    let mut devices: std::collections::HashMap<String, Result<Device, VerifyError>> =
-        Default::default();
+    let mut devices: std::collections::HashMap<String, Result<Device, VerifyError>> = Default::default();
     for (index, request) in requests.iter().enumerate() {
-        let device = devices.entry(request.device.clone()).or_insert_with(|| {
-            match Device::parse(&request.device) {
+        let device = devices
+            .entry(request.device.clone())
+            .or_insert_with(|| match Device::parse(&request.device) {
                 Some(d) => libtorch::resolve_device(d),
                 None => Err(VerifyError::Load {
                     path: request.path.clone(),
                     format: None,
                     reason: format!("`{}` is not a device", request.device),
                 }),
-            }
-        });
+            });
         let answer = match device {
             Err(VerifyError::DeviceUnavailable { what, detail, .. }) => Answer::DeviceUnavailable {
                 index,
@@ -66,11 +65,7 @@ pub fn serve_helper(requests: Vec<Request>, out: &mut impl std::io::Write) -> st
             },
             Ok(device) => match load_file(&request.path, *device, request.forward.as_deref()) {
                 Ok(report) => Answer::Loaded { index, report },
-                Err(VerifyError::Load { format, reason, .. }) => Answer::LoadFailed {
-                    index,
-                    format,
-                    reason,
-                },
+                Err(VerifyError::Load { format, reason, .. }) => Answer::LoadFailed { index, format, reason },
                 Err(e) => Answer::LoadFailed {
                     index,
                     format: None,
@@ -87,11 +82,7 @@ pub fn serve_helper(requests: Vec<Request>, out: &mut impl std::io::Write) -> st
 
 /// Detects a file's format and loads it with libtorch. `Ok(None)` for files
 /// that are not weights.
-pub fn load_file(
-    path: &Path,
-    device: Device,
-    forward: Option<&[i64]>,
-) -> Result<Option<FileReport>, VerifyError> {
+pub fn load_file(path: &Path, device: Device, forward: Option<&[i64]>) -> Result<Option<FileReport>, VerifyError> {
     let io = |source| VerifyError::Io {
         path: path.to_path_buf(),
         source,
@@ -108,12 +99,11 @@ pub fn load_file(
         Detected::Weights(format) => format,
     };
     let started = Instant::now();
-    let mut report =
-        libtorch::load(path, format, device, forward).map_err(|reason| VerifyError::Load {
-            path: path.to_path_buf(),
-            format: Some(format),
-            reason,
-        })?;
+    let mut report = libtorch::load(path, format, device, forward).map_err(|reason| VerifyError::Load {
+        path: path.to_path_buf(),
+        format: Some(format),
+        reason,
+    })?;
     report.load_ms = started.elapsed().as_millis() as u64;
     Ok(Some(report))
 }
@@ -154,24 +144,11 @@ mod tests {
             .lines()
             .map(|l| serde_json::from_str(l).unwrap())
             .collect();
-        assert!(
-            matches!(&answers[0], Answer::Loaded { index: 0, report: Some(r) } if r.loaded && r.tensors == 9)
-        );
-        assert!(
-            matches!(&answers[1], Answer::LoadFailed { index: 1, reason, .. } if reason.contains("no record"))
-        );
-        assert!(matches!(
-            &answers[2],
-            Answer::Loaded {
-                index: 2,
-                report: None
-            }
-        ));
+        assert!(matches!(&answers[0], Answer::Loaded { index: 0, report: Some(r) } if r.loaded && r.tensors == 9));
+        assert!(matches!(&answers[1], Answer::LoadFailed { index: 1, reason, .. } if reason.contains("no record")));
+        assert!(matches!(&answers[2], Answer::Loaded { index: 2, report: None }));
         if !tch::Cuda::is_available() {
-            assert!(matches!(
-                &answers[3],
-                Answer::DeviceUnavailable { index: 3, .. }
-            ));
+            assert!(matches!(&answers[3], Answer::DeviceUnavailable { index: 3, .. }));
         }
     }
 }

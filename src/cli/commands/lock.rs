@@ -31,11 +31,7 @@ pub fn run(context: &Context, args: LockArgs) -> Result<(), Error> {
         ));
     }
     let project = context.project(config);
-    let mode = if args.locked {
-        LockMode::Locked
-    } else {
-        LockMode::Write
-    };
+    let mode = if args.locked { LockMode::Locked } else { LockMode::Write };
     let outcome = runtime().block_on(project.lock(&upgrade_from(args.upgrade), mode))?;
     let p = &context.printer;
     if outcome.downloaded_files > 0 {
@@ -51,11 +47,7 @@ pub fn run(context: &Context, args: LockArgs) -> Result<(), Error> {
     for name in &outcome.removed {
         p.status("Removed", &format!("{name} from the lockfile"));
     }
-    let verb = if outcome.written {
-        "Locked"
-    } else {
-        "Up to date"
-    };
+    let verb = if outcome.written { "Locked" } else { "Up to date" };
     p.status(
         verb,
         &format!(

@@ -79,21 +79,14 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
         if lock.written {
             p.status(
                 "Locked",
-                &format!(
-                    "{} model(s) ({} resolved)",
-                    lock.lock.models.len(),
-                    lock.resolved.len()
-                ),
+                &format!("{} model(s) ({} resolved)", lock.lock.models.len(), lock.resolved.len()),
             );
         }
     }
     let fetched = outcome.fetched_files + outcome.lock.as_ref().map_or(0, |l| l.downloaded_files);
     let bytes = outcome.fetched_bytes + outcome.lock.as_ref().map_or(0, |l| l.downloaded_bytes);
     if fetched > 0 {
-        p.status(
-            "Fetched",
-            &format!("{fetched} file(s), {}", human_bytes(bytes)),
-        );
+        p.status("Fetched", &format!("{fetched} file(s), {}", human_bytes(bytes)));
     }
     if !outcome.plan.extraneous.is_empty() {
         p.status(
@@ -150,19 +143,14 @@ pub fn print_checks(context: &Context, checks: &[ModelCheck]) -> Result<(), Erro
             forward.join("")
         );
         match v.status {
-            VerifyStatus::Verified if c.cached => {
-                p.status("Verified", &format!("{detail} (remembered)"))
-            }
+            VerifyStatus::Verified if c.cached => p.status("Verified", &format!("{detail} (remembered)")),
             VerifyStatus::Verified => p.status("Verified", &format!("{detail} in {ms} ms")),
             VerifyStatus::FormatChecked => {
                 format_only = true;
                 p.status("Checked", &detail)
             }
             VerifyStatus::Skipped => p.status("Skipped", &format!("{} (verify: false)", c.name)),
-            VerifyStatus::Failed => p.status(
-                "FAILED",
-                &format!("{}: {}", c.name, v.error.as_deref().unwrap_or("")),
-            ),
+            VerifyStatus::Failed => p.status("FAILED", &format!("{}: {}", c.name, v.error.as_deref().unwrap_or(""))),
         }
     }
     if format_only {

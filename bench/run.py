@@ -1,0 +1,329 @@
+#!/usr/bin/env python3
+"""mdl's benchmarks: each target is a ratio against a peer measured in the same
+run, on the same machine, served by the project's hub emulator on 127.0.0.1
+(optionally with per-request latency and a per-connection bandwidth cap).
+
+Run with `scripts/bench` (builds release binaries first). Writes BENCHMARKS.md.
+Stdlib only, so it runs with the system Python.
+"""
+import argparse
+import json
+import os
+import platform
+import shutil
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = ROOT / "target" / "release"
+MDL = BIN / "mdl"
+HUB = BIN / "mdl-hub"
+HF = ROOT / ".venv" / "bin" / "hf"
+PYTHON = ROOT / ".venv" / "bin" / "python"
+GiB = 1 << 30
+MiB = 1 << 20
+
+
+def log(*a):
+    print(*a, file=sys.stderr, flush=True)
+
+
+class Hub:
+    def __init__(self, work, *args):
+        self.log = work / f"hub-{time.time_ns()}.log"
+        self.proc = subprocess.Popen([str(HUB), "--log", str(self.log), *args], stdout=subprocess.PIPE, text=True)
+        line = self.proc.stdout.readline()
+        if "listening on" not in line:
+            raise SystemExit(f"mdl-hub did not start: {line!r}")
+        self.url = line.split()[-1]
+
+    def requests(self):
+        if not self.log.exists():
+            return []
+        return [l.split(" ", 3) for l in self.log.read_text().splitlines()]
+
+    def reset_log(self):
+        self.log.write_text("")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def timed(cmd, cwd=None, env=None):
+    """Wall seconds and peak RSS (MiB) of a command; fails loudly if it fails."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    _, status, rusage = os.wait4(proc.pid, 0)
+    elapsed = time.perf_counter() - start
+    stderr = proc.stderr.read().decode(errors="replace")
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise SystemExit(f"{' '.join(map(str, cmd))} failed:\n{stderr}")
+    return elapsed, rusage.ru_maxrss / 1024
+
+
+def mdl_env(hub):
+    env = dict(os.environ, HF_ENDPOINT=hub.url, CI="1")
+    env.pop("HF_TOKEN", None)
+    return env
+
+
+def project(work, name, yaml):
+    d = work / name
+    shutil.rmtree(d, ignore_errors=True)
+    d.mkdir(parents=True)
+    (d / "config.yaml").write_text(yaml)
+    return d
+
+
+def drop(path):
+    shutil.rmtree(path, ignore_errors=True) if Path(path).is_dir() else Path(path).unlink(missing_ok=True)
+
+
+def lock_then_time_sync(work, hub, name, repo, extra=""):
+    """`mdl lock` once, delete the files, then time `mdl sync` from the lock (the CI case)."""
+    d = project(work, name, f"models:\n  require: [{repo}]\n{extra}")
+    env = mdl_env(hub)
+    timed([MDL, "lock", "-q"], cwd=d, env=env)
+    return d, env
+
+
+def resync(d, env, model_dir):
+    shutil.rmtree(d / "models" / model_dir, ignore_errors=True)
+    return timed([MDL, "sync", "-q", "--no-verify"], cwd=d, env=env)
+
+
+def bench_loopback(work, size, runs):
+    log(f"[1] {size // GiB} GiB, loopback, no shaping")
+    hub = Hub(work, "--synthetic", f"bench/big/model.bin={size}")
+    try:
+        d, env = lock_then_time_sync(work, hub, "b1", "bench/big")
+        mdl_times, curl_times, rss = [], [], []
+        for _ in range(runs):
+            t, r = resync(d, env, "huggingface_bench--big")
+            mdl_times.append(t)
+            rss.append(r)
+            out = work / "curl.bin"
+            t, _ = timed(["curl", "-s", "-f", "-o", str(out), f"{hub.url}/files/bench/big/model.bin"])
+            curl_times.append(t)
+            drop(out)
+        drop(d)
+        m, c = statistics.median(mdl_times), statistics.median(curl_times)
+        return dict(mdl=m, curl=c, ratio=m / c, rss=max(rss), mdl_all=mdl_times, curl_all=curl_times)
+    finally:
+        hub.stop()
+
+
+def bench_shaped(work, size):
+    log(f"[2] {size // GiB} GiB, 20 ms latency, 50 MB/s per connection")
+    hub = Hub(work, "--synthetic", f"bench/big/model.bin={size}", "--latency-ms", "20", "--bandwidth", str(50_000_000))
+    try:
+        url = f"{hub.url}/files/bench/big/model.bin"
+        d, env = lock_then_time_sync(work, hub, "b2", "bench/big")
+        mdl, _ = resync(d, env, "huggingface_bench--big")
+        drop(d)
+        out = work / "aria"
+        drop(out)
+        aria, _ = timed(["aria2c", "-q", "-x8", "-s8", "-k1M", "--file-allocation=none", "--allow-overwrite=true", "-d", str(out), "-o", "model.bin", url])
+        drop(out)
+        curl_out = work / "curl.bin"
+        curl, _ = timed(["curl", "-s", "-f", "-o", str(curl_out), url])
+        drop(curl_out)
+        return dict(mdl=mdl, curl=curl, aria=aria, vs_curl=curl / mdl, vs_aria=aria / mdl)
+    finally:
+        hub.stop()
+
+
+def bench_mixed(work, small, large_size):
+    log(f"[3] a repo of {small} small files and 3 × {large_size // MiB} MiB")
+    args = ["--small-files", f"bench/mixed={small}"]
+    for i in range(3):
+        args += ["--synthetic", f"bench/mixed/large_{i}.bin={large_size}"]
+    hub = Hub(work, *args)
+    try:
+        d = project(work, "b3", "models:\n  require: [bench/mixed]\n")
+        env = mdl_env(hub)
+        mdl, _ = timed([MDL, "sync", "-q", "--no-verify"], cwd=d, env=env)
+        drop(d)
+        out = work / "hf-mixed"
+        drop(out)
+        hf_env = dict(env, HF_HOME=str(work / "hf-home"), HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1")
+        drop(work / "hf-home")
+        hf, _ = timed([HF, "download", "bench/mixed", "--local-dir", str(out)], env=hf_env)
+        drop(out)
+        drop(work / "hf-home")
+        return dict(mdl=mdl, hf=hf, speedup=hf / mdl)
+    finally:
+        hub.stop()
+
+
+def bench_noop(work, models, files_each, runs):
+    log(f"[4] no-op sync, {models} models × {files_each} files")
+    args = []
+    for i in range(models):
+        args += ["--small-files", f"bench/m{i:02}={files_each}"]
+    hub = Hub(work, *args)
+    try:
+        repos = ", ".join(f"bench/m{i:02}" for i in range(models))
+        d = project(work, "b4", f"models:\n  require: [{repos}]\n")
+        env = mdl_env(hub)
+        timed([MDL, "sync", "-q"], cwd=d, env=env)
+        hub.reset_log()
+        times = [timed([MDL, "sync", "-q"], cwd=d, env=env)[0] for _ in range(runs)]
+        requests = len(hub.requests())
+        # The peer: huggingface_hub's snapshot_download of the same repos, re-run
+        # with everything already downloaded (one Python process for all repos).
+        script = (
+            "import sys\nfrom huggingface_hub import snapshot_download\n"
+            + f"for i in range({models}):\n"
+            + f"    snapshot_download(f'bench/m{{i:02}}', local_dir=sys.argv[1] + f'/m{{i:02}}')\n"
+        )
+        out = work / "hf-noop"
+        drop(out)
+        hf_env = dict(env, HF_HOME=str(work / "hf-home"), HF_HUB_DISABLE_PROGRESS_BARS="1", HF_HUB_DISABLE_TELEMETRY="1")
+        timed([PYTHON, "-c", script, str(out)], env=hf_env)
+        hf_times = [timed([PYTHON, "-c", script, str(out)], env=hf_env)[0] for _ in range(3)]
+        drop(out)
+        drop(work / "hf-home")
+        drop(d)
+        m = statistics.median(times)
+        return dict(median_ms=m * 1000, p90_ms=sorted(times)[int(0.9 * (len(times) - 1))] * 1000, requests=requests,
+                    hf_ms=statistics.median(hf_times) * 1000, ratio=statistics.median(hf_times) / m)
+    finally:
+        hub.stop()
+
+
+def bench_rss(work, size):
+    log(f"[5] peak RSS syncing {size // GiB} GiB")
+    hub = Hub(work, "--synthetic", f"bench/huge/model.bin={size}")
+    try:
+        d, env = lock_then_time_sync(work, hub, "b5", "bench/huge")
+        t, rss = resync(d, env, "huggingface_bench--huge")
+        curl_out = work / "curl.bin"
+        _, curl_rss = timed(["curl", "-s", "-f", "-o", str(curl_out), f"{hub.url}/files/bench/huge/model.bin"])
+        drop(curl_out)
+        drop(d)
+        return dict(rss=rss, seconds=t, curl_rss=curl_rss)
+    finally:
+        hub.stop()
+
+
+def bench_resume(work, size):
+    log(f"[6] kill -9 at ~50 % of {size // GiB} GiB, then re-run")
+    hub = Hub(work, "--synthetic", f"bench/big/model.bin={size}", "--bandwidth", str(50_000_000))
+    try:
+        d, env = lock_then_time_sync(work, hub, "b6", "bench/big")
+        shutil.rmtree(d / "models" / "huggingface_bench--big")
+        proc = subprocess.Popen([MDL, "sync", "-q", "--no-verify"], cwd=d, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        tmp = d / "models" / ".mdl" / "tmp"
+        done_fraction = 0.0
+        while done_fraction < 0.5:
+            if proc.poll() is not None:
+                raise SystemExit("mdl finished before it could be killed")
+            for f in tmp.glob("*.part.json") if tmp.exists() else []:
+                try:
+                    pieces = json.loads(f.read_text())["pieces"]
+                    done_fraction = sum(p is not None for p in pieces["done"]) / len(pieces["done"])
+                except (ValueError, KeyError, TypeError):
+                    pass
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+        hub.reset_log()
+        timed([MDL, "sync", "-q", "--no-verify"], cwd=d, env=env)
+        fetched = 0
+        for method, status, rng, path in hub.requests():
+            if method == "GET" and rng.startswith("bytes="):
+                a, b = rng[len("bytes="):].split("-")
+                fetched += int(b) - int(a) + 1
+        drop(d)
+        return dict(killed_at=done_fraction, refetched=fetched / size)
+    finally:
+        hub.stop()
+
+
+def version(cmd):
+    try:
+        return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
+    except (OSError, IndexError):
+        return "?"
+
+
+def machine():
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "?")
+    mem = next((l.split(":", 1)[1].strip() for l in Path("/proc/meminfo").read_text().splitlines() if l.startswith("MemTotal")), "?")
+    return dict(cpu=cpu, cores=os.cpu_count(), memory=mem, kernel=platform.release(),
+                curl=version(["curl", "--version"]), aria2c=version(["aria2c", "--version"]),
+                hf=version([str(PYTHON), "-c", "import huggingface_hub; print('huggingface_hub', huggingface_hub.__version__)"]),
+                mdl=version([str(MDL), "--version"]))
+
+
+def verdict(ok):
+    return "met" if ok else "**not met**"
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
+    ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    args = ap.parse_args()
+    big, huge, large, small, runs = (2 * GiB, 4 * GiB, 200 * MiB, 500, 3)
+    if args.quick:
+        big, huge, large, small, runs = (256 * MiB, 512 * MiB, 32 * MiB, 100, 1)
+    work = ROOT / "target" / "bench-work"
+    shutil.rmtree(work, ignore_errors=True)
+    work.mkdir(parents=True)
+    m = machine()
+    r1 = bench_loopback(work, big, runs)
+    r2 = bench_shaped(work, big)
+    r3 = bench_mixed(work, small, large)
+    r4 = bench_noop(work, 50, 20, 21)
+    r5 = bench_rss(work, huge)
+    r6 = bench_resume(work, big)
+    shutil.rmtree(work, ignore_errors=True)
+
+    gib = big / GiB
+    rows = [
+        ("1", f"{gib:g} GiB, loopback: `mdl sync` (download + blake3 + fsync) vs `curl -o`",
+         f"mdl {r1['mdl']:.2f} s, curl {r1['curl']:.2f} s → **{r1['ratio']:.2f}×** curl's time", "≤ 1.1×", verdict(r1["ratio"] <= 1.1)),
+        ("2", f"{gib:g} GiB, 20 ms latency, 50 MB/s per connection: mdl vs curl and `aria2c -x8`",
+         f"mdl {r2['mdl']:.1f} s, curl {r2['curl']:.1f} s, aria2c {r2['aria']:.1f} s → **{r2['vs_curl']:.1f}×** faster than curl, **{r2['vs_aria']:.2f}×** aria2c's speed",
+         "≥ 4× curl, ≥ aria2c", verdict(r2["vs_curl"] >= 4 and r2["vs_aria"] >= 1)),
+        ("3", f"repo of {small} small files + 3 × {large // MiB} MiB, from scratch: `mdl sync` vs `hf download`",
+         f"mdl {r3['mdl']:.1f} s, hf {r3['hf']:.1f} s → **{r3['speedup']:.1f}×** faster", "≥ 2×", verdict(r3["speedup"] >= 2)),
+        ("4", "no-op `mdl sync`, 50 models / 1000 files (median of 21)",
+         f"median **{r4['median_ms']:.1f} ms** (p90 {r4['p90_ms']:.1f} ms), {r4['requests']} requests; huggingface_hub re-run {r4['hf_ms']:.0f} ms → {r4['ratio']:.0f}× faster",
+         "≤ 20 ms", verdict(r4["median_ms"] <= 20)),
+        ("5", f"peak RSS syncing {huge / GiB:g} GiB", f"**{r5['rss']:.0f} MiB** ({r5['seconds']:.1f} s; curl: {r5['curl_rss']:.0f} MiB)",
+         "≤ 64 MiB", verdict(r5["rss"] <= 64)),
+        ("6", f"kill -9 at {r6['killed_at'] * 100:.0f} % of {gib:g} GiB, re-run: bytes fetched again",
+         f"**{r6['refetched'] * 100:.1f} %** of the file", "≤ 55 %", verdict(r6["refetched"] <= 0.55)),
+    ]
+    lines = [
+        "# Benchmarks",
+        "",
+        "Generated by `scripts/bench` (`bench/run.py`)" + (" with `--quick` (smaller sizes)" if args.quick else "") + f" on {time.strftime('%Y-%m-%d')}.",
+        "Every peer is measured in the same run, against the same hub emulator (`mdl-hub`, release build) on 127.0.0.1;",
+        "latency and bandwidth caps are the emulator's (`--latency-ms`, `--bandwidth` per response/connection).",
+        "mdl runs from a lock (`mdl lock` first, files deleted, then the timed `mdl sync --no-verify`), as in CI.",
+        "",
+        "| # | benchmark | result | target | |",
+        "|---|---|---|---|---|",
+        *[f"| {a} | {b} | {c} | {d} | {e} |" for a, b, c, d, e in rows],
+        "",
+        "Machine: " + f"{m['cpu']}, {m['cores']} cores, {m['memory']} RAM, Linux {m['kernel']}.",
+        f"Peers: {m['curl']}; {m['aria2c']}; {m['hf']} (`hf download`). mdl: {m['mdl']} (release).",
+        "",
+        "Raw: " + json.dumps(dict(loopback=r1, shaped=r2, mixed=r3, noop=r4, rss=r5, resume=r6), default=lambda x: round(x, 4)),
+        "",
+    ]
+    Path(args.out).write_text("\n".join(lines))
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

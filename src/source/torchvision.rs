@@ -1,0 +1,177 @@
+//! torchvision's classification weights: a built-in catalog read from
+//! torchvision's own sources (see `torchvision_catalog.rs`), overridable and
+//! extendable in config, and torch.hub's rule that a weight file's name carries
+//! the first hex digits of its sha256 (`resnet18-f37072fd.pth`).
+
+use std::collections::BTreeMap;
+
+pub use super::torchvision_catalog::{BASE_URL, CATALOG};
+
+/// A weight chosen from the catalog.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Weight {
+    pub model: String,
+    /// `IMAGENET1K_V1`, … (or `custom` for a config entry without a weights name).
+    pub weights: String,
+    pub url: String,
+    pub file_name: String,
+}
+
+/// Why a catalog lookup failed, with what the catalog does have.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum LookupError {
+    UnknownModel { similar: Vec<String> },
+    UnknownWeights { available: Vec<String> },
+}
+
+/// Looks `model[@weights]` up: config entries (`overrides`, keyed `model` or
+/// `model@weights`, valued a file name under `base_url` or a full URL) first,
+/// then the built-in catalog. Without `@weights`, torchvision's DEFAULT.
+pub fn lookup(
+    model: &str,
+    weights: Option<&str>,
+    base_url: Option<&str>,
+    overrides: &BTreeMap<String, String>,
+) -> Result<Weight, LookupError> {
+    let base = base_url.unwrap_or(BASE_URL);
+    let join = |file: &str| {
+        if file.starts_with("http://") || file.starts_with("https://") {
+            file.to_string()
+        } else {
+            format!("{}/{}", base.trim_end_matches('/'), file.trim_start_matches('/'))
+        }
+    };
+    let key = match weights {
+        Some(w) => format!("{model}@{w}"),
+        None => model.to_string(),
+    };
+    if let Some(file) = overrides.get(&key) {
+        let url = join(file);
+        let file_name = url.rsplit('/').next().unwrap_or(file).to_string();
+        return Ok(Weight {
+            model: model.into(),
+            weights: weights.unwrap_or("custom").into(),
+            url,
+            file_name,
+        });
+    }
+    let entries: Vec<_> = CATALOG.iter().filter(|(m, ..)| *m == model).collect();
+    if entries.is_empty() {
+        let mut similar: Vec<String> = CATALOG
+            .iter()
+            .map(|(m, ..)| m.to_string())
+            .chain(overrides.keys().map(|k| k.split('@').next().unwrap_or(k).to_string()))
+            .filter(|m| m.starts_with(model) || model.starts_with(m.trim_end_matches(|c: char| c.is_ascii_digit())))
+            .collect();
+        similar.sort();
+        similar.dedup();
+        return Err(LookupError::UnknownModel { similar });
+    }
+    let entry = match weights {
+        Some(w) => entries.iter().find(|(_, name, ..)| *name == w),
+        None => entries.iter().find(|(.., default)| *default),
+    };
+    match entry {
+        Some((m, w, file, _)) => Ok(Weight {
+            model: m.to_string(),
+            weights: w.to_string(),
+            url: join(file),
+            file_name: file.to_string(),
+        }),
+        None => Err(LookupError::UnknownWeights {
+            available: entries.iter().map(|(_, w, ..)| w.to_string()).collect(),
+        }),
+    }
+}
+
+/// Whether the catalog (built-in or config) knows `model`.
+pub fn knows(model: &str, overrides: &BTreeMap<String, String>) -> bool {
+    CATALOG.iter().any(|(m, ..)| *m == model) || overrides.keys().any(|k| k.split('@').next() == Some(model))
+}
+
+/// The sha256 prefix in a file name, as torch.hub's `HASH_REGEX = r"-([a-f0-9]*)\."`
+/// finds it: the first `-`, hex digits, `.`. `None` when there is none (or it is empty).
+pub fn hash_prefix(file_name: &str) -> Option<String> {
+    let bytes = file_name.as_bytes();
+    for (i, &b) in bytes.iter().enumerate() {
+        if b != b'-' {
+            continue;
+        }
+        let hex: String = file_name[i + 1..]
+            .chars()
+            .take_while(|c| matches!(c, '0'..='9' | 'a'..='f'))
+            .collect();
+        if file_name[i + 1 + hex.len()..].starts_with('.') {
+            return (!hex.is_empty()).then_some(hex);
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_catalog_entry_has_the_url_shape_and_a_hash_prefix() {
+        let mut defaults = BTreeMap::new();
+        for (model, weights, file, default) in CATALOG {
+            assert!(file.ends_with(".pth"), "{model}@{weights}: {file}");
+            let prefix = hash_prefix(file).unwrap_or_else(|| panic!("{file} has no hash prefix"));
+            assert!(
+                prefix.len() >= 6 && prefix.chars().all(|c| c.is_ascii_hexdigit()),
+                "{file}"
+            );
+            assert!(!file.contains('/') && !file.contains(".."), "{file}");
+            if *default {
+                assert!(defaults.insert(*model, *weights).is_none(), "{model} has two defaults");
+            }
+        }
+        // Every model has exactly one default.
+        let models: std::collections::BTreeSet<_> = CATALOG.iter().map(|(m, ..)| *m).collect();
+        assert_eq!(models.len(), defaults.len());
+        for wanted in ["resnet18", "resnet50", "mobilenet_v2", "efficientnet_b0", "vgg16"] {
+            assert!(models.contains(wanted), "the seed's presets need {wanted}");
+        }
+    }
+
+    #[test]
+    fn lookups() {
+        let none = BTreeMap::new();
+        let w = lookup("resnet18", None, None, &none).unwrap();
+        assert_eq!(w.url, "https://download.pytorch.org/models/resnet18-f37072fd.pth");
+        assert_eq!(lookup("resnet50", None, None, &none).unwrap().weights, "IMAGENET1K_V2");
+        assert_eq!(
+            lookup("resnet50", Some("IMAGENET1K_V1"), Some("http://m/x/"), &none)
+                .unwrap()
+                .url,
+            "http://m/x/resnet50-0676ba61.pth"
+        );
+        assert!(
+            matches!(lookup("resnet50", Some("NOPE"), None, &none), Err(LookupError::UnknownWeights { available }) if available.len() == 2)
+        );
+        match lookup("resnet", None, None, &none) {
+            Err(LookupError::UnknownModel { similar }) => {
+                assert!(similar.contains(&"resnet18".to_string()), "{similar:?}")
+            }
+            other => panic!("{other:?}"),
+        }
+        let custom = BTreeMap::from([("resnet18".to_string(), "resnet18-abcdef12.pth".to_string())]);
+        assert_eq!(
+            lookup("resnet18", None, Some("http://mirror/"), &custom).unwrap().url,
+            "http://mirror/resnet18-abcdef12.pth"
+        );
+    }
+
+    #[test]
+    fn hash_prefix_follows_torch_hub() {
+        assert_eq!(hash_prefix("resnet18-f37072fd.pth").as_deref(), Some("f37072fd"));
+        assert_eq!(hash_prefix("alexnet-owt-7be5be79.pth").as_deref(), Some("7be5be79"));
+        assert_eq!(
+            hash_prefix("vgg16_features-amdegroot-88682ab5.pth").as_deref(),
+            Some("88682ab5")
+        );
+        assert_eq!(hash_prefix("model.pth"), None);
+        assert_eq!(hash_prefix("a-.pth"), None);
+    }
+}
