@@ -5,5 +5,6 @@ mod common;
 mod interop;
 mod lock;
 mod resume;
+mod sources;
 mod sync;
 mod verify;
