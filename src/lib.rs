@@ -15,10 +15,12 @@
 //! [`project::Project`] runs the pipeline for `mdl lock` / `mdl sync`.
 
 pub mod config;
+pub mod config_edit;
 pub mod env;
 pub mod error;
 pub mod fetch;
 pub mod lock;
+pub mod manage;
 pub mod model_id;
 pub mod plan;
 pub mod project;

@@ -702,7 +702,11 @@ impl Project {
     /// and what is on disk. Models whose files are not all in place are left out.
     /// A verification served entirely from remembered results (`true` in the
     /// map) keeps what `model_info.json` already says, so a no-op sync writes nothing.
-    fn write_registry(&self, lock: &Lockfile, verifications: &BTreeMap<String, (Verification, bool)>) -> Result<()> {
+    pub(crate) fn write_registry(
+        &self,
+        lock: &Lockfile,
+        verifications: &BTreeMap<String, (Verification, bool)>,
+    ) -> Result<()> {
         let now = jiff::Timestamp::now()
             .round(jiff::Unit::Second)
             .unwrap_or(jiff::Timestamp::now())

@@ -48,6 +48,16 @@ pub enum Command {
     Sync(commands::sync::SyncArgs),
     /// Load models with libtorch again (ignoring remembered results).
     Verify(commands::verify::VerifyArgs),
+    /// List wanted, locked and synced models.
+    List(commands::list::ListArgs),
+    /// Add models (or presets) to config.yaml, keeping its comments, and lock them.
+    Add(commands::add::AddArgs),
+    /// Remove a model from config.yaml, the lock and the disk.
+    Remove(commands::remove::RemoveArgs),
+    /// Delete files in the models directory that no locked model references.
+    Clean(commands::clean::CleanArgs),
+    /// Disk usage of the models directory.
+    Du(commands::du::DuArgs),
     /// Print the effective configuration, defaults filled in.
     Config,
 }
@@ -102,6 +112,11 @@ pub fn main() -> ExitCode {
         Command::Lock(args) => commands::lock::run(&context, args),
         Command::Sync(args) => commands::sync::run(&context, args),
         Command::Verify(args) => commands::verify::run(&context, args),
+        Command::List(args) => commands::list::run(&context, args),
+        Command::Add(args) => commands::add::run(&context, args),
+        Command::Remove(args) => commands::remove::run(&context, args),
+        Command::Clean(args) => commands::clean::run(&context, args),
+        Command::Du(args) => commands::du::run(&context, args),
         Command::Config => commands::config::run(&context),
     };
     match result {

@@ -4,6 +4,7 @@
 mod common;
 mod interop;
 mod lock;
+mod manage;
 mod resume;
 mod sources;
 mod sync;

@@ -26,12 +26,20 @@ fn torchvision_end_to_end_with_a_mirror_and_a_catalog_entry() {
     let file = serve_tv(&ctx, "resnet18", STATE_DICT);
     ctx.write_config(&tv_config(&ctx, "[\"torchvision:resnet18\"]", &[("resnet18", &file)]));
     let run = ctx.mdl(&["sync"]).success();
-    assert!(run.stderr().contains("Verified resnet18 on cpu: 1 weight file(s) [torch_zip], 9 tensors"), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("Verified resnet18 on cpu: 1 weight file(s) [torch_zip], 9 tensors"),
+        "{}",
+        run.stderr()
+    );
     assert_eq!(ctx.read(&format!("models/torchvision_resnet18/{file}")), STATE_DICT);
     let lock: toml::Value = toml::from_str(&ctx.read_str("models.lock")).unwrap();
     let model = &lock["model"][0];
     assert_eq!(model["source"].as_str(), Some("torchvision"));
-    assert!(model["resolved_url"].as_str().unwrap().ends_with(&format!("/files/tv/{file}")));
+    assert!(model["resolved_url"]
+        .as_str()
+        .unwrap()
+        .ends_with(&format!("/files/tv/{file}")));
 }
 
 #[test]
@@ -48,25 +56,51 @@ fn torchvision_checks_the_sha256_prefix_of_the_real_catalog_names() {
         .stderr_has("does not match its sha256 prefix: expected `0676ba61`");
     assert!(!ctx.models().join("torchvision_resnet50/resnet50-0676ba61.pth").exists());
     ctx.write_config("models:\n  require: [\"torchvision:resnet50@V9\"]\n");
-    ctx.mdl(&["lock"]).failure(1).stderr_has("has no weights `V9`").stderr_has("IMAGENET1K_V1, IMAGENET1K_V2");
+    ctx.mdl(&["lock"])
+        .failure(1)
+        .stderr_has("has no weights `V9`")
+        .stderr_has("IMAGENET1K_V1, IMAGENET1K_V2");
 }
 
 #[test]
 fn bare_names_are_detected_in_the_seed_order_and_locked() {
     let ctx = TestContext::new();
     let file = serve_tv(&ctx, "resnet18", STATE_DICT);
-    ctx.hub.commit("bert-base-uncased", "main", vec![("model.safetensors", Some(Blob::lfs(SAFETENSORS)))]);
-    ctx.write_config(&tv_config(&ctx, "[resnet18, bert-base-uncased]", &[("resnet18", &file)]));
+    ctx.hub.commit(
+        "bert-base-uncased",
+        "main",
+        vec![("model.safetensors", Some(Blob::lfs(SAFETENSORS)))],
+    );
+    ctx.write_config(&tv_config(
+        &ctx,
+        "[resnet18, bert-base-uncased]",
+        &[("resnet18", &file)],
+    ));
     ctx.mdl(&["sync"]).success();
     let lock: toml::Value = toml::from_str(&ctx.read_str("models.lock")).unwrap();
     let sources: Vec<(&str, &str, bool)> = lock["model"]
         .as_array()
         .unwrap()
         .iter()
-        .map(|m| (m["name"].as_str().unwrap(), m["source"].as_str().unwrap(), m["auto"].as_bool().unwrap_or(false)))
+        .map(|m| {
+            (
+                m["name"].as_str().unwrap(),
+                m["source"].as_str().unwrap(),
+                m["auto"].as_bool().unwrap_or(false),
+            )
+        })
         .collect();
-    assert_eq!(sources, [("bert-base-uncased", "huggingface", true), ("resnet18", "torchvision", true)]);
-    assert!(ctx.models().join("huggingface_bert-base-uncased/model.safetensors").exists());
+    assert_eq!(
+        sources,
+        [
+            ("bert-base-uncased", "huggingface", true),
+            ("resnet18", "torchvision", true)
+        ]
+    );
+    assert!(ctx
+        .models()
+        .join("huggingface_bert-base-uncased/model.safetensors")
+        .exists());
     // Sync never guesses again: with the lock current, no request at all.
     ctx.hub.clear_requests();
     ctx.mdl(&["sync"]).success();
@@ -84,7 +118,9 @@ fn unknown_and_ambiguous_names_list_what_was_tried() {
         .stderr_has("PyTorch Hub: not searched")
         .stderr_has("Hugging Face Hub (http://127.0.0.1:");
     ctx.write_config("models:\n  require: [resnet]\n");
-    ctx.mdl(&["lock"]).failure(1).stderr_has("(similar: resnet101, resnet152, resnet18, resnet34, resnet50");
+    ctx.mdl(&["lock"])
+        .failure(1)
+        .stderr_has("(similar: resnet101, resnet152, resnet18, resnet34, resnet50");
 }
 
 #[test]
@@ -92,9 +128,16 @@ fn presets_builtin_user_and_for_one_run() {
     let ctx = TestContext::new();
     let r18 = serve_tv(&ctx, "resnet18", STATE_DICT);
     let mv2 = serve_tv(&ctx, "mobilenet_v2", LEGACY);
-    ctx.hub.commit("acme/extra", "main", vec![("model.safetensors", Some(Blob::lfs(SAFETENSORS)))]);
+    ctx.hub.commit(
+        "acme/extra",
+        "main",
+        vec![("model.safetensors", Some(Blob::lfs(SAFETENSORS)))],
+    );
     let base = tv_config(&ctx, "[]", &[("resnet18", &r18), ("mobilenet_v2", &mv2)]);
-    ctx.write_config(&format!("{}\npresets:\n  mine: [acme/extra]\n", base.replace("  require: []\n", "  require: []\n  presets: [basic]\n")));
+    ctx.write_config(&format!(
+        "{}\npresets:\n  mine: [acme/extra]\n",
+        base.replace("  require: []\n", "  require: []\n  presets: [basic]\n")
+    ));
     ctx.mdl(&["sync"]).success();
     let registry = ctx.json("models/model_registry.json");
     let names: Vec<&String> = registry["models"].as_object().unwrap().keys().collect();
@@ -123,11 +166,19 @@ fn local_models_are_locked_verified_and_used_in_place() {
     std::fs::write(dir.join("config.json"), b"{}").unwrap();
     ctx.write_config("models:\n  require: [./weights/tiny]\n");
     let run = ctx.mdl(&["sync"]).success();
-    assert!(run.stderr().contains("Verified tiny on cpu: 1 weight file(s) [torch_zip]"), "{}", run.stderr());
+    assert!(
+        run.stderr()
+            .contains("Verified tiny on cpu: 1 weight file(s) [torch_zip]"),
+        "{}",
+        run.stderr()
+    );
     assert!(ctx.requests().is_empty(), "no network for a local model");
     assert!(!ctx.models().join("local_tiny/model.pth").exists(), "never copied");
     assert!(ctx.read_str("models.lock").contains(&blake3_hex(STATE_DICT)));
-    assert_eq!(ctx.json("models/model_registry.json")["models"]["tiny"]["path"], "./weights/tiny");
+    assert_eq!(
+        ctx.json("models/model_registry.json")["models"]["tiny"]["path"],
+        "./weights/tiny"
+    );
     // A change on disk is caught, and `lock --upgrade` accepts it.
     std::fs::write(dir.join("model.pth"), LEGACY).unwrap();
     ctx.mdl(&["sync"])

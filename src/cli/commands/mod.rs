@@ -1,5 +1,10 @@
 //! One file per command: each parses its arguments and calls the library.
+pub mod add;
+pub mod clean;
 pub mod config;
+pub mod du;
+pub mod list;
 pub mod lock;
+pub mod remove;
 pub mod sync;
 pub mod verify;
