@@ -161,6 +161,47 @@ impl Lockfile {
         Lockfile::parse(path, &text).map(Some)
     }
 
+    /// Like [`Lockfile::read`], through a JSON copy in `cache_dir` keyed by the
+    /// lock's blake3: TOML parsing of a large lock costs tens of milliseconds,
+    /// which a no-op sync should not pay. The TOML file stays the truth.
+    pub fn read_cached(path: &Path, cache_dir: &Path) -> Result<Option<Lockfile>, LockError> {
+        let text = match fs_err::read_to_string(path) {
+            Ok(t) => t,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+            Err(e) => {
+                return Err(LockError::Read {
+                    path: path.into(),
+                    source: e,
+                })
+            }
+        };
+        let key = blake3::hash(text.as_bytes()).to_hex().to_string();
+        let cache = cache_dir.join("lock-cache.json");
+        #[derive(Serialize, Deserialize)]
+        struct Cached {
+            key: String,
+            models: BTreeMap<String, LockedModel>,
+        }
+        if let Some(cached) = std::fs::read(&cache)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Cached>(&b).ok())
+        {
+            if cached.key == key {
+                return Ok(Some(Lockfile { models: cached.models }));
+            }
+        }
+        let lock = Lockfile::parse(path, &text)?;
+        if cache_dir.is_dir() {
+            let bytes = serde_json::to_vec(&Cached {
+                key,
+                models: lock.models.clone(),
+            })
+            .expect("serialises");
+            let _ = crate::store::write_atomic(&cache, &bytes);
+        }
+        Ok(Some(lock))
+    }
+
     pub fn parse(path: &Path, text: &str) -> Result<Lockfile, LockError> {
         #[derive(Deserialize)]
         struct VersionOnly {
@@ -170,14 +211,27 @@ impl Lockfile {
             path: path.into(),
             message: e.message().to_string(),
         };
-        let version: VersionOnly = toml::from_str(text).map_err(parse_err)?;
-        if version.version != LOCK_VERSION {
+        let wire: LockWire = match toml::from_str(text) {
+            Ok(wire) => wire,
+            // A lock from another version may not have this version's shape:
+            // say so rather than report the first field that differs.
+            Err(e) => match toml::from_str::<VersionOnly>(text) {
+                Ok(v) if v.version != LOCK_VERSION => {
+                    return Err(LockError::Version {
+                        path: path.into(),
+                        found: v.version,
+                    })
+                }
+                _ => return Err(parse_err(e)),
+            },
+        };
+        if wire.version != LOCK_VERSION {
             return Err(LockError::Version {
                 path: path.into(),
-                found: version.version,
+                found: wire.version,
             });
         }
-        let wire: LockWire = toml::from_str(text).map_err(parse_err)?;
+
         let mut models = BTreeMap::new();
         for model in wire.models {
             for file in &model.files {

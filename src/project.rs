@@ -383,7 +383,7 @@ impl Project {
         let mut outcome = SyncOutcome::default();
 
         let path = self.lock_path();
-        let current = Lockfile::read(&path)?;
+        let current = Lockfile::read_cached(&path, &self.store.meta_dir())?;
         let stale = match &current {
             None => true,
             Some(lock) => !lock.differences(&self.config.specs).is_empty(),
@@ -504,7 +504,19 @@ impl Project {
             .iter()
             .map(|c| (c.name.clone(), (c.verification.clone(), c.cached)))
             .collect();
-        self.write_registry(&lock, &verifications)?;
+        // Nothing fetched, nothing reloaded, lock unchanged: the registry is
+        // already true, unless a model_info.json went missing.
+        let unchanged = outcome.lock.is_none()
+            && plan.fetch.is_empty()
+            && checks.iter().all(|c| c.cached)
+            && self.registry_path().is_file()
+            && lock
+                .models
+                .values()
+                .all(|m| self.store.model_dir(&m.dir_name()).join(MODEL_INFO).is_file());
+        if !unchanged {
+            self.write_registry_known(&lock, &verifications, true)?;
+        }
         outcome.checks = checks;
         outcome.elapsed_ms = started.elapsed().as_millis() as u64;
         let failed: Vec<Error> = outcome
@@ -631,10 +643,14 @@ impl Project {
                 }
                 // Only weight files go to the verifier; the rest (configs, tokenizers) need no load.
                 let path = self.store.locate(model, file)?;
+                if state.not_weights.contains(&file.blake3) {
+                    continue;
+                }
                 if verify::detect(&path)
                     .map(|d| d == verify::Detected::Other)
                     .unwrap_or(false)
                 {
+                    state.not_weights.insert(file.blake3.clone());
                     continue;
                 }
                 pending.push(Pending {
@@ -707,6 +723,17 @@ impl Project {
         lock: &Lockfile,
         verifications: &BTreeMap<String, (Verification, bool)>,
     ) -> Result<()> {
+        self.write_registry_known(lock, verifications, false)
+    }
+
+    /// `all_present`: the caller just checked every locked file is in place
+    /// (a sync that fetched everything it planned), so no `stat` is repeated.
+    fn write_registry_known(
+        &self,
+        lock: &Lockfile,
+        verifications: &BTreeMap<String, (Verification, bool)>,
+        all_present: bool,
+    ) -> Result<()> {
         let now = jiff::Timestamp::now()
             .round(jiff::Unit::Second)
             .unwrap_or(jiff::Timestamp::now())
@@ -717,10 +744,11 @@ impl Project {
         };
         for model in lock.models.values() {
             let dir = self.store.model_dir(&model.dir_name());
-            let complete = model
-                .files
-                .iter()
-                .all(|f| self.store.locate(model, f).map(|p| p.is_file()).unwrap_or(false));
+            let complete = all_present
+                || model
+                    .files
+                    .iter()
+                    .all(|f| self.store.locate(model, f).map(|p| p.is_file()).unwrap_or(false));
             if !complete {
                 continue;
             }

@@ -163,6 +163,10 @@ pub struct StoreState {
     /// A failure is never recorded, so the next sync tries again.
     #[serde(default)]
     pub verified: BTreeMap<String, crate::verify::FileReport>,
+    /// blake3 of files known not to be weights (configs, tokenizers, `.bin`
+    /// files of other formats), so a no-op sync does not sniff them again.
+    #[serde(default)]
+    pub not_weights: std::collections::BTreeSet<String>,
 }
 
 /// The models directory.
