@@ -132,6 +132,13 @@ impl LockedModel {
     }
 }
 
+/// `.mdl/lock-cache.json`: the parsed lock, keyed by the blake3 of its text.
+#[derive(Serialize, Deserialize)]
+struct Cached {
+    key: String,
+    models: BTreeMap<String, LockedModel>,
+}
+
 #[derive(Serialize, Deserialize)]
 struct LockWire {
     version: u32,
@@ -177,11 +184,6 @@ impl Lockfile {
         };
         let key = blake3::hash(text.as_bytes()).to_hex().to_string();
         let cache = cache_dir.join("lock-cache.json");
-        #[derive(Serialize, Deserialize)]
-        struct Cached {
-            key: String,
-            models: BTreeMap<String, LockedModel>,
-        }
         if let Some(cached) = std::fs::read(&cache)
             .ok()
             .and_then(|b| serde_json::from_slice::<Cached>(&b).ok())
@@ -191,15 +193,31 @@ impl Lockfile {
             }
         }
         let lock = Lockfile::parse(path, &text)?;
-        if cache_dir.is_dir() {
-            let bytes = serde_json::to_vec(&Cached {
-                key,
-                models: lock.models.clone(),
-            })
-            .expect("serialises");
-            let _ = crate::store::write_atomic(&cache, &bytes);
-        }
+        lock.write_cache(&key, cache_dir);
         Ok(Some(lock))
+    }
+
+    /// Primes the cache that [`Lockfile::read_cached`] reads, for the lock as
+    /// [`Lockfile::write`] writes it. Best effort: the cache is only a shortcut.
+    pub fn prime_cache(&self, cache_dir: &Path) {
+        let key = blake3::hash(self.to_toml().as_bytes()).to_hex().to_string();
+        self.write_cache(&key, cache_dir);
+    }
+
+    fn write_cache(&self, key: &str, cache_dir: &Path) {
+        let cache = cache_dir.join("lock-cache.json");
+        let current = std::fs::read(&cache)
+            .ok()
+            .and_then(|b| serde_json::from_slice::<Cached>(&b).ok());
+        if current.is_some_and(|c| c.key == key) || !cache_dir.is_dir() {
+            return;
+        }
+        let bytes = serde_json::to_vec(&Cached {
+            key: key.to_string(),
+            models: self.models.clone(),
+        })
+        .expect("serialises");
+        let _ = crate::store::write_atomic(&cache, &bytes);
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Lockfile, LockError> {

@@ -367,6 +367,7 @@ impl Project {
         }
         outcome.lock = Lockfile { models };
         outcome.written = outcome.lock.write(&path)?;
+        outcome.lock.prime_cache(&self.store.meta_dir());
         Ok(outcome)
     }
 
