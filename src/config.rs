@@ -645,6 +645,49 @@ impl Config {
         })
     }
 
+    /// Wants one more model, given by its identifier, in memory (the Rust API's
+    /// `ensure_model_available`). Returns its name; an identical spec already
+    /// wanted is not added twice.
+    pub fn add_requirement(&mut self, id: &str) -> Result<String, ConfigError> {
+        let invalid = |message: String, hint: String| ConfigError::Invalid {
+            path: self.path.clone(),
+            line: None,
+            column: None,
+            message,
+            hint,
+        };
+        let parsed = ModelId::parse(id).map_err(|e| invalid(e.to_string(), IdError::ACCEPTED.to_string()))?;
+        if let Some(source) = parsed.source().filter(|s| !self.models.download.sources.enabled(*s)) {
+            return Err(invalid(
+                format!("`{id}` needs the `{source}` source, which is disabled"),
+                format!("set `models.download.sources.{source}.enabled: true`"),
+            ));
+        }
+        let spec = ModelSpec {
+            name: parsed.default_name(),
+            id: parsed,
+            include: Vec::new(),
+            exclude: Vec::new(),
+            device: self.device,
+            verify: VerifyOptions {
+                load: true,
+                forward: None,
+            },
+        };
+        if let Some(existing) = self.specs.iter().find(|s| s.dir_name() == spec.dir_name()) {
+            if existing.id == spec.id {
+                return Ok(existing.name.clone());
+            }
+            return Err(invalid(
+                format!("two models are named `{}`", spec.name),
+                "give the model in config.yaml another `name:`".into(),
+            ));
+        }
+        let name = spec.name.clone();
+        self.specs.push(spec);
+        Ok(name)
+    }
+
     /// The directory that holds `models.lock` and against which relative paths resolve.
     pub fn project_dir(&self) -> PathBuf {
         match self.path.parent() {

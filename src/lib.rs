@@ -14,6 +14,7 @@
 //!
 //! [`project::Project`] runs the pipeline for `mdl lock` / `mdl sync`.
 
+pub mod api;
 pub mod config;
 pub mod config_edit;
 pub mod env;

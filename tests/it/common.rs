@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
-pub use hub_emulator::{Behaviour, Blob, Hub, RequestRecord};
+pub use hub_emulator::{Blob, Hub, RequestRecord};
 
 pub const STATE_DICT: &[u8] = include_bytes!("../fixtures/state_dict.pth");
 pub const SCRIPTED: &[u8] = include_bytes!("../fixtures/scripted.pt");

@@ -410,7 +410,7 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
         tokio::time::sleep(latency).await;
     }
     let response = route(&state, &method, &raw_path, &query, &headers);
-    state.lock().unwrap().log.push(RequestRecord {
+    let record = RequestRecord {
         method: method.to_string(),
         path: if query.is_empty() {
             raw_path
@@ -423,7 +423,15 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
         status: response.status().as_u16(),
-    });
+    };
+    let mut inner = state.lock().unwrap();
+    if let Some(file) = &mut inner.log_file {
+        use std::io::Write;
+        let range = record.range.as_deref().unwrap_or("-");
+        let _ = writeln!(file, "{} {} {range} {}", record.method, record.status, record.path);
+    }
+    inner.log.push(record);
+    drop(inner);
     response
 }
 
