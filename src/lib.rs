@@ -31,6 +31,7 @@ pub mod resolve;
 pub mod source;
 pub mod store;
 pub mod verify;
+pub mod watch;
 
 pub use error::{Error, Result};
 

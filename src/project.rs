@@ -230,12 +230,19 @@ impl Project {
             sources: &self.config.models.download.sources,
             project_dir: self.config.project_dir(),
         };
+        // The futures are built first (not in a `.map` closure over the stream):
+        // that keeps the whole sync future `Send` for `tokio::spawn` (`mdl watch`).
+        let lookups: Vec<_> = to_resolve
+            .iter()
+            .copied()
+            .enumerate()
+            .map(|(i, spec)| {
+                let resolver = &resolver;
+                async move { (i, resolver.resolve(spec).await) }
+            })
+            .collect();
         let resolved: Vec<(usize, std::result::Result<ResolvedModel, crate::resolve::ResolveError>)> =
-            futures_util::stream::iter(to_resolve.iter().enumerate())
-                .map(|(i, spec)| {
-                    let resolver = &resolver;
-                    async move { (i, resolver.resolve(spec).await) }
-                })
+            futures_util::stream::iter(lookups)
                 .buffer_unordered(self.settings.jobs)
                 .collect()
                 .await;

@@ -48,6 +48,8 @@ pub enum Command {
     Sync(commands::sync::SyncArgs),
     /// Load models with libtorch again (ignoring remembered results).
     Verify(commands::verify::VerifyArgs),
+    /// Re-sync whenever config.yaml or models.lock changes.
+    Watch(commands::watch::WatchArgs),
     /// List wanted, locked and synced models.
     List(commands::list::ListArgs),
     /// Add models (or presets) to config.yaml, keeping its comments, and lock them.
@@ -112,6 +114,7 @@ pub fn main() -> ExitCode {
         Command::Lock(args) => commands::lock::run(&context, args),
         Command::Sync(args) => commands::sync::run(&context, args),
         Command::Verify(args) => commands::verify::run(&context, args),
+        Command::Watch(args) => commands::watch::run(&context, args),
         Command::List(args) => commands::list::run(&context, args),
         Command::Add(args) => commands::add::run(&context, args),
         Command::Remove(args) => commands::remove::run(&context, args),

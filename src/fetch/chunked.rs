@@ -79,6 +79,19 @@ impl Fetcher {
                 }
             }
         }
+        // The resume state is written before the partial file exists, so an
+        // interruption at any point leaves a partial file the next run can continue.
+        save_state(
+            state_path,
+            job,
+            &Shared {
+                done: done.clone(),
+                etag: etag.clone(),
+                range_ignored: false,
+                failure: None,
+            },
+            piece,
+        );
         let file = std::fs::OpenOptions::new()
             .create(true)
             .read(true)

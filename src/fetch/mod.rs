@@ -238,9 +238,12 @@ impl Fetcher {
     /// Downloads every job, at most `jobs` at once. Results are in job order.
     pub async fn fetch_all(&self, jobs: Vec<FetchJob>) -> Vec<Result<Fetched, FetchError>> {
         let mut results: Vec<Option<Result<Fetched, FetchError>>> = (0..jobs.len()).map(|_| None).collect();
-        let mut stream = futures_util::stream::iter(jobs.into_iter().enumerate())
+        let downloads: Vec<_> = jobs
+            .into_iter()
+            .enumerate()
             .map(|(i, job)| async move { (i, self.fetch(&job).await) })
-            .buffer_unordered(self.settings.jobs.max(1));
+            .collect();
+        let mut stream = futures_util::stream::iter(downloads).buffer_unordered(self.settings.jobs.max(1));
         while let Some((i, result)) = stream.next().await {
             results[i] = Some(result);
         }
@@ -408,6 +411,19 @@ impl Fetcher {
         let continuing = resumable
             && status == StatusCode::PARTIAL_CONTENT
             && content_range_start(response.headers()) == Some(part_len);
+        // Order matters for resumption after a crash at any point: an old partial
+        // file is emptied first, then the state naming what it will hold is
+        // written, and only then do bytes arrive.
+        if !continuing && part_len > 0 {
+            std::fs::File::create(part_path).map_err(fatal_io(part_path))?;
+        }
+        let state = PartialState {
+            url: job.url.clone(),
+            etag: etag.clone(),
+            expect: job.expect.clone(),
+            pieces: None,
+        };
+        store::write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
@@ -437,13 +453,6 @@ impl Fetcher {
             written = 0;
         }
         file.seek(SeekFrom::Start(written)).map_err(fatal_io(part_path))?;
-        let state = PartialState {
-            url: job.url.clone(),
-            etag: etag.clone(),
-            expect: job.expect.clone(),
-            pieces: None,
-        };
-        store::write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
 
         let total = job
             .expect

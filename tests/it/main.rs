@@ -10,3 +10,4 @@ mod resume;
 mod sources;
 mod sync;
 mod verify;
+mod watch;

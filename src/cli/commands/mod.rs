@@ -8,3 +8,4 @@ pub mod lock;
 pub mod remove;
 pub mod sync;
 pub mod verify;
+pub mod watch;

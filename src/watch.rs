@@ -1,0 +1,254 @@
+//! `mdl watch`: keeps the models directory in sync while `config.yaml` (or
+//! `models.lock`, edited by hand or by `git checkout`) changes.
+//!
+//! * The config's *directory* is watched, not the file: editors that save by
+//!   writing a temporary file and renaming it over the original (vim, many IDEs)
+//!   replace the inode, which a watch on the file itself would lose.
+//! * Bursts of events are debounced into one run, and a file whose bytes did
+//!   not change (a touch, mdl's own rewrite of an unchanged lock) runs nothing.
+//! * An invalid config is reported once, with its line and column, and the last
+//!   good state stays in place until the file is fixed.
+//! * A change during a run cancels that run: its downloads stop where they are
+//!   and stay resumable (`models/.mdl/tmp`), and the new run continues them.
+//! * Models removed from the config stay on disk unless `prune` is set.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::lock::Lockfile;
+use crate::project::{Project, SyncOptions};
+use crate::reporter::Reporter;
+
+#[derive(Clone, Debug)]
+pub struct WatchOptions {
+    pub prune: bool,
+    pub verify: bool,
+    /// Quiet time after the last event before a run starts.
+    pub debounce: Duration,
+}
+
+impl Default for WatchOptions {
+    fn default() -> Self {
+        WatchOptions {
+            prune: false,
+            verify: true,
+            debounce: Duration::from_millis(250),
+        }
+    }
+}
+
+/// What one run did.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct RunSummary {
+    pub added: Vec<String>,
+    pub updated: Vec<String>,
+    pub removed: Vec<String>,
+    pub pruned: Vec<String>,
+    pub verified: Vec<String>,
+    pub fetched_files: usize,
+    pub fetched_bytes: u64,
+    pub ms: u64,
+    /// The lock as this run left it, so its own write is not taken for a change.
+    #[serde(skip)]
+    pub lock_after: Option<Vec<u8>>,
+}
+
+/// What the watcher reports, one per run or problem.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "event", rename_all = "snake_case")]
+pub enum WatchEvent {
+    Watching {
+        config: PathBuf,
+    },
+    Synced(RunSummary),
+    /// The config does not parse; the last good state is kept.
+    InvalidConfig {
+        message: String,
+    },
+    /// The run failed (network, verification, …); the next change retries.
+    Failed {
+        message: String,
+    },
+    /// A newer change arrived; this run was stopped, its downloads resumable.
+    Cancelled,
+    Stopped,
+}
+
+fn read_bytes(path: &Path) -> Option<Vec<u8>> {
+    std::fs::read(path).ok()
+}
+
+fn error_text(e: &Error) -> String {
+    let mut text = e.to_string();
+    if let Error::Many { errors, .. } = e {
+        for sub in errors {
+            text.push_str(&format!("\n  - {sub}"));
+        }
+    }
+    if let Some(hint) = e.hint() {
+        text.push_str(&format!("\nhint: {hint}"));
+    }
+    text
+}
+
+async fn run_once(config: Config, reporter: Arc<dyn Reporter>, options: WatchOptions) -> Result<RunSummary> {
+    let started = Instant::now();
+    let project = Project::new(config, reporter);
+    let before = project.read_lock()?.unwrap_or_default();
+    let sync = SyncOptions {
+        verify: options.verify,
+        ..SyncOptions::default()
+    };
+    let outcome = project.sync(&sync).await?;
+    let after = project.read_lock()?.unwrap_or_default();
+    let mut summary = diff(&before, &after);
+    if options.prune {
+        summary.pruned = project.clean(false)?.into_iter().map(|(p, _)| p).collect();
+    }
+    summary.verified = outcome
+        .checks
+        .iter()
+        .filter(|c| !c.cached)
+        .map(|c| c.name.clone())
+        .collect();
+    summary.fetched_files = outcome.fetched_files + outcome.lock.as_ref().map_or(0, |l| l.downloaded_files);
+    summary.fetched_bytes = outcome.fetched_bytes + outcome.lock.as_ref().map_or(0, |l| l.downloaded_bytes);
+    summary.ms = started.elapsed().as_millis() as u64;
+    summary.lock_after = read_bytes(&project.lock_path());
+    Ok(summary)
+}
+
+fn diff(before: &Lockfile, after: &Lockfile) -> RunSummary {
+    let mut summary = RunSummary::default();
+    for (name, model) in &after.models {
+        match before.models.get(name) {
+            None => summary.added.push(name.clone()),
+            Some(old) if old != model => summary.updated.push(name.clone()),
+            Some(_) => {}
+        }
+    }
+    summary.removed = before
+        .models
+        .keys()
+        .filter(|n| !after.models.contains_key(*n))
+        .cloned()
+        .collect();
+    summary
+}
+
+/// Watches until `shutdown` resolves, reporting each run to `on_event`.
+pub async fn watch(
+    config_path: &Path,
+    options: WatchOptions,
+    reporter: Arc<dyn Reporter>,
+    mut on_event: impl FnMut(&WatchEvent),
+    shutdown: impl std::future::Future<Output = ()>,
+) -> Result<()> {
+    use notify::Watcher;
+    let config_path = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf());
+    let dir = config_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let lock_path = dir.join("models.lock");
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<notify::Result<notify::Event>>();
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })
+    .map_err(|e| Error::usage(format!("cannot watch `{}`: {e}", dir.display()), None))?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .map_err(|e| Error::usage(format!("cannot watch `{}`: {e}", dir.display()), None))?;
+    on_event(&WatchEvent::Watching {
+        config: config_path.clone(),
+    });
+
+    let relevant =
+        |path: &Path| path.file_name() == config_path.file_name() || path.file_name() == lock_path.file_name();
+    // What the last completed (or started) run saw, to ignore no-change events.
+    let mut seen: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = None;
+    let mut last_invalid: Option<String> = None;
+    let mut due: Option<Instant> = Some(Instant::now());
+    let mut running: Option<tokio::task::JoinHandle<Result<RunSummary>>> = None;
+    // A lock-only change seen during a run: looked at again when the run ends.
+    let mut recheck = false;
+    tokio::pin!(shutdown);
+    loop {
+        let wait_until = due.map(tokio::time::Instant::from_std);
+        tokio::select! {
+            _ = &mut shutdown => {
+                if let Some(task) = running.take() {
+                    task.abort();
+                    let _ = task.await;
+                }
+                on_event(&WatchEvent::Stopped);
+                return Ok(());
+            }
+            event = rx.recv() => {
+                let Some(event) = event else { return Ok(()) };
+                if let Ok(event) = event {
+                    if event.paths.iter().any(|p| relevant(p)) && !matches!(event.kind, notify::EventKind::Access(_)) {
+                        due = Some(Instant::now() + options.debounce);
+                    }
+                }
+            }
+            result = async { running.as_mut().expect("checked").await }, if running.is_some() => {
+                running = None;
+                // The run rewrote the lock; remember what it wrote so that its own
+                // write is not a change, while a user's later edit still is.
+                if let Some(s) = &mut seen {
+                    s.1 = match &result {
+                        Ok(Ok(summary)) => summary.lock_after.clone(),
+                        _ => read_bytes(&lock_path),
+                    };
+                }
+                if std::mem::take(&mut recheck) {
+                    due = Some(Instant::now());
+                }
+                match result {
+                    Ok(Ok(summary)) => on_event(&WatchEvent::Synced(summary)),
+                    Ok(Err(e)) => on_event(&WatchEvent::Failed { message: error_text(&e) }),
+                    Err(join) if join.is_cancelled() => {}
+                    Err(join) => on_event(&WatchEvent::Failed { message: format!("the sync task failed: {join}") }),
+                }
+            }
+            _ = async { tokio::time::sleep_until(wait_until.expect("checked")).await }, if wait_until.is_some() => {
+                due = None;
+                let now = (read_bytes(&config_path), read_bytes(&lock_path));
+                if seen.as_ref() == Some(&now) {
+                    continue; // touched, or our own lock write: nothing changed
+                }
+                if running.is_some() && seen.as_ref().map(|s| &s.0) == Some(&now.0) {
+                    // Only the lock moved, most likely the running sync's own write.
+                    recheck = true;
+                    continue;
+                }
+                let config = match Config::parse(&config_path, &String::from_utf8_lossy(now.0.as_deref().unwrap_or_default()), &[]) {
+                    Ok(config) => config,
+                    Err(e) => {
+                        let message = error_text(&Error::from(e));
+                        if last_invalid.as_ref() != Some(&message) {
+                            on_event(&WatchEvent::InvalidConfig { message: message.clone() });
+                            last_invalid = Some(message);
+                        }
+                        seen = Some(now);
+                        continue;
+                    }
+                };
+                last_invalid = None;
+                if let Some(task) = running.take() {
+                    task.abort();
+                    let _ = task.await;
+                    on_event(&WatchEvent::Cancelled);
+                }
+                seen = Some(now);
+                running = Some(tokio::spawn(run_once(config, reporter.clone(), options.clone())));
+            }
+        }
+    }
+}
