@@ -265,13 +265,49 @@ impl Default for EnabledOnly {
     }
 }
 
-/// Seed sources that this version accepts in config but cannot fetch from yet.
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
-pub struct OtherSource {
+/// PyTorch Hub: GitHub repositories with a `hubconf.py`.
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct PytorchHubSource {
     #[serde(default = "yes")]
     pub enabled: bool,
-    #[serde(flatten)]
-    pub settings: BTreeMap<String, serde_yaml_ng::Value>,
+    /// Where repository archives come from (default `https://github.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub github_url: Option<String>,
+    /// Where refs are pinned to commits (default `https://api.github.com`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub api_url: Option<String>,
+    /// Weight URLs per entry, `owner/repo/entry` → URL or list of URLs, for
+    /// repositories other than `pytorch/vision` (mdl cannot run `hubconf.py`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub weights: BTreeMap<String, WeightUrls>,
+}
+
+#[derive(Clone, Debug, Deserialize, Serialize)]
+#[serde(untagged)]
+pub enum WeightUrls {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl WeightUrls {
+    pub fn urls(&self) -> Vec<String> {
+        match self {
+            WeightUrls::One(u) => vec![u.clone()],
+            WeightUrls::Many(us) => us.clone(),
+        }
+    }
+}
+
+impl Default for PytorchHubSource {
+    fn default() -> Self {
+        PytorchHubSource {
+            enabled: true,
+            github_url: None,
+            api_url: None,
+            weights: BTreeMap::new(),
+        }
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize)]
@@ -283,8 +319,8 @@ pub struct Sources {
     pub url: UrlSource,
     #[serde(default)]
     pub torchvision: TorchvisionSource,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub pytorch_hub: Option<OtherSource>,
+    #[serde(default)]
+    pub pytorch_hub: PytorchHubSource,
     #[serde(default)]
     pub local: EnabledOnly,
 }
@@ -296,6 +332,7 @@ impl Sources {
             Source::Url => self.url.enabled,
             Source::Torchvision => self.torchvision.enabled,
             Source::Local => self.local.enabled,
+            Source::PytorchHub => self.pytorch_hub.enabled,
         }
     }
 }
@@ -334,7 +371,7 @@ pub struct Download {
     /// A download that receives no byte for this long is retried (default: 30).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub stall_timeout_seconds: Option<u64>,
-    /// Parallel ranged connections for each large file (default: 8).
+    /// Parallel ranged connections for each large file (default: 16).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub connections_per_file: Option<usize>,
     /// Attempts per file before giving up (default: 5).

@@ -14,6 +14,7 @@ pub enum Source {
     Url,
     Torchvision,
     Local,
+    PytorchHub,
 }
 
 impl Source {
@@ -23,6 +24,7 @@ impl Source {
             Source::Url => "url",
             Source::Torchvision => "torchvision",
             Source::Local => "local",
+            Source::PytorchHub => "pytorch_hub",
         }
     }
 }
@@ -44,6 +46,14 @@ pub enum ModelId {
     Torchvision { model: String, weights: Option<String> },
     /// A file or directory on disk, locked by content and used in place.
     Local { path: String },
+    /// A PyTorch Hub entry: `pytorch_hub:owner/repo[:ref]/entry`.
+    PytorchHub {
+        owner: String,
+        repo: String,
+        reference: Option<String>,
+        entry: String,
+        path: String,
+    },
     /// A bare name (`resnet18`, `bert-base-uncased`), resolved at lock time in
     /// the seed's order: torchvision catalog, then the Hugging Face Hub.
     Auto { name: String },
@@ -89,11 +99,7 @@ impl ModelId {
                 "url" => parse_url(id, rest),
                 "torchvision" => parse_torchvision(id, rest),
                 "local" | "file" if !rest.is_empty() => Ok(ModelId::Local { path: rest.to_string() }),
-                "pytorch_hub" => Err(IdError::new(
-                    id,
-                    "the `pytorch_hub` source is not supported by this version of mdl; for \
-                     `pytorch/vision` entries write `torchvision:<model>`, for others `url:` with the weight URL",
-                )),
+                "pytorch_hub" => parse_pytorch_hub(id, rest),
                 other => Err(IdError::new(id, format!("`{other}` is not a known source"))),
             };
         }
@@ -121,6 +127,7 @@ impl ModelId {
             ModelId::Url { .. } => Some(Source::Url),
             ModelId::Torchvision { .. } => Some(Source::Torchvision),
             ModelId::Local { .. } => Some(Source::Local),
+            ModelId::PytorchHub { .. } => Some(Source::PytorchHub),
             ModelId::Auto { .. } => None,
         }
     }
@@ -133,6 +140,8 @@ impl ModelId {
             ModelId::Url { url } => url,
             ModelId::Torchvision { model, .. } => model,
             ModelId::Local { path } => path,
+            // `owner/repo/entry`, without the ref (the ref is the revision).
+            ModelId::PytorchHub { path, .. } => path,
             ModelId::Auto { name } => name,
         }
     }
@@ -141,6 +150,7 @@ impl ModelId {
         match self {
             ModelId::Huggingface { revision, .. } => revision.as_deref(),
             ModelId::Torchvision { weights, .. } => weights.as_deref(),
+            ModelId::PytorchHub { reference, .. } => reference.as_deref(),
             _ => None,
         }
     }
@@ -159,6 +169,7 @@ impl ModelId {
                 stem.to_string()
             }
             ModelId::Torchvision { model, .. } => model.clone(),
+            ModelId::PytorchHub { entry, .. } => entry.clone(),
             ModelId::Auto { name } => name.clone(),
         }
     }
@@ -179,6 +190,16 @@ impl fmt::Display for ModelId {
             } => write!(f, "torchvision:{model}@{w}"),
             ModelId::Torchvision { model, weights: None } => write!(f, "torchvision:{model}"),
             ModelId::Local { path } => write!(f, "local:{path}"),
+            ModelId::PytorchHub {
+                owner,
+                repo,
+                reference: Some(r),
+                entry,
+                ..
+            } => write!(f, "pytorch_hub:{owner}/{repo}:{r}/{entry}"),
+            ModelId::PytorchHub {
+                path, reference: None, ..
+            } => write!(f, "pytorch_hub:{path}"),
             ModelId::Auto { name } => f.write_str(name),
         }
     }
@@ -207,6 +228,41 @@ fn parse_hf(id: &str, rest: &str) -> Result<ModelId, IdError> {
     Ok(ModelId::Huggingface {
         repo: repo.to_string(),
         revision,
+    })
+}
+
+fn parse_pytorch_hub(id: &str, rest: &str) -> Result<ModelId, IdError> {
+    let parts: Vec<&str> = rest.split('/').collect();
+    let [owner, repo_ref, entry] = parts.as_slice() else {
+        return Err(IdError::new(
+            id,
+            "a PyTorch Hub entry is `pytorch_hub:owner/repo[:ref]/entry`",
+        ));
+    };
+    let (repo, reference) = match repo_ref.split_once(':') {
+        Some((r, reference)) if !reference.is_empty() => (r, Some(reference.to_string())),
+        Some(_) => return Err(IdError::new(id, "the ref after `:` is empty")),
+        None => (*repo_ref, None),
+    };
+    let ok = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+            && s != "."
+            && s != ".."
+    };
+    if !(ok(owner) && ok(repo) && ok(entry)) {
+        return Err(IdError::new(
+            id,
+            "owner, repo and entry are names of letters, digits, `-`, `_` and `.`",
+        ));
+    }
+    Ok(ModelId::PytorchHub {
+        owner: owner.to_string(),
+        repo: repo.to_string(),
+        reference,
+        entry: entry.to_string(),
+        path: format!("{owner}/{repo}/{entry}"),
     })
 }
 
@@ -299,10 +355,21 @@ mod tests {
 
     #[test]
     fn rejected_forms() {
+        assert_eq!(
+            ModelId::parse("pytorch_hub:pytorch/vision:v0.20.0/resnet50").unwrap(),
+            ModelId::PytorchHub {
+                owner: "pytorch".into(),
+                repo: "vision".into(),
+                reference: Some("v0.20.0".into()),
+                entry: "resnet50".into(),
+                path: "pytorch/vision/resnet50".into()
+            }
+        );
         for bad in [
             "",
             "res net",
-            "pytorch_hub:pytorch/vision/resnet50",
+            "pytorch_hub:pytorch/vision",
+            "pytorch_hub:pytorch/../x/e",
             "torchvision:resnet18@",
             "ftp:x",
             "url:ftp://x/y",

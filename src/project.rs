@@ -122,7 +122,7 @@ impl Project {
             stall_timeout: std::time::Duration::from_secs(download.stall_timeout_seconds.unwrap_or(30).max(1)),
             connect_timeout: std::time::Duration::from_secs(url.timeout_seconds.max(1)),
             verify_ssl: url.verify_ssl,
-            connections_per_file: download.connections_per_file.unwrap_or(8).max(1),
+            connections_per_file: download.connections_per_file.unwrap_or(16).max(1),
             ..FetchSettings::default()
         };
         let endpoint = crate::env::hf_endpoint(download.sources.huggingface.endpoint.as_deref());
@@ -422,8 +422,8 @@ impl Project {
             .collect();
         let survey = plan::survey(&self.store, &lock, &mut state, options.rehash)?;
         let plan = Plan::new(&lock, &survey, &force);
-        outcome.plan = plan.clone();
         if options.dry_run {
+            outcome.plan = plan;
             return Ok(outcome);
         }
 
@@ -526,6 +526,7 @@ impl Project {
             self.write_registry_known(&lock, &verifications, true)?;
         }
         outcome.checks = checks;
+        outcome.plan = plan;
         outcome.elapsed_ms = started.elapsed().as_millis() as u64;
         let failed: Vec<Error> = outcome
             .checks

@@ -172,6 +172,9 @@ pub struct StoreState {
 /// The models directory.
 #[derive(Clone, Debug)]
 pub struct Store {
+    /// The state as last read or written, so that saving an unchanged state
+    /// costs a comparison, not a serialisation and a read of the file.
+    last_state: std::sync::Arc<std::sync::Mutex<Option<StoreState>>>,
     root: PathBuf,
     /// Where `local:` models' relative paths start (the directory of config.yaml).
     project_dir: PathBuf,
@@ -182,6 +185,7 @@ impl Store {
         Store {
             root: root.into(),
             project_dir: PathBuf::from("."),
+            last_state: Default::default(),
         }
     }
 
@@ -240,20 +244,27 @@ impl Store {
     /// Reads the recorded state. A missing or unreadable state only costs a
     /// rehash, so it is never an error.
     pub fn load_state(&self) -> StoreState {
-        std::fs::read(self.state_path())
+        let state: StoreState = std::fs::read(self.state_path())
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
-            .unwrap_or_default()
+            .unwrap_or_default();
+        *self.last_state.lock().unwrap() = Some(state.clone());
+        state
     }
 
     pub fn save_state(&self, state: &StoreState) -> Result<(), StoreError> {
+        if self.last_state.lock().unwrap().as_ref() == Some(state) {
+            return Ok(());
+        }
         let path = self.state_path();
         let bytes = serde_json::to_vec(state).expect("state serialises");
         let existing = std::fs::read(&path).ok();
         if existing.as_deref() == Some(bytes.as_slice()) || (existing.is_none() && *state == StoreState::default()) {
             return Ok(());
         }
-        write_atomic(&path, &bytes).map_err(|source| StoreError::Io { path, source })
+        write_atomic(&path, &bytes).map_err(|source| StoreError::Io { path, source })?;
+        *self.last_state.lock().unwrap() = Some(state.clone());
+        Ok(())
     }
 
     /// Takes the store's advisory lock for this process's lifetime (released on

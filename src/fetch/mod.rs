@@ -155,7 +155,7 @@ impl Default for FetchSettings {
             verify_ssl: true,
             chunked_min: 32 << 20,
             piece_size: 8 << 20,
-            connections_per_file: 8,
+            connections_per_file: 16,
         }
     }
 }

@@ -188,3 +188,94 @@ fn local_models_are_locked_verified_and_used_in_place() {
     ctx.mdl(&["lock", "--upgrade", "tiny"]).success();
     ctx.mdl(&["sync"]).success().stderr_has("[torch_legacy]");
 }
+
+/// A real zip archive, as GitHub's zipball sends: one top-level folder.
+fn zipball(top: &str) -> Vec<u8> {
+    use std::io::Write;
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file(format!("{top}/hubconf.py"), options).unwrap();
+    zip.write_all(b"dependencies = ['torch']\ndef tiny(pretrained=False):\n    pass\n")
+        .unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+fn hub_sources(ctx: &TestContext, extra: &str) -> String {
+    format!(
+        "    sources:\n      pytorch_hub:\n        api_url: \"{u}\"\n        github_url: \"{u}\"\n{extra}",
+        u = ctx.hub.url()
+    )
+}
+
+#[test]
+fn pytorch_hub_pins_the_ref_and_locks_archive_and_weights() {
+    let ctx = TestContext::new();
+    let vision = ctx
+        .hub
+        .github_repo("pytorch/vision", "main", Blob::regular(zipball("pytorch-vision-abc")));
+    let acme = ctx
+        .hub
+        .github_repo("acme/models", "v2", Blob::regular(zipball("acme-models-def")));
+    let r18 = serve_tv(&ctx, "resnet18", STATE_DICT);
+    ctx.hub.put_file("w/tiny.pt", Blob::regular(LEGACY));
+    let yaml = format!(
+        "models:\n  require:\n    - pytorch_hub:pytorch/vision/resnet18\n    - pytorch_hub:acme/models:v2/tiny\n  download:\n{}      torchvision:\n        base_url: \"{u}/files/tv/\"\n        catalog: {{ resnet18: \"{r18}\" }}\n",
+        hub_sources(&ctx, &format!("        weights: {{ \"acme/models/tiny\": \"{}/files/w/tiny.pt\" }}\n", ctx.hub.url())),
+        u = ctx.hub.url()
+    );
+    ctx.write_config(&yaml);
+    let run = ctx.mdl(&["sync"]).success();
+    assert!(
+        run.stderr()
+            .contains("Verified resnet18 on cpu: 1 weight file(s) [torch_zip]"),
+        "{}",
+        run.stderr()
+    );
+    assert!(
+        run.stderr()
+            .contains("Verified tiny on cpu: 1 weight file(s) [torch_legacy]"),
+        "{}",
+        run.stderr()
+    );
+    let lock: toml::Value = toml::from_str(&ctx.read_str("models.lock")).unwrap();
+    let commits: Vec<&str> = lock["model"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| m["commit"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        commits,
+        [vision.as_str(), acme.as_str()],
+        "refs pinned to commits (main by default, v2 as asked)"
+    );
+    assert_eq!(
+        ctx.read(&format!(
+            "models/pytorch_hub_resnet18/pytorch_vision_{}.zip",
+            &vision[..12]
+        )),
+        zipball("pytorch-vision-abc")
+    );
+    assert_eq!(ctx.read(&format!("models/pytorch_hub_resnet18/{r18}")), STATE_DICT);
+    assert_eq!(ctx.read("models/pytorch_hub_tiny/tiny.pt"), LEGACY);
+}
+
+#[test]
+fn pytorch_hub_without_known_weights_says_how_to_give_them() {
+    let ctx = TestContext::new();
+    ctx.hub
+        .github_repo("acme/models", "main", Blob::regular(zipball("acme-models-x")));
+    ctx.write_config(&format!(
+        "models:\n  require: [\"pytorch_hub:acme/models/tiny\"]\n  download:\n{}",
+        hub_sources(&ctx, "")
+    ));
+    ctx.mdl(&["lock"])
+        .failure(1)
+        .stderr_has("no weights are known for the PyTorch Hub entry `acme/models/tiny`")
+        .stderr_has("sources.pytorch_hub.weights");
+    ctx.write_config(&format!(
+        "models:\n  require: [\"pytorch_hub:acme/models:nope/tiny\"]\n  download:\n{}",
+        hub_sources(&ctx, "")
+    ));
+    ctx.mdl(&["lock"]).failure(1).stderr_has("has no revision `nope`");
+}

@@ -222,6 +222,14 @@ struct Inner {
     next_commit: u64,
     /// The CDN listener's address: another origin, like the real Hub's CDN.
     cdn: Option<SocketAddr>,
+    /// GitHub repositories for PyTorch Hub: `owner/repo` → refs and archives.
+    github: BTreeMap<String, GitHubRepo>,
+}
+
+#[derive(Default)]
+struct GitHubRepo {
+    refs: BTreeMap<String, String>,
+    archives: BTreeMap<String, Blob>,
 }
 
 /// A running emulator. Dropping it stops the server.
@@ -351,6 +359,20 @@ impl Hub {
         inner.repos.entry(repo.to_string()).or_default().token = Some(token.to_string());
     }
 
+    /// A GitHub repository for PyTorch Hub: `reference` (branch or tag) points
+    /// at a new commit whose `/zipball/{sha}` archive is `archive`. Serves
+    /// `GET /repos/{owner}/{repo}/commits/{ref}` as GitHub's API does.
+    pub fn github_repo(&self, repo: &str, reference: &str, archive: Blob) -> String {
+        let mut id = sha1::Sha1::new();
+        id.update(format!("{repo}\n{reference}\n{}", archive.sha256).as_bytes());
+        let sha = hex::encode(id.finalize());
+        let mut inner = self.inner.lock().unwrap();
+        let entry = inner.github.entry(repo.to_string()).or_default();
+        entry.refs.insert(reference.to_string(), sha.clone());
+        entry.archives.insert(sha.clone(), archive);
+        sha
+    }
+
     /// Serves `blob` at `/files/{path}` (and `/redirect/{path}`).
     pub fn put_file(&self, path: &str, blob: Blob) {
         self.inner.lock().unwrap().files.insert(path.to_string(), blob);
@@ -444,6 +466,43 @@ fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &Hea
         .and_then(|v| v.to_str().ok())
         .unwrap_or("127.0.0.1")
         .to_string();
+    if let Some(rest) = path.strip_prefix("/repos/") {
+        // GitHub API: /repos/{owner}/{repo}/commits/{ref}
+        let parts: Vec<&str> = rest.splitn(4, '/').collect();
+        if let [owner, repo, "commits", reference] = parts.as_slice() {
+            let inner = state.lock().unwrap();
+            let sha = inner.github.get(&format!("{owner}/{repo}")).and_then(|r| {
+                let reference = decode(reference);
+                r.refs
+                    .get(&reference)
+                    .cloned()
+                    .or_else(|| r.archives.contains_key(&reference).then_some(reference))
+            });
+            return match sha {
+                Some(sha) => json(serde_json::json!({ "sha": sha })),
+                None => (
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json(serde_json::json!({ "message": "No commit found" })),
+                )
+                    .into_response(),
+            };
+        }
+        return error(StatusCode::NOT_FOUND, None, "not found");
+    }
+    if let Some(at) = path.find("/zipball/") {
+        let repo = decode(&path[1..at]);
+        let sha = decode(&path[at + "/zipball/".len()..]);
+        let blob = state
+            .lock()
+            .unwrap()
+            .github
+            .get(&repo)
+            .and_then(|r| r.archives.get(&sha).cloned());
+        return match blob {
+            Some(blob) => serve_blob(state, method, headers, &blob, None),
+            None => error(StatusCode::NOT_FOUND, None, "no such archive"),
+        };
+    }
     if let Some(rest) = path.strip_prefix("/files/") {
         let blob = state.lock().unwrap().files.get(&decode(rest)).cloned();
         return match blob {
