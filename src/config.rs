@@ -7,7 +7,7 @@
 //! `url.timeout_seconds`, `registry_file`) are accepted as they are; `require`,
 //! `presets` and the top-level `presets:` map are mdl's.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 
@@ -560,7 +560,7 @@ impl Config {
         }
 
         let mut specs: Vec<ModelSpec> = Vec::new();
-        let mut seen_dirs: BTreeSet<String> = BTreeSet::new();
+        let mut seen_dirs: BTreeMap<String, usize> = BTreeMap::new();
         for req in &wanted {
             let (l, c) = where_is(&req.id).unzip();
             let mut id =
@@ -658,7 +658,9 @@ impl Config {
                     forward: None,
                 }),
             };
-            if let Some(existing) = specs.iter().find(|s| s.dir_name() == spec.dir_name()) {
+            // `seen_dirs` maps each directory name to its spec: one lookup per model.
+            if let Some(&existing) = seen_dirs.get(&spec.dir_name()) {
+                let existing = &specs[existing];
                 if existing == &spec {
                     continue; // The same model wanted twice (e.g. by two presets) is one model.
                 }
@@ -669,7 +671,7 @@ impl Config {
                     "give one of them another `name:` (table form: `- id: …` with `name: …`)",
                 ));
             }
-            seen_dirs.insert(spec.dir_name());
+            seen_dirs.insert(spec.dir_name(), specs.len());
             specs.push(spec);
         }
 

@@ -168,7 +168,11 @@ pub fn survey(store: &Store, lock: &Lockfile, state: &mut StoreState, rehash: bo
         }
         for file in &model.files {
             let key = Store::key(&dir, &file.path);
-            let path = store.locate(model, file)?;
+            let path = if model.source == crate::model_id::Source::Local {
+                store.locate(model, file)?
+            } else {
+                model_dir.join(&file.path) // validated when the lock was read
+            };
             let observed = match std::fs::metadata(&path) {
                 Err(_) => Observed::Missing,
                 Ok(meta) if !meta.is_file() => Observed::Missing,
