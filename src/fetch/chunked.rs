@@ -21,12 +21,11 @@ use std::time::Duration;
 
 use blake3::hazmat::ChainingValue;
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, ETAG, IF_RANGE, RANGE};
 use reqwest::StatusCode;
 
 use super::{
-    backoff, content_range_start, describe_reqwest, discard, normalize_etag, retry_after, tree_hash, AttemptError,
-    FetchError, FetchJob, Fetched, Fetcher, PartialState, Pieces,
+    backoff, content_range_start, describe_reqwest, discard, request_headers, response_etag, retry_after, status_error,
+    tree_hash, AttemptError, FetchError, FetchJob, Fetched, Fetcher, PartialState, Pieces,
 };
 use crate::reporter::Event;
 use crate::store::{self, FileRecord};
@@ -285,21 +284,8 @@ impl Fetcher {
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut headers = HeaderMap::new();
-            headers.insert(
-                RANGE,
-                HeaderValue::from_str(&format!("bytes={start}-{}", end - 1)).unwrap(),
-            );
-            if let Some(etag) = shared.lock().unwrap().etag.clone() {
-                if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
-                    headers.insert(IF_RANGE, v);
-                }
-            }
-            if let Some(token) = &job.token {
-                if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
-                    headers.insert(AUTHORIZATION, v);
-                }
-            }
+            let etag = shared.lock().unwrap().etag.clone();
+            let headers = request_headers(job, Some(format!("bytes={start}-{}", end - 1)), etag.as_deref());
             self.reporter.report(Event::Request {
                 method: "GET",
                 url: &job.url,
@@ -324,27 +310,11 @@ impl Fetcher {
                             wait: retry_after(response.headers()),
                         })
                     } else if status != StatusCode::PARTIAL_CONTENT {
-                        let message = response
-                            .headers()
-                            .get("x-error-message")
-                            .and_then(|v| v.to_str().ok())
-                            .map(str::to_string);
-                        return Err(PieceError::Fatal(FetchError::Status {
-                            label: job.label.clone(),
-                            url: job.url.clone(),
-                            status: status.as_u16(),
-                            message,
-                        }));
+                        return Err(PieceError::Fatal(status_error(job, &response)));
                     } else if content_range_start(response.headers()) != Some(start) {
                         return Err(PieceError::RangeIgnored);
                     } else {
-                        if let Some(etag) = response
-                            .headers()
-                            .get("x-linked-etag")
-                            .or_else(|| response.headers().get(ETAG))
-                            .and_then(|v| v.to_str().ok())
-                            .map(normalize_etag)
-                        {
+                        if let Some(etag) = response_etag(response.headers()) {
                             shared.lock().unwrap().etag.get_or_insert(etag);
                         }
                         if let Some(tx) = announce {

@@ -340,20 +340,12 @@ impl Fetcher {
                 && (p.etag.is_some() || job.expect.blake3.is_some() || job.expect.sha256.is_some())
         }) && part_len > 0;
 
-        let mut headers = HeaderMap::new();
-        if let Some(token) = &job.token {
-            if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
-                headers.insert(AUTHORIZATION, v);
-            }
-        }
-        if resumable {
-            headers.insert(RANGE, HeaderValue::from_str(&format!("bytes={part_len}-")).unwrap());
-            if let Some(etag) = previous.as_ref().and_then(|p| p.etag.as_ref()) {
-                if let Ok(v) = HeaderValue::from_str(&format!("\"{etag}\"")) {
-                    headers.insert(IF_RANGE, v);
-                }
-            }
-        }
+        let headers = if resumable {
+            let etag = previous.as_ref().and_then(|p| p.etag.as_deref());
+            request_headers(job, Some(format!("bytes={part_len}-")), etag)
+        } else {
+            request_headers(job, None, None)
+        };
         self.reporter.report(Event::Request {
             method: "GET",
             url: &job.url,
@@ -386,25 +378,10 @@ impl Fetcher {
             });
         }
         if !status.is_success() {
-            let message = response
-                .headers()
-                .get("x-error-message")
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_string);
-            return Err(AttemptError::Fatal(FetchError::Status {
-                label: job.label.clone(),
-                url: job.url.clone(),
-                status: status.as_u16(),
-                message,
-            }));
+            return Err(AttemptError::Fatal(status_error(job, &response)));
         }
         let final_url = response.url().to_string();
-        let etag = response
-            .headers()
-            .get("x-linked-etag")
-            .or_else(|| response.headers().get(ETAG))
-            .and_then(|v| v.to_str().ok())
-            .map(normalize_etag);
+        let etag = response_etag(response.headers());
 
         // 206 continues the partial file; 200 (Range ignored, or the ETag changed
         // so If-Range failed) starts it over.
@@ -600,6 +577,48 @@ impl Fetcher {
 pub(crate) fn discard(part: &Path, state: &Path) {
     let _ = std::fs::remove_file(part);
     let _ = std::fs::remove_file(state);
+}
+
+/// What every download request carries: the bearer token (set only for the
+/// Hub's own host), and a `Range` with its `If-Range` validator when resuming.
+pub(crate) fn request_headers(job: &FetchJob, range: Option<String>, if_range_etag: Option<&str>) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    if let Some(token) = &job.token {
+        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
+            headers.insert(AUTHORIZATION, v);
+        }
+    }
+    if let Some(range) = range.and_then(|r| HeaderValue::from_str(&r).ok()) {
+        headers.insert(RANGE, range);
+        if let Some(v) = if_range_etag.and_then(|e| HeaderValue::from_str(&format!("\"{e}\"")).ok()) {
+            headers.insert(IF_RANGE, v);
+        }
+    }
+    headers
+}
+
+/// The answer's ETag: the Hub's `X-Linked-Etag` for LFS files, else `ETag`.
+pub(crate) fn response_etag(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("x-linked-etag")
+        .or_else(|| headers.get(ETAG))
+        .and_then(|v| v.to_str().ok())
+        .map(normalize_etag)
+}
+
+/// The error for an answer that no retry will change, with the server's message.
+pub(crate) fn status_error(job: &FetchJob, response: &reqwest::Response) -> FetchError {
+    let message = response
+        .headers()
+        .get("x-error-message")
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_string);
+    FetchError::Status {
+        label: job.label.clone(),
+        url: job.url.clone(),
+        status: response.status().as_u16(),
+        message,
+    }
 }
 
 /// `W/"abc"` → `abc`, as the Python client normalises ETags.

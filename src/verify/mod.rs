@@ -395,13 +395,17 @@ fn describe_exit(status: std::process::ExitStatus) -> String {
     }
 }
 
-/// Structure checks in this process (no libtorch).
-pub fn check_file(path: &Path, device: Device) -> Result<Option<FileReport>, VerifyError> {
-    let io = |source| VerifyError::Io {
+/// Detects `path`'s format and, for a weight file, runs `check` on it, timed.
+/// `Ok(None)` for files that are not weights. Shared by the in-process
+/// structure check and the libtorch helper, so both judge formats alike.
+pub fn verify_with(
+    path: &Path,
+    check: impl FnOnce(Format) -> Result<FileReport, String>,
+) -> Result<Option<FileReport>, VerifyError> {
+    let format = match detect(path).map_err(|source| VerifyError::Io {
         path: path.to_path_buf(),
         source,
-    };
-    let format = match detect(path).map_err(io)? {
+    })? {
         Detected::Other => return Ok(None),
         Detected::Unrecognized { reason } => {
             return Err(VerifyError::Load {
@@ -413,13 +417,18 @@ pub fn check_file(path: &Path, device: Device) -> Result<Option<FileReport>, Ver
         Detected::Weights(format) => format,
     };
     let started = Instant::now();
-    let mut report = check_structure(path, format, device).map_err(|reason| VerifyError::Load {
+    let mut report = check(format).map_err(|reason| VerifyError::Load {
         path: path.to_path_buf(),
         format: Some(format),
         reason,
     })?;
     report.load_ms = started.elapsed().as_millis() as u64;
     Ok(Some(report))
+}
+
+/// Structure checks in this process (no libtorch).
+pub fn check_file(path: &Path, device: Device) -> Result<Option<FileReport>, VerifyError> {
+    verify_with(path, |format| check_structure(path, format, device))
 }
 
 /// Structure-only checks, used when libtorch is not available.

@@ -7,10 +7,9 @@
 use std::io::Read;
 use std::path::Path;
 use std::process::ExitCode;
-use std::time::Instant;
 
 use mdl::config::Device;
-use mdl::verify::{detect, Answer, Detected, FileReport, Request, VerifyError};
+use mdl::verify::{Answer, FileReport, Request, VerifyError};
 
 mod libtorch;
 
@@ -83,29 +82,7 @@ pub fn serve_helper(requests: Vec<Request>, out: &mut impl std::io::Write) -> st
 /// Detects a file's format and loads it with libtorch. `Ok(None)` for files
 /// that are not weights.
 pub fn load_file(path: &Path, device: Device, forward: Option<&[i64]>) -> Result<Option<FileReport>, VerifyError> {
-    let io = |source| VerifyError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
-    let format = match detect(path).map_err(io)? {
-        Detected::Other => return Ok(None),
-        Detected::Unrecognized { reason } => {
-            return Err(VerifyError::Load {
-                path: path.to_path_buf(),
-                format: None,
-                reason,
-            })
-        }
-        Detected::Weights(format) => format,
-    };
-    let started = Instant::now();
-    let mut report = libtorch::load(path, format, device, forward).map_err(|reason| VerifyError::Load {
-        path: path.to_path_buf(),
-        format: Some(format),
-        reason,
-    })?;
-    report.load_ms = started.elapsed().as_millis() as u64;
-    Ok(Some(report))
+    mdl::verify::verify_with(path, |format| libtorch::load(path, format, device, forward))
 }
 
 #[cfg(test)]
