@@ -69,9 +69,10 @@ pub struct IdError {
 
 impl IdError {
     pub const ACCEPTED: &'static str = "accepted forms: `huggingface:org/name[@revision]`, \
-        `url:https://host/path/file`, `torchvision:resnet18[@WEIGHTS]`, `local:path` (or a path \
-        starting with `./`, `../`, `/`), a bare `https://…` URL, a bare `org/name` Hub repo, or a \
-        bare name (`resnet18`, `bert-base-uncased`) that is auto-detected";
+        `url:https://host/path/file`, `torchvision:resnet18[@WEIGHTS]`, \
+        `pytorch_hub:owner/repo[:ref]/entry`, `local:path` (or a path starting with `./`, `../`, `/`), \
+        a bare `https://…` URL, a bare `org/name` Hub repo, or a bare name (`resnet18`, \
+        `bert-base-uncased`) that is auto-detected";
 
     fn new(id: &str, reason: impl Into<String>) -> IdError {
         IdError {
