@@ -53,7 +53,14 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Usage { .. } => 2,
-            Error::Lock(lock::LockError::NeedsUpdate { .. } | lock::LockError::OfflineNeedsResolve { .. }) => 2,
+            // A lock that cannot be used as it is: the user must act (run `mdl lock`,
+            // restore it from git, upgrade mdl).
+            Error::Lock(
+                lock::LockError::NeedsUpdate { .. }
+                | lock::LockError::OfflineNeedsResolve { .. }
+                | lock::LockError::Parse { .. }
+                | lock::LockError::Version { .. },
+            ) => 2,
             Error::Many { errors, .. } if errors.iter().all(|e| e.exit_code() == 2) => 2,
             _ => 1,
         }

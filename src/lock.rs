@@ -225,9 +225,22 @@ impl Lockfile {
         struct VersionOnly {
             version: u32,
         }
-        let parse_err = |e: toml::de::Error| LockError::Parse {
-            path: path.into(),
-            message: e.message().to_string(),
+        let parse_err = |e: toml::de::Error| {
+            // One line, with where: `line 3, column 7: expected …`.
+            let message = e.message().split_whitespace().collect::<Vec<_>>().join(" ");
+            let message = match e.span() {
+                Some(span) => {
+                    let before = &text[..span.start.min(text.len())];
+                    let line = before.matches('\n').count() + 1;
+                    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+                    format!("line {line}, column {column}: {message}")
+                }
+                None => message,
+            };
+            LockError::Parse {
+                path: path.into(),
+                message,
+            }
         };
         let wire: LockWire = match toml::from_str(text) {
             Ok(wire) => wire,
@@ -365,6 +378,13 @@ mod tests {
         let text = sample().to_toml().replace("z.bin", "../../x");
         let err = Lockfile::parse(Path::new("models.lock"), &text).unwrap_err();
         assert!(err.to_string().contains("not a valid lockfile"), "{err}");
+    }
+
+    #[test]
+    fn syntax_errors_say_where() {
+        let err = Lockfile::parse(Path::new("models.lock"), "version = 1\n[[model]\n").unwrap_err();
+        assert!(err.to_string().contains("line 2, column"), "{err}");
+        assert!(!err.to_string().contains('\n'), "one line: {err}");
     }
 
     #[test]

@@ -518,15 +518,8 @@ impl Resolver<'_> {
                     format!("the server answered {}", r.status())
                 }
                 Ok(r) => return Ok(r),
-                Err(e) => {
-                    let mut text = e.to_string();
-                    let mut src = std::error::Error::source(&e);
-                    while let Some(s) = src {
-                        text.push_str(&format!(": {s}"));
-                        src = s.source();
-                    }
-                    text
-                }
+                // The URL is already in the message; say what went wrong.
+                Err(e) => crate::fetch::describe_reqwest(&e),
             };
             if attempt >= self.attempts {
                 return Err(ResolveError::Network {
