@@ -6,6 +6,9 @@
 //!   replace the inode, which a watch on the file itself would lose.
 //! * Bursts of events are debounced into one run, and a file whose bytes did
 //!   not change (a touch, mdl's own rewrite of an unchanged lock) runs nothing.
+//!   A config that reads differently twice in a row is still being written
+//!   and is not acted on: an empty file read between an editor's truncate and
+//!   its write would otherwise be a valid config with no models.
 //! * An invalid config is reported once, with its line and column, and the last
 //!   good state stays in place until the file is fixed.
 //! * A change during a run cancels that run: its downloads stop where they are
@@ -181,6 +184,10 @@ pub async fn watch(
     loop {
         let wait_until = due.map(tokio::time::Instant::from_std);
         tokio::select! {
+            // Polled in this order: a file event already delivered always
+            // postpones a run that is due, so a run never starts between an
+            // editor's truncate and its write.
+            biased;
             _ = &mut shutdown => {
                 if let Some(task) = running.take() {
                     task.abort();
@@ -220,6 +227,13 @@ pub async fn watch(
             _ = async { tokio::time::sleep_until(wait_until.expect("checked")).await }, if wait_until.is_some() => {
                 due = None;
                 let now = (read_bytes(&config_path), read_bytes(&lock_path));
+                // A file still being written reads differently a moment later:
+                // wait for the next quiet period instead of acting on half a file.
+                tokio::time::sleep(Duration::from_millis(25)).await;
+                if read_bytes(&config_path) != now.0 {
+                    due = Some(Instant::now() + options.debounce);
+                    continue;
+                }
                 if seen.as_ref() == Some(&now) {
                     continue; // touched, or our own lock write: nothing changed
                 }
