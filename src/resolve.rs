@@ -18,7 +18,7 @@ use reqwest::StatusCode;
 use serde::Deserialize;
 
 use crate::config::{ModelSpec, Sources};
-use crate::fetch::{backoff, normalize_etag};
+use crate::fetch::normalize_etag;
 use crate::model_id::{ModelId, Source};
 use crate::reporter::{Event, Reporter};
 use crate::source::torchvision;
@@ -528,14 +528,7 @@ impl Resolver<'_> {
                     reason,
                 });
             }
-            let wait = backoff(attempt);
-            self.reporter.report(Event::Retrying {
-                label: model,
-                attempt,
-                reason: &reason,
-                wait,
-            });
-            tokio::time::sleep(wait).await;
+            crate::fetch::pause_before_retry(self.reporter, model, attempt, &reason, None).await;
         }
     }
 

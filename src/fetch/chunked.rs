@@ -24,8 +24,8 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 
 use super::{
-    backoff, content_range_start, describe_reqwest, discard, request_headers, response_etag, retry_after, status_error,
-    tree_hash, AttemptError, FetchError, FetchJob, Fetched, Fetcher, PartialState, Pieces,
+    content_range_start, describe_reqwest, discard, pause_before_retry, request_headers, response_etag, retry_after,
+    status_error, tree_hash, AttemptError, FetchError, FetchJob, Fetched, Fetcher, PartialState, Pieces,
 };
 use crate::reporter::Event;
 use crate::store::{self, FileRecord};
@@ -327,14 +327,7 @@ impl Fetcher {
             match outcome {
                 Ok(cv) => return Ok(cv),
                 Err(PieceError::Retry { reason, wait }) if attempt < self.settings.attempts => {
-                    let wait = wait.unwrap_or_else(|| backoff(attempt));
-                    self.reporter.report(Event::Retrying {
-                        label: &job.label,
-                        attempt,
-                        reason: &reason,
-                        wait,
-                    });
-                    tokio::time::sleep(wait).await;
+                    pause_before_retry(self.reporter.as_ref(), &job.label, attempt, &reason, wait).await;
                 }
                 Err(e) => return Err(e),
             }

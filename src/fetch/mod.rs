@@ -303,14 +303,7 @@ impl Fetcher {
                             reason,
                         });
                     }
-                    let wait = wait.unwrap_or_else(|| backoff(attempt));
-                    self.reporter.report(Event::Retrying {
-                        label: &job.label,
-                        attempt,
-                        reason: &reason,
-                        wait,
-                    });
-                    tokio::time::sleep(wait).await;
+                    pause_before_retry(self.reporter.as_ref(), &job.label, attempt, &reason, wait).await;
                 }
             }
         }
@@ -635,6 +628,25 @@ pub(crate) fn content_range_start(headers: &HeaderMap) -> Option<u64> {
 pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
     let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
     Some(Duration::from_secs(secs.min(120)))
+}
+
+/// Reports a failed attempt and waits before the next one: the server's
+/// `Retry-After` when it gave one, else [`backoff`]. Shared by every retry loop.
+pub(crate) async fn pause_before_retry(
+    reporter: &dyn Reporter,
+    label: &str,
+    attempt: u32,
+    reason: &str,
+    wait: Option<Duration>,
+) {
+    let wait = wait.unwrap_or_else(|| backoff(attempt));
+    reporter.report(Event::Retrying {
+        label,
+        attempt,
+        reason,
+        wait,
+    });
+    tokio::time::sleep(wait).await;
 }
 
 /// Exponential backoff with jitter: ~0.5 s, 1 s, 2 s, … capped at 30 s.
