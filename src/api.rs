@@ -9,15 +9,14 @@
 //! ```
 //!
 //! These functions create their own async runtime; from async code, use
-//! [`Project::lock`] and [`Project::sync`] directly.
+//! [`Project::lock`] and [`Project::sync`] (in [`crate::ops`]) directly.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::config::Config;
 use crate::error::{Error, Result};
-use crate::model_id::Source;
-use crate::project::{spec_matches, Project, SyncOptions};
+use crate::ops::{Project, SyncOptions};
 use crate::registry::{ModelInfo, Registry};
 use crate::reporter::{Reporter, Silent};
 
@@ -31,7 +30,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::usage(format!("could not start the async runtime: {e}"), None))
+        .map_err(|e| Error::internal(format!("could not start the async runtime: {e}"), None))
 }
 
 impl ModelManager {
@@ -91,7 +90,7 @@ impl ModelManager {
             .config
             .specs
             .iter()
-            .find(|s| spec_matches(s, name_or_id))
+            .find(|s| s.matches(name_or_id))
             .map(|s| s.name.clone());
         let name = by_spec.unwrap_or_else(|| name_or_id.to_string());
         registry.models.get(&name).cloned()
@@ -105,13 +104,13 @@ impl ModelManager {
     /// The directory holding the synced model (for `local:` models, where it is).
     pub fn get_model_path(&self, name_or_id: &str) -> Option<PathBuf> {
         let info = self.find(name_or_id)?;
-        let path = if info.source == Source::Local {
+        let path = if info.source.used_in_place() {
             self.project.store.project_dir().join(&info.path)
         } else {
             self.project.store.root().join(&info.path)
         };
         let complete = info.files.iter().all(|f| {
-            let file = if info.source == Source::Local && path.is_file() {
+            let file = if info.source.used_in_place() && path.is_file() {
                 path.clone()
             } else {
                 path.join(&f.path)
@@ -137,20 +136,28 @@ impl ModelManager {
             ..SyncOptions::default()
         };
         let synced = self.runtime.block_on(self.project.sync(&options));
-        let failure = synced.err().map(|e| e.to_string());
+        // One sync serves every id: each failed result carries the original
+        // error (its hint and exit code intact), shared.
+        let failure = synced.err().map(Arc::new);
         names
             .into_iter()
             .map(|(id, name)| {
                 let result = name.and_then(|name| {
-                    if let Some(message) = &failure {
-                        return Err(Error::usage(format!("syncing `{id}` failed: {message}"), None));
+                    if let Some(error) = &failure {
+                        return Err(Error::Shared {
+                            context: format!("syncing `{id}` failed"),
+                            source: error.clone(),
+                        });
                     }
-                    let info = self
-                        .find(&name)
-                        .ok_or_else(|| Error::usage(format!("`{id}` was synced but is not in the registry"), None))?;
-                    let path = self
-                        .get_model_path(&name)
-                        .ok_or_else(|| Error::usage(format!("`{id}` is not complete on disk"), None))?;
+                    let info = self.find(&name).ok_or_else(|| {
+                        Error::internal(format!("`{id}` was synced but is not in the registry"), None)
+                    })?;
+                    let path = self.get_model_path(&name).ok_or_else(|| {
+                        Error::internal(
+                            format!("`{id}` was synced but is not complete on disk"),
+                            Some("run `mdl sync --check` to repair it".to_string()),
+                        )
+                    })?;
                     Ok((path, info))
                 });
                 (id, result)

@@ -426,6 +426,11 @@ pub struct ModelSpec {
 impl ModelSpec {
     /// The model's directory under the models dir: `<source>_<name>` with `/`
     /// turned into `--` (the Hub cache's convention).
+    /// Whether a user-typed name designates this model (its name, id or directory).
+    pub fn matches(&self, name: &str) -> bool {
+        self.name == name || self.dir_name() == name || self.id.to_string() == name || self.id.locator() == name
+    }
+
     pub fn dir_name(&self) -> String {
         match self.id.source() {
             Some(source) => dir_name(source, &self.name),
@@ -436,7 +441,7 @@ impl ModelSpec {
 }
 
 pub fn dir_name(source: Source, name: &str) -> String {
-    format!("{source}_{}", name.replace('/', "--"))
+    source.dir_name(name)
 }
 
 /// The parsed, validated `config.yaml`.

@@ -1,11 +1,18 @@
 //! The top-level error: one variant per pipeline stage, each with a `hint`, and
 //! the exit code the CLI maps it to.
 //!
-//! Exit codes: `0` success; `1` a failure of the world or of a model (network,
-//! hash mismatch, disk, a model that does not load); `2` a usage or configuration
-//! error the user must fix (bad config, `--locked` with a stale lock, unknown name).
+//! Exit codes: `0` success; `1` a failure of the world, of a model or of mdl
+//! itself (network, hash mismatch, disk, a model that does not load, a bug); `2`
+//! a usage or configuration error the user must fix (bad config, `--locked` with
+//! a stale lock, an unknown name).
+//!
+//! A hint may span several lines: a line that starts with `hint: ` begins
+//! another hint, any other line continues the one before (see the CLI's
+//! printer).
 
-use crate::{config, fetch, lock, resolve, store, verify};
+use std::sync::Arc;
+
+use crate::{config, fetch, lock, plan, resolve, store, verify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -16,17 +23,31 @@ pub enum Error {
     #[error(transparent)]
     Resolve(#[from] resolve::ResolveError),
     #[error(transparent)]
+    Plan(#[from] plan::PlanError),
+    #[error(transparent)]
     Fetch(#[from] fetch::FetchError),
     #[error(transparent)]
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Verify(#[from] verify::VerifyError),
-    /// A mistake in how mdl was called.
+    /// A mistake in how mdl was called (exit code 2).
     #[error("{message}")]
     Usage { message: String, hint: Option<String> },
+    /// Something failed that is neither the user's input nor one stage's error:
+    /// the runtime, a file watcher, a thread (exit code 1).
+    #[error("{message}")]
+    Internal { message: String, hint: Option<String> },
     /// Several independent failures (e.g. downloads of different files).
     #[error("{summary}")]
     Many { summary: String, errors: Vec<Error> },
+    /// One failure that several results share (the library API's per-model
+    /// results of one sync): the original error, its hint and exit code intact.
+    #[error("{context}")]
+    Shared {
+        context: String,
+        #[source]
+        source: Arc<Error>,
+    },
 }
 
 impl Error {
@@ -37,16 +58,36 @@ impl Error {
         }
     }
 
+    pub fn internal(message: impl Into<String>, hint: impl Into<Option<String>>) -> Error {
+        Error::Internal {
+            message: message.into(),
+            hint: hint.into(),
+        }
+    }
+
+    /// Several errors as one: the error itself when there is only one.
+    pub fn many(summary: impl Into<String>, mut errors: Vec<Error>) -> Error {
+        if errors.len() == 1 {
+            return errors.pop().expect("one error");
+        }
+        Error::Many {
+            summary: summary.into(),
+            errors,
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
             Error::Config(e) => e.hint(),
             Error::Lock(e) => e.hint(),
             Error::Resolve(e) => e.hint(),
+            Error::Plan(e) => e.hint(),
             Error::Fetch(e) => e.hint(),
             Error::Store(e) => e.hint(),
             Error::Verify(e) => e.hint(),
-            Error::Usage { hint, .. } => hint.clone(),
+            Error::Usage { hint, .. } | Error::Internal { hint, .. } => hint.clone(),
             Error::Many { .. } => None,
+            Error::Shared { source, .. } => source.hint(),
         }
     }
 
@@ -62,9 +103,39 @@ impl Error {
                 | lock::LockError::Version { .. },
             ) => 2,
             Error::Many { errors, .. } if errors.iter().all(|e| e.exit_code() == 2) => 2,
+            Error::Shared { source, .. } => source.exit_code(),
             _ => 1,
         }
     }
 }
 
+impl From<plan::Refusal> for Error {
+    fn from(refusal: plan::Refusal) -> Error {
+        Error::many(refusal.summary, refusal.errors.into_iter().map(Error::from).collect())
+    }
+}
+
+impl From<crate::fs::UnsafePath> for Error {
+    fn from(e: crate::fs::UnsafePath) -> Error {
+        Error::Store(e.into())
+    }
+}
+
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shared_errors_keep_hint_and_exit_code() {
+        let original = Error::usage("bad", Some("do this".to_string()));
+        let shared = Error::Shared {
+            context: "syncing `x` failed".into(),
+            source: Arc::new(original),
+        };
+        assert_eq!(shared.exit_code(), 2);
+        assert_eq!(shared.hint().as_deref(), Some("do this"));
+        assert_eq!(Error::internal("runtime", None).exit_code(), 1);
+    }
+}

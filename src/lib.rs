@@ -10,28 +10,43 @@
 //! * [`plan`] decides what is cached, what to fetch and what is extraneous;
 //! * [`fetch`] downloads, hashing while streaming, resumably;
 //! * [`store`] owns the models directory and atomic placement;
-//! * [`verify`] proves each model loads with libtorch on its device.
+//! * [`verify`] proves each model loads with libtorch on its device;
+//! * [`registry`] records what is synced and verified (`model_registry.json`).
 //!
-//! [`project::Project`] runs the pipeline for `mdl lock` / `mdl sync`.
+//! Each stage imports only stages before it and the bottom-level helpers
+//! below, never a later stage: [`source`] (the facts about each source),
+//! [`model_id`], [`fs`] (files on disk), [`http`] (client, headers, retry),
+//! [`hash`], [`report`] (what verification found), [`reporter`], [`env`].
+//!
+//! The verbs live in [`ops`], one file each, as thin sequencers over the
+//! stages; [`ops::Project`] is what they share. [`api`] is the blocking facade
+//! for programs, and the `mdl` binary a thin CLI over all of it.
 
-pub mod api;
+// The pipeline, in order.
 pub mod config;
-pub mod config_edit;
-pub mod env;
-pub mod error;
 pub mod fetch;
 pub mod lock;
-pub mod manage;
-pub mod model_id;
 pub mod plan;
-pub mod project;
 pub mod registry;
-pub mod reporter;
 pub mod resolve;
-pub mod source;
 pub mod store;
 pub mod verify;
-pub mod watch;
+
+// Bottom-level helpers: no stage below them.
+pub mod env;
+pub mod fs;
+pub mod hash;
+pub mod http;
+pub mod model_id;
+pub mod report;
+pub mod reporter;
+pub mod source;
+
+// The verbs and the library API over them.
+pub mod api;
+pub mod config_edit;
+pub mod error;
+pub mod ops;
 
 pub use error::{Error, Result};
 

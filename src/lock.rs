@@ -9,7 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{dir_name, ModelSpec};
-use crate::model_id::Source;
+use crate::resolve::{RemoteFile, ResolvedModel};
+use crate::source::Source;
 
 pub const LOCK_VERSION: u32 = 1;
 
@@ -56,6 +57,103 @@ impl LockError {
     }
 }
 
+/// How the lockfile may be used (uv's `LockMode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum LockMode {
+    /// Resolve and rewrite the lock as needed.
+    #[default]
+    Write,
+    /// The lock must already match the config (`--locked`).
+    Locked,
+    /// No network resolution (`--offline`); the lock must match.
+    Offline,
+}
+
+/// Which locked models to re-resolve.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub enum Upgrade {
+    #[default]
+    None,
+    All,
+    Names(Vec<String>),
+}
+
+impl Upgrade {
+    pub fn wants(&self, spec: &ModelSpec) -> bool {
+        match self {
+            Upgrade::None => false,
+            Upgrade::All => true,
+            Upgrade::Names(names) => names.iter().any(|n| spec.matches(n)),
+        }
+    }
+}
+
+/// What locking must do to an existing lock for the wanted models: which
+/// entries stay as they are, which specs must be resolved, which entries go.
+#[derive(Debug)]
+pub struct LockDelta<'a> {
+    pub kept: BTreeMap<String, LockedModel>,
+    pub to_resolve: Vec<&'a ModelSpec>,
+    pub removed: Vec<String>,
+}
+
+impl<'a> LockDelta<'a> {
+    /// A kept entry was produced from its spec as written now and is not named
+    /// by `upgrade` (a branch like `main` is not silently re-resolved).
+    pub fn new(existing: &Lockfile, specs: &'a [ModelSpec], upgrade: &Upgrade) -> LockDelta<'a> {
+        let mut delta = LockDelta {
+            kept: BTreeMap::new(),
+            to_resolve: Vec::new(),
+            removed: Vec::new(),
+        };
+        for spec in specs {
+            match existing.models.get(&spec.name) {
+                Some(entry) if entry.satisfies(spec) && !upgrade.wants(spec) => {
+                    delta.kept.insert(spec.name.clone(), entry.clone());
+                }
+                _ => delta.to_resolve.push(spec),
+            }
+        }
+        delta.removed = existing
+            .models
+            .keys()
+            .filter(|n| !specs.iter().any(|s| &s.name == *n))
+            .cloned()
+            .collect();
+        delta
+    }
+
+    pub fn changes_lock(&self) -> bool {
+        !self.to_resolve.is_empty() || !self.removed.is_empty()
+    }
+
+    /// Refuses a change that `mode` forbids, naming the flag and what differs.
+    pub fn allowed(
+        &self,
+        mode: LockMode,
+        existing: &Lockfile,
+        specs: &[ModelSpec],
+        path: &Path,
+    ) -> Result<(), LockError> {
+        if !self.changes_lock() || mode == LockMode::Write {
+            return Ok(());
+        }
+        let mut reasons = existing.differences(specs);
+        if reasons.is_empty() {
+            reasons = self
+                .to_resolve
+                .iter()
+                .map(|s| format!("`{}` would be re-resolved", s.name))
+                .collect();
+        }
+        let path = path.to_path_buf();
+        Err(match mode {
+            LockMode::Locked => LockError::NeedsUpdate { path, reasons },
+            _ => LockError::OfflineNeedsResolve { path, reasons },
+        })
+    }
+}
+
 /// One file of a locked model.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -72,6 +170,18 @@ pub struct LockedFile {
     pub sha256: Option<String>,
     /// Where the bytes came from.
     pub url: String,
+}
+
+impl LockedFile {
+    /// Whether this locked file is the same upstream content as `remote`.
+    pub fn same_upstream(&self, remote: &RemoteFile) -> bool {
+        self.path == remote.path
+            && remote.etag.is_some()
+            && self.etag == remote.etag
+            && remote.size.is_none_or(|s| s == self.size)
+            && self.sha256 == remote.sha256
+            && !self.blake3.is_empty()
+    }
 }
 
 /// One locked model.
@@ -107,6 +217,59 @@ pub struct LockedModel {
 }
 
 impl LockedModel {
+    /// The entry for `spec` as the source resolved it. Each file's blake3 comes
+    /// from `previous` when upstream still serves the same content (same ETag,
+    /// size and sha256); files left with an empty blake3 must be hashed in place
+    /// or downloaded, and are filled in by [`LockedModel::record_download`].
+    pub fn from_resolved(spec: &ModelSpec, model: &ResolvedModel, previous: Option<&LockedModel>) -> LockedModel {
+        let files = model
+            .files
+            .iter()
+            .map(|remote| {
+                let known = previous.and_then(|p| p.files.iter().find(|f| f.same_upstream(remote)));
+                LockedFile {
+                    path: remote.path.clone(),
+                    size: remote.size.unwrap_or(0),
+                    blake3: known.map(|f| f.blake3.clone()).unwrap_or_default(),
+                    etag: remote.etag.clone(),
+                    sha256: remote.sha256.clone(),
+                    url: remote.url.clone(),
+                }
+            })
+            .collect();
+        LockedModel {
+            name: spec.name.clone(),
+            source: model.source,
+            id: spec.id.locator().to_string(),
+            revision: spec.id.revision().map(str::to_string),
+            commit: model.commit.clone(),
+            weights: model.source.pins_weights().then(|| model.revision.clone()).flatten(),
+            resolved_url: model.resolved_url.clone(),
+            auto: spec.id.source().is_none(),
+            include: spec.include.clone(),
+            exclude: spec.exclude.clone(),
+            files,
+        }
+    }
+
+    /// Fills in what downloading file `index` established.
+    pub fn record_download(&mut self, index: usize, blake3: String, size: u64, etag: Option<String>, final_url: &str) {
+        // A URL's final location is only certain once downloaded (HEAD may be refused).
+        let records_url = self.source.records_final_url();
+        if records_url {
+            self.resolved_url = Some(final_url.to_string());
+        }
+        let file = &mut self.files[index];
+        file.blake3 = blake3;
+        file.size = size;
+        if file.etag.is_none() {
+            file.etag = etag;
+        }
+        if records_url {
+            file.url = final_url.to_string();
+        }
+    }
+
     pub fn dir_name(&self) -> String {
         dir_name(self.source, &self.name)
     }
@@ -217,7 +380,7 @@ impl Lockfile {
             models: self.models.clone(),
         })
         .expect("serialises");
-        let _ = crate::store::write_atomic(&cache, &bytes);
+        let _ = crate::fs::write_atomic(&cache, &bytes);
     }
 
     pub fn parse(path: &Path, text: &str) -> Result<Lockfile, LockError> {
@@ -266,7 +429,7 @@ impl Lockfile {
         let mut models = BTreeMap::new();
         for model in wire.models {
             for file in &model.files {
-                crate::store::safe_relative_path(&file.path).map_err(|e| LockError::Parse {
+                crate::fs::safe_relative_path(&file.path).map_err(|e| LockError::Parse {
                     path: path.into(),
                     message: format!("model `{}`: {e}", model.name),
                 })?;
@@ -306,7 +469,7 @@ impl Lockfile {
         if fs_err::read_to_string(path).ok().as_deref() == Some(text.as_str()) {
             return Ok(false);
         }
-        crate::store::write_atomic(path, text.as_bytes()).map_err(|e| LockError::Write {
+        crate::fs::write_atomic(path, text.as_bytes()).map_err(|e| LockError::Write {
             path: path.into(),
             source: e,
         })?;

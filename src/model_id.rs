@@ -3,37 +3,7 @@
 
 use std::fmt;
 
-use serde::{Deserialize, Serialize};
-
-/// Where a model comes from. The lowercase name is what users write before `:`
-/// and the prefix of the model's directory under `models/`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Source {
-    Huggingface,
-    Url,
-    Torchvision,
-    Local,
-    PytorchHub,
-}
-
-impl Source {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Source::Huggingface => "huggingface",
-            Source::Url => "url",
-            Source::Torchvision => "torchvision",
-            Source::Local => "local",
-            Source::PytorchHub => "pytorch_hub",
-        }
-    }
-}
-
-impl fmt::Display for Source {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
+pub use crate::source::Source;
 
 /// A parsed model identifier.
 #[derive(Clone, Debug, PartialEq, Eq)]

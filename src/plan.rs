@@ -1,16 +1,22 @@
 //! The plan: what `mdl sync` will do, decided before anything is fetched.
 //!
-//! [`survey`] looks at the disk (one `stat` per locked file; a file is only
-//! re-hashed when mdl has no record of it or its size/mtime/inode changed), and
-//! [`Plan::new`] is a pure function of the lock and that survey, so it can be
-//! printed (`mdl sync --dry-run`) and unit-tested without a network or a disk.
+//! The store surveys the disk (`Store::survey`: one `stat` per locked file; a
+//! file is only re-hashed when mdl has no record of it or its size/mtime/inode
+//! changed), and [`Plan::new`] is a pure function of the lock and that
+//! [`Survey`], so it can be printed (`mdl sync --dry-run`) and unit-tested
+//! without a network or a disk. [`Plan::downloads`] then turns the files to
+//! fetch into [`Download`]s for the fetch stage — or refuses, when the lock
+//! mode forbids the network or a model used in place changed.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::lock::{LockedFile, Lockfile};
-use crate::store::{hash_file, FileStat, Store, StoreError, StoreState};
+use serde::{Deserialize, Serialize};
+
+use crate::fs::{safe_relative_path, UnsafePath};
+use crate::lock::{LockMode, LockedFile, LockedModel, Lockfile};
+use crate::resolve::{hub_file_url, RemoteFile};
 
 /// What the disk holds for one locked file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -25,7 +31,7 @@ pub enum Observed {
 /// The disk's side of the plan.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Survey {
-    /// Keyed by `Store::key(dir, path)`.
+    /// Keyed by `file_key(dir, path)`.
     pub files: BTreeMap<String, Observed>,
     /// Model directories in the models dir (`<source>_<name>`), whether or not locked.
     pub model_dirs: BTreeSet<String>,
@@ -65,8 +71,111 @@ pub struct Plan {
     pub extraneous: Vec<String>,
 }
 
+/// How the survey, the plan and the store's records name a file: `dir/path`,
+/// relative to the models directory.
+pub fn file_key(dir_name: &str, file: &str) -> String {
+    format!("{dir_name}/{file}")
+}
+
 /// Metadata files mdl writes inside model directories.
 pub const MODEL_INFO: &str = "model_info.json";
+
+/// What a downloaded file must be. Every known value is checked.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Expected {
+    pub size: Option<u64>,
+    pub blake3: Option<String>,
+    pub sha256: Option<String>,
+    /// The git blob id (`sha1("blob {len}\0" + bytes)`), the Hub's ETag for
+    /// files not stored with LFS.
+    pub git_oid: Option<String>,
+    /// A prefix of the sha256 (torchvision's file name convention).
+    pub sha256_prefix: Option<String>,
+}
+
+/// One file to download: decided here, carried out by the fetch stage.
+#[derive(Clone, Debug)]
+pub struct Download {
+    /// `model/path`, for messages.
+    pub label: String,
+    pub url: String,
+    pub dest: PathBuf,
+    pub expect: Expected,
+    /// A bearer token to send (only ever set for the Hub's own files).
+    pub token: Option<String>,
+}
+
+impl Download {
+    /// A file being locked for the first time: checked against what upstream
+    /// publishes (size, sha256 or git blob id, torchvision's hash prefix).
+    pub fn to_lock(
+        model: &LockedModel,
+        remote: &RemoteFile,
+        models_root: &Path,
+        token: Option<&str>,
+    ) -> Result<Download, UnsafePath> {
+        Ok(Download {
+            label: format!("{}/{}", model.name, remote.path),
+            url: remote.url.clone(),
+            dest: models_root
+                .join(model.dir_name())
+                .join(safe_relative_path(&remote.path)?),
+            expect: Expected {
+                size: remote.size,
+                sha256: remote.sha256.clone(),
+                git_oid: remote.git_oid.clone(),
+                sha256_prefix: remote.sha256_prefix.clone(),
+                ..Default::default()
+            },
+            token: if remote.needs_token {
+                token.map(str::to_string)
+            } else {
+                None
+            },
+        })
+    }
+}
+
+/// Where planned files come from and go to.
+#[derive(Clone, Copy, Debug)]
+pub struct Origin<'a> {
+    pub models_root: &'a Path,
+    /// `HF_ENDPOINT` (or the config's override).
+    pub hub_endpoint: &'a str,
+    pub token: Option<&'a str>,
+}
+
+/// Why the plan cannot be carried out.
+#[derive(Debug, thiserror::Error)]
+pub enum PlanError {
+    #[error("`{label}` must be downloaded, but mdl is offline")]
+    Offline { label: String },
+    #[error("the local model `{model}` changed since it was locked: `{path}`")]
+    LocalChanged { model: String, path: String },
+    #[error(transparent)]
+    Unsafe(#[from] UnsafePath),
+}
+
+impl PlanError {
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            PlanError::Offline { .. } => {
+                Some("run without `--offline` (and unset `HF_HUB_OFFLINE`) to download it".into())
+            }
+            PlanError::LocalChanged { model, .. } => Some(format!(
+                "restore the file, or run `mdl lock --upgrade {model}` to lock what is there now"
+            )),
+            PlanError::Unsafe(_) => None,
+        }
+    }
+}
+
+/// A plan that cannot be carried out: a summary and each file's reason.
+#[derive(Debug)]
+pub struct Refusal {
+    pub summary: String,
+    pub errors: Vec<PlanError>,
+}
 
 impl Plan {
     /// `force`: model names whose files are fetched again regardless.
@@ -77,9 +186,9 @@ impl Plan {
         for model in lock.models.values() {
             let dir = model.dir_name();
             owned_dirs.insert(dir.clone());
-            owned_files.insert(Store::key(&dir, MODEL_INFO));
+            owned_files.insert(file_key(&dir, MODEL_INFO));
             for file in &model.files {
-                let key = Store::key(&dir, &file.path);
+                let key = file_key(&dir, &file.path);
                 owned_files.insert(key.clone());
                 let planned = PlannedFile {
                     model: model.name.clone(),
@@ -114,6 +223,79 @@ impl Plan {
     pub fn fetch_bytes(&self) -> u64 {
         self.fetch.iter().map(|(f, _)| f.file.size).sum()
     }
+
+    /// The downloads that carry out this plan, in plan order; refused when
+    /// `mode` is offline, or when a model used in place changed (there is
+    /// nothing to fetch it from).
+    pub fn downloads(&self, lock: &Lockfile, mode: LockMode, origin: Origin<'_>) -> Result<Vec<Download>, Refusal> {
+        if self.fetch.is_empty() {
+            return Ok(Vec::new());
+        }
+        if mode == LockMode::Offline {
+            return Err(Refusal {
+                summary: format!("{} file(s) must be downloaded, but mdl is offline", self.fetch.len()),
+                errors: self
+                    .fetch
+                    .iter()
+                    .map(|(f, _)| PlanError::Offline {
+                        label: format!("{}/{}", f.model, f.file.path),
+                    })
+                    .collect(),
+            });
+        }
+        let changed_in_place: Vec<PlanError> = self
+            .fetch
+            .iter()
+            .filter(|(f, _)| lock.models[&f.model].source.used_in_place())
+            .map(|(f, _)| PlanError::LocalChanged {
+                model: f.model.clone(),
+                path: f.file.url.clone(),
+            })
+            .collect();
+        if !changed_in_place.is_empty() {
+            return Err(Refusal {
+                summary: "local models changed since they were locked".into(),
+                errors: changed_in_place,
+            });
+        }
+        let mut downloads = Vec::with_capacity(self.fetch.len());
+        for (f, _) in &self.fetch {
+            let model = &lock.models[&f.model];
+            let dest = safe_relative_path(&f.file.path).map_err(|e| Refusal {
+                summary: format!("model `{}` has an unsafe file name", f.model),
+                errors: vec![e.into()],
+            })?;
+            downloads.push(Download {
+                label: format!("{}/{}", f.model, f.file.path),
+                url: download_url(model, &f.file, origin.hub_endpoint),
+                dest: origin.models_root.join(&f.dir).join(dest),
+                expect: Expected {
+                    size: Some(f.file.size),
+                    // blake3 from the lock covers it; no sha256 pass needed.
+                    blake3: Some(f.file.blake3.clone()),
+                    ..Default::default()
+                },
+                token: model
+                    .source
+                    .sends_hub_token()
+                    .then(|| origin.token.map(str::to_string))
+                    .flatten(),
+            });
+        }
+        Ok(downloads)
+    }
+}
+
+/// Where to download a locked file from now: Hub files from the current
+/// endpoint at the locked commit (so a lock made against the Hub syncs from a
+/// mirror named by `HF_ENDPOINT`); others from the URL in the lock.
+pub fn download_url(model: &LockedModel, file: &LockedFile, hub_endpoint: &str) -> String {
+    match &model.commit {
+        Some(commit) if model.source.fetched_from_hub_endpoint() => {
+            hub_file_url(hub_endpoint, &model.id, commit, &file.path)
+        }
+        _ => file.url.clone(),
+    }
 }
 
 impl fmt::Display for Plan {
@@ -147,92 +329,10 @@ impl fmt::Display for Plan {
     }
 }
 
-/// Looks at the disk for every locked file, using recorded metadata to avoid
-/// re-reading files that did not change. `rehash` ignores the records
-/// (`mdl sync --check`). Records for files that were hashed are updated in `state`.
-pub fn survey(store: &Store, lock: &Lockfile, state: &mut StoreState, rehash: bool) -> Result<Survey, StoreError> {
-    let mut survey = Survey::default();
-    if let Ok(entries) = std::fs::read_dir(store.root()) {
-        for entry in entries.flatten() {
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type().is_ok_and(|t| t.is_dir()) && !name.starts_with('.') && name.contains('_') {
-                survey.model_dirs.insert(name);
-            }
-        }
-    }
-    for model in lock.models.values() {
-        let dir = model.dir_name();
-        let model_dir = store.model_dir(&dir);
-        if survey.model_dirs.contains(&dir) {
-            walk(&model_dir, &dir, &mut survey.files_in_model_dirs);
-        }
-        for file in &model.files {
-            let key = Store::key(&dir, &file.path);
-            let path = if model.source == crate::model_id::Source::Local {
-                store.locate(model, file)?
-            } else {
-                model_dir.join(&file.path) // validated when the lock was read
-            };
-            let observed = match std::fs::metadata(&path) {
-                Err(_) => Observed::Missing,
-                Ok(meta) if !meta.is_file() => Observed::Missing,
-                Ok(meta) => {
-                    let stat = FileStat::of(&meta);
-                    match state.files.get(&key) {
-                        Some(record) if !rehash && stat.matches(record) => Observed::Present {
-                            blake3: record.blake3.clone(),
-                        },
-                        _ if stat.size != file.size => {
-                            // Different size: different content, no need to read it.
-                            state.files.remove(&key);
-                            Observed::Present { blake3: String::new() }
-                        }
-                        _ => {
-                            let blake3 = hash_file(&path).map_err(|source| StoreError::Io {
-                                path: path.clone(),
-                                source,
-                            })?;
-                            survey.rehashed += 1;
-                            let record = crate::store::FileRecord {
-                                size: stat.size,
-                                mtime_ns: stat.mtime_ns,
-                                inode: stat.inode,
-                                blake3: blake3.clone(),
-                            };
-                            state.files.insert(key.clone(), record);
-                            Observed::Present { blake3 }
-                        }
-                    }
-                }
-            };
-            survey.files.insert(key, observed);
-        }
-    }
-    Ok(survey)
-}
-
-fn walk(dir: &Path, prefix: &str, out: &mut BTreeSet<String>) {
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return;
-    };
-    for entry in entries.flatten() {
-        let name = entry.file_name().to_string_lossy().into_owned();
-        let rel = format!("{prefix}/{name}");
-        match entry.file_type() {
-            Ok(t) if t.is_dir() => walk(&entry.path(), &rel, out),
-            Ok(_) => {
-                out.insert(rel);
-            }
-            Err(_) => {}
-        }
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::lock::LockedModel;
-    use crate::model_id::Source;
+    use crate::source::Source;
 
     fn lock() -> Lockfile {
         let file = |p: &str, b: &str| LockedFile {
@@ -295,5 +395,57 @@ mod tests {
         let plan = Plan::new(&lock(), &survey, &BTreeSet::from(["acme/a".to_string()]));
         assert!(plan.cached.is_empty());
         assert_eq!(plan.fetch.len(), 3);
+    }
+
+    fn origin() -> Origin<'static> {
+        Origin {
+            models_root: Path::new("/m"),
+            hub_endpoint: "http://hub",
+            token: Some("secret"),
+        }
+    }
+
+    #[test]
+    fn hub_downloads_come_from_the_endpoint_at_the_commit_with_the_token() {
+        let mut lock = lock();
+        lock.models.get_mut("acme/a").unwrap().commit = Some("c".repeat(40));
+        let plan = Plan::new(&lock, &Survey::default(), &BTreeSet::new());
+        let downloads = plan.downloads(&lock, LockMode::Write, origin()).unwrap();
+        assert_eq!(downloads.len(), 3);
+        assert_eq!(
+            downloads[0].url,
+            format!("http://hub/acme/a/resolve/{}/x", "c".repeat(40))
+        );
+        assert_eq!(downloads[0].dest, Path::new("/m/huggingface_acme--a/x"));
+        assert_eq!(downloads[0].token.as_deref(), Some("secret"));
+        assert_eq!(downloads[0].expect.blake3.as_deref(), Some("1"));
+    }
+
+    #[test]
+    fn url_downloads_never_carry_the_token() {
+        let mut lock = lock();
+        let model = lock.models.get_mut("acme/a").unwrap();
+        model.source = Source::Url;
+        model.files.iter_mut().for_each(|f| f.url = "https://cdn/x".into());
+        let plan = Plan::new(&lock, &Survey::default(), &BTreeSet::new());
+        let downloads = plan.downloads(&lock, LockMode::Write, origin()).unwrap();
+        assert!(downloads.iter().all(|d| d.token.is_none() && d.url == "https://cdn/x"));
+    }
+
+    #[test]
+    fn offline_and_changed_local_models_are_refused_before_any_fetch() {
+        let lock = lock();
+        let plan = Plan::new(&lock, &Survey::default(), &BTreeSet::new());
+        let refusal = plan.downloads(&lock, LockMode::Offline, origin()).unwrap_err();
+        assert_eq!(refusal.errors.len(), 3);
+        assert!(refusal.summary.contains("offline"), "{}", refusal.summary);
+
+        let mut local = lock.clone();
+        local.models.get_mut("acme/a").unwrap().source = Source::Local;
+        let refusal = plan.downloads(&local, LockMode::Write, origin()).unwrap_err();
+        assert!(matches!(refusal.errors[0], PlanError::LocalChanged { .. }));
+        // Nothing to fetch: nothing to refuse, even offline.
+        let empty = Plan::default();
+        assert!(empty.downloads(&lock, LockMode::Offline, origin()).unwrap().is_empty());
     }
 }

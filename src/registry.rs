@@ -8,10 +8,12 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::lock::LockedModel;
-use crate::model_id::Source;
-use crate::store::{write_atomic, StoreError};
-use crate::verify::FileReport;
+use crate::fs::write_atomic;
+use crate::lock::{LockedModel, Lockfile};
+use crate::plan::MODEL_INFO;
+pub use crate::report::{Verification, VerifyStatus};
+use crate::source::Source;
+use crate::store::{Store, StoreError};
 
 pub const REGISTRY_VERSION: u32 = 1;
 
@@ -20,30 +22,6 @@ pub struct FileInfo {
     pub path: String,
     pub size: u64,
     pub blake3: String,
-}
-
-/// Where a model's verification stands.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum VerifyStatus {
-    /// Every weight file was loaded with libtorch on the device.
-    Verified,
-    /// Hashes and file structure checked; this build cannot load with libtorch.
-    FormatChecked,
-    /// A file failed to load; see `error`.
-    Failed,
-    /// `--no-verify`, or `verify: false` in the config.
-    Skipped,
-}
-
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Verification {
-    pub status: VerifyStatus,
-    pub device: String,
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub files: BTreeMap<String, FileReport>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub error: Option<String>,
 }
 
 /// What mdl knows about one synced model (`model_info.json`).
@@ -92,7 +70,7 @@ impl ModelInfo {
             commit: model.commit.clone(),
             url: model.resolved_url.clone(),
             // Local models are used where they are.
-            path: if model.source == Source::Local {
+            path: if model.source.used_in_place() {
                 PathBuf::from(&model.id)
             } else {
                 PathBuf::from(model.dir_name())
@@ -140,4 +118,63 @@ pub fn write_json_if_changed<T: Serialize>(path: &Path, value: &T) -> Result<boo
         source,
     })?;
     Ok(true)
+}
+
+/// A model's verification to record: the result, and whether it was served
+/// entirely from remembered results (then `model_info.json` keeps what it
+/// already says, so a no-op sync writes nothing).
+pub type Verifications = BTreeMap<String, (Verification, bool)>;
+
+/// Rewrites each model's `model_info.json` and the registry at `path` from the
+/// lock and what is on disk. Models whose files are not all in place are left
+/// out. `all_present`: the caller just checked every locked file is in place (a
+/// sync that fetched everything it planned), so no `stat` is repeated.
+pub fn write(
+    store: &Store,
+    path: &Path,
+    lock: &Lockfile,
+    verifications: &Verifications,
+    all_present: bool,
+) -> Result<(), StoreError> {
+    let now = jiff::Timestamp::now()
+        .round(jiff::Unit::Second)
+        .unwrap_or(jiff::Timestamp::now())
+        .to_string();
+    let mut registry = Registry {
+        version: REGISTRY_VERSION,
+        models: BTreeMap::new(),
+    };
+    for model in lock.models.values() {
+        let dir = store.model_dir(&model.dir_name());
+        let complete = all_present || model.files.iter().all(|f| store.locate(model, f).is_file());
+        if !complete {
+            continue;
+        }
+        let info_path = dir.join(MODEL_INFO);
+        let previous = ModelInfo::read(&info_path);
+        let mut info = ModelInfo::from_lock(model, previous.as_ref(), &now);
+        match (verifications.get(&model.name), &info.verification) {
+            (Some((v, true)), Some(old)) if old.status == v.status && old.device == v.device => {}
+            (Some((v, _)), _) => info.verification = Some(v.clone()),
+            (None, _) => {}
+        }
+        write_json_if_changed(&info_path, &info)?;
+        registry.models.insert(model.name.clone(), info);
+    }
+    write_json_if_changed(path, &registry)?;
+    Ok(())
+}
+
+/// The verifications the registry at `path` records, as remembered results.
+pub fn recorded(path: &Path) -> Verifications {
+    Registry::read(path)
+        .models
+        .into_iter()
+        .filter_map(|(n, m)| m.verification.map(|v| (n, (v, true))))
+        .collect()
+}
+
+/// Rewrites the registry from the lock, keeping recorded verifications.
+pub fn refresh(store: &Store, path: &Path, lock: &Lockfile) -> Result<(), StoreError> {
+    write(store, path, lock, &recorded(path), false)
 }

@@ -16,24 +16,29 @@
 //! A file only ever appears under its real name by `rename` after its bytes were
 //! fsync'd and checked, so no file sits under its real name with wrong content.
 
-use std::collections::BTreeMap;
-use std::io::Write;
-use std::path::{Component, Path, PathBuf};
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use crate::fs::{is_disk_full, safe_relative_path, write_atomic, FileRecord, FileStat, UnsafePath};
+use crate::hash::{digest_file, hash_file};
+use crate::lock::{LockedFile, LockedModel, Lockfile};
+use crate::plan::{file_key, Observed, Survey};
+use crate::report::FileReport;
+use crate::resolve::RemoteFile;
+use crate::source::Source;
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("the remote file name `{name}` would escape the model directory")]
-    UnsafePath { name: String },
+    #[error(transparent)]
+    UnsafePath(#[from] UnsafePath),
     #[error("I/O error on `{}`", path.display())]
     Io {
         path: PathBuf,
         #[source]
         source: std::io::Error,
     },
-    #[error("another mdl process is working on `{}`", path.display())]
-    Busy { path: PathBuf },
 }
 
 impl StoreError {
@@ -45,111 +50,13 @@ impl StoreError {
             StoreError::Io { source, .. } if is_disk_full(source) => {
                 Some("the disk is full: free space or point `models.download.cache_dir` elsewhere; files already synced are untouched".into())
             }
-            StoreError::Busy { .. } => Some("wait for it to finish, or stop it".into()),
             _ => None,
         }
     }
-}
 
-pub fn is_disk_full(e: &std::io::Error) -> bool {
-    e.raw_os_error() == Some(28) // ENOSPC
-}
-
-/// Checks a remote file name (`a/b.bin`) and turns it into a relative path that
-/// stays inside the model directory: no `..`, no absolute paths, no empty or `.`
-/// components, no backslashes or NULs (which mean different things on other
-/// platforms).
-pub fn safe_relative_path(name: &str) -> Result<PathBuf, StoreError> {
-    let unsafe_path = || StoreError::UnsafePath { name: name.to_string() };
-    if name.is_empty() || name.starts_with('/') || name.contains('\\') || name.contains('\0') {
-        return Err(unsafe_path());
-    }
-    let mut out = PathBuf::new();
-    for part in name.split('/') {
-        if part.is_empty() || part == "." || part == ".." {
-            return Err(unsafe_path());
-        }
-        out.push(part);
-    }
-    if !out.components().all(|c| matches!(c, Component::Normal(_))) {
-        return Err(unsafe_path());
-    }
-    Ok(out)
-}
-
-/// Writes `bytes` to `path` through a temporary file in the same directory, fsync,
-/// rename, fsync of the directory: readers see the old or the new file, never a mix.
-pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    fs_err::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".mdl-tmp-").tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
-    tmp.as_file().sync_all()?;
-    tmp.persist(path).map_err(|e| e.error)?;
-    sync_dir(dir);
-    Ok(())
-}
-
-/// Makes a rename durable. Failure is ignored: some file systems refuse to fsync
-/// a directory, and the rename itself already happened.
-pub fn sync_dir(dir: &Path) {
-    if let Ok(d) = std::fs::File::open(dir) {
-        let _ = d.sync_all();
-    }
-}
-
-/// What mdl knows about a file it placed: if size, mtime and inode still match,
-/// its blake3 is known without reading it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FileRecord {
-    pub size: u64,
-    pub mtime_ns: i128,
-    pub inode: u64,
-    pub blake3: String,
-}
-
-impl FileRecord {
-    pub fn stat(path: &Path, blake3: String) -> std::io::Result<FileRecord> {
-        let meta = std::fs::metadata(path)?;
-        Ok(FileRecord {
-            blake3,
-            ..FileStat::of(&meta).into_record()
-        })
-    }
-}
-
-/// The cheap part of a record: from one `stat`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct FileStat {
-    pub size: u64,
-    pub mtime_ns: i128,
-    pub inode: u64,
-}
-
-impl FileStat {
-    pub fn of(meta: &std::fs::Metadata) -> FileStat {
-        use std::os::unix::fs::MetadataExt;
-        FileStat {
-            size: meta.len(),
-            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
-            inode: meta.ino(),
-        }
-    }
-
-    fn into_record(self) -> FileRecord {
-        FileRecord {
-            size: self.size,
-            mtime_ns: self.mtime_ns,
-            inode: self.inode,
-            blake3: String::new(),
-        }
-    }
-
-    pub fn matches(&self, record: &FileRecord) -> bool {
-        self.size == record.size && self.mtime_ns == record.mtime_ns && self.inode == record.inode
+    pub fn io(path: &Path) -> impl FnOnce(std::io::Error) -> StoreError {
+        let path = path.to_path_buf();
+        move |source| StoreError::Io { path, source }
     }
 }
 
@@ -162,11 +69,11 @@ pub struct StoreState {
     /// Successful load verifications, keyed by `{blake3}@{device}#{forward shape}`.
     /// A failure is never recorded, so the next sync tries again.
     #[serde(default)]
-    pub verified: BTreeMap<String, crate::verify::FileReport>,
+    pub verified: BTreeMap<String, FileReport>,
     /// blake3 of files known not to be weights (configs, tokenizers, `.bin`
     /// files of other formats), so a no-op sync does not sniff them again.
     #[serde(default)]
-    pub not_weights: std::collections::BTreeSet<String>,
+    pub not_weights: BTreeSet<String>,
 }
 
 /// The models directory.
@@ -200,13 +107,9 @@ impl Store {
 
     /// Where a locked file lives: in its model directory, or — for `local:`
     /// models, which are used in place — at its path from the project directory.
-    pub fn locate(
-        &self,
-        model: &crate::lock::LockedModel,
-        file: &crate::lock::LockedFile,
-    ) -> Result<PathBuf, StoreError> {
-        if model.source == crate::model_id::Source::Local {
-            return Ok(self.project_dir.join(crate::resolve::expand_home(&file.url)));
+    pub fn locate(&self, model: &LockedModel, file: &LockedFile) -> PathBuf {
+        if model.source.used_in_place() {
+            return self.project_dir.join(crate::fs::expand_home(&file.url));
         }
         // Every path in a lockfile was checked by `safe_relative_path` when the
         // lock was parsed (or resolved), so a plain join suffices on this hot
@@ -214,7 +117,7 @@ impl Store {
         debug_assert!(safe_relative_path(&file.path).is_ok(), "{}", file.path);
         let mut path = self.root.join(model.dir_name());
         path.push(&file.path);
-        Ok(path)
+        path
     }
 
     pub fn root(&self) -> &Path {
@@ -232,7 +135,7 @@ impl Store {
 
     /// The state key of a file.
     pub fn key(dir_name: &str, file: &str) -> String {
-        format!("{dir_name}/{file}")
+        file_key(dir_name, file)
     }
 
     pub fn meta_dir(&self) -> PathBuf {
@@ -302,41 +205,126 @@ impl Store {
     }
 }
 
-/// blake3 of a file, read with a large buffer (memory-mapped and multi-threaded
-/// for big files).
-pub fn hash_file(path: &Path) -> std::io::Result<String> {
-    let mut hasher = blake3::Hasher::new();
-    let len = std::fs::metadata(path)?.len();
-    if len >= 16 << 20 {
-        hasher.update_mmap_rayon(path)?;
-    } else {
-        hasher.update_reader(std::fs::File::open(path)?)?;
+impl Store {
+    /// Looks at the disk for every locked file, using recorded metadata to avoid
+    /// re-reading files that did not change. `rehash` ignores the records
+    /// (`mdl sync --check`). Records for files that were hashed are updated in `state`.
+    pub fn survey(&self, lock: &Lockfile, state: &mut StoreState, rehash: bool) -> Result<Survey, StoreError> {
+        let mut survey = Survey::default();
+        if let Ok(entries) = std::fs::read_dir(self.root()) {
+            for entry in entries.flatten() {
+                let name = entry.file_name().to_string_lossy().into_owned();
+                if entry.file_type().is_ok_and(|t| t.is_dir()) && Source::of_dir_name(&name).is_some() {
+                    survey.model_dirs.insert(name);
+                }
+            }
+        }
+        for model in lock.models.values() {
+            let dir = model.dir_name();
+            let model_dir = self.model_dir(&dir);
+            if survey.model_dirs.contains(&dir) {
+                walk(&model_dir, &dir, &mut survey.files_in_model_dirs);
+            }
+            for file in &model.files {
+                let key = file_key(&dir, &file.path);
+                let path = self.locate(model, file);
+                let observed = match std::fs::metadata(&path) {
+                    Err(_) => Observed::Missing,
+                    Ok(meta) if !meta.is_file() => Observed::Missing,
+                    Ok(meta) => {
+                        let stat = FileStat::of(&meta);
+                        match state.files.get(&key) {
+                            Some(record) if !rehash && stat.matches(record) => Observed::Present {
+                                blake3: record.blake3.clone(),
+                            },
+                            _ if stat.size != file.size => {
+                                // Different size: different content, no need to read it.
+                                state.files.remove(&key);
+                                Observed::Present { blake3: String::new() }
+                            }
+                            _ => {
+                                let blake3 = hash_file(&path).map_err(StoreError::io(&path))?;
+                                survey.rehashed += 1;
+                                state.files.insert(key.clone(), stat.with_blake3(blake3.clone()));
+                                Observed::Present { blake3 }
+                            }
+                        }
+                    }
+                };
+                survey.files.insert(key, observed);
+            }
+        }
+        Ok(survey)
     }
-    Ok(hasher.finalize().to_hex().to_string())
+
+    /// The blake3 of a file being locked, when it need not be downloaded: a
+    /// model used in place is hashed where it is; a file already at its place in
+    /// `models/` is taken when it holds what upstream publishes (checked against
+    /// the Hub's sha256 or git blob id). `None`: download it.
+    pub fn known_content(
+        &self,
+        model: &LockedModel,
+        remote: &RemoteFile,
+        state: &mut StoreState,
+    ) -> Result<Option<String>, StoreError> {
+        let dir = model.dir_name();
+        let key = file_key(&dir, &remote.path);
+        if model.source.used_in_place() {
+            let location = self.project_dir.join(crate::fs::expand_home(&remote.url));
+            let blake3 = hash_file(&location).map_err(StoreError::io(&location))?;
+            if let Ok(record) = FileRecord::stat(&location, blake3.clone()) {
+                state.files.insert(key, record);
+            }
+            return Ok(Some(blake3));
+        }
+        let dest = self.file_path(&dir, &remote.path)?;
+        let Ok(meta) = std::fs::metadata(&dest) else {
+            return Ok(None);
+        };
+        if Some(meta.len()) != remote.size || (remote.sha256.is_none() && remote.git_oid.is_none()) {
+            return Ok(None);
+        }
+        let Ok(digests) = digest_file(&dest, remote.sha256.is_some(), remote.sha256.is_none()) else {
+            return Ok(None);
+        };
+        let matches = match (&remote.sha256, &remote.git_oid) {
+            (Some(want), _) => digests.sha256.as_ref() == Some(want),
+            (None, Some(want)) => digests.git_oid.as_ref() == Some(want),
+            _ => false,
+        };
+        if !matches {
+            return Ok(None);
+        }
+        if let Ok(record) = FileRecord::stat(&dest, digests.blake3.clone()) {
+            state.files.insert(key, record);
+        }
+        Ok(Some(digests.blake3))
+    }
+
+    /// Removes a model's directory (its files, or for a model used in place
+    /// only its `model_info.json`'s directory).
+    pub fn remove_model_dir(&self, model: &LockedModel) -> Result<(), StoreError> {
+        let dir = self.model_dir(&model.dir_name());
+        if model.source.used_in_place() || !dir.exists() {
+            return Ok(());
+        }
+        fs_err::remove_dir_all(&dir).map_err(StoreError::io(&dir))
+    }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn escaping_names_are_refused() {
-        for bad in ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\\b", "", "a/.."] {
-            assert!(safe_relative_path(bad).is_err(), "{bad}");
+fn walk(dir: &Path, prefix: &str, out: &mut BTreeSet<String>) {
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let rel = format!("{prefix}/{name}");
+        match entry.file_type() {
+            Ok(t) if t.is_dir() => walk(&entry.path(), &rel, out),
+            Ok(_) => {
+                out.insert(rel);
+            }
+            Err(_) => {}
         }
-        assert_eq!(
-            safe_relative_path("onnx/model.onnx").unwrap(),
-            PathBuf::from("onnx/model.onnx")
-        );
-    }
-
-    #[test]
-    fn atomic_write_replaces() {
-        let dir = tempfile::tempdir().unwrap();
-        let p = dir.path().join("f.json");
-        write_atomic(&p, b"one").unwrap();
-        write_atomic(&p, b"two").unwrap();
-        assert_eq!(std::fs::read(&p).unwrap(), b"two");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use mdl::config::Config;
-use mdl::project::Project;
+use mdl::ops::Project;
 use mdl::Error;
 
 pub use printer::{Level, Printer};

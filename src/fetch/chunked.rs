@@ -24,11 +24,12 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 
 use super::{
-    content_range_start, describe_reqwest, discard, pause_before_retry, request_headers, response_etag, retry_after,
-    status_error, tree_hash, AttemptError, FetchError, FetchJob, Fetched, Fetcher, PartialState, Pieces,
+    discard, request_headers, status_error, tree_hash, AttemptError, FetchError, Fetched, Fetcher, PartialState, Pieces,
 };
+use crate::fs::{sync_dir, FileRecord};
+use crate::http::{content_range_start, describe_reqwest, pause_before_retry, response_etag, retry_after};
+use crate::plan::Download;
 use crate::reporter::Event;
-use crate::store::{self, FileRecord};
 
 struct Shared {
     done: Vec<Option<ChainingValue>>,
@@ -49,7 +50,7 @@ impl Fetcher {
     pub(super) async fn attempt_chunked(
         &self,
         id: usize,
-        job: &FetchJob,
+        job: &Download,
         part_path: &Path,
         state_path: &Path,
     ) -> Result<Option<Fetched>, AttemptError> {
@@ -207,14 +208,7 @@ impl Fetcher {
         // sha256 cannot be merged from pieces: read the file back once (it is in
         // the page cache) only when there is a published sha256 to check.
         let sha256 = if job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some() {
-            use sha2::Digest;
-            let mut h = sha2::Sha256::new();
-            let mut reader = std::io::BufReader::with_capacity(
-                1 << 20,
-                std::fs::File::open(part_path).map_err(fatal_io(part_path))?,
-            );
-            std::io::copy(&mut reader, &mut h).map_err(fatal_io(part_path))?;
-            Some(hex::encode(h.finalize()))
+            Some(crate::hash::sha256_file(part_path).map_err(fatal_io(part_path))?)
         } else {
             None
         };
@@ -247,7 +241,7 @@ impl Fetcher {
         let parent = job.dest.parent().expect("destination has a parent");
         fs_err::create_dir_all(parent).map_err(fatal_io(parent))?;
         fs_err::rename(part_path, &job.dest).map_err(fatal_io(&job.dest))?;
-        store::sync_dir(parent);
+        sync_dir(parent);
         let _ = std::fs::remove_file(state_path);
         let record = FileRecord::stat(&job.dest, blake3.clone()).map_err(fatal_io(&job.dest))?;
         self.reporter.report(Event::DownloadFinished {
@@ -271,7 +265,7 @@ impl Fetcher {
     async fn fetch_piece(
         &self,
         id: usize,
-        job: &FetchJob,
+        job: &Download,
         file: &std::fs::File,
         index: usize,
         piece: u64,
@@ -397,7 +391,7 @@ fn piece_len(index: usize, piece: u64, size: u64) -> u64 {
 
 /// Records finished pieces. Not fsync'd: after a power loss the final blake3
 /// check catches a piece whose bytes did not reach the disk.
-fn save_state(state_path: &Path, job: &FetchJob, s: &Shared, piece: u64) {
+fn save_state(state_path: &Path, job: &Download, s: &Shared, piece: u64) {
     let state = PartialState {
         url: job.url.clone(),
         etag: s.etag.clone(),

@@ -17,41 +17,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_RANGE, ETAG, IF_RANGE, RANGE, RETRY_AFTER};
 use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
-use sha1::Digest as _;
 
+use crate::fs::{is_disk_full, sync_dir, write_atomic, FileRecord};
+use crate::hash::Hashers;
+use crate::http::{content_range_start, describe_reqwest, pause_before_retry, response_etag, retry_after};
+use crate::plan::{Download, Expected};
 use crate::reporter::{Event, Reporter};
-use crate::store::{self, FileRecord};
 
 mod chunked;
 pub mod tree_hash;
-
-/// What a downloaded file must be. Every known value is checked.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Expected {
-    pub size: Option<u64>,
-    pub blake3: Option<String>,
-    pub sha256: Option<String>,
-    /// The git blob id (`sha1("blob {len}\0" + bytes)`), the Hub's ETag for
-    /// files not stored with LFS.
-    pub git_oid: Option<String>,
-    /// A prefix of the sha256 (torchvision's file name convention).
-    pub sha256_prefix: Option<String>,
-}
-
-/// One file to download.
-#[derive(Clone, Debug)]
-pub struct FetchJob {
-    /// `model/path`, for messages.
-    pub label: String,
-    pub url: String,
-    pub dest: PathBuf,
-    pub expect: Expected,
-    /// A bearer token to send (only ever set for the Hub's own host).
-    pub token: Option<String>,
-}
 
 /// A file that is now in place.
 #[derive(Clone, Debug)]
@@ -97,10 +73,6 @@ pub enum FetchError {
         #[source]
         source: std::io::Error,
     },
-    #[error("`{label}` must be downloaded, but mdl is offline")]
-    Offline { label: String },
-    #[error("the local model `{model}` changed since it was locked: `{path}`")]
-    LocalChanged { model: String, path: String },
 }
 
 impl FetchError {
@@ -116,13 +88,9 @@ impl FetchError {
             FetchError::Size { .. } | FetchError::Hash { .. } => Some(
                 "the upstream content differs from what was locked; nothing was replaced. If the change is expected, run `mdl lock --upgrade`".into(),
             ),
-            FetchError::Io { source, .. } if store::is_disk_full(source) => Some(
+            FetchError::Io { source, .. } if is_disk_full(source) => Some(
                 "the disk is full: free space and run again; files already synced are untouched and the partial download resumes".into(),
             ),
-            FetchError::LocalChanged { model, .. } => Some(format!(
-                "restore the file, or run `mdl lock --upgrade {model}` to lock what is there now"
-            )),
-            FetchError::Offline { .. } => Some("run without `--offline` (and unset `HF_HUB_OFFLINE`) to download it".into()),
             _ => None,
         }
     }
@@ -171,17 +139,9 @@ pub struct Fetcher {
     next_id: Arc<AtomicUsize>,
 }
 
+/// The one HTTP client for these settings (see [`crate::http::client`]).
 pub fn http_client(settings: &FetchSettings) -> reqwest::Client {
-    reqwest::Client::builder()
-        .user_agent(concat!("mdl/", env!("CARGO_PKG_VERSION")))
-        .connect_timeout(settings.connect_timeout)
-        .danger_accept_invalid_certs(!settings.verify_ssl)
-        // The real Hub redirects LFS files to a CDN; reqwest drops the
-        // Authorization header when a redirect leaves the host, as the Python
-        // client does.
-        .redirect(reqwest::redirect::Policy::limited(10))
-        .build()
-        .expect("HTTP client")
+    crate::http::client(settings.connect_timeout, settings.verify_ssl)
 }
 
 #[derive(Serialize, Deserialize, PartialEq)]
@@ -236,7 +196,7 @@ impl Fetcher {
     }
 
     /// Downloads every job, at most `jobs` at once. Results are in job order.
-    pub async fn fetch_all(&self, jobs: Vec<FetchJob>) -> Vec<Result<Fetched, FetchError>> {
+    pub async fn fetch_all(&self, jobs: Vec<Download>) -> Vec<Result<Fetched, FetchError>> {
         let mut results: Vec<Option<Result<Fetched, FetchError>>> = (0..jobs.len()).map(|_| None).collect();
         let downloads: Vec<_> = jobs
             .into_iter()
@@ -251,7 +211,7 @@ impl Fetcher {
     }
 
     /// Downloads one file into place, retrying and resuming as needed.
-    pub async fn fetch(&self, job: &FetchJob) -> Result<Fetched, FetchError> {
+    pub async fn fetch(&self, job: &Download) -> Result<Fetched, FetchError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -312,7 +272,7 @@ impl Fetcher {
     async fn attempt(
         &self,
         id: usize,
-        job: &FetchJob,
+        job: &Download,
         part_path: &Path,
         state_path: &Path,
     ) -> Result<Fetched, AttemptError> {
@@ -393,7 +353,7 @@ impl Fetcher {
             expect: job.expect.clone(),
             pieces: None,
         };
-        store::write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
+        write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
@@ -547,7 +507,7 @@ impl Fetcher {
         let parent = job.dest.parent().expect("destination has a parent");
         fs_err::create_dir_all(parent).map_err(fatal_io(parent))?;
         fs_err::rename(part_path, &job.dest).map_err(fatal_io(&job.dest))?;
-        store::sync_dir(parent);
+        sync_dir(parent);
         let _ = std::fs::remove_file(state_path);
         let record = FileRecord::stat(&job.dest, digests.blake3.clone()).map_err(fatal_io(&job.dest))?;
         self.reporter.report(Event::DownloadFinished {
@@ -572,178 +532,22 @@ pub(crate) fn discard(part: &Path, state: &Path) {
     let _ = std::fs::remove_file(state);
 }
 
-/// What every download request carries: the bearer token (set only for the
-/// Hub's own host), and a `Range` with its `If-Range` validator when resuming.
-pub(crate) fn request_headers(job: &FetchJob, range: Option<String>, if_range_etag: Option<&str>) -> HeaderMap {
-    let mut headers = HeaderMap::new();
-    if let Some(token) = &job.token {
-        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
-            headers.insert(AUTHORIZATION, v);
-        }
-    }
-    if let Some(range) = range.and_then(|r| HeaderValue::from_str(&r).ok()) {
-        headers.insert(RANGE, range);
-        if let Some(v) = if_range_etag.and_then(|e| HeaderValue::from_str(&format!("\"{e}\"")).ok()) {
-            headers.insert(IF_RANGE, v);
-        }
-    }
-    headers
-}
-
-/// The answer's ETag: the Hub's `X-Linked-Etag` for LFS files, else `ETag`.
-pub(crate) fn response_etag(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get("x-linked-etag")
-        .or_else(|| headers.get(ETAG))
-        .and_then(|v| v.to_str().ok())
-        .map(normalize_etag)
+/// What every download request carries (see [`crate::http::request_headers`]).
+pub(crate) fn request_headers(
+    job: &Download,
+    range: Option<String>,
+    if_range_etag: Option<&str>,
+) -> reqwest::header::HeaderMap {
+    crate::http::request_headers(job.token.as_deref(), range, if_range_etag)
 }
 
 /// The error for an answer that no retry will change, with the server's message.
-pub(crate) fn status_error(job: &FetchJob, response: &reqwest::Response) -> FetchError {
-    let message = response
-        .headers()
-        .get("x-error-message")
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string);
+pub(crate) fn status_error(job: &Download, response: &reqwest::Response) -> FetchError {
+    let message = crate::http::error_message(response.headers());
     FetchError::Status {
         label: job.label.clone(),
         url: job.url.clone(),
         status: response.status().as_u16(),
         message,
-    }
-}
-
-/// `W/"abc"` → `abc`, as the Python client normalises ETags.
-pub fn normalize_etag(raw: &str) -> String {
-    raw.trim().trim_start_matches("W/").trim_matches('"').to_string()
-}
-
-pub(crate) fn content_range_start(headers: &HeaderMap) -> Option<u64> {
-    let value = headers.get(CONTENT_RANGE)?.to_str().ok()?;
-    let range = value.strip_prefix("bytes ")?;
-    range.split('-').next()?.parse().ok()
-}
-
-pub(crate) fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs.min(120)))
-}
-
-/// Reports a failed attempt and waits before the next one: the server's
-/// `Retry-After` when it gave one, else [`backoff`]. Shared by every retry loop.
-pub(crate) async fn pause_before_retry(
-    reporter: &dyn Reporter,
-    label: &str,
-    attempt: u32,
-    reason: &str,
-    wait: Option<Duration>,
-) {
-    let wait = wait.unwrap_or_else(|| backoff(attempt));
-    reporter.report(Event::Retrying {
-        label,
-        attempt,
-        reason,
-        wait,
-    });
-    tokio::time::sleep(wait).await;
-}
-
-/// Exponential backoff with jitter: ~0.5 s, 1 s, 2 s, … capped at 30 s.
-pub fn backoff(attempt: u32) -> Duration {
-    let base = 500u64
-        .saturating_mul(1 << (attempt.saturating_sub(1)).min(6))
-        .min(30_000);
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.subsec_nanos())
-        .unwrap_or(0);
-    let jitter = u64::from(nanos) % (base / 2 + 1);
-    Duration::from_millis(base / 2 + jitter)
-}
-
-pub(crate) fn describe_reqwest(e: &reqwest::Error) -> String {
-    let mut text = if e.is_timeout() {
-        "the request timed out".to_string()
-    } else if e.is_connect() {
-        "could not connect".to_string()
-    } else if e.is_body() || e.is_decode() {
-        "the connection broke during the transfer".to_string()
-    } else {
-        "the request failed".to_string()
-    };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
-    text
-}
-
-/// blake3 always; sha256 and the git blob id only when there is something to
-/// check them against (sha256 costs more CPU than blake3 and the copy together).
-struct Hashers {
-    blake3: blake3::Hasher,
-    sha256: Option<sha2::Sha256>,
-    git: Option<sha1::Sha1>,
-}
-
-struct Digests {
-    blake3: String,
-    sha256: Option<String>,
-    git_oid: Option<String>,
-}
-
-impl Hashers {
-    fn new(sha256: bool, git: bool, size: Option<u64>) -> Hashers {
-        let git = match (git, size) {
-            (true, Some(size)) => {
-                let mut h = sha1::Sha1::new();
-                h.update(format!("blob {size}\0").as_bytes());
-                Some(h)
-            }
-            _ => None,
-        };
-        Hashers {
-            blake3: blake3::Hasher::new(),
-            sha256: sha256.then(sha2::Sha256::new),
-            git,
-        }
-    }
-
-    fn update(&mut self, bytes: &[u8]) {
-        self.blake3.update(bytes);
-        if let Some(s) = &mut self.sha256 {
-            s.update(bytes);
-        }
-        if let Some(g) = &mut self.git {
-            g.update(bytes);
-        }
-    }
-
-    fn finish(self) -> Digests {
-        Digests {
-            blake3: self.blake3.finalize().to_hex().to_string(),
-            sha256: self.sha256.map(|s| hex::encode(s.finalize())),
-            git_oid: self.git.map(|g| hex::encode(g.finalize())),
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn etags_normalise() {
-        assert_eq!(normalize_etag("W/\"abc\""), "abc");
-        assert_eq!(normalize_etag("\"abc\""), "abc");
-    }
-
-    #[test]
-    fn backoff_grows_and_is_capped() {
-        assert!(backoff(1) <= Duration::from_millis(500));
-        assert!(backoff(4) >= Duration::from_millis(2000));
-        assert!(backoff(30) <= Duration::from_secs(30));
     }
 }

@@ -8,8 +8,11 @@
 //! still checked (every storage present and large enough, safetensors header and
 //! offsets valid), and reports say that loading was not possible in this build.
 
+mod models;
 pub mod pickle;
 pub mod torch_file;
+
+pub use models::{verify_models, ModelCheck};
 
 use std::io::Read;
 use std::path::Path;
@@ -18,27 +21,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Device;
-
-/// A weight file format.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Format {
-    TorchScript,
-    TorchZip,
-    TorchLegacy,
-    Safetensors,
-}
-
-impl Format {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Format::TorchScript => "torchscript",
-            Format::TorchZip => "torch_zip",
-            Format::TorchLegacy => "torch_legacy",
-            Format::Safetensors => "safetensors",
-        }
-    }
-}
+pub use crate::report::{FileReport, Format, TensorReport};
 
 /// What was found in a file's first bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -119,35 +102,6 @@ fn zip_kind(path: &Path) -> Format {
     }
 }
 
-/// What verifying one file found.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct FileReport {
-    pub format: Format,
-    pub tensors: u64,
-    pub parameters: u64,
-    pub bytes: u64,
-    pub dtypes: Vec<String>,
-    /// True when libtorch built every tensor on the device; false when only the
-    /// structure could be checked (a build without libtorch).
-    pub loaded: bool,
-    pub device: String,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub forward_output: Option<Vec<i64>>,
-    pub load_ms: u64,
-    /// Per-tensor detail, for tests and `--json` (not persisted).
-    #[serde(skip)]
-    pub details: Vec<TensorReport>,
-}
-
-#[derive(Clone, Debug, PartialEq)]
-pub struct TensorReport {
-    pub name: String,
-    pub dtype: String,
-    pub shape: Vec<i64>,
-    /// Sum of all elements as f64, computed by libtorch (None without it).
-    pub sum: Option<f64>,
-}
-
 #[derive(Debug, thiserror::Error)]
 pub enum VerifyError {
     #[error("`{}` cannot be loaded: {reason}", path.display())]
@@ -170,6 +124,9 @@ pub enum VerifyError {
         #[source]
         source: std::io::Error,
     },
+    /// A failure of mdl itself, not of the model or the world.
+    #[error("{what}")]
+    Internal { what: String },
 }
 
 impl VerifyError {
@@ -182,6 +139,7 @@ impl VerifyError {
                 "the file's hash matches the lock, so upstream serves it this way: report it upstream, pin another revision, or `exclude:` the file".into(),
             ),
             VerifyError::Io { .. } => None,
+            VerifyError::Internal { .. } => Some("this is a bug in mdl: please report it with the output of `mdl -v`".into()),
         }
     }
 }

@@ -20,6 +20,9 @@ pub struct TestContext {
 
 pub struct Run {
     pub output: Output,
+    /// What the snapshot filters replace: the project directory and the hub's URL.
+    pub project: PathBuf,
+    pub hub: String,
 }
 
 impl Run {
@@ -48,6 +51,26 @@ impl Run {
         );
         self
     }
+    /// Pins the human output (stderr, then stdout) as an insta snapshot named
+    /// `name`. Temporary paths, the emulator's port, timings, rates and hashes
+    /// are filtered; runs of progress lines (whose order depends on which
+    /// concurrent download finishes first) are sorted, and the periodic
+    /// percentage lines dropped.
+    #[track_caller]
+    pub fn snap(self, name: &str) -> Run {
+        let text = format!(
+            "exit code: {}\n--- stderr\n{}--- stdout\n{}",
+            self.code(),
+            self.stderr(),
+            self.stdout()
+        );
+        let text = normalize_output(&text, &self.project, &self.hub);
+        insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!(name, text);
+        });
+        self
+    }
+
     #[track_caller]
     pub fn stderr_has(self, needle: &str) -> Run {
         assert!(
@@ -114,6 +137,8 @@ impl TestContext {
     pub fn mdl(&self, args: &[&str]) -> Run {
         Run {
             output: self.command(args).output().expect("run mdl"),
+            project: self.path().to_path_buf(),
+            hub: self.hub.url(),
         }
     }
 
@@ -212,3 +237,50 @@ models:
       huggingface: { enabled: true }
       url: { enabled: true, verify_ssl: true, timeout_seconds: 300 }
 "#;
+
+/// Output made comparable across runs and machines (see [`Run::snap`]).
+pub fn normalize_output(text: &str, project: &Path, hub: &str) -> String {
+    use regex::Regex;
+    let mut text = text.replace(hub, "[HUB]");
+    for path in [project.to_path_buf(), project.canonicalize().unwrap_or_default()] {
+        let p = path.to_string_lossy();
+        if !p.is_empty() {
+            text = text.replace(p.as_ref(), "[PROJECT]");
+        }
+    }
+    let rules = [
+        (r"127\.0\.0\.1:\d+", "127.0.0.1:[PORT]"),
+        (r"\b[0-9a-f]{12,64}\b", "[HASH]"),
+        (r"\d+(\.\d+)? ?(B|KiB|MiB|GiB)/s", "[RATE]"),
+        (r"\b\d+ ms\b", "[T] ms"),
+        (r"\b\d+\.\d+ s\b", "[T] s"),
+        (r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]"),
+        (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+    ];
+    for (pattern, replacement) in rules {
+        text = Regex::new(pattern)
+            .unwrap()
+            .replace_all(&text, replacement)
+            .into_owned();
+    }
+    let progress =
+        Regex::new(r"^ *(Resolving|Downloading|Downloaded|Request|Retrying|Verifying|FAILED download) ").unwrap();
+    let percentage = Regex::new(r"^ +\S+ \d+% of ").unwrap();
+    let mut out: Vec<String> = Vec::new();
+    let mut run: Vec<String> = Vec::new();
+    for line in text.lines() {
+        if percentage.is_match(line) {
+            continue;
+        }
+        if progress.is_match(line) {
+            run.push(line.to_string());
+            continue;
+        }
+        run.sort();
+        out.append(&mut run);
+        out.push(line.to_string());
+    }
+    run.sort();
+    out.append(&mut run);
+    out.join("\n") + "\n"
+}

@@ -279,3 +279,37 @@ fn pytorch_hub_without_known_weights_says_how_to_give_them() {
     ));
     ctx.mdl(&["lock"]).failure(1).stderr_has("has no revision `nope`");
 }
+
+#[test]
+fn clean_removes_pytorch_hub_directories_no_lock_references() {
+    let ctx = TestContext::new();
+    ctx.hub
+        .github_repo("acme/models", "v2", Blob::regular(zipball("acme-models-def")));
+    ctx.hub.put_file("w/tiny.pt", Blob::regular(LEGACY));
+    let yaml = |require: &str| {
+        format!(
+            "models:\n  require: [{require}]\n  download:\n{}",
+            hub_sources(
+                &ctx,
+                &format!(
+                    "        weights: {{ \"acme/models/tiny\": \"{}/files/w/tiny.pt\" }}\n",
+                    ctx.hub.url()
+                )
+            )
+        )
+    };
+    ctx.write_config(&yaml("\"pytorch_hub:acme/models:v2/tiny\""));
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    assert_eq!(ctx.read("models/pytorch_hub_tiny/tiny.pt"), LEGACY);
+    std::fs::write(ctx.models().join("pytorch_hub_tiny/stray.bin"), b"stray").unwrap();
+    let dry = ctx.mdl(&["clean", "--dry-run"]).success().stderr();
+    assert!(dry.contains("pytorch_hub_tiny/stray.bin"), "{dry}");
+
+    // The model leaves the config: its whole directory is extraneous.
+    ctx.write_config(&yaml(""));
+    ctx.mdl(&["lock"]).success();
+    let dry = ctx.mdl(&["clean", "--dry-run"]).success().stderr();
+    assert!(dry.contains("Would remove pytorch_hub_tiny"), "{dry}");
+    ctx.mdl(&["clean"]).success();
+    assert!(!ctx.models().join("pytorch_hub_tiny").exists());
+}

@@ -21,12 +21,7 @@ pub fn run(context: &Context, args: AddArgs) -> Result<(), Error> {
         ));
     }
     let path = context.config_path();
-    let outcome = runtime().block_on(mdl::manage::add(
-        &path,
-        &args.ids,
-        &args.preset,
-        context.printer.clone(),
-    ))?;
+    let outcome = runtime().block_on(mdl::ops::add(&path, &args.ids, &args.preset, context.printer.clone()))?;
     for id in args.ids.iter().chain(&args.preset) {
         context
             .printer

@@ -1,5 +1,5 @@
 use clap::Args;
-use mdl::manage::State;
+use mdl::ops::State;
 use mdl::{human_bytes, Error};
 
 use crate::cli::Context;

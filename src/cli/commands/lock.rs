@@ -1,5 +1,5 @@
 use clap::Args;
-use mdl::project::{LockMode, Upgrade};
+use mdl::ops::{LockMode, Upgrade};
 use mdl::{human_bytes, Error};
 
 use crate::cli::{runtime, Context};

@@ -1,5 +1,5 @@
 use clap::Args;
-use mdl::project::{LockMode, ModelCheck, SyncOptions};
+use mdl::ops::{LockMode, ModelCheck, SyncOptions};
 use mdl::registry::VerifyStatus;
 use mdl::{human_bytes, Error};
 

@@ -1,5 +1,5 @@
 use clap::Args;
-use mdl::watch::{WatchEvent, WatchOptions};
+use mdl::ops::watch::{WatchEvent, WatchOptions};
 use mdl::{human_bytes, Error};
 
 use crate::cli::{runtime, Context};
@@ -76,5 +76,5 @@ pub fn run(context: &Context, args: WatchArgs) -> Result<(), Error> {
         let _ = tokio::signal::ctrl_c().await;
     };
     let reporter = context.printer.clone();
-    runtime().block_on(mdl::watch::watch(&path, options, reporter, on_event, shutdown))
+    runtime().block_on(mdl::ops::watch::watch(&path, options, reporter, on_event, shutdown))
 }

@@ -21,10 +21,10 @@ use std::time::{Duration, Instant};
 
 use serde::Serialize;
 
+use super::{Project, SyncOptions};
 use crate::config::Config;
 use crate::error::{Error, Result};
 use crate::lock::Lockfile;
-use crate::project::{Project, SyncOptions};
 use crate::reporter::Reporter;
 
 #[derive(Clone, Debug)]
@@ -163,10 +163,18 @@ pub async fn watch(
     let mut watcher = notify::recommended_watcher(move |event| {
         let _ = tx.send(event);
     })
-    .map_err(|e| Error::usage(format!("cannot watch `{}`: {e}", dir.display()), None))?;
-    watcher
-        .watch(&dir, notify::RecursiveMode::NonRecursive)
-        .map_err(|e| Error::usage(format!("cannot watch `{}`: {e}", dir.display()), None))?;
+    .map_err(|e| {
+        Error::internal(
+            format!("cannot watch `{}`: {e}", dir.display()),
+            Some("raise `fs.inotify.max_user_watches`, or run `mdl sync` instead".to_string()),
+        )
+    })?;
+    watcher.watch(&dir, notify::RecursiveMode::NonRecursive).map_err(|e| {
+        Error::internal(
+            format!("cannot watch `{}`: {e}", dir.display()),
+            Some("raise `fs.inotify.max_user_watches`, or run `mdl sync` instead".to_string()),
+        )
+    })?;
     on_event(&WatchEvent::Watching {
         config: config_path.clone(),
     });

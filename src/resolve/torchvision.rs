@@ -6,6 +6,9 @@
 use std::collections::BTreeMap;
 
 pub use super::torchvision_catalog::{BASE_URL, CATALOG};
+use super::{ResolveError, ResolvedModel, Resolver};
+use crate::config::ModelSpec;
+use crate::source::Source;
 
 /// A weight chosen from the catalog.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -106,6 +109,39 @@ pub fn hash_prefix(file_name: &str) -> Option<String> {
         }
     }
     None
+}
+
+impl Resolver<'_> {
+    pub(super) async fn resolve_torchvision(
+        &self,
+        spec: &ModelSpec,
+        model: &str,
+        weights: Option<&str>,
+    ) -> Result<ResolvedModel, ResolveError> {
+        let tv = &self.sources.torchvision;
+        let weight = lookup(model, weights, tv.base_url.as_deref(), &tv.catalog).map_err(|e| match e {
+            LookupError::UnknownModel { similar } => ResolveError::UnknownTorchvisionModel {
+                name: spec.name.clone(),
+                model: model.into(),
+                similar,
+            },
+            LookupError::UnknownWeights { available } => ResolveError::UnknownTorchvisionWeights {
+                model: model.into(),
+                weights: weights.unwrap_or_default().into(),
+                available,
+            },
+        })?;
+        let mut resolved = self.resolve_url(spec, &weight.url).await?;
+        resolved.source = Source::Torchvision;
+        resolved.id = weight.model.clone();
+        resolved.revision = Some(weight.weights.clone());
+        for file in &mut resolved.files {
+            file.path = weight.file_name.clone();
+            // torch.hub checks this for every torchvision download; so does mdl.
+            file.sha256_prefix = hash_prefix(&weight.file_name);
+        }
+        Ok(resolved)
+    }
 }
 
 #[cfg(test)]

@@ -1,0 +1,169 @@
+//! Files on disk, the bottom of every stage: atomic writes, durable renames,
+//! remote names made safe to join, `~` expansion, and the cheap `stat` record
+//! that lets a no-op sync trust a file without reading it.
+//!
+//! Nothing here knows about models, locks or sources, so every stage may use it.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+/// A remote file name that would land outside its model directory.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("the remote file name `{name}` would escape the model directory")]
+pub struct UnsafePath {
+    pub name: String,
+}
+
+/// Checks a remote file name (`a/b.bin`) and turns it into a relative path that
+/// stays inside the model directory: no `..`, no absolute paths, no empty or `.`
+/// components, no backslashes or NULs (which mean different things on other
+/// platforms).
+pub fn safe_relative_path(name: &str) -> Result<PathBuf, UnsafePath> {
+    let unsafe_path = || UnsafePath { name: name.to_string() };
+    if name.is_empty() || name.starts_with('/') || name.contains('\\') || name.contains('\0') {
+        return Err(unsafe_path());
+    }
+    let mut out = PathBuf::new();
+    for part in name.split('/') {
+        if part.is_empty() || part == "." || part == ".." {
+            return Err(unsafe_path());
+        }
+        out.push(part);
+    }
+    if !out.components().all(|c| matches!(c, Component::Normal(_))) {
+        return Err(unsafe_path());
+    }
+    Ok(out)
+}
+
+/// `~/x` → `$HOME/x`; other paths unchanged.
+pub fn expand_home(path: &str) -> PathBuf {
+    match path.strip_prefix("~/") {
+        Some(rest) => std::env::var_os("HOME")
+            .map(PathBuf::from)
+            .unwrap_or_default()
+            .join(rest),
+        None => PathBuf::from(path),
+    }
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory, fsync,
+/// rename, fsync of the directory: readers see the old or the new file, never a mix.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    fs_err::create_dir_all(dir)?;
+    let mut tmp = tempfile::Builder::new().prefix(".mdl-tmp-").tempfile_in(dir)?;
+    tmp.write_all(bytes)?;
+    tmp.as_file().sync_all()?;
+    tmp.persist(path).map_err(|e| e.error)?;
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Makes a rename durable. Failure is ignored: some file systems refuse to fsync
+/// a directory, and the rename itself already happened.
+pub fn sync_dir(dir: &Path) {
+    if let Ok(d) = std::fs::File::open(dir) {
+        let _ = d.sync_all();
+    }
+}
+
+pub fn is_disk_full(e: &std::io::Error) -> bool {
+    e.raw_os_error() == Some(28) // ENOSPC
+}
+
+/// What mdl knows about a file it placed: if size, mtime and inode still match,
+/// its blake3 is known without reading it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub inode: u64,
+    pub blake3: String,
+}
+
+impl FileRecord {
+    pub fn stat(path: &Path, blake3: String) -> std::io::Result<FileRecord> {
+        let meta = std::fs::metadata(path)?;
+        Ok(FileStat::of(&meta).with_blake3(blake3))
+    }
+}
+
+/// The cheap part of a record: from one `stat`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileStat {
+    pub size: u64,
+    pub mtime_ns: i128,
+    pub inode: u64,
+}
+
+impl FileStat {
+    pub fn of(meta: &std::fs::Metadata) -> FileStat {
+        use std::os::unix::fs::MetadataExt;
+        FileStat {
+            size: meta.len(),
+            mtime_ns: meta.mtime() as i128 * 1_000_000_000 + meta.mtime_nsec() as i128,
+            inode: meta.ino(),
+        }
+    }
+
+    pub fn with_blake3(self, blake3: String) -> FileRecord {
+        FileRecord {
+            size: self.size,
+            mtime_ns: self.mtime_ns,
+            inode: self.inode,
+            blake3,
+        }
+    }
+
+    pub fn matches(&self, record: &FileRecord) -> bool {
+        self.size == record.size && self.mtime_ns == record.mtime_ns && self.inode == record.inode
+    }
+}
+
+/// Bytes under `path` (a file, or a directory walked without following links).
+pub fn tree_size(path: &Path) -> u64 {
+    let Ok(meta) = std::fs::symlink_metadata(path) else {
+        return 0;
+    };
+    if meta.is_file() {
+        return meta.len();
+    }
+    if !meta.is_dir() {
+        return 0;
+    }
+    std::fs::read_dir(path)
+        .map(|d| d.flatten().map(|e| tree_size(&e.path())).sum())
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escaping_names_are_refused() {
+        for bad in ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\\b", "", "a/.."] {
+            assert!(safe_relative_path(bad).is_err(), "{bad}");
+        }
+        assert_eq!(
+            safe_relative_path("onnx/model.onnx").unwrap(),
+            PathBuf::from("onnx/model.onnx")
+        );
+    }
+
+    #[test]
+    fn atomic_write_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("f.json");
+        write_atomic(&p, b"one").unwrap();
+        write_atomic(&p, b"two").unwrap();
+        assert_eq!(std::fs::read(&p).unwrap(), b"two");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 1);
+    }
+}

@@ -1,0 +1,124 @@
+//! `mdl lock`: resolve what the lock lacks (or what `--upgrade` names), learn
+//! each new file's blake3 — from the old lock, from the disk, or by
+//! downloading it into place — and write `models.lock`.
+
+use crate::error::{Error, Result};
+use crate::lock::{LockDelta, LockMode, LockedModel, Lockfile, Upgrade};
+use crate::plan::Download;
+use crate::store::{Store, StoreState};
+
+use super::Project;
+
+/// What `lock` did.
+#[derive(Clone, Debug, Default)]
+pub struct LockOutcome {
+    pub lock: Lockfile,
+    pub written: bool,
+    pub resolved: Vec<String>,
+    pub kept: Vec<String>,
+    pub removed: Vec<String>,
+    pub downloaded_files: usize,
+    pub downloaded_bytes: u64,
+}
+
+impl Project {
+    /// `mdl lock`: resolves what the lock lacks (or what `upgrade` names),
+    /// downloads files whose blake3 is not known yet, and writes `models.lock`.
+    pub async fn lock(&self, upgrade: &Upgrade, mode: LockMode) -> Result<LockOutcome> {
+        if let Upgrade::Names(names) = upgrade {
+            self.check_names(names)?;
+        }
+        let _guard = self.store.lock()?;
+        let mut state = self.store.load_state();
+        let outcome = self.lock_with_state(upgrade, mode, &mut state).await;
+        self.store.save_state(&state)?;
+        outcome
+    }
+
+    pub(super) async fn lock_with_state(
+        &self,
+        upgrade: &Upgrade,
+        mode: LockMode,
+        state: &mut StoreState,
+    ) -> Result<LockOutcome> {
+        let path = self.lock_path();
+        let existing = Lockfile::read(&path)?.unwrap_or_default();
+        let delta = LockDelta::new(&existing, &self.config.specs, upgrade);
+        delta.allowed(mode, &existing, &self.config.specs, &path)?;
+
+        // resolve
+        let fetcher = self.fetcher();
+        let resolved = self
+            .resolver(&fetcher)
+            .resolve_all(&delta.to_resolve, self.settings.jobs)
+            .await;
+        let (resolved, errors): (Vec<_>, Vec<_>) = resolved.into_iter().partition(|r| r.is_ok());
+        if !errors.is_empty() {
+            let errors = errors.into_iter().filter_map(|r| r.err()).map(Error::from).collect();
+            return Err(Error::many(
+                "could not resolve every model; the lockfile was not changed",
+                errors,
+            ));
+        }
+
+        // lock entries; files whose blake3 is unknown are hashed in place or planned
+        let mut entries = Vec::new();
+        let mut downloads: Vec<(usize, usize, Download)> = Vec::new();
+        for (spec, model) in delta.to_resolve.iter().zip(resolved.into_iter().flatten()) {
+            let mut entry = LockedModel::from_resolved(spec, &model, existing.models.get(&spec.name));
+            for (i, remote) in model.files.iter().enumerate() {
+                if !entry.files[i].blake3.is_empty() {
+                    continue;
+                }
+                match self.store.known_content(&entry, remote, state)? {
+                    Some(blake3) => entry.files[i].blake3 = blake3,
+                    None => {
+                        let download = Download::to_lock(&entry, remote, self.store.root(), self.token.as_deref())?;
+                        downloads.push((entries.len(), i, download));
+                    }
+                }
+            }
+            entries.push(entry);
+        }
+
+        // fetch
+        let (slots, jobs): (Vec<_>, Vec<_>) = downloads.into_iter().map(|(m, f, d)| ((m, f), d)).unzip();
+        let mut outcome = LockOutcome {
+            kept: delta.kept.keys().cloned().collect(),
+            removed: delta.removed.clone(),
+            ..LockOutcome::default()
+        };
+        let mut errors = Vec::new();
+        for ((model_i, file_i), result) in slots.into_iter().zip(fetcher.fetch_all(jobs).await) {
+            match result {
+                Ok(fetched) => {
+                    let entry = &mut entries[model_i];
+                    state
+                        .files
+                        .insert(Store::key(&entry.dir_name(), &entry.files[file_i].path), fetched.record);
+                    entry.record_download(file_i, fetched.blake3, fetched.size, fetched.etag, &fetched.final_url);
+                    outcome.downloaded_files += 1;
+                    outcome.downloaded_bytes += fetched.size;
+                }
+                Err(e) => errors.push(Error::from(e)),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::many(
+                "could not download every file to lock; the lockfile was not changed",
+                errors,
+            ));
+        }
+
+        // write
+        let mut models = delta.kept;
+        for entry in entries {
+            outcome.resolved.push(entry.name.clone());
+            models.insert(entry.name.clone(), entry);
+        }
+        outcome.lock = Lockfile { models };
+        outcome.written = outcome.lock.write(&path)?;
+        outcome.lock.prime_cache(&self.store.meta_dir());
+        Ok(outcome)
+    }
+}

@@ -1,0 +1,133 @@
+//! The verbs, one file each (as cargo's `ops`): `lock`, `sync`, `verify`,
+//! `list`, `add`, `remove`, `clean`, `du`, `watch`. Each is a thin sequencer
+//! over the stages — config → resolve → lock → plan → fetch → store → verify —
+//! and the registry; the decisions live in the stages, so a verb reads like the
+//! pipeline it runs.
+//!
+//! [`Project`] is what they share: a loaded config, its models directory, and
+//! how to reach the network.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::config::Config;
+use crate::error::{Error, Result};
+use crate::fetch::{FetchSettings, Fetcher};
+use crate::lock::Lockfile;
+use crate::plan::Origin;
+use crate::reporter::Reporter;
+use crate::resolve::Resolver;
+use crate::store::Store;
+
+mod add;
+mod clean;
+mod du;
+mod list;
+mod lock;
+mod remove;
+mod sync;
+mod verify;
+pub mod watch;
+
+pub use self::add::add;
+pub use self::du::DiskUsage;
+pub use self::list::{ModelStatus, State};
+pub use self::lock::LockOutcome;
+pub use self::sync::{SyncOptions, SyncOutcome};
+pub use crate::lock::{LockMode, Upgrade};
+pub use crate::verify::ModelCheck;
+
+/// A loaded project: a `config.yaml`, its `models.lock` and its models directory.
+pub struct Project {
+    pub config: Config,
+    pub store: Store,
+    pub settings: FetchSettings,
+    pub reporter: Arc<dyn Reporter>,
+    /// `HF_ENDPOINT` (or the config's override).
+    pub endpoint: String,
+    pub token: Option<String>,
+}
+
+impl Project {
+    pub fn new(config: Config, reporter: Arc<dyn Reporter>) -> Project {
+        let download = &config.models.download;
+        let url = &download.sources.url;
+        let settings = FetchSettings {
+            jobs: config.concurrency(),
+            attempts: download.retries.unwrap_or(5).max(1),
+            stall_timeout: Duration::from_secs(download.stall_timeout_seconds.unwrap_or(30).max(1)),
+            connect_timeout: Duration::from_secs(url.timeout_seconds.max(1)),
+            verify_ssl: url.verify_ssl,
+            connections_per_file: download.connections_per_file.unwrap_or(16).max(1),
+            ..FetchSettings::default()
+        };
+        let endpoint = crate::env::hf_endpoint(download.sources.huggingface.endpoint.as_deref());
+        Project {
+            store: Store::new(config.models_dir()).with_project_dir(config.project_dir()),
+            config,
+            settings,
+            reporter,
+            endpoint,
+            token: crate::env::hf_token(),
+        }
+    }
+
+    pub fn lock_path(&self) -> PathBuf {
+        self.config.lock_path()
+    }
+
+    pub fn registry_path(&self) -> PathBuf {
+        self.store.root().join(self.config.registry_file_name())
+    }
+
+    pub fn read_lock(&self) -> Result<Option<Lockfile>> {
+        Ok(Lockfile::read(&self.lock_path())?)
+    }
+
+    fn fetcher(&self) -> Fetcher {
+        let http = crate::fetch::http_client(&self.settings);
+        Fetcher::new(http, self.settings.clone(), self.reporter.clone(), self.store.tmp_dir())
+    }
+
+    fn resolver<'a>(&'a self, fetcher: &'a Fetcher) -> Resolver<'a> {
+        Resolver {
+            http: fetcher.http(),
+            endpoint: self.endpoint.clone(),
+            token: self.token.clone(),
+            reporter: self.reporter.as_ref(),
+            attempts: self.settings.attempts,
+            sources: &self.config.models.download.sources,
+            project_dir: self.config.project_dir(),
+        }
+    }
+
+    fn origin(&self) -> Origin<'_> {
+        Origin {
+            models_root: self.store.root(),
+            hub_endpoint: &self.endpoint,
+            token: self.token.as_deref(),
+        }
+    }
+
+    /// Refuses names that designate no model of the config.
+    fn check_names(&self, names: &[String]) -> Result<()> {
+        for name in names {
+            if !self.config.specs.iter().any(|s| s.matches(name)) {
+                let known: Vec<_> = self.config.specs.iter().map(|s| format!("`{}`", s.name)).collect();
+                return Err(Error::usage(
+                    format!("no model named `{name}` is in `{}`", self.config.path.display()),
+                    Some(format!(
+                        "models in the config: {}",
+                        if known.is_empty() {
+                            "none".into()
+                        } else {
+                            known.join(", ")
+                        }
+                    )),
+                ));
+            }
+        }
+        Ok(())
+    }
+}

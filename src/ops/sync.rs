@@ -1,0 +1,170 @@
+//! `mdl sync`: make the models directory match the lock — locking first when
+//! the lock is missing or stale — then verify every model and write the
+//! registry.
+
+use std::collections::BTreeSet;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::lock::{LockMode, Lockfile, Upgrade};
+use crate::plan::{Plan, MODEL_INFO};
+use crate::registry::{self, Verifications};
+use crate::report::VerifyStatus;
+use crate::store::{Store, StoreState};
+use crate::verify::{self, ModelCheck};
+
+use super::{LockOutcome, Project};
+
+#[derive(Clone, Debug, Default)]
+pub struct SyncOptions {
+    pub mode: LockMode,
+    pub upgrade: Upgrade,
+    pub dry_run: bool,
+    pub verify: bool,
+    /// Model names to download and verify again.
+    pub force: Vec<String>,
+    /// Re-hash every file instead of trusting recorded metadata.
+    pub rehash: bool,
+}
+
+/// What `sync` did.
+#[derive(Clone, Debug, Default)]
+pub struct SyncOutcome {
+    pub lock: Option<LockOutcome>,
+    pub plan: Plan,
+    pub fetched_files: usize,
+    pub fetched_bytes: u64,
+    pub checks: Vec<ModelCheck>,
+    pub elapsed_ms: u64,
+}
+
+impl Project {
+    /// `mdl sync`: makes the models dir match the lock (locking first when the
+    /// lock is missing or stale), then verifies every model.
+    pub async fn sync(&self, options: &SyncOptions) -> Result<SyncOutcome> {
+        let started = Instant::now();
+        self.check_names(&options.force)?;
+        if let Upgrade::Names(names) = &options.upgrade {
+            self.check_names(names)?;
+        }
+        let _guard = self.store.lock()?;
+        let mut state = self.store.load_state();
+        let mut outcome = SyncOutcome::default();
+
+        // lock
+        let lock = self.lock_for_sync(options, &mut state, &mut outcome).await?;
+
+        // plan
+        let force: BTreeSet<String> = (self.config.specs.iter())
+            .filter(|s| options.force.iter().any(|n| s.matches(n)))
+            .map(|s| s.name.clone())
+            .collect();
+        let survey = self.store.survey(&lock, &mut state, options.rehash)?;
+        outcome.plan = Plan::new(&lock, &survey, &force);
+        if options.dry_run {
+            return Ok(outcome);
+        }
+        let downloads = outcome.plan.downloads(&lock, options.mode, self.origin())?;
+
+        // fetch and store
+        if !downloads.is_empty() {
+            let results = self.fetcher().fetch_all(downloads).await;
+            let mut errors = Vec::new();
+            for ((f, _), result) in outcome.plan.fetch.iter().zip(results) {
+                match result {
+                    Ok(fetched) => {
+                        state.files.insert(Store::key(&f.dir, &f.file.path), fetched.record);
+                        outcome.fetched_files += 1;
+                        outcome.fetched_bytes += fetched.size;
+                    }
+                    Err(e) => errors.push(Error::from(e)),
+                }
+            }
+            self.store.save_state(&state)?;
+            if !errors.is_empty() {
+                registry::write(&self.store, &self.registry_path(), &lock, &Verifications::new(), false)?;
+                return Err(Error::many(
+                    "some files could not be synced; files already in place were kept",
+                    errors,
+                ));
+            }
+        }
+        self.store.save_state(&state)?;
+
+        // verify
+        if options.verify {
+            outcome.checks =
+                verify::verify_models(&self.config, &self.store, &lock, &mut state, &force, &*self.reporter).await?;
+        }
+        self.store.save_state(&state)?;
+
+        // registry
+        self.record_sync(&lock, &outcome)?;
+        outcome.elapsed_ms = started.elapsed().as_millis() as u64;
+        let failed: Vec<Error> = (outcome.checks.iter())
+            .filter(|c| c.verification.status == VerifyStatus::Failed)
+            .map(|c| {
+                Error::from(verify::VerifyError::Model {
+                    model: c.name.clone(),
+                    reason: c.verification.error.clone().unwrap_or_default(),
+                })
+            })
+            .collect();
+        if !failed.is_empty() {
+            let summary = format!(
+                "{} model(s) failed verification; they will be verified again on the next sync",
+                failed.len()
+            );
+            return Err(Error::many(summary, failed));
+        }
+        Ok(outcome)
+    }
+
+    /// The lock to sync: the current one when it matches the config, else a
+    /// fresh one (as `mdl lock` would write it, within what `options.mode` allows).
+    async fn lock_for_sync(
+        &self,
+        options: &SyncOptions,
+        state: &mut StoreState,
+        outcome: &mut SyncOutcome,
+    ) -> Result<Lockfile> {
+        let current = Lockfile::read_cached(&self.lock_path(), &self.store.meta_dir())?;
+        let stale = match &current {
+            None => true,
+            Some(lock) => !lock.differences(&self.config.specs).is_empty(),
+        };
+        if !stale && options.upgrade == Upgrade::None {
+            return Ok(current.unwrap_or_default());
+        }
+        if options.dry_run && options.mode == LockMode::Write {
+            return Err(Error::usage(
+                "`--dry-run` cannot show a plan: the lockfile is missing or does not match the config",
+                Some("run `mdl lock` first".to_string()),
+            ));
+        }
+        let result = self.lock_with_state(&options.upgrade, options.mode, state).await;
+        self.store.save_state(state)?;
+        let locked = result?;
+        let lock = locked.lock.clone();
+        outcome.lock = Some(locked);
+        Ok(lock)
+    }
+
+    /// Writes the registry after a sync, unless it is already true: nothing
+    /// fetched, nothing reloaded, lock unchanged, every `model_info.json` there.
+    fn record_sync(&self, lock: &Lockfile, outcome: &SyncOutcome) -> Result<()> {
+        let unchanged = outcome.lock.is_none()
+            && outcome.plan.fetch.is_empty()
+            && outcome.checks.iter().all(|c| c.cached)
+            && self.registry_path().is_file()
+            && (lock.models.values()).all(|m| self.store.model_dir(&m.dir_name()).join(MODEL_INFO).is_file());
+        if unchanged {
+            return Ok(());
+        }
+        let verifications: Verifications = (outcome.checks.iter())
+            .map(|c| (c.name.clone(), (c.verification.clone(), c.cached)))
+            .collect();
+        registry::write(&self.store, &self.registry_path(), lock, &verifications, true)?;
+        Ok(())
+    }
+}

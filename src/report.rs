@@ -1,0 +1,82 @@
+//! What verification found, as plain data: the record the verifier returns
+//! for a file, the store remembers (so a no-op sync does not reload), and the
+//! registry shows. A module of its own so that the store, the verifier and the
+//! registry share it without importing one another.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+/// A weight file format.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Format {
+    TorchScript,
+    TorchZip,
+    TorchLegacy,
+    Safetensors,
+}
+
+impl Format {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Format::TorchScript => "torchscript",
+            Format::TorchZip => "torch_zip",
+            Format::TorchLegacy => "torch_legacy",
+            Format::Safetensors => "safetensors",
+        }
+    }
+}
+
+/// What verifying one file found.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct FileReport {
+    pub format: Format,
+    pub tensors: u64,
+    pub parameters: u64,
+    pub bytes: u64,
+    pub dtypes: Vec<String>,
+    /// True when libtorch built every tensor on the device; false when only the
+    /// structure could be checked (a build without libtorch).
+    pub loaded: bool,
+    pub device: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub forward_output: Option<Vec<i64>>,
+    pub load_ms: u64,
+    /// Per-tensor detail, for tests and `--json` (not persisted).
+    #[serde(skip)]
+    pub details: Vec<TensorReport>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct TensorReport {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+    /// Sum of all elements as f64, computed by libtorch (None without it).
+    pub sum: Option<f64>,
+}
+
+/// Where a model's verification stands.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VerifyStatus {
+    /// Every weight file was loaded with libtorch on the device.
+    Verified,
+    /// Hashes and file structure checked; this build cannot load with libtorch.
+    FormatChecked,
+    /// A file failed to load; see `error`.
+    Failed,
+    /// `--no-verify`, or `verify: false` in the config.
+    Skipped,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Verification {
+    pub status: VerifyStatus,
+    pub device: String,
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub files: BTreeMap<String, FileReport>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}

@@ -1,0 +1,155 @@
+//! The Hugging Face Hub: a repository at a revision, pinned to its commit, with
+//! every file's size, LFS sha256 or git blob id from one API call
+//! (`/api/models/{repo}/revision/{rev}?blobs=true`).
+
+use percent_encoding::utf8_percent_encode;
+use serde::Deserialize;
+
+use super::{filters, RemoteFile, ResolveError, ResolvedModel, Resolver, SEGMENT};
+use crate::config::ModelSpec;
+use crate::fs::safe_relative_path;
+use crate::source::Source;
+
+#[derive(Deserialize)]
+struct RepoInfo {
+    sha: Option<String>,
+    #[serde(default)]
+    siblings: Option<Vec<Sibling>>,
+}
+
+#[derive(Deserialize)]
+struct Sibling {
+    rfilename: String,
+    #[serde(default)]
+    size: Option<u64>,
+    #[serde(default, rename = "blobId")]
+    blob_id: Option<String>,
+    #[serde(default)]
+    lfs: Option<Lfs>,
+}
+
+#[derive(Deserialize)]
+struct Lfs {
+    sha256: String,
+    size: u64,
+}
+
+impl Resolver<'_> {
+    pub(super) async fn resolve_hub(
+        &self,
+        spec: &ModelSpec,
+        repo: &str,
+        requested: Option<&str>,
+    ) -> Result<ResolvedModel, ResolveError> {
+        let model = &spec.name;
+        let revision = requested.unwrap_or("main");
+        let url = format!(
+            "{}/api/models/{repo}/revision/{}?blobs=true",
+            self.endpoint,
+            utf8_percent_encode(revision, SEGMENT)
+        );
+        let response = self.send(model, reqwest::Method::GET, &url, true).await?;
+        let status = response.status();
+        if !status.is_success() {
+            let code = response
+                .headers()
+                .get("x-error-code")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            let message = response
+                .headers()
+                .get("x-error-message")
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string);
+            return Err(match (status.as_u16(), code.as_deref()) {
+                (_, Some("RepoNotFound")) => ResolveError::RepoNotFound {
+                    model: model.clone(),
+                    repo: repo.into(),
+                },
+                (_, Some("RevisionNotFound")) => ResolveError::RevisionNotFound {
+                    model: model.clone(),
+                    repo: repo.into(),
+                    revision: revision.into(),
+                },
+                (401 | 403, _) | (_, Some("GatedRepo")) => ResolveError::Unauthorized {
+                    model: model.clone(),
+                    repo: repo.into(),
+                    token_sent: self.token.is_some(),
+                },
+                (404, _) => ResolveError::RepoNotFound {
+                    model: model.clone(),
+                    repo: repo.into(),
+                },
+                (status, _) => ResolveError::Http {
+                    model: model.clone(),
+                    url,
+                    status,
+                    message,
+                },
+            });
+        }
+        let body = response.bytes().await.map_err(|e| ResolveError::Network {
+            model: model.clone(),
+            url: url.clone(),
+            reason: e.to_string(),
+        })?;
+        let info: RepoInfo = serde_json::from_slice(&body).map_err(|e| ResolveError::BadResponse {
+            model: model.clone(),
+            url: url.clone(),
+            message: e.to_string(),
+        })?;
+        let bad = |message: &str| ResolveError::BadResponse {
+            model: model.clone(),
+            url: url.clone(),
+            message: message.into(),
+        };
+        let commit = info.sha.ok_or_else(|| bad("no `sha` field"))?;
+        if commit.len() != 40 || !commit.chars().all(|c| c.is_ascii_hexdigit()) {
+            return Err(bad("`sha` is not a 40-hex commit id"));
+        }
+        let siblings = info.siblings.ok_or_else(|| bad("no `siblings` field"))?;
+        let (include, exclude) = filters(spec);
+        let mut files = Vec::new();
+        for sibling in siblings {
+            let path = sibling.rfilename;
+            // Refuse escaping names before anything is written.
+            safe_relative_path(&path).map_err(|source| ResolveError::Unsafe {
+                model: model.clone(),
+                source,
+            })?;
+            if include.as_ref().is_some_and(|g| !g.is_match(&path)) || exclude.is_match(&path) {
+                continue;
+            }
+            let (size, etag, sha256) = match &sibling.lfs {
+                Some(lfs) => (Some(lfs.size), Some(lfs.sha256.clone()), Some(lfs.sha256.clone())),
+                None => (sibling.size, sibling.blob_id.clone(), None),
+            };
+            files.push(RemoteFile {
+                url: self.file_url(repo, &commit, &path),
+                path,
+                size,
+                etag,
+                sha256,
+                git_oid: if sibling.lfs.is_none() { sibling.blob_id } else { None },
+                needs_token: true,
+                sha256_prefix: None,
+            });
+        }
+        if files.is_empty() {
+            return Err(ResolveError::NothingMatches {
+                model: model.clone(),
+                repo: repo.into(),
+                commit,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(ResolvedModel {
+            source: Source::Huggingface,
+            id: repo.to_string(),
+            revision: requested.map(str::to_string),
+            commit: Some(commit),
+            resolved_url: None,
+            files,
+        })
+    }
+}

@@ -1,0 +1,307 @@
+//! Resolution: asks each source what a wanted model is right now — the Hub
+//! commit a revision points at and its files (with sizes and LFS sha256), or a
+//! URL's final location after redirects — without downloading anything.
+//!
+//! This file holds what every source shares (the [`Resolver`] with its HTTP
+//! retry loop, [`ResolvedModel`], [`ResolveError`]) and dispatches on the
+//! model id; each source resolves in its own file: `huggingface.rs`, `url.rs`,
+//! `torchvision.rs` (with its generated catalog), `pytorch_hub.rs`, `local.rs`,
+//! and `auto.rs` for bare names. Facts about a source that other stages need
+//! (used in place? sends the token?) are on [`crate::source::Source`].
+//!
+//! mdl talks to the Hub API itself rather than through hf-hub's `Api`: the lock
+//! needs every file's size, LFS sha256 and git blob id in one call
+//! (`/api/models/{repo}/revision/{rev}?blobs=true`), and downloads go through
+//! mdl's own engine (resumable, concurrent, hash-checked), which hf-hub's
+//! downloader is not. hf-hub is used for what it is good at here: finding the
+//! token (see `env`).
+
+use std::time::Duration;
+
+use globset::{Glob, GlobSet, GlobSetBuilder};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use reqwest::header::AUTHORIZATION;
+use reqwest::StatusCode;
+
+use crate::config::{ModelSpec, Sources};
+use crate::model_id::ModelId;
+use crate::reporter::{Event, Reporter};
+use crate::source::Source;
+
+mod auto;
+mod huggingface;
+mod local;
+mod pytorch_hub;
+pub mod torchvision;
+mod torchvision_catalog;
+mod url;
+
+/// Path-segment encoding: everything but unreserved characters, so a revision
+/// like `refs/pr/1` becomes one segment (`refs%2Fpr%2F1`), as the Python client does.
+pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');
+/// File paths keep their `/`.
+const PATH: &AsciiSet = &SEGMENT.remove(b'/');
+
+#[derive(Debug, thiserror::Error)]
+pub enum ResolveError {
+    #[error("the Hub has no repository `{repo}` (model `{model}`)")]
+    RepoNotFound { model: String, repo: String },
+    #[error("the Hub repository `{repo}` has no revision `{revision}` (model `{model}`)")]
+    RevisionNotFound {
+        model: String,
+        repo: String,
+        revision: String,
+    },
+    #[error("the Hub repository `{repo}` is gated or private and needs a token (model `{model}`)")]
+    Unauthorized {
+        model: String,
+        repo: String,
+        token_sent: bool,
+    },
+    #[error("resolving `{model}` failed: the server answered {status} for `{url}`{}", message.as_deref().map(|m| format!(" ({m})")).unwrap_or_default())]
+    Http {
+        model: String,
+        url: String,
+        status: u16,
+        message: Option<String>,
+    },
+    #[error("resolving `{model}` failed: could not reach `{url}`: {reason}")]
+    Network { model: String, url: String, reason: String },
+    #[error("resolving `{model}` failed: `{url}` sent an answer mdl does not understand: {message}")]
+    BadResponse {
+        model: String,
+        url: String,
+        message: String,
+    },
+    #[error("no file of `{repo}` at `{commit}` matches the include/exclude filters of model `{model}`")]
+    NothingMatches {
+        model: String,
+        repo: String,
+        commit: String,
+    },
+    #[error("model `{model}`: {source}")]
+    Unsafe {
+        model: String,
+        #[source]
+        source: crate::fs::UnsafePath,
+    },
+    #[error("torchvision has no model `{model}` (model `{name}`)")]
+    UnknownTorchvisionModel {
+        name: String,
+        model: String,
+        similar: Vec<String>,
+    },
+    #[error("torchvision's `{model}` has no weights `{weights}`")]
+    UnknownTorchvisionWeights {
+        model: String,
+        weights: String,
+        available: Vec<String>,
+    },
+    #[error("no weights are known for the PyTorch Hub entry `{entry}` (model `{model}`)")]
+    NoHubWeights { model: String, entry: String },
+    #[error("`{name}` was not found in any enabled source")]
+    Undetected { name: String, tried: Vec<String> },
+    #[error("the local model `{name}` does not exist at `{}`", path.display())]
+    LocalMissing { name: String, path: std::path::PathBuf },
+    #[error("could not read the local model `{name}` at `{}`", path.display())]
+    LocalIo {
+        name: String,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+impl ResolveError {
+    pub fn hint(&self) -> Option<String> {
+        Some(match self {
+            ResolveError::RepoNotFound { .. } => {
+                "check the repo id's spelling; for a private repository set `HF_TOKEN`".into()
+            }
+            ResolveError::RevisionNotFound { .. } => {
+                "use an existing branch, tag or full commit sha after `@` (or in `revision:`)".into()
+            }
+            ResolveError::Unauthorized { token_sent: false, .. } => {
+                "set `HF_TOKEN` (or run `hf auth login`) with a token that was granted access".into()
+            }
+            ResolveError::Unauthorized { token_sent: true, .. } => {
+                "the token was refused: check `HF_TOKEN` or `$HF_HOME/token`, and that it was granted access".into()
+            }
+            ResolveError::Network { .. } => {
+                "check the network, `HF_ENDPOINT`, and proxies; `--offline` syncs what is already locked".into()
+            }
+            ResolveError::NothingMatches { .. } => "loosen `include:` / `exclude:` for this model".into(),
+            ResolveError::Unsafe { .. } => {
+                "the upstream repository holds a file name mdl refuses to write; exclude it with `exclude:` or report it upstream".into()
+            }
+            ResolveError::UnknownTorchvisionModel { similar, .. } if !similar.is_empty() => {
+                format!("similar models: {}", similar.iter().map(|s| format!("`{s}`")).collect::<Vec<_>>().join(", "))
+            }
+            ResolveError::UnknownTorchvisionModel { .. } => {
+                "add it under `models.download.sources.torchvision.catalog` with its file name or URL".into()
+            }
+            ResolveError::UnknownTorchvisionWeights { available, .. } => format!("available weights: {}", available.join(", ")),
+            ResolveError::Undetected { tried, .. } => format!(
+                "tried, in order:\n{}\nhint: write the source explicitly (`torchvision:…`, `huggingface:org/name`, `url:…`)",
+                tried.iter().map(|t| format!("  - {t}")).collect::<Vec<_>>().join("\n")
+            ),
+            ResolveError::NoHubWeights { entry, .. } => format!(
+                "mdl cannot run `hubconf.py` (it needs Python); give the entry's weight URL in config: \
+                 `models.download.sources.pytorch_hub.weights: {{ \"{entry}\": \"https://…/weights.pth\" }}`"
+            ),
+            ResolveError::LocalMissing { .. } => "fix the path (relative paths start from the directory of config.yaml)".into(),
+            ResolveError::Http { .. } | ResolveError::BadResponse { .. } | ResolveError::LocalIo { .. } => return None,
+        })
+    }
+}
+
+/// A file of a resolved model, before it is downloaded.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RemoteFile {
+    pub path: String,
+    pub size: Option<u64>,
+    pub url: String,
+    /// The ETag the source will send (git blob id, or LFS sha256).
+    pub etag: Option<String>,
+    pub sha256: Option<String>,
+    pub git_oid: Option<String>,
+    /// Send the Hub token with this file's request.
+    pub needs_token: bool,
+    /// torchvision names carry a sha256 prefix that the download must match.
+    pub sha256_prefix: Option<String>,
+}
+
+/// A model as the source describes it now.
+#[derive(Clone, Debug)]
+pub struct ResolvedModel {
+    /// The source it came from (for a bare name: the detected one).
+    pub source: Source,
+    /// The source-specific id to lock (repo id, URL, torchvision model, path).
+    pub id: String,
+    /// The requested or chosen revision (Hub revision, torchvision weights).
+    pub revision: Option<String>,
+    pub commit: Option<String>,
+    pub resolved_url: Option<String>,
+    pub files: Vec<RemoteFile>,
+}
+
+/// Talks to the sources' metadata endpoints.
+pub struct Resolver<'a> {
+    pub http: &'a reqwest::Client,
+    pub endpoint: String,
+    pub token: Option<String>,
+    pub reporter: &'a dyn Reporter,
+    pub attempts: u32,
+    pub sources: &'a Sources,
+    /// Relative local paths start here (the directory of config.yaml).
+    pub project_dir: std::path::PathBuf,
+}
+
+pub(crate) fn filters(spec: &ModelSpec) -> (Option<GlobSet>, GlobSet) {
+    let build = |globs: &[String]| {
+        let mut b = GlobSetBuilder::new();
+        for g in globs {
+            // Validated when the config was parsed.
+            b.add(Glob::new(g).expect("valid glob"));
+        }
+        b.build().expect("valid glob set")
+    };
+    let include = (!spec.include.is_empty()).then(|| build(&spec.include));
+    (include, build(&spec.exclude))
+}
+
+impl Resolver<'_> {
+    /// The resolve URL of a file at a commit.
+    pub fn file_url(&self, repo: &str, commit: &str, path: &str) -> String {
+        hub_file_url(&self.endpoint, repo, commit, path)
+    }
+
+    pub async fn resolve(&self, spec: &ModelSpec) -> Result<ResolvedModel, ResolveError> {
+        self.reporter.report(Event::Resolving { model: &spec.name });
+        match &spec.id {
+            ModelId::Huggingface { repo, revision } => self.resolve_hub(spec, repo, revision.as_deref()).await,
+            ModelId::Url { url } => self.resolve_url(spec, url).await,
+            ModelId::Torchvision { model, weights } => self.resolve_torchvision(spec, model, weights.as_deref()).await,
+            ModelId::Local { path } => self.resolve_local(spec, path),
+            ModelId::Auto { name } => self.resolve_auto(spec, name).await,
+            ModelId::PytorchHub {
+                owner,
+                repo,
+                reference,
+                entry,
+                ..
+            } => {
+                self.resolve_pytorch_hub(spec, owner, repo, reference.as_deref(), entry)
+                    .await
+            }
+        }
+    }
+
+    /// Resolves every spec, at most `jobs` at once; results in spec order.
+    pub async fn resolve_all(&self, specs: &[&ModelSpec], jobs: usize) -> Vec<Result<ResolvedModel, ResolveError>> {
+        use futures_util::StreamExt;
+        // The futures are built first (not in a `.map` closure over the stream):
+        // that keeps the whole sync future `Send` for `tokio::spawn` (`mdl watch`).
+        let lookups: Vec<_> = specs
+            .iter()
+            .copied()
+            .enumerate()
+            .map(|(i, spec)| async move { (i, self.resolve(spec).await) })
+            .collect();
+        let mut resolved: Vec<(usize, Result<ResolvedModel, ResolveError>)> = futures_util::stream::iter(lookups)
+            .buffer_unordered(jobs.max(1))
+            .collect()
+            .await;
+        resolved.sort_by_key(|(i, _)| *i);
+        resolved.into_iter().map(|(_, r)| r).collect()
+    }
+
+    /// Sends a GET or HEAD, retrying connection errors, 429 and 5xx with backoff.
+    async fn send(
+        &self,
+        model: &str,
+        method: reqwest::Method,
+        url: &str,
+        token: bool,
+    ) -> Result<reqwest::Response, ResolveError> {
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let mut request = self.http.request(method.clone(), url);
+            if token {
+                if let Some(t) = &self.token {
+                    request = request.header(AUTHORIZATION, format!("Bearer {t}"));
+                }
+            }
+            self.reporter.report(Event::Request {
+                method: method.as_str(),
+                url,
+            });
+            let reason = match request.timeout(Duration::from_secs(60)).send().await {
+                Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
+                    format!("the server answered {}", r.status())
+                }
+                Ok(r) => return Ok(r),
+                // The URL is already in the message; say what went wrong.
+                Err(e) => crate::http::describe_reqwest(&e),
+            };
+            if attempt >= self.attempts {
+                return Err(ResolveError::Network {
+                    model: model.into(),
+                    url: url.into(),
+                    reason,
+                });
+            }
+            crate::http::pause_before_retry(self.reporter, model, attempt, &reason, None).await;
+        }
+    }
+}
+
+/// `{endpoint}/{repo}/resolve/{commit}/{path}`, encoded as the Python client does.
+pub fn hub_file_url(endpoint: &str, repo: &str, commit: &str, path: &str) -> String {
+    format!(
+        "{endpoint}/{repo}/resolve/{}/{}",
+        utf8_percent_encode(commit, SEGMENT),
+        utf8_percent_encode(path, PATH)
+    )
+}

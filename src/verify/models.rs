@@ -1,0 +1,152 @@
+//! Verifying a project's models: which files to load (weights only, and only
+//! those not verified before for the same content, device and forward shape),
+//! one batch to the verifier, and each model's [`Verification`] from the answers.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use super::{Verifier, VerifyError};
+use crate::config::Config;
+use crate::lock::Lockfile;
+use crate::report::{Verification, VerifyStatus};
+use crate::reporter::{Event, Reporter};
+use crate::store::{Store, StoreState};
+
+/// One model's verification result in a sync.
+#[derive(Clone, Debug)]
+pub struct ModelCheck {
+    pub name: String,
+    pub verification: Verification,
+    /// Served from the remembered result (no reload).
+    pub cached: bool,
+}
+
+/// Verifies each locked model on its configured device. Files whose
+/// (blake3, device, forward shape) verified before are not reloaded unless
+/// their model is in `reload`; all others go to the verifier in one batch.
+pub async fn verify_models(
+    config: &Config,
+    store: &Store,
+    lock: &Lockfile,
+    state: &mut StoreState,
+    reload: &BTreeSet<String>,
+    reporter: &dyn Reporter,
+) -> Result<Vec<ModelCheck>, VerifyError> {
+    let verifier = Verifier::discover();
+    struct Pending {
+        model: usize,
+        path: String,
+        key: String,
+    }
+    let mut checks = Vec::new();
+    let mut requests = Vec::new();
+    let mut pending = Vec::new();
+    for model in lock.models.values() {
+        let Some(spec) = config.specs.iter().find(|s| s.name == model.name) else {
+            continue;
+        };
+        let device = spec.device.to_string();
+        let mut check = ModelCheck {
+            name: model.name.clone(),
+            verification: Verification {
+                status: VerifyStatus::Verified,
+                device: device.clone(),
+                files: BTreeMap::new(),
+                error: None,
+            },
+            cached: true,
+        };
+        if !spec.verify.load {
+            check.verification.status = VerifyStatus::Skipped;
+            check.cached = false;
+            checks.push(check);
+            continue;
+        }
+        reporter.report(Event::Verifying { model: &model.name });
+        for file in &model.files {
+            let key = format!(
+                "{}@{device}#{}",
+                file.blake3,
+                forward_key(spec.verify.forward.as_deref())
+            );
+            if !reload.contains(&model.name) {
+                if let Some(record) = state.verified.get(&key) {
+                    check.verification.files.insert(file.path.clone(), record.clone());
+                    continue;
+                }
+            }
+            // Only weight files go to the verifier; the rest (configs, tokenizers) need no load.
+            let path = store.locate(model, file);
+            if state.not_weights.contains(&file.blake3) {
+                continue;
+            }
+            if super::detect(&path)
+                .map(|d| d == super::Detected::Other)
+                .unwrap_or(false)
+            {
+                state.not_weights.insert(file.blake3.clone());
+                continue;
+            }
+            pending.push(Pending {
+                model: checks.len(),
+                path: file.path.clone(),
+                key,
+            });
+            requests.push(super::Request {
+                path,
+                device: device.clone(),
+                forward: spec.verify.forward.clone(),
+            });
+        }
+        checks.push(check);
+    }
+    if !requests.is_empty() {
+        let results = tokio::task::spawn_blocking({
+            let verifier = verifier.clone();
+            move || verifier.verify(&requests)
+        })
+        .await
+        .map_err(|e| VerifyError::Internal {
+            what: format!("the verification thread failed: {e}"),
+        })?;
+        for (p, result) in pending.into_iter().zip(results) {
+            let check = &mut checks[p.model];
+            check.cached = false;
+            match result {
+                Ok(Some(report)) => {
+                    state.verified.insert(p.key, report.clone());
+                    check.verification.files.insert(p.path, report);
+                }
+                Ok(None) => {}
+                Err(e @ VerifyError::DeviceUnavailable { .. }) => return Err(e.into()),
+                Err(e) => {
+                    // Never remembered: the next sync tries again.
+                    state.verified.remove(&p.key);
+                    check.verification.status = VerifyStatus::Failed;
+                    let reason = match &e {
+                        VerifyError::Load { reason, .. } => reason.clone(),
+                        other => other.to_string(),
+                    };
+                    let previous = check.verification.error.take();
+                    let line = format!("`{}` cannot be loaded: {reason}", p.path);
+                    check.verification.error = Some(match previous {
+                        Some(prev) => format!("{prev}; {line}"),
+                        None => line,
+                    });
+                }
+            }
+        }
+    }
+    for check in &mut checks {
+        let loaded = check.verification.files.values().all(|f| f.loaded);
+        if check.verification.status == VerifyStatus::Verified && !loaded {
+            check.verification.status = VerifyStatus::FormatChecked;
+        }
+    }
+    Ok(checks)
+}
+
+fn forward_key(forward: Option<&[i64]>) -> String {
+    forward
+        .map(|s| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"))
+        .unwrap_or_default()
+}
