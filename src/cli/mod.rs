@@ -139,30 +139,29 @@ pub fn print_error(error: &Error) {
             for e in errors {
                 eprintln!("  - {e}");
                 print_causes(e, "      ");
-                if let Some(hint) = e.hint() {
-                    for line in hint.lines() {
-                        eprintln!("    {}", prefixed_hint(line));
-                    }
-                }
+                print_hints(e, "    ");
             }
         }
         e => {
             eprintln!("error: {e}");
             print_causes(e, "  ");
-            if let Some(hint) = e.hint() {
-                for line in hint.lines() {
-                    eprintln!("{}", prefixed_hint(line));
-                }
-            }
+            print_hints(e, "");
         }
     }
 }
 
-fn prefixed_hint(line: &str) -> String {
-    if line.starts_with("hint: ") {
-        line.to_string()
-    } else {
-        format!("hint: {line}")
+/// A hint may span several lines: a line starting with `hint: ` begins a new
+/// hint, any other line continues the one before, indented under its text.
+fn print_hints(e: &Error, indent: &str) {
+    let Some(hint) = e.hint() else {
+        return;
+    };
+    for (i, line) in hint.lines().enumerate() {
+        match line.strip_prefix("hint: ") {
+            Some(rest) => eprintln!("{indent}hint: {rest}"),
+            None if i == 0 => eprintln!("{indent}hint: {line}"),
+            None => eprintln!("{indent}      {line}"),
+        }
     }
 }
 

@@ -27,6 +27,9 @@ use crate::error::{Error, Result};
 use crate::lock::Lockfile;
 use crate::reporter::Reporter;
 
+/// The bytes of the config and the lock (each `None` when absent).
+type Snapshot = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 #[derive(Clone, Debug)]
 pub struct WatchOptions {
     pub prune: bool,
@@ -182,7 +185,7 @@ pub async fn watch(
     let relevant =
         |path: &Path| path.file_name() == config_path.file_name() || path.file_name() == lock_path.file_name();
     // What the last completed (or started) run saw, to ignore no-change events.
-    let mut seen: Option<(Option<Vec<u8>>, Option<Vec<u8>>)> = None;
+    let mut seen: Option<Snapshot> = None;
     let mut last_invalid: Option<String> = None;
     let mut due: Option<Instant> = Some(Instant::now());
     let mut running: Option<tokio::task::JoinHandle<Result<RunSummary>>> = None;

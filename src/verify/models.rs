@@ -117,7 +117,7 @@ pub async fn verify_models(
                     check.verification.files.insert(p.path, report);
                 }
                 Ok(None) => {}
-                Err(e @ VerifyError::DeviceUnavailable { .. }) => return Err(e.into()),
+                Err(e @ VerifyError::DeviceUnavailable { .. }) => return Err(e),
                 Err(e) => {
                     // Never remembered: the next sync tries again.
                     state.verified.remove(&p.key);

@@ -287,7 +287,7 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                 let items = pop_mark!();
                 stack.push(Item::Value(Value::Set(items)));
             }
-            0x85 | 0x86 | 0x87 => {
+            0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
                 let mut items = Vec::with_capacity(n);
                 for _ in 0..n {

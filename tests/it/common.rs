@@ -71,6 +71,27 @@ impl Run {
         self
     }
 
+    /// [`Run::snap`] with byte sizes redacted too: for outputs that count
+    /// mdl's own state files, whose sizes vary with inode numbers and timings.
+    #[track_caller]
+    pub fn snap_without_sizes(self, name: &str) -> Run {
+        let text = format!(
+            "exit code: {}\n--- stderr\n{}--- stdout\n{}",
+            self.code(),
+            self.stderr(),
+            self.stdout()
+        );
+        let text = normalize_output(&text, &self.project, &self.hub);
+        let text = regex::Regex::new(r"\d+(\.\d+)? (B|KiB|MiB|GiB)\b")
+            .unwrap()
+            .replace_all(&text, "[SIZE]")
+            .into_owned();
+        insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
+            insta::assert_snapshot!(name, text);
+        });
+        self
+    }
+
     #[track_caller]
     pub fn stderr_has(self, needle: &str) -> Run {
         assert!(

@@ -121,11 +121,11 @@ fn bad_configs_fail_before_any_change() {
         ("models:\n  require:\n    - id: url:{hub}/files/w/model.pt\n      name: x\n    - id: url:{hub}/files/w/other.pt\n      name: x\n", "two models are named `x`"),
         ("models:\n  require: 5\n", "config.yaml:2:"),
     ];
-    for (yaml, needle) in cases {
+    for (i, (yaml, needle)) in cases.iter().enumerate() {
         ctx.write_config(yaml);
         let before = ctx.snapshot();
         ctx.hub.clear_requests();
-        let run = ctx.mdl(&["sync"]).failure(2);
+        let run = ctx.mdl(&["sync"]).failure(2).snap(&format!("bad_config_{i}"));
         let err = run.stderr();
         assert!(err.contains(&needle.replace("{hub}", &ctx.hub.url())), "{yaml}\n{err}");
         assert!(err.contains("hint:"), "{err}");
@@ -144,10 +144,12 @@ fn unknown_repo_and_revision_name_the_model() {
     ctx.write_config("models:\n  require: [acme/nope]\n");
     ctx.mdl(&["lock"])
         .failure(1)
+        .snap("lock_unknown_repo")
         .stderr_has("the Hub has no repository `acme/nope` (model `acme/nope`)");
     ctx.write_config("models:\n  require: [\"acme/tiny-bert@v9\"]\n");
     ctx.mdl(&["lock"])
         .failure(1)
+        .snap("lock_unknown_revision")
         .stderr_has("has no revision `v9` (model `acme/tiny-bert`)")
         .stderr_has("hint:");
     assert!(!ctx.path().join("models.lock").exists());
@@ -168,6 +170,7 @@ fn escaping_remote_names_are_refused() {
     let before = ctx.snapshot();
     ctx.mdl(&["sync"])
         .failure(1)
+        .snap("sync_escaping_remote_name")
         .stderr_has("`../../x.bin` would escape the model directory");
     assert_same(&before, &ctx.snapshot(), "snapshot");
     assert!(!ctx.path().parent().unwrap().join("x.bin").exists());
@@ -186,6 +189,7 @@ fn gated_repos_need_a_token_and_get_it() {
     ctx.write_config("models:\n  require: [acme/gated]\n");
     ctx.mdl(&["sync", "--no-verify"])
         .failure(1)
+        .snap("sync_gated_without_token")
         .stderr_has("is gated or private")
         .stderr_has("HF_TOKEN");
     let mut ctx = ctx;
@@ -220,6 +224,7 @@ fn locked_refuses_a_stale_lock() {
     ctx.hub.clear_requests();
     ctx.mdl(&["sync", "--locked"])
         .failure(2)
+        .snap("sync_locked_stale_lock")
         .stderr_has("the lockfile `./models.lock` needs to be updated, but `--locked` was passed")
         .stderr_has("`acme/tiny-bert` is no longer in the config")
         .stderr_has("hint: run `mdl lock`");

@@ -6,6 +6,7 @@ mod common;
 mod interop;
 mod lock;
 mod manage;
+mod output;
 mod resume;
 mod sources;
 mod sync;

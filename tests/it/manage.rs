@@ -49,6 +49,7 @@ fn add_keeps_comments_and_locks_or_restores() {
     let (config, lock) = (ctx.read("config.yaml"), ctx.read("models.lock"));
     ctx.mdl(&["add", "acme/nope"])
         .failure(1)
+        .snap("add_unknown_repo_restores_config")
         .stderr_has("no repository `acme/nope`");
     assert_eq!(ctx.read("config.yaml"), config);
     assert_eq!(ctx.read("models.lock"), lock);

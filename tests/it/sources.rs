@@ -53,11 +53,13 @@ fn torchvision_checks_the_sha256_prefix_of_the_real_catalog_names() {
     ));
     ctx.mdl(&["lock"])
         .failure(1)
+        .snap("lock_torchvision_hash_prefix_mismatch")
         .stderr_has("does not match its sha256 prefix: expected `0676ba61`");
     assert!(!ctx.models().join("torchvision_resnet50/resnet50-0676ba61.pth").exists());
     ctx.write_config("models:\n  require: [\"torchvision:resnet50@V9\"]\n");
     ctx.mdl(&["lock"])
         .failure(1)
+        .snap("lock_torchvision_unknown_weights")
         .stderr_has("has no weights `V9`")
         .stderr_has("IMAGENET1K_V1, IMAGENET1K_V2");
 }
@@ -113,6 +115,7 @@ fn unknown_and_ambiguous_names_list_what_was_tried() {
     ctx.write_config("models:\n  require: [nope-model]\n");
     ctx.mdl(&["lock"])
         .failure(1)
+        .snap("lock_bare_name_not_found")
         .stderr_has("`nope-model` was not found in any enabled source")
         .stderr_has("torchvision catalog: no model `nope-model`")
         .stderr_has("PyTorch Hub: not searched")
@@ -120,6 +123,7 @@ fn unknown_and_ambiguous_names_list_what_was_tried() {
     ctx.write_config("models:\n  require: [resnet]\n");
     ctx.mdl(&["lock"])
         .failure(1)
+        .snap("lock_bare_name_ambiguous")
         .stderr_has("(similar: resnet101, resnet152, resnet18, resnet34, resnet50");
 }
 
@@ -153,6 +157,7 @@ fn a_disabled_source_is_a_config_error_naming_both() {
     ctx.write_config("models:\n  require: [\"torchvision:resnet18\"]\n  download:\n    sources:\n      torchvision: { enabled: false }\n");
     ctx.mdl(&["lock"])
         .failure(2)
+        .snap("lock_disabled_source")
         .stderr_has("`torchvision:resnet18` needs the `torchvision` source, which is disabled")
         .stderr_has("models.download.sources.torchvision.enabled: true");
 }
@@ -183,6 +188,7 @@ fn local_models_are_locked_verified_and_used_in_place() {
     std::fs::write(dir.join("model.pth"), LEGACY).unwrap();
     ctx.mdl(&["sync"])
         .failure(1)
+        .snap("sync_local_model_changed")
         .stderr_has("the local model `tiny` changed since it was locked")
         .stderr_has("mdl lock --upgrade tiny");
     ctx.mdl(&["lock", "--upgrade", "tiny"]).success();
@@ -271,13 +277,17 @@ fn pytorch_hub_without_known_weights_says_how_to_give_them() {
     ));
     ctx.mdl(&["lock"])
         .failure(1)
+        .snap("lock_pytorch_hub_without_weights")
         .stderr_has("no weights are known for the PyTorch Hub entry `acme/models/tiny`")
         .stderr_has("sources.pytorch_hub.weights");
     ctx.write_config(&format!(
         "models:\n  require: [\"pytorch_hub:acme/models:nope/tiny\"]\n  download:\n{}",
         hub_sources(&ctx, "")
     ));
-    ctx.mdl(&["lock"]).failure(1).stderr_has("has no revision `nope`");
+    ctx.mdl(&["lock"])
+        .failure(1)
+        .snap("lock_pytorch_hub_unknown_ref")
+        .stderr_has("has no revision `nope`");
 }
 
 #[test]

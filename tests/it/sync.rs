@@ -78,14 +78,19 @@ fn offline_syncs_from_disk_and_refuses_downloads() {
     std::fs::remove_file(ctx.models().join("huggingface_acme--tiny-bert/config.json")).unwrap();
     ctx.mdl(&["sync", "--offline", "--no-verify"])
         .failure(1)
+        .snap("sync_offline_needs_download")
         .stderr_has("`acme/tiny-bert/config.json` must be downloaded, but mdl is offline");
     // HF_HUB_OFFLINE means the same, as in the Python client.
     let mut ctx = ctx;
     ctx.env.push(("HF_HUB_OFFLINE".into(), "1".into()));
-    ctx.mdl(&["sync", "--no-verify"]).failure(1).stderr_has("offline");
+    ctx.mdl(&["sync", "--no-verify"])
+        .failure(1)
+        .snap("sync_hf_hub_offline_needs_download")
+        .stderr_has("offline");
     ctx.write_config(&STANDARD_CONFIG.replace("tiny-gpt@v1.0", "tiny-gpt@main"));
     ctx.mdl(&["sync", "--no-verify"])
         .failure(2)
+        .snap("sync_offline_stale_lock")
         .stderr_has("`--offline` forbids resolving models");
     assert!(ctx.requests().is_empty(), "{:?}", ctx.requests());
 }
@@ -104,6 +109,7 @@ fn hash_mismatch_keeps_the_good_file() {
     let good = ctx.read("models/url_custom_model/model.pt");
     ctx.mdl(&["sync", "--no-verify"])
         .failure(1)
+        .snap("sync_lock_blake3_mismatch")
         .stderr_has("does not match its blake3");
     assert_eq!(
         ctx.read("models/url_custom_model/model.pt"),

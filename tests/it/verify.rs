@@ -80,7 +80,7 @@ fn a_truncated_upstream_file_fails_and_is_retried_next_sync() {
     );
     let first = ctx
         .mdl(&["sync"])
-        .failure(1)
+        .failure(1).snap("sync_models_fail_to_load")
         .stderr_has("2 model(s) failed verification")
         .stderr_has("model `truncated` failed verification: `truncated.pth` cannot be loaded: the zip archive is unreadable")
         .stderr_has("model `not-a-model` failed verification: `not-a-model.pt` cannot be loaded: `.pt` file of unknown format: it starts with text");
@@ -92,6 +92,7 @@ fn a_truncated_upstream_file_fails_and_is_retried_next_sync() {
     assert_eq!(info["verification"]["status"], "failed");
     ctx.mdl(&["sync"])
         .failure(1)
+        .snap("sync_models_fail_to_load_again")
         .stderr_has("model `truncated` failed verification");
     ctx.mdl(&["sync", "--no-verify"]).success();
 }
@@ -103,6 +104,7 @@ fn cuda_without_a_gpu_is_a_clear_error() {
     ctx.write_config("device: cuda\nmodels:\n  require: [acme/st]\n");
     ctx.mdl(&["sync"])
         .failure(1)
+        .snap("sync_cuda_unavailable")
         .stderr_has("libtorch sees no CUDA device, but `device: cuda` was asked for")
         .stderr_has("write `device: cpu`");
     // `auto` falls back to CPU by definition.

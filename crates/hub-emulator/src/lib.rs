@@ -533,6 +533,7 @@ fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &Hea
 }
 
 /// The commit a revision points at, or the error the Hub would send.
+#[allow(clippy::result_large_err)] // an axum `Response` is the natural error of a handler helper
 fn find_commit(inner: &Inner, repo: &str, revision: &str, headers: &HeaderMap) -> Result<Commit, Response> {
     let Some(repo_state) = inner.repos.get(repo) else {
         return Err(error(
