@@ -2,24 +2,67 @@
 //! request carries, how answers are read (ETags, `Content-Range`, the Hub's
 //! `X-Error-Message`), and the one retry pause shared by every retry loop.
 
-use std::time::Duration;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_RANGE, ETAG, IF_RANGE, RANGE, RETRY_AFTER};
 
 use crate::reporter::{Event, Reporter};
 
 /// The HTTP client: one connection pool per host, HTTP/2 when TLS offers it.
-pub fn client(connect_timeout: Duration, verify_ssl: bool) -> reqwest::Client {
+/// `follow_redirects`: follow up to 10 (the real Hub redirects LFS files to a
+/// CDN; reqwest drops the Authorization header when a redirect leaves the host,
+/// as the Python client does), or none, to read where a URL leads.
+pub fn client(connect_timeout: Duration, verify_ssl: bool, follow_redirects: bool) -> reqwest::Client {
+    let policy = if follow_redirects {
+        reqwest::redirect::Policy::limited(10)
+    } else {
+        reqwest::redirect::Policy::none()
+    };
     reqwest::Client::builder()
         .user_agent(concat!("mdl/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)
         .danger_accept_invalid_certs(!verify_ssl)
-        // The real Hub redirects LFS files to a CDN; reqwest drops the
-        // Authorization header when a redirect leaves the host, as the Python
-        // client does.
-        .redirect(reqwest::redirect::Policy::limited(10))
+        .redirect(policy)
         .build()
         .expect("HTTP client")
+}
+
+/// Whether two URLs share scheme, host and port: a token may follow a
+/// redirect only within one origin.
+pub fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
+    a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// When a signed URL stops working, read from its query: S3's `X-Amz-Date` +
+/// `X-Amz-Expires` (what the Hub's CDN and GitHub's release assets use), or
+/// CloudFront's `Expires` (Unix seconds). `None`: it does not say.
+pub fn expiry_of(url: &reqwest::Url) -> Option<SystemTime> {
+    let mut date = None;
+    let mut expires = None;
+    let mut unix = None;
+    for (key, value) in url.query_pairs() {
+        match key.as_ref() {
+            "X-Amz-Date" => date = parse_amz_date(&value),
+            "X-Amz-Expires" => expires = value.parse::<u64>().ok(),
+            "Expires" => unix = value.parse::<u64>().ok(),
+            _ => {}
+        }
+    }
+    match (date, expires, unix) {
+        (Some(issued), Some(ttl), _) => Some(issued + Duration::from_secs(ttl)),
+        (_, _, Some(unix)) => Some(UNIX_EPOCH + Duration::from_secs(unix)),
+        _ => None,
+    }
+}
+
+/// `20260101T120000Z` → that instant.
+fn parse_amz_date(value: &str) -> Option<SystemTime> {
+    let ts = jiff::fmt::strtime::parse("%Y%m%dT%H%M%SZ", value)
+        .ok()?
+        .to_datetime()
+        .ok()?;
+    let ts = ts.to_zoned(jiff::tz::TimeZone::UTC).ok()?.timestamp();
+    Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(ts.as_second()).ok()?))
 }
 
 /// What a request carries: the bearer token (set only for the Hub's own host),
@@ -68,9 +111,44 @@ pub fn content_range_start(headers: &HeaderMap) -> Option<u64> {
     range.split('-').next()?.parse().ok()
 }
 
+/// How long the server asks to wait: `Retry-After` in seconds or as an HTTP
+/// date, else the reset of a spent `RateLimit` quota (`"resolvers";r=0;t=42`,
+/// the IETF draft the Hub sends). Capped at 5 minutes, the Hub's window.
 pub fn retry_after(headers: &HeaderMap) -> Option<Duration> {
-    let secs: u64 = headers.get(RETRY_AFTER)?.to_str().ok()?.trim().parse().ok()?;
-    Some(Duration::from_secs(secs.min(120)))
+    const CAP: Duration = Duration::from_secs(300);
+    let header = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::trim);
+    if let Some(value) = header(RETRY_AFTER.as_str()) {
+        if let Ok(secs) = value.parse::<u64>() {
+            return Some(Duration::from_secs(secs).min(CAP));
+        }
+        if let Ok(when) = httpdate::parse_http_date(value) {
+            return Some(
+                when.duration_since(SystemTime::now())
+                    .unwrap_or(Duration::ZERO)
+                    .min(CAP),
+            );
+        }
+    }
+    let ratelimit = header("ratelimit")?;
+    let field = |name: &str| {
+        ratelimit
+            .split(';')
+            .find_map(|part| part.trim().strip_prefix(name)?.strip_prefix('='))
+            .and_then(|v| v.trim().parse::<u64>().ok())
+    };
+    match (field("r"), field("t")) {
+        (Some(0), Some(reset)) => Some(Duration::from_secs(reset).min(CAP)),
+        _ => None,
+    }
+}
+
+/// Why an answer is worth retrying, in words: a rate limit says so.
+pub fn retry_reason(status: reqwest::StatusCode) -> String {
+    if status == reqwest::StatusCode::TOO_MANY_REQUESTS {
+        "the server is rate-limiting requests (429)".to_string()
+    } else {
+        format!("the server answered {status}")
+    }
 }
 
 /// Reports a failed attempt and waits before the next one: the server's
@@ -140,6 +218,56 @@ mod tests {
         assert!(backoff(1) <= Duration::from_millis(500));
         assert!(backoff(4) >= Duration::from_millis(2000));
         assert!(backoff(30) <= Duration::from_secs(30));
+    }
+
+    #[test]
+    fn retry_after_in_seconds_dates_and_ratelimit() {
+        let mut h = HeaderMap::new();
+        h.insert(RETRY_AFTER, HeaderValue::from_static("7"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(7)));
+        let later = httpdate::fmt_http_date(SystemTime::now() + Duration::from_secs(60));
+        h.insert(RETRY_AFTER, HeaderValue::from_str(&later).unwrap());
+        let wait = retry_after(&h).unwrap();
+        assert!(
+            wait > Duration::from_secs(55) && wait <= Duration::from_secs(60),
+            "{wait:?}"
+        );
+        let mut h = HeaderMap::new();
+        h.insert("ratelimit", HeaderValue::from_static("\"resolvers\";r=0;t=42"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(42)));
+        h.insert("ratelimit", HeaderValue::from_static("\"resolvers\";r=5;t=42"));
+        assert_eq!(retry_after(&h), None);
+        h.insert(RETRY_AFTER, HeaderValue::from_static("100000"));
+        assert_eq!(retry_after(&h), Some(Duration::from_secs(300)));
+    }
+
+    #[test]
+    fn signed_urls_say_when_they_expire() {
+        let url = reqwest::Url::parse(
+            "https://cas-bridge.xethub.hf.co/x?X-Amz-Date=20260101T000000Z&X-Amz-Expires=3600&X-Amz-Signature=ab",
+        )
+        .unwrap();
+        assert_eq!(
+            expiry_of(&url),
+            Some(UNIX_EPOCH + Duration::from_secs(1_767_225_600 + 3600))
+        );
+        let url = reqwest::Url::parse("https://d1.cloudfront.net/x?Expires=1767225600&Signature=x").unwrap();
+        assert_eq!(expiry_of(&url), Some(UNIX_EPOCH + Duration::from_secs(1_767_225_600)));
+        assert_eq!(expiry_of(&reqwest::Url::parse("https://host/x?a=1").unwrap()), None);
+    }
+
+    #[test]
+    fn tokens_stay_within_an_origin() {
+        let u = |s| reqwest::Url::parse(s).unwrap();
+        assert!(same_origin(
+            &u("https://huggingface.co/a"),
+            &u("https://huggingface.co:443/b")
+        ));
+        assert!(!same_origin(
+            &u("https://huggingface.co/a"),
+            &u("https://cdn-lfs.hf.co/b")
+        ));
+        assert!(!same_origin(&u("http://127.0.0.1:1/a"), &u("http://127.0.0.1:2/b")));
     }
 
     #[test]

@@ -201,8 +201,9 @@ pub struct LockedModel {
     /// For torchvision models: the weights chosen (`IMAGENET1K_V1`, …).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub weights: Option<String>,
-    /// For URL models: the final URL after redirects.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    /// Read from locks of earlier versions (the final URL after redirects,
+    /// which may be signed and expire); never written.
+    #[serde(default, skip_serializing)]
     pub resolved_url: Option<String>,
     /// Written as a bare name and detected at lock time (the detected source is
     /// `source`; sync never guesses again).
@@ -244,7 +245,7 @@ impl LockedModel {
             revision: spec.id.revision().map(str::to_string),
             commit: model.commit.clone(),
             weights: model.source.pins_weights().then(|| model.revision.clone()).flatten(),
-            resolved_url: model.resolved_url.clone(),
+            resolved_url: None,
             auto: spec.id.source().is_none(),
             include: spec.include.clone(),
             exclude: spec.exclude.clone(),
@@ -252,21 +253,15 @@ impl LockedModel {
         }
     }
 
-    /// Fills in what downloading file `index` established.
-    pub fn record_download(&mut self, index: usize, blake3: String, size: u64, etag: Option<String>, final_url: &str) {
-        // A URL's final location is only certain once downloaded (HEAD may be refused).
-        let records_url = self.source.records_final_url();
-        if records_url {
-            self.resolved_url = Some(final_url.to_string());
-        }
+    /// Fills in what downloading file `index` established. Where the download
+    /// was redirected to is not recorded: a lock in git must never hold a
+    /// signed URL that expires.
+    pub fn record_download(&mut self, index: usize, blake3: String, size: u64, etag: Option<String>) {
         let file = &mut self.files[index];
         file.blake3 = blake3;
         file.size = size;
         if file.etag.is_none() {
             file.etag = etag;
-        }
-        if records_url {
-            file.url = final_url.to_string();
         }
     }
 

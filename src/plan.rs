@@ -103,6 +103,8 @@ pub struct Download {
     pub expect: Expected,
     /// A bearer token to send (only ever set for the Hub's own files).
     pub token: Option<String>,
+    /// A Hugging Face Hub file, whether or not a token is set (for hints).
+    pub hub: bool,
 }
 
 impl Download {
@@ -132,6 +134,7 @@ impl Download {
             } else {
                 None
             },
+            hub: model.source.sends_hub_token(),
         })
     }
 }
@@ -280,6 +283,7 @@ impl Plan {
                     .sends_hub_token()
                     .then(|| origin.token.map(str::to_string))
                     .flatten(),
+                hub: model.source.sends_hub_token(),
             });
         }
         Ok(downloads)

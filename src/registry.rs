@@ -68,7 +68,7 @@ impl ModelInfo {
             id: model.id.clone(),
             revision: model.revision.clone(),
             commit: model.commit.clone(),
-            url: model.resolved_url.clone(),
+            url: model.source.id_is_the_file_url().then(|| model.id.clone()),
             // Local models are used where they are.
             path: if model.source.used_in_place() {
                 PathBuf::from(&model.id)

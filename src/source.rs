@@ -71,12 +71,13 @@ impl Source {
         }
     }
 
-    /// A single file at a URL whose final location (after redirects) is only
-    /// certain once downloaded, and is recorded in the lock then.
-    pub fn records_final_url(self) -> bool {
+    /// The model's id is the URL of its one file, as the user wrote it. The
+    /// lock keeps that URL, never where it redirects to (a signed URL that
+    /// expires), and sync follows the redirects afresh.
+    pub fn id_is_the_file_url(self) -> bool {
         match self {
-            Source::Url | Source::Torchvision => true,
-            Source::Huggingface | Source::Local | Source::PytorchHub => false,
+            Source::Url => true,
+            Source::Huggingface | Source::Torchvision | Source::Local | Source::PytorchHub => false,
         }
     }
 

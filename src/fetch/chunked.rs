@@ -23,9 +23,8 @@ use blake3::hazmat::ChainingValue;
 use futures_util::StreamExt;
 use reqwest::StatusCode;
 
-use super::{
-    discard, request_headers, status_error, tree_hash, AttemptError, FetchError, Fetched, Fetcher, PartialState, Pieces,
-};
+use super::location::Locator;
+use super::{discard, status_error, tree_hash, AttemptError, FetchError, Fetched, Fetcher, PartialState, Pieces};
 use crate::fs::{sync_dir, FileRecord};
 use crate::http::{content_range_start, describe_reqwest, pause_before_retry, response_etag, retry_after};
 use crate::plan::Download;
@@ -53,6 +52,7 @@ impl Fetcher {
         job: &Download,
         part_path: &Path,
         state_path: &Path,
+        locator: &Locator,
     ) -> Result<Option<Fetched>, AttemptError> {
         let fatal_io = |path: &Path| {
             let path = path.to_path_buf();
@@ -154,7 +154,17 @@ impl Fetcher {
                         return;
                     };
                     let result = self
-                        .fetch_piece(id, job, &file, index, piece, size, &shared, first.then_some(&*tx))
+                        .fetch_piece(
+                            id,
+                            job,
+                            locator,
+                            &file,
+                            index,
+                            piece,
+                            size,
+                            &shared,
+                            first.then_some(&*tx),
+                        )
                         .await;
                     first = false;
                     match result {
@@ -262,10 +272,12 @@ impl Fetcher {
 
     /// Downloads piece `index` with retries, hashing it as it arrives.
     #[allow(clippy::too_many_arguments)]
+    #[allow(clippy::too_many_arguments)]
     async fn fetch_piece(
         &self,
         id: usize,
         job: &Download,
+        locator: &Locator,
         file: &std::fs::File,
         index: usize,
         piece: u64,
@@ -279,12 +291,23 @@ impl Fetcher {
         loop {
             attempt += 1;
             let etag = shared.lock().unwrap().etag.clone();
-            let headers = request_headers(job, Some(format!("bytes={start}-{}", end - 1)), etag.as_deref());
+            let location = match locator.get(self, job).await {
+                Ok(location) => location,
+                Err(AttemptError::Fatal(e)) => return Err(PieceError::Fatal(e)),
+                Err(AttemptError::Retry { reason, wait }) if attempt < self.settings.attempts => {
+                    pause_before_retry(self.reporter.as_ref(), &job.label, attempt, &reason, wait).await;
+                    continue;
+                }
+                Err(AttemptError::Retry { reason, wait }) => return Err(PieceError::Retry { reason, wait }),
+            };
+            let token = if location.token { job.token.as_deref() } else { None };
+            let range = Some(format!("bytes={start}-{}", end - 1));
+            let headers = crate::http::request_headers(token, range, etag.as_deref());
             self.reporter.report(Event::Request {
                 method: "GET",
-                url: &job.url,
+                url: &location.url,
             });
-            let outcome = match self.http.get(&job.url).headers(headers).send().await {
+            let outcome = match self.http.get(&location.url).headers(headers).send().await {
                 Err(e) => Err(PieceError::Retry {
                     reason: describe_reqwest(&e),
                     wait: None,
@@ -295,12 +318,20 @@ impl Fetcher {
                         // `Range` ignored, or `If-Range` failed because the ETag changed.
                         return Err(PieceError::RangeIgnored);
                     }
-                    if status == StatusCode::TOO_MANY_REQUESTS
+                    if matches!(status, StatusCode::FORBIDDEN | StatusCode::GONE) && !location.is_origin {
+                        // The signed location expired (or the CDN refused it):
+                        // resolve again and go on with the pieces still missing.
+                        locator.refused(&location).await;
+                        Err(PieceError::Retry {
+                            reason: format!("the signed download location was refused ({status})"),
+                            wait: Some(Duration::ZERO),
+                        })
+                    } else if status == StatusCode::TOO_MANY_REQUESTS
                         || status.is_server_error()
                         || status == StatusCode::REQUEST_TIMEOUT
                     {
                         Err(PieceError::Retry {
-                            reason: format!("the server answered {status}"),
+                            reason: crate::http::retry_reason(status),
                             wait: retry_after(response.headers()),
                         })
                     } else if status != StatusCode::PARTIAL_CONTENT {

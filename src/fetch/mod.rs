@@ -27,6 +27,7 @@ use crate::plan::{Download, Expected};
 use crate::reporter::{Event, Reporter};
 
 mod chunked;
+mod location;
 pub mod tree_hash;
 
 /// A file that is now in place.
@@ -51,6 +52,8 @@ pub enum FetchError {
         url: String,
         status: u16,
         message: Option<String>,
+        /// A Hugging Face Hub file (the token is the fix for a refusal).
+        hub: bool,
     },
     #[error("downloading `{label}` failed after {attempts} attempts: {reason}")]
     GaveUp {
@@ -78,10 +81,13 @@ pub enum FetchError {
 impl FetchError {
     pub fn hint(&self) -> Option<String> {
         match self {
-            FetchError::Status { status: 401 | 403, .. } => {
+            FetchError::Status { status: 401 | 403, hub: true, .. } => {
                 Some("set `HF_TOKEN` (or run `hf auth login`) with a token that can read this repository".into())
             }
-            FetchError::Status { status: 404, .. } => {
+            FetchError::Status { status: 401 | 403, hub: false, url, .. } => Some(format!(
+                "the server refuses `{url}`: check that the URL in config.yaml is public and permanent (not a signed link that expires)"
+            )),
+            FetchError::Status { status: 404 | 410, .. } => {
                 Some("the file is gone upstream; run `mdl lock --upgrade` to re-resolve the model".into())
             }
             FetchError::GaveUp { .. } => Some("check the network and run the command again; finished files are kept and partial ones resume".into()),
@@ -133,6 +139,8 @@ impl Default for FetchSettings {
 #[derive(Clone)]
 pub struct Fetcher {
     http: reqwest::Client,
+    /// The same settings, following no redirect: to learn where a URL leads.
+    locate_http: reqwest::Client,
     settings: FetchSettings,
     reporter: Arc<dyn Reporter>,
     tmp_dir: PathBuf,
@@ -141,7 +149,7 @@ pub struct Fetcher {
 
 /// The one HTTP client for these settings (see [`crate::http::client`]).
 pub fn http_client(settings: &FetchSettings) -> reqwest::Client {
-    crate::http::client(settings.connect_timeout, settings.verify_ssl)
+    crate::http::client(settings.connect_timeout, settings.verify_ssl, true)
 }
 
 #[derive(Serialize, Deserialize, PartialEq)]
@@ -176,6 +184,7 @@ impl Fetcher {
     ) -> Fetcher {
         Fetcher {
             http,
+            locate_http: crate::http::client(settings.connect_timeout, settings.verify_ssl, false),
             settings,
             reporter,
             tmp_dir,
@@ -223,13 +232,15 @@ impl Fetcher {
         let state_path = self.tmp_dir.join(format!("{}.part.json", &stem[..32]));
 
         let mut attempt = 0;
+        // Resolved once for all pieces and attempts of this file.
+        let locator = location::Locator::new();
         // Chunked until the server shows it ignores `Range`.
         let mut chunked =
             job.expect.size.is_some_and(|s| s >= self.settings.chunked_min) && job.expect.git_oid.is_none();
         loop {
             attempt += 1;
             let result = if chunked {
-                match self.attempt_chunked(id, job, &part_path, &state_path).await {
+                match self.attempt_chunked(id, job, &part_path, &state_path, &locator).await {
                     Ok(Some(fetched)) => Ok(fetched),
                     Ok(None) => {
                         chunked = false;
@@ -315,10 +326,9 @@ impl Fetcher {
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT
         {
-            let wait = retry_after(response.headers());
             return Err(AttemptError::Retry {
-                reason: format!("the server answered {status}"),
-                wait,
+                reason: crate::http::retry_reason(status),
+                wait: retry_after(response.headers()),
             });
         }
         if status == StatusCode::RANGE_NOT_SATISFIABLE {
@@ -549,5 +559,6 @@ pub(crate) fn status_error(job: &Download, response: &reqwest::Response) -> Fetc
         url: job.url.clone(),
         status: response.status().as_u16(),
         message,
+        hub: job.hub,
     }
 }

@@ -96,7 +96,7 @@ impl Project {
                     state
                         .files
                         .insert(Store::key(&entry.dir_name(), &entry.files[file_i].path), fetched.record);
-                    entry.record_download(file_i, fetched.blake3, fetched.size, fetched.etag, &fetched.final_url);
+                    entry.record_download(file_i, fetched.blake3, fetched.size, fetched.etag);
                     outcome.downloaded_files += 1;
                     outcome.downloaded_bytes += fetched.size;
                 }

@@ -148,7 +148,6 @@ impl Resolver<'_> {
             id: repo.to_string(),
             revision: requested.map(str::to_string),
             commit: Some(commit),
-            resolved_url: None,
             files,
         })
     }

@@ -71,7 +71,6 @@ impl Resolver<'_> {
             id: path.to_string(),
             revision: None,
             commit: None,
-            resolved_url: None,
             files,
         })
     }

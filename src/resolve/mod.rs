@@ -181,7 +181,6 @@ pub struct ResolvedModel {
     /// The requested or chosen revision (Hub revision, torchvision weights).
     pub revision: Option<String>,
     pub commit: Option<String>,
-    pub resolved_url: Option<String>,
     pub files: Vec<RemoteFile>,
 }
 
@@ -277,13 +276,14 @@ impl Resolver<'_> {
                 method: method.as_str(),
                 url,
             });
-            let reason = match request.timeout(Duration::from_secs(60)).send().await {
-                Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => {
-                    format!("the server answered {}", r.status())
-                }
+            let (reason, wait) = match request.timeout(Duration::from_secs(60)).send().await {
+                Ok(r) if r.status().is_server_error() || r.status() == StatusCode::TOO_MANY_REQUESTS => (
+                    crate::http::retry_reason(r.status()),
+                    crate::http::retry_after(r.headers()),
+                ),
                 Ok(r) => return Ok(r),
                 // The URL is already in the message; say what went wrong.
-                Err(e) => crate::http::describe_reqwest(&e),
+                Err(e) => (crate::http::describe_reqwest(&e), None),
             };
             if attempt >= self.attempts {
                 return Err(ResolveError::Network {
@@ -292,7 +292,7 @@ impl Resolver<'_> {
                     reason,
                 });
             }
-            crate::http::pause_before_retry(self.reporter, model, attempt, &reason, None).await;
+            crate::http::pause_before_retry(self.reporter, model, attempt, &reason, wait).await;
         }
     }
 }

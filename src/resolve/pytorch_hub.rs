@@ -114,7 +114,6 @@ impl Resolver<'_> {
             id: repo_id,
             revision: reference.map(str::to_string),
             commit: Some(commit),
-            resolved_url: None,
             files,
         })
     }

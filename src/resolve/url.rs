@@ -24,7 +24,7 @@ impl Resolver<'_> {
             .next()
             .unwrap_or("model")
             .to_string();
-        let (final_url, etag, size) = if status.is_success() {
+        let (etag, size) = if status.is_success() {
             let etag = response
                 .headers()
                 .get(ETAG)
@@ -37,9 +37,9 @@ impl Resolver<'_> {
                 .and_then(|v| v.to_str().ok())
                 .and_then(|v| v.parse::<u64>().ok())
                 .filter(|_| etag_or_size_trusted(&response));
-            (response.url().to_string(), etag, size)
+            (etag, size)
         } else if matches!(status.as_u16(), 405 | 501) {
-            (url.to_string(), None, None)
+            (None, None)
         } else {
             let message = response
                 .headers()
@@ -62,11 +62,12 @@ impl Resolver<'_> {
             id: url.to_string(),
             revision: None,
             commit: None,
-            resolved_url: Some(final_url.clone()),
             files: vec![RemoteFile {
                 path: file_name,
                 size,
-                url: final_url,
+                // What the user wrote: where it redirects to may be a signed
+                // URL that expires, and is followed afresh on every download.
+                url: url.to_string(),
                 etag,
                 sha256: None,
                 git_oid: None,

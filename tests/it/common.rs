@@ -174,11 +174,11 @@ impl TestContext {
         self.hub.requests()
     }
 
-    /// GETs of file bodies (not API calls, not HEADs).
+    /// GETs of file bodies (not API calls, not HEADs, not redirects).
     pub fn body_requests(&self) -> Vec<RequestRecord> {
         self.requests()
             .into_iter()
-            .filter(|r| r.method == "GET" && !r.path.starts_with("/api/"))
+            .filter(|r| r.method == "GET" && !r.path.starts_with("/api/") && !(300..400).contains(&r.status))
             .collect()
     }
 }

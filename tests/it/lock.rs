@@ -39,10 +39,14 @@ fn lock_pins_commits_sizes_and_hashes() {
     assert_eq!(st["blake3"].as_str().unwrap(), blake3_hex(SAFETENSORS));
     assert_eq!(st["size"].as_integer().unwrap() as usize, SAFETENSORS.len());
     assert_eq!(st["sha256"].as_str().unwrap(), Blob::lfs(SAFETENSORS).sha256);
-    // The URL model is pinned to its final URL after the redirect.
+    // The URL model keeps the URL as written, never where it redirects to.
     let url = &models[2];
+    assert!(url.get("resolved_url").is_none(), "{url:?}");
     assert!(
-        url["resolved_url"].as_str().unwrap().ends_with("/files/w/model.pt"),
+        url["file"][0]["url"]
+            .as_str()
+            .unwrap()
+            .ends_with("/redirect/w/model.pt"),
         "{url:?}"
     );
 }

@@ -7,6 +7,7 @@ mod interop;
 mod lock;
 mod manage;
 mod output;
+mod realhub;
 mod resume;
 mod sources;
 mod sync;

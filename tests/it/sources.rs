@@ -36,7 +36,7 @@ fn torchvision_end_to_end_with_a_mirror_and_a_catalog_entry() {
     let lock: toml::Value = toml::from_str(&ctx.read_str("models.lock")).unwrap();
     let model = &lock["model"][0];
     assert_eq!(model["source"].as_str(), Some("torchvision"));
-    assert!(model["resolved_url"]
+    assert!(model["file"][0]["url"]
         .as_str()
         .unwrap()
         .ends_with(&format!("/files/tv/{file}")));

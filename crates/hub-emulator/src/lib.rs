@@ -199,6 +199,18 @@ pub struct Behaviour {
     /// The next N body requests send this many bytes, then drop the connection.
     pub cut_next: u32,
     pub cut_after: u64,
+    /// The real Hub's manners for large files: LFS `resolve` (and `/redirect/`)
+    /// answer 302 to the CDN origin with a URL signed to expire after this long
+    /// (`X-Amz-Date`, `X-Amz-Expires`, `X-Amz-Signature`), with `X-Linked-*`,
+    /// `X-Xet-Hash` and a `Link: …; rel="xet-auth"` on the 302. The CDN refuses
+    /// unsigned, forged and expired URLs with 403, as S3 does.
+    pub signed_urls: Option<Duration>,
+    /// At most this many `resolve` requests per window (the Hub's "resolvers"
+    /// quota); beyond it 429 with `RateLimit`, `RateLimit-Policy` and
+    /// `Retry-After`. Every resolve answer carries `RateLimit`.
+    pub resolve_limit: Option<(u32, Duration)>,
+    /// Send `Retry-After` on 429 as an HTTP date instead of seconds.
+    pub retry_after_as_date: bool,
 }
 
 /// One request the emulator answered, for tests that count traffic.
@@ -224,6 +236,92 @@ struct Inner {
     cdn: Option<SocketAddr>,
     /// GitHub repositories for PyTorch Hub: `owner/repo` → refs and archives.
     github: BTreeMap<String, GitHubRepo>,
+    /// The current rate-limit window: when it started and resolves counted.
+    window: Option<(Instant, u32)>,
+}
+
+/// The key the emulator signs CDN URLs with (stands in for the Hub's).
+const SIGNING_KEY: [u8; 32] = *b"mdl-hub-emulator-signing-key-v1!";
+
+fn signature(path: &str, date: &str, expires: u64) -> String {
+    let message = format!("{path}\n{date}\n{expires}");
+    blake3::keyed_hash(&SIGNING_KEY, message.as_bytes()).to_hex()[..32].to_string()
+}
+
+/// `20260101T120000Z` (AWS's `X-Amz-Date`) for a Unix time.
+pub fn amz_date(unix: u64) -> String {
+    let days = (unix / 86_400) as i64;
+    let secs = unix % 86_400;
+    // Howard Hinnant's civil_from_days.
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}{month:02}{day:02}T{:02}{:02}{:02}Z",
+        secs / 3600,
+        secs / 60 % 60,
+        secs % 60
+    )
+}
+
+/// The Unix time of an `X-Amz-Date` (`20260101T120000Z`).
+fn parse_amz_date(date: &str) -> Option<u64> {
+    let n = |r: std::ops::Range<usize>| date.get(r)?.parse::<i64>().ok();
+    let (y, m, d) = (n(0..4)?, n(4..6)?, n(6..8)?);
+    let (hh, mm, ss) = (n(9..11)?, n(11..13)?, n(13..15)?);
+    // Howard Hinnant's days_from_civil.
+    let y = if m <= 2 { y - 1 } else { y };
+    let era = y.div_euclid(400);
+    let yoe = y - era * 400;
+    let doy = (153 * (if m > 2 { m - 3 } else { m + 9 }) + 2) / 5 + d - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    let days = era * 146_097 + doe - 719_468;
+    u64::try_from(days * 86_400 + hh * 3600 + mm * 60 + ss).ok()
+}
+
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A URL path signed to expire `ttl` from now, as the Hub's CDN URLs are.
+fn sign(path: &str, ttl: Duration) -> String {
+    let date = amz_date(unix_now());
+    let expires = ttl.as_secs().max(1);
+    let sig = signature(path, &date, expires);
+    format!("{path}?X-Amz-Algorithm=AWS4-HMAC-SHA256&X-Amz-Date={date}&X-Amz-Expires={expires}&X-Amz-SignedHeaders=host&X-Amz-Signature={sig}")
+}
+
+/// Why a CDN request's signature is refused, if it is.
+fn signature_refused(path: &str, query: &str) -> Option<&'static str> {
+    let param = |name: &str| {
+        query
+            .split('&')
+            .find_map(|kv| kv.strip_prefix(name).and_then(|v| v.strip_prefix('=')))
+    };
+    let (Some(date), Some(expires), Some(sig)) =
+        (param("X-Amz-Date"), param("X-Amz-Expires"), param("X-Amz-Signature"))
+    else {
+        return Some("Request is missing a signature");
+    };
+    let Ok(expires) = expires.parse::<u64>() else {
+        return Some("X-Amz-Expires is not a number");
+    };
+    if signature(path, date, expires) != sig {
+        return Some("The request signature we calculated does not match the signature you provided");
+    }
+    match parse_amz_date(date) {
+        Some(t) if unix_now() < t + expires => None,
+        _ => Some("Request has expired"),
+    }
 }
 
 #[derive(Default)]
@@ -398,6 +496,16 @@ impl Hub {
         Ok(())
     }
 
+    /// How many `resolve` requests named `file` (any repo, any method).
+    pub fn resolves_of(&self, file: &str) -> usize {
+        self.requests()
+            .iter()
+            .filter(|r| {
+                r.path.contains("/resolve/") && r.path.split('?').next().unwrap_or("").ends_with(&format!("/{file}"))
+            })
+            .count()
+    }
+
     pub fn clear_requests(&self) {
         self.inner.lock().unwrap().log.clear();
     }
@@ -461,6 +569,13 @@ fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &Hea
     if let Some(rest) = path.strip_prefix("/api/models/") {
         return api_models(state, rest, query, headers);
     }
+    // Other repository types mirror the model routes (`/datasets/{repo}/resolve/…`
+    // needs nothing more: the type is part of the repo key).
+    for kind in ["datasets", "spaces"] {
+        if let Some(rest) = path.strip_prefix(&format!("/api/{kind}/")) {
+            return api_models(state, &format!("{kind}/{rest}"), query, headers);
+        }
+    }
     let host = headers
         .get("host")
         .and_then(|v| v.to_str().ok())
@@ -511,14 +626,40 @@ fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &Hea
         };
     }
     if let Some(rest) = path.strip_prefix("/redirect/") {
+        // A release-asset style redirect: to a signed URL on the CDN origin in
+        // Hub-like mode, else to `/files/` on this origin.
+        let (signed, cdn) = {
+            let inner = state.lock().unwrap();
+            (inner.behaviour.signed_urls, inner.cdn)
+        };
+        let location = match (signed, cdn) {
+            (Some(ttl), Some(cdn)) => format!("http://{cdn}{}", sign(&format!("/signed/files/{rest}"), ttl)),
+            _ => format!("/files/{rest}"),
+        };
         return Response::builder()
             .status(StatusCode::FOUND)
-            .header("location", format!("/files/{rest}"))
+            .header("location", location)
             .body(Body::empty())
             .unwrap();
     }
+    if let Some(rest) = path.strip_prefix("/signed/files/") {
+        if let Some(reason) = signature_refused(path, query) {
+            return error(StatusCode::FORBIDDEN, None, reason);
+        }
+        let blob = state.lock().unwrap().files.get(&decode(rest)).cloned();
+        return match blob {
+            Some(blob) => serve_blob(state, method, headers, &blob, None),
+            None => error(StatusCode::NOT_FOUND, None, "no such file"),
+        };
+    }
     if let Some(rest) = path.strip_prefix("/cdn/") {
         // `/cdn/{repo}/{sha}/{path}`: a pre-signed download URL (no token needed).
+        let signed = state.lock().unwrap().behaviour.signed_urls.is_some();
+        if signed {
+            if let Some(reason) = signature_refused(path, query) {
+                return error(StatusCode::FORBIDDEN, None, reason);
+            }
+        }
         return cdn(state, method, headers, rest);
     }
     if let Some(at) = path.find("/resolve/") {
@@ -527,9 +668,61 @@ fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &Hea
         let Some((revision, file)) = rest.split_once('/') else {
             return error(StatusCode::NOT_FOUND, Some("EntryNotFound"), "no file in URL");
         };
-        return resolve(state, method, headers, &host, &repo, &decode(revision), &decode(file));
+        let (limited, ratelimit) = take_resolve_quota(state);
+        let mut response = match limited {
+            Some(response) => response,
+            None => resolve(state, method, headers, &host, &repo, &decode(revision), &decode(file)),
+        };
+        if let Some(value) = ratelimit {
+            response.headers_mut().insert("ratelimit", value);
+        }
+        return response;
     }
     error(StatusCode::NOT_FOUND, None, "not found")
+}
+
+/// Counts one resolve against the rate limit. Returns the 429 to send when the
+/// quota is spent, and the `RateLimit` header for the answer.
+fn take_resolve_quota(state: &Shared) -> (Option<Response>, Option<HeaderValue>) {
+    let mut inner = state.lock().unwrap();
+    let Some((quota, window)) = inner.behaviour.resolve_limit else {
+        return (None, None);
+    };
+    let as_date = inner.behaviour.retry_after_as_date;
+    let now = Instant::now();
+    let (started, used) = match inner.window {
+        Some((started, used)) if now.duration_since(started) < window => (started, used),
+        _ => (now, 0),
+    };
+    let reset = window.saturating_sub(now.duration_since(started)).as_secs().max(1);
+    let used = used + 1;
+    inner.window = Some((started, used));
+    let remaining = quota.saturating_sub(used);
+    let ratelimit = HeaderValue::from_str(&format!("\"resolvers\";r={remaining};t={reset}")).ok();
+    if used <= quota {
+        return (None, ratelimit);
+    }
+    let mut r = error(
+        StatusCode::TOO_MANY_REQUESTS,
+        None,
+        "You have exceeded our hourly quotas for action: resolve. We invite you to retry later.",
+    );
+    let h = r.headers_mut();
+    h.insert(
+        "ratelimit-policy",
+        HeaderValue::from_str(&format!(
+            "\"fixed window\";\"resolvers\";q={quota};w={}",
+            window.as_secs()
+        ))
+        .unwrap(),
+    );
+    let retry_after = if as_date {
+        httpdate::fmt_http_date(std::time::SystemTime::now() + Duration::from_secs(reset))
+    } else {
+        reset.to_string()
+    };
+    h.insert("retry-after", HeaderValue::from_str(&retry_after).unwrap());
+    (Some(r), ratelimit)
 }
 
 /// The commit a revision points at, or the error the Hub would send.
@@ -672,7 +865,7 @@ fn resolve(
             &format!("{file} does not exist on \"{revision}\""),
         );
     };
-    let mut response = if blob.lfs && behaviour.lfs_redirect {
+    let mut response = if blob.lfs && (behaviour.lfs_redirect || behaviour.signed_urls.is_some()) {
         // To another origin, as the real Hub's CDN redirects are: clients read
         // the metadata from this 302, follow it only for the body, and do not
         // send the token there.
@@ -682,14 +875,31 @@ fn resolve(
             .cdn
             .map(|a| a.to_string())
             .unwrap_or_else(|| host.to_string());
-        let location = format!("http://{cdn}/cdn/{repo}/{}/{file}", commit.sha);
+        let path = format!("/cdn/{repo}/{}/{file}", commit.sha);
+        let location = match behaviour.signed_urls {
+            Some(ttl) => format!("http://{cdn}{}", sign(&path, ttl)),
+            None => format!("http://{cdn}{path}"),
+        };
         let mut r = Response::builder()
             .status(StatusCode::FOUND)
             .header("location", location)
             .body(Body::empty())
             .unwrap();
-        r.headers_mut()
-            .insert("x-linked-size", HeaderValue::from(blob.content.len()));
+        let h = r.headers_mut();
+        h.insert("x-linked-size", HeaderValue::from(blob.content.len()));
+        if behaviour.signed_urls.is_some() {
+            // Xet-backed files also name their content hash and a token route.
+            let xet = blake3::hash(blob.sha256.as_bytes()).to_hex().to_string();
+            h.insert("x-xet-hash", HeaderValue::from_str(&xet).unwrap());
+            h.insert(
+                "link",
+                HeaderValue::from_str(&format!(
+                    "<{host}/api/models/{repo}/xet-read-token/{}>; rel=\"xet-auth\"",
+                    commit.sha
+                ))
+                .unwrap(),
+            );
+        }
         r
     } else {
         serve_blob(state, method, headers, &blob, Some(&commit.sha))
@@ -890,6 +1100,14 @@ mod tests {
         ] {
             assert_eq!(synthetic_range(7, a, b), whole.slice(a as usize..b as usize));
         }
+    }
+
+    #[test]
+    fn amz_dates_round_trip() {
+        for t in [0, 951_782_400, 1_767_225_600, 1_798_761_599] {
+            assert_eq!(parse_amz_date(&amz_date(t)), Some(t), "{}", amz_date(t));
+        }
+        assert_eq!(amz_date(1_767_225_600), "20260101T000000Z");
     }
 
     #[test]
