@@ -38,7 +38,7 @@ pub struct IdError {
 }
 
 impl IdError {
-    pub const ACCEPTED: &'static str = "accepted forms: `huggingface:org/name[@revision]`, \
+    pub const ACCEPTED: &'static str = "accepted forms: `huggingface:org/name[@revision]` (or `huggingface:datasets/org/name`, `huggingface:spaces/org/name`), \
         `url:https://host/path/file`, `torchvision:resnet18[@WEIGHTS]`, \
         `pytorch_hub:owner/repo[:ref]/entry`, `local:path` (or a path starting with `./`, `../`, `/`), \
         a bare `https://…` URL, a bare `org/name` Hub repo, or a bare name (`resnet18`, \
@@ -182,7 +182,14 @@ fn parse_hf(id: &str, rest: &str) -> Result<ModelId, IdError> {
         Some(_) => return Err(IdError::new(id, "the revision after `@` is empty")),
         None => (rest, None),
     };
-    let parts: Vec<&str> = repo.split('/').collect();
+    // `datasets/org/name` and `spaces/org/name` (as `hf download --repo-type`);
+    // the type stays in the repo id, which is also the path of its files on
+    // the Hub (`/datasets/org/name/resolve/…`).
+    let repo = repo.strip_prefix("models/").unwrap_or(repo);
+    let parts: Vec<&str> = match repo.split_once('/') {
+        Some(("datasets" | "spaces", rest)) => rest.split('/').collect(),
+        _ => repo.split('/').collect(),
+    };
     let valid_part = |p: &str| {
         !p.is_empty()
             && p != "."
@@ -193,7 +200,7 @@ fn parse_hf(id: &str, rest: &str) -> Result<ModelId, IdError> {
     if !(1..=2).contains(&parts.len()) || !parts.iter().all(|p| valid_part(p)) {
         return Err(IdError::new(
             id,
-            "a Hub repo id is `name` or `org/name`, made of letters, digits, `-`, `_` and `.`",
+            "a Hub repo id is `name` or `org/name` (`datasets/org/name` or `spaces/org/name` for other repository types), made of letters, digits, `-`, `_` and `.`",
         ));
     }
     Ok(ModelId::Huggingface {
@@ -322,6 +329,22 @@ mod tests {
             }
         );
         assert_eq!(ModelId::parse("local:w/a.pt").unwrap().default_name(), "a");
+    }
+
+    #[test]
+    fn repository_types_stay_in_the_repo_id() {
+        for (raw, repo) in [
+            ("huggingface:datasets/acme/corpus", "datasets/acme/corpus"),
+            ("hf:spaces/acme/demo@main", "spaces/acme/demo"),
+            ("huggingface:models/acme/x", "acme/x"),
+        ] {
+            match ModelId::parse(raw).unwrap() {
+                ModelId::Huggingface { repo: r, .. } => assert_eq!(r, repo, "{raw}"),
+                other => panic!("{raw}: {other:?}"),
+            }
+        }
+        assert!(ModelId::parse("huggingface:datasets/a/b/c").is_err());
+        assert!(ModelId::parse("huggingface:widgets/a/b").is_err());
     }
 
     #[test]

@@ -1,6 +1,8 @@
 //! The Hugging Face Hub: a repository at a revision, pinned to its commit, with
 //! every file's size, LFS sha256 or git blob id from one API call
-//! (`/api/models/{repo}/revision/{rev}?blobs=true`).
+//! (`/api/models/{repo}/revision/{rev}?blobs=true`). Dataset and Space
+//! repositories (`datasets/org/name`, `spaces/org/name`) mirror the model
+//! routes under `/api/datasets/…` and `/api/spaces/…`.
 
 use percent_encoding::utf8_percent_encode;
 use serde::Deserialize;
@@ -44,8 +46,9 @@ impl Resolver<'_> {
         let model = &spec.name;
         let revision = requested.unwrap_or("main");
         let url = format!(
-            "{}/api/models/{repo}/revision/{}?blobs=true",
+            "{}/api/{}/revision/{}?blobs=true",
             self.endpoint,
+            api_path(repo),
             utf8_percent_encode(revision, SEGMENT)
         );
         let response = self.send(model, reqwest::Method::GET, &url, true).await?;
@@ -150,5 +153,25 @@ impl Resolver<'_> {
             commit: Some(commit),
             files,
         })
+    }
+}
+
+/// The API path of a repo id: `models/org/name`, or the id itself when it
+/// names its type (`datasets/org/name`, `spaces/org/name`).
+fn api_path(repo: &str) -> String {
+    match repo.split_once('/') {
+        Some(("datasets" | "spaces", _)) => repo.to_string(),
+        _ => format!("models/{repo}"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn repository_types_have_their_api_routes() {
+        assert_eq!(super::api_path("acme/x"), "models/acme/x");
+        assert_eq!(super::api_path("gpt2"), "models/gpt2");
+        assert_eq!(super::api_path("datasets/acme/x"), "datasets/acme/x");
+        assert_eq!(super::api_path("spaces/acme/x"), "spaces/acme/x");
     }
 }
