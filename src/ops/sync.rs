@@ -91,7 +91,8 @@ impl Project {
         }
         self.store.save_state(&state)?;
 
-        // verify
+        // verify: a sharded checkpoint is complete, then every model loads
+        verify::check_shards(&self.config, &self.store, &lock)?;
         if options.verify {
             outcome.checks =
                 verify::verify_models(&self.config, &self.store, &lock, &mut state, &force, &*self.reporter).await?;

@@ -10,9 +10,11 @@
 
 mod models;
 pub mod pickle;
+mod shards;
 pub mod torch_file;
 
 pub use models::{verify_models, ModelCheck};
+pub use shards::check_shards;
 
 use std::io::Read;
 use std::path::Path;
@@ -124,6 +126,22 @@ pub enum VerifyError {
         #[source]
         source: std::io::Error,
     },
+    #[error("model `{model}` is incomplete: `{index}` names the shard `{shard}`, which {filter} leaves out")]
+    MissingShard {
+        model: String,
+        index: String,
+        shard: String,
+        filter: String,
+    },
+    #[error(
+        "model `{model}` is inconsistent: `{index}` puts the tensor `{tensor}` in `{shard}`, which does not hold it"
+    )]
+    ShardLacksTensor {
+        model: String,
+        index: String,
+        shard: String,
+        tensor: String,
+    },
     /// A failure of mdl itself, not of the model or the world.
     #[error("{what}")]
     Internal { what: String },
@@ -137,6 +155,12 @@ impl VerifyError {
             )),
             VerifyError::Load { .. } | VerifyError::Model { .. } => Some(
                 "the file's hash matches the lock, so upstream serves it this way: report it upstream, pin another revision, or `exclude:` the file".into(),
+            ),
+            VerifyError::MissingShard { .. } => Some(
+                "widen `include:` (or narrow `exclude:`) so every shard is synced, e.g. `include: [\"*.safetensors\", \"*.json\"]`; then run `mdl sync`".into(),
+            ),
+            VerifyError::ShardLacksTensor { .. } => Some(
+                "the repository's index and shards disagree upstream: pin another revision, or report it upstream".into(),
             ),
             VerifyError::Io { .. } => None,
             VerifyError::Internal { .. } => Some("this is a bug in mdl: please report it with the output of `mdl -v`".into()),

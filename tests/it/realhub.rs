@@ -153,17 +153,35 @@ fn dataset_and_space_repositories_lock_and_sync_like_models() {
         "main",
         vec![
             ("README.md", Some(Blob::regular(&b"# corpus\n"[..]))),
-            ("data/train.parquet", Some(Blob::lfs(hub_emulator::pseudo_random_bytes(34, 4096)))),
+            (
+                "data/train.parquet",
+                Some(Blob::lfs(hub_emulator::pseudo_random_bytes(34, 4096))),
+            ),
         ],
     );
-    ctx.hub.commit("spaces/acme/demo", "main", vec![("app.py", Some(Blob::regular(&b"print(1)\n"[..])))]);
+    ctx.hub.commit(
+        "spaces/acme/demo",
+        "main",
+        vec![("app.py", Some(Blob::regular(&b"print(1)\n"[..])))],
+    );
     ctx.write_config("models:\n  require: [\"huggingface:datasets/acme/corpus\", \"hf:spaces/acme/demo\"]\n");
     ctx.mdl(&["sync", "--no-verify"]).success();
-    assert_eq!(ctx.read("models/huggingface_datasets--acme--corpus/README.md"), b"# corpus\n");
+    assert_eq!(
+        ctx.read("models/huggingface_datasets--acme--corpus/README.md"),
+        b"# corpus\n"
+    );
     assert_eq!(ctx.read("models/huggingface_spaces--acme--demo/app.py"), b"print(1)\n");
     let paths: Vec<String> = ctx.requests().iter().map(|r| r.path.clone()).collect();
-    assert!(paths.iter().any(|p| p.starts_with("/api/datasets/acme/corpus/revision/main")), "{paths:?}");
-    assert!(paths.iter().any(|p| p.starts_with("/datasets/acme/corpus/resolve/")), "{paths:?}");
+    assert!(
+        paths
+            .iter()
+            .any(|p| p.starts_with("/api/datasets/acme/corpus/revision/main")),
+        "{paths:?}"
+    );
+    assert!(
+        paths.iter().any(|p| p.starts_with("/datasets/acme/corpus/resolve/")),
+        "{paths:?}"
+    );
     // Pinned like a model: a second sync is a no-op without the network.
     ctx.hub.clear_requests();
     ctx.mdl(&["sync", "--locked", "--no-verify"]).success();

@@ -111,3 +111,46 @@ fn cuda_without_a_gpu_is_a_clear_error() {
     ctx.write_config("device: auto\nmodels:\n  require: [acme/st]\n");
     ctx.mdl(&["sync"]).success().stderr_has("Verified acme/st on auto");
 }
+
+fn sharded_hub(ctx: &TestContext, index_extra: &str) {
+    let index = format!(
+        r#"{{"metadata": {{"total_size": 1}}, "weight_map": {{"conv.weight": "model-00001-of-00002.safetensors", "fc.weight": "model-00002-of-00002.safetensors"{index_extra}}}}}"#
+    );
+    ctx.hub.commit(
+        "acme/sharded",
+        "main",
+        vec![
+            ("config.json", Some(Blob::regular(&b"{}"[..]))),
+            ("model.safetensors.index.json", Some(Blob::regular(index.into_bytes()))),
+            ("model-00001-of-00002.safetensors", Some(Blob::lfs(SAFETENSORS))),
+            ("model-00002-of-00002.safetensors", Some(Blob::lfs(SAFETENSORS))),
+        ],
+    );
+}
+
+#[test]
+fn a_filter_that_drops_a_shard_is_refused() {
+    let ctx = TestContext::new();
+    sharded_hub(&ctx, "");
+    ctx.write_config("models:\n  require:\n    - id: acme/sharded\n      include: [\"*.json\", \"model-00001-*\"]\n");
+    ctx.mdl(&["sync"])
+        .failure(2)
+        .snap("sync_shard_dropped_by_filter")
+        .stderr_has("`model.safetensors.index.json` names the shard `model-00002-of-00002.safetensors`")
+        .stderr_has("`include: [\"*.json\", \"model-00001-*\"]` leaves out");
+    // With every shard, the model verifies.
+    ctx.write_config("models:\n  require: [acme/sharded]\n");
+    ctx.mdl(&["sync"])
+        .success()
+        .stderr_has("Verified acme/sharded on cpu: 2 weight file(s)");
+}
+
+#[test]
+fn an_index_naming_a_tensor_its_shard_lacks_is_refused() {
+    let ctx = TestContext::new();
+    sharded_hub(&ctx, r#", "lm_head.weight": "model-00002-of-00002.safetensors""#);
+    ctx.write_config("models:\n  require: [acme/sharded]\n");
+    ctx.mdl(&["sync", "--no-verify"])
+        .failure(1)
+        .stderr_has("puts the tensor `lm_head.weight` in `model-00002-of-00002.safetensors`, which does not hold it");
+}
