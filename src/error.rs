@@ -30,6 +30,8 @@ pub enum Error {
     Store(#[from] store::StoreError),
     #[error(transparent)]
     Verify(#[from] verify::VerifyError),
+    #[error(transparent)]
+    CaBundle(#[from] crate::http::CaBundleError),
     /// A mistake in how mdl was called (exit code 2).
     #[error("{message}")]
     Usage { message: String, hint: Option<String> },
@@ -85,6 +87,7 @@ impl Error {
             Error::Fetch(e) => e.hint(),
             Error::Store(e) => e.hint(),
             Error::Verify(e) => e.hint(),
+            Error::CaBundle(e) => Some(e.hint()),
             Error::Usage { hint, .. } | Error::Internal { hint, .. } => hint.clone(),
             Error::Many { .. } => None,
             Error::Shared { source, .. } => source.hint(),
@@ -93,7 +96,7 @@ impl Error {
 
     pub fn exit_code(&self) -> u8 {
         match self {
-            Error::Config(_) | Error::Usage { .. } => 2,
+            Error::Config(_) | Error::Usage { .. } | Error::CaBundle(_) => 2,
             // A lock that cannot be used as it is: the user must act (run `mdl lock`,
             // restore it from git, upgrade mdl).
             Error::Lock(

@@ -8,24 +8,108 @@ use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION, CONTENT_RANGE, ETAG
 
 use crate::reporter::{Event, Reporter};
 
-/// The HTTP client: one connection pool per host, HTTP/2 when TLS offers it.
+/// Variables naming a PEM bundle of extra CA certificates to trust, in the
+/// order they are read: what Python users behind a TLS-intercepting proxy or a
+/// private CA already set (OpenSSL, requests, curl).
+pub const CA_BUNDLE_VARS: [&str; 3] = ["SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"];
+
+/// A CA bundle named by the environment that cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("the CA bundle `{path}` named by `{var}` cannot be used: {reason}")]
+pub struct CaBundleError {
+    pub var: &'static str,
+    pub path: String,
+    pub reason: String,
+}
+
+impl CaBundleError {
+    pub fn hint(&self) -> String {
+        format!(
+            "point `{}` at a PEM file of CA certificates (`-----BEGIN CERTIFICATE-----`), or unset it",
+            self.var
+        )
+    }
+}
+
+/// The extra CAs from [`CA_BUNDLE_VARS`]: every set variable's bundle.
+pub fn extra_roots() -> Result<Vec<reqwest::Certificate>, CaBundleError> {
+    let mut roots = Vec::new();
+    for var in CA_BUNDLE_VARS {
+        let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) else {
+            continue;
+        };
+        let error = |reason: String| CaBundleError {
+            var,
+            path: path.to_string_lossy().into_owned(),
+            reason,
+        };
+        let pem = std::fs::read(&path).map_err(|e| error(e.to_string()))?;
+        let certs = reqwest::Certificate::from_pem_bundle(&pem).map_err(|e| error(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(error("it holds no PEM certificate".into()));
+        }
+        roots.extend(certs);
+    }
+    Ok(roots)
+}
+
+/// How a client checks certificates.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Trust {
+    /// The bundled web roots, the operating system's store, and the bundles
+    /// in [`CA_BUNDLE_VARS`]. Every request that may carry a token uses this.
+    Verified,
+    /// No certificate checks (`sources.url.verify_ssl: false`): only for
+    /// `url:` models, never with a token.
+    Unverified,
+}
+
+/// An HTTP client: one connection pool per host, HTTP/2 when TLS offers it.
 /// `follow_redirects`: follow up to 10 (the real Hub redirects LFS files to a
 /// CDN; reqwest drops the Authorization header when a redirect leaves the host,
 /// as the Python client does), or none, to read where a URL leads.
-pub fn client(connect_timeout: Duration, verify_ssl: bool, follow_redirects: bool) -> reqwest::Client {
+pub fn client(
+    connect_timeout: Duration,
+    trust: Trust,
+    roots: &[reqwest::Certificate],
+    follow_redirects: bool,
+) -> reqwest::Client {
     let policy = if follow_redirects {
         reqwest::redirect::Policy::limited(10)
     } else {
         reqwest::redirect::Policy::none()
     };
-    reqwest::Client::builder()
+    let mut builder = reqwest::Client::builder()
         .user_agent(concat!("mdl/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)
-        .danger_accept_invalid_certs(!verify_ssl)
-        .redirect(policy)
-        .build()
-        .expect("HTTP client")
+        .redirect(policy);
+    match trust {
+        Trust::Verified => {
+            for root in roots {
+                builder = builder.add_root_certificate(root.clone());
+            }
+        }
+        Trust::Unverified => builder = builder.danger_accept_invalid_certs(true),
+    }
+    builder.build().expect("HTTP client")
 }
+
+/// Whether a request failed because the server's certificate is not trusted
+/// (no retry changes that).
+pub fn is_untrusted_certificate(e: &reqwest::Error) -> bool {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let text = s.to_string();
+        if text.contains("invalid peer certificate") || text.contains("certificate verify failed") {
+            return true;
+        }
+        source = s.source();
+    }
+    false
+}
+
+/// What to do about an untrusted certificate.
+pub const UNTRUSTED_CERTIFICATE_HINT: &str = "the server's certificate is not signed by a CA mdl trusts (the bundled web roots and the operating system's store); behind a TLS-intercepting proxy or a private CA, set `SSL_CERT_FILE` (or `REQUESTS_CA_BUNDLE`) to the CA's PEM bundle";
 
 /// Whether two URLs share scheme, host and port: a token may follow a
 /// redirect only within one origin.

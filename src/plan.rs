@@ -105,6 +105,9 @@ pub struct Download {
     pub token: Option<String>,
     /// A Hugging Face Hub file, whether or not a token is set (for hints).
     pub hub: bool,
+    /// Fetched without certificate checks (a `url:` model under
+    /// `sources.url.verify_ssl: false`); such a download never carries a token.
+    pub insecure: bool,
 }
 
 impl Download {
@@ -115,6 +118,7 @@ impl Download {
         remote: &RemoteFile,
         models_root: &Path,
         token: Option<&str>,
+        insecure_urls: bool,
     ) -> Result<Download, UnsafePath> {
         Ok(Download {
             label: format!("{}/{}", model.name, remote.path),
@@ -135,6 +139,7 @@ impl Download {
                 None
             },
             hub: model.source.sends_hub_token(),
+            insecure: insecure_urls && model.source.id_is_the_file_url(),
         })
     }
 }
@@ -146,6 +151,8 @@ pub struct Origin<'a> {
     /// `HF_ENDPOINT` (or the config's override).
     pub hub_endpoint: &'a str,
     pub token: Option<&'a str>,
+    /// `sources.url.verify_ssl: false`: `url:` models skip certificate checks.
+    pub insecure_urls: bool,
 }
 
 /// Why the plan cannot be carried out.
@@ -284,6 +291,7 @@ impl Plan {
                     .then(|| origin.token.map(str::to_string))
                     .flatten(),
                 hub: model.source.sends_hub_token(),
+                insecure: origin.insecure_urls && model.source.id_is_the_file_url(),
             });
         }
         Ok(downloads)
@@ -406,6 +414,7 @@ mod tests {
             models_root: Path::new("/m"),
             hub_endpoint: "http://hub",
             token: Some("secret"),
+            insecure_urls: false,
         }
     }
 

@@ -32,6 +32,8 @@ pub enum Event<'a> {
     Request { method: &'a str, url: &'a str },
     /// Loading a model to verify it.
     Verifying { model: &'a str },
+    /// Something the user should know that is not an error.
+    Warning { message: &'a str },
 }
 
 pub trait Reporter: Send + Sync {

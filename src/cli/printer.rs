@@ -93,6 +93,7 @@ impl Reporter for Printer {
                     self.status("Verifying", model)
                 }
             }
+            Event::Warning { message } => self.warn(message),
             Event::Retrying {
                 label,
                 attempt,

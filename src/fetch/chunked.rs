@@ -307,11 +307,17 @@ impl Fetcher {
                 method: "GET",
                 url: &location.url,
             });
-            let outcome = match self.http.get(&location.url).headers(headers).send().await {
-                Err(e) => Err(PieceError::Retry {
-                    reason: describe_reqwest(&e),
-                    wait: None,
-                }),
+            let outcome = match self
+                .client_for(job, true)
+                .get(&location.url)
+                .headers(headers)
+                .send()
+                .await
+            {
+                Err(e) => match super::attempt_error(job, &e) {
+                    AttemptError::Fatal(e) => return Err(PieceError::Fatal(e)),
+                    AttemptError::Retry { reason, wait } => Err(PieceError::Retry { reason, wait }),
+                },
                 Ok(response) => {
                     let status = response.status();
                     if status == StatusCode::OK {

@@ -16,7 +16,7 @@ use std::time::{Duration, SystemTime};
 use reqwest::{StatusCode, Url};
 
 use super::{status_error, AttemptError, Fetcher};
-use crate::http::{describe_reqwest, expiry_of, request_headers, retry_after, retry_reason, same_origin};
+use crate::http::{expiry_of, request_headers, retry_after, retry_reason, same_origin};
 use crate::plan::Download;
 use crate::reporter::Event;
 
@@ -107,15 +107,12 @@ async fn resolve(fetcher: &Fetcher, job: &Download) -> Result<Location, AttemptE
         url: &job.url,
     });
     let response = fetcher
-        .locate_http
+        .client_for(job, false)
         .head(&job.url)
         .headers(request_headers(job.token.as_deref(), None, None))
         .send()
         .await
-        .map_err(|e| AttemptError::Retry {
-            reason: describe_reqwest(&e),
-            wait: None,
-        })?;
+        .map_err(|e| super::attempt_error(job, &e))?;
     let status = response.status();
     if status.is_redirection() {
         let from = Url::parse(&job.url).map_err(|e| bad_location(job, &e.to_string()))?;

@@ -76,6 +76,8 @@ pub enum FetchError {
         #[source]
         source: std::io::Error,
     },
+    #[error("downloading `{label}` failed: the certificate of `{url}` is not trusted ({reason})")]
+    Untrusted { label: String, url: String, reason: String },
 }
 
 impl FetchError {
@@ -90,6 +92,7 @@ impl FetchError {
             FetchError::Status { status: 404 | 410, .. } => {
                 Some("the file is gone upstream; run `mdl lock --upgrade` to re-resolve the model".into())
             }
+            FetchError::Untrusted { .. } => Some(crate::http::UNTRUSTED_CERTIFICATE_HINT.into()),
             FetchError::GaveUp { .. } => Some("check the network and run the command again; finished files are kept and partial ones resume".into()),
             FetchError::Size { .. } | FetchError::Hash { .. } => Some(
                 "the upstream content differs from what was locked; nothing was replaced. If the change is expected, run `mdl lock --upgrade`".into(),
@@ -141,15 +144,14 @@ pub struct Fetcher {
     http: reqwest::Client,
     /// The same settings, following no redirect: to learn where a URL leads.
     locate_http: reqwest::Client,
+    /// Without certificate checks, for `url:` models under
+    /// `sources.url.verify_ssl: false` only: (following, not following).
+    /// Never used for a download that carries a token.
+    unverified: Option<(reqwest::Client, reqwest::Client)>,
     settings: FetchSettings,
     reporter: Arc<dyn Reporter>,
     tmp_dir: PathBuf,
     next_id: Arc<AtomicUsize>,
-}
-
-/// The one HTTP client for these settings (see [`crate::http::client`]).
-pub fn http_client(settings: &FetchSettings) -> reqwest::Client {
-    crate::http::client(settings.connect_timeout, settings.verify_ssl, true)
 }
 
 #[derive(Serialize, Deserialize, PartialEq)]
@@ -176,15 +178,25 @@ pub(crate) enum AttemptError {
 }
 
 impl Fetcher {
+    /// `roots`: CAs to trust beyond the bundled and the system's ones
+    /// ([`crate::http::extra_roots`]).
     pub fn new(
-        http: reqwest::Client,
         settings: FetchSettings,
         reporter: Arc<dyn Reporter>,
         tmp_dir: PathBuf,
+        roots: &[reqwest::Certificate],
     ) -> Fetcher {
+        use crate::http::{client, Trust};
+        let timeout = settings.connect_timeout;
         Fetcher {
-            http,
-            locate_http: crate::http::client(settings.connect_timeout, settings.verify_ssl, false),
+            http: client(timeout, Trust::Verified, roots, true),
+            locate_http: client(timeout, Trust::Verified, roots, false),
+            unverified: (!settings.verify_ssl).then(|| {
+                (
+                    client(timeout, Trust::Unverified, &[], true),
+                    client(timeout, Trust::Unverified, &[], false),
+                )
+            }),
             settings,
             reporter,
             tmp_dir,
@@ -192,8 +204,25 @@ impl Fetcher {
         }
     }
 
+    /// The client that checks certificates (every token-bearing request).
     pub fn http(&self) -> &reqwest::Client {
         &self.http
+    }
+
+    /// The client without certificate checks, when `verify_ssl: false` made one.
+    pub fn unverified_http(&self) -> Option<&reqwest::Client> {
+        self.unverified.as_ref().map(|(follow, _)| follow)
+    }
+
+    /// The client for `job`'s requests: unverified only for a download that
+    /// asked for it and carries no token.
+    pub(crate) fn client_for(&self, job: &Download, follow_redirects: bool) -> &reqwest::Client {
+        match (&self.unverified, job.insecure && job.token.is_none()) {
+            (Some((follow, _)), true) if follow_redirects => follow,
+            (Some((_, locate)), true) => locate,
+            _ if follow_redirects => &self.http,
+            _ => &self.locate_http,
+        }
     }
 
     pub fn reporter(&self) -> &Arc<dyn Reporter> {
@@ -314,14 +343,9 @@ impl Fetcher {
             method: "GET",
             url: &job.url,
         });
-        let response = match self.http.get(&job.url).headers(headers).send().await {
+        let response = match self.client_for(job, true).get(&job.url).headers(headers).send().await {
             Ok(r) => r,
-            Err(e) => {
-                return Err(AttemptError::Retry {
-                    reason: describe_reqwest(&e),
-                    wait: None,
-                })
-            }
+            Err(e) => return Err(attempt_error(job, &e)),
         };
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT
@@ -534,6 +558,22 @@ impl Fetcher {
             record,
             resumed_from,
         })
+    }
+}
+
+/// A failed request: an untrusted certificate ends the download (no retry
+/// changes it), anything else is retried.
+pub(crate) fn attempt_error(job: &Download, e: &reqwest::Error) -> AttemptError {
+    if crate::http::is_untrusted_certificate(e) {
+        return AttemptError::Fatal(FetchError::Untrusted {
+            label: job.label.clone(),
+            url: job.url.clone(),
+            reason: describe_reqwest(e),
+        });
+    }
+    AttemptError::Retry {
+        reason: describe_reqwest(e),
+        wait: None,
     }
 }
 

@@ -47,7 +47,7 @@ impl Project {
         delta.allowed(mode, &existing, &self.config.specs, &path)?;
 
         // resolve
-        let fetcher = self.fetcher();
+        let fetcher = self.fetcher()?;
         let resolved = self
             .resolver(&fetcher)
             .resolve_all(&delta.to_resolve, self.settings.jobs)
@@ -73,7 +73,13 @@ impl Project {
                 match self.store.known_content(&entry, remote, state)? {
                     Some(blake3) => entry.files[i].blake3 = blake3,
                     None => {
-                        let download = Download::to_lock(&entry, remote, self.store.root(), self.token.as_deref())?;
+                        let download = Download::to_lock(
+                            &entry,
+                            remote,
+                            self.store.root(),
+                            self.token.as_deref(),
+                            !self.settings.verify_ssl,
+                        )?;
                         downloads.push((entries.len(), i, download));
                     }
                 }

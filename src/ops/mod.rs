@@ -47,6 +47,8 @@ pub struct Project {
     /// `HF_ENDPOINT` (or the config's override).
     pub endpoint: String,
     pub token: Option<String>,
+    /// The `verify_ssl: false` warning was given in this run.
+    warned_unverified: std::sync::atomic::AtomicBool,
 }
 
 impl Project {
@@ -70,6 +72,7 @@ impl Project {
             reporter,
             endpoint,
             token: crate::env::hf_token(),
+            warned_unverified: Default::default(),
         }
     }
 
@@ -85,14 +88,30 @@ impl Project {
         Ok(Lockfile::read(&self.lock_path())?)
     }
 
-    fn fetcher(&self) -> Fetcher {
-        let http = crate::fetch::http_client(&self.settings);
-        Fetcher::new(http, self.settings.clone(), self.reporter.clone(), self.store.tmp_dir())
+    /// The download engine, trusting the CA bundles the environment names.
+    /// With `sources.url.verify_ssl: false` it warns, every run, that `url:`
+    /// models skip certificate checks.
+    fn fetcher(&self) -> Result<Fetcher> {
+        let roots = crate::http::extra_roots()?;
+        let unverified_urls = !self.settings.verify_ssl
+            && (self.config.specs.iter()).any(|s| matches!(s.id, crate::model_id::ModelId::Url { .. }));
+        if unverified_urls && !self.warned_unverified.swap(true, std::sync::atomic::Ordering::Relaxed) {
+            self.reporter.report(crate::reporter::Event::Warning {
+                message: "`sources.url.verify_ssl: false`: certificates of `url:` models are not checked (anyone on the network path can change those files before they are hashed); the Hub and every token-bearing request stay verified",
+            });
+        }
+        Ok(Fetcher::new(
+            self.settings.clone(),
+            self.reporter.clone(),
+            self.store.tmp_dir(),
+            &roots,
+        ))
     }
 
     fn resolver<'a>(&'a self, fetcher: &'a Fetcher) -> Resolver<'a> {
         Resolver {
             http: fetcher.http(),
+            unverified_http: fetcher.unverified_http(),
             endpoint: self.endpoint.clone(),
             token: self.token.clone(),
             reporter: self.reporter.as_ref(),
@@ -107,6 +126,7 @@ impl Project {
             models_root: self.store.root(),
             hub_endpoint: &self.endpoint,
             token: self.token.as_deref(),
+            insecure_urls: !self.settings.verify_ssl,
         }
     }
 

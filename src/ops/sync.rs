@@ -68,7 +68,7 @@ impl Project {
 
         // fetch and store
         if !downloads.is_empty() {
-            let results = self.fetcher().fetch_all(downloads).await;
+            let results = self.fetcher()?.fetch_all(downloads).await;
             let mut errors = Vec::new();
             for ((f, _), result) in outcome.plan.fetch.iter().zip(results) {
                 match result {

@@ -7,7 +7,7 @@
 use percent_encoding::utf8_percent_encode;
 use serde::Deserialize;
 
-use super::{filters, RemoteFile, ResolveError, ResolvedModel, Resolver, SEGMENT};
+use super::{filters, RemoteFile, ResolveError, ResolvedModel, Resolver, Via, SEGMENT};
 use crate::config::ModelSpec;
 use crate::fs::safe_relative_path;
 use crate::source::Source;
@@ -51,7 +51,7 @@ impl Resolver<'_> {
             api_path(repo),
             utf8_percent_encode(revision, SEGMENT)
         );
-        let response = self.send(model, reqwest::Method::GET, &url, true).await?;
+        let response = self.send(model, reqwest::Method::GET, &url, Via::Hub).await?;
         let status = response.status();
         if !status.is_success() {
             let code = response

@@ -67,6 +67,8 @@ pub enum ResolveError {
     },
     #[error("resolving `{model}` failed: could not reach `{url}`: {reason}")]
     Network { model: String, url: String, reason: String },
+    #[error("resolving `{model}` failed: the certificate of `{url}` is not trusted ({reason})")]
+    Untrusted { model: String, url: String, reason: String },
     #[error("resolving `{model}` failed: `{url}` sent an answer mdl does not understand: {message}")]
     BadResponse {
         model: String,
@@ -127,6 +129,7 @@ impl ResolveError {
             ResolveError::Unauthorized { token_sent: true, .. } => {
                 "the token was refused: check `HF_TOKEN` or `$HF_HOME/token`, and that it was granted access".into()
             }
+            ResolveError::Untrusted { .. } => crate::http::UNTRUSTED_CERTIFICATE_HINT.into(),
             ResolveError::Network { .. } => {
                 "check the network, `HF_ENDPOINT`, and proxies; `--offline` syncs what is already locked".into()
             }
@@ -184,9 +187,24 @@ pub struct ResolvedModel {
     pub files: Vec<RemoteFile>,
 }
 
+/// How a resolve request is sent.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Via {
+    /// To the Hub, with its token, certificates checked.
+    Hub,
+    /// Anywhere else, no token, certificates checked.
+    Plain,
+    /// A `url:` model under `sources.url.verify_ssl: false`: no token, no checks.
+    Unverified,
+}
+
 /// Talks to the sources' metadata endpoints.
 pub struct Resolver<'a> {
+    /// Checks certificates; every token-bearing request goes through it.
     pub http: &'a reqwest::Client,
+    /// Without certificate checks (`sources.url.verify_ssl: false`), for `url:`
+    /// models only, never with a token.
+    pub unverified_http: Option<&'a reqwest::Client>,
     pub endpoint: String,
     pub token: Option<String>,
     pub reporter: &'a dyn Reporter,
@@ -255,19 +273,26 @@ impl Resolver<'_> {
         resolved.into_iter().map(|(_, r)| r).collect()
     }
 
-    /// Sends a GET or HEAD, retrying connection errors, 429 and 5xx with backoff.
+    /// Sends a GET or HEAD, retrying connection errors, 429 and 5xx with
+    /// backoff (an untrusted certificate is not retried). `via` picks the
+    /// client: only [`Via::Hub`] carries the token, only [`Via::Unverified`]
+    /// skips certificate checks.
     async fn send(
         &self,
         model: &str,
         method: reqwest::Method,
         url: &str,
-        token: bool,
+        via: Via,
     ) -> Result<reqwest::Response, ResolveError> {
+        let http = match (via, self.unverified_http) {
+            (Via::Unverified, Some(unverified)) => unverified,
+            _ => self.http,
+        };
         let mut attempt = 0;
         loop {
             attempt += 1;
-            let mut request = self.http.request(method.clone(), url);
-            if token {
+            let mut request = http.request(method.clone(), url);
+            if via == Via::Hub {
                 if let Some(t) = &self.token {
                     request = request.header(AUTHORIZATION, format!("Bearer {t}"));
                 }
@@ -282,6 +307,13 @@ impl Resolver<'_> {
                     crate::http::retry_after(r.headers()),
                 ),
                 Ok(r) => return Ok(r),
+                Err(e) if crate::http::is_untrusted_certificate(&e) => {
+                    return Err(ResolveError::Untrusted {
+                        model: model.into(),
+                        url: url.into(),
+                        reason: crate::http::describe_reqwest(&e),
+                    })
+                }
                 // The URL is already in the message; say what went wrong.
                 Err(e) => (crate::http::describe_reqwest(&e), None),
             };

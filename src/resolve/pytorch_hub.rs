@@ -5,7 +5,7 @@
 use percent_encoding::utf8_percent_encode;
 use serde::Deserialize;
 
-use super::{ResolveError, ResolvedModel, Resolver, SEGMENT};
+use super::{ResolveError, ResolvedModel, Resolver, Via, SEGMENT};
 use crate::config::ModelSpec;
 use crate::source::Source;
 
@@ -42,7 +42,7 @@ impl Resolver<'_> {
         let mut commit = None;
         for r in &refs {
             let url = format!("{api}/repos/{owner}/{repo}/commits/{}", utf8_percent_encode(r, SEGMENT));
-            let response = self.send(model, reqwest::Method::GET, &url, false).await?;
+            let response = self.send(model, reqwest::Method::GET, &url, Via::Plain).await?;
             match response.status().as_u16() {
                 200 => {
                     #[derive(Deserialize)]

@@ -3,10 +3,11 @@
 
 use reqwest::header::ETAG;
 
-use super::{RemoteFile, ResolveError, ResolvedModel, Resolver};
+use super::{RemoteFile, ResolveError, ResolvedModel, Resolver, Via};
 use crate::config::ModelSpec;
 use crate::fs::safe_relative_path;
 use crate::http::normalize_etag;
+use crate::model_id::ModelId;
 use crate::source::Source;
 
 impl Resolver<'_> {
@@ -14,7 +15,13 @@ impl Resolver<'_> {
     /// that refuse HEAD are resolved by the download itself.
     pub(super) async fn resolve_url(&self, spec: &ModelSpec, url: &str) -> Result<ResolvedModel, ResolveError> {
         let model = &spec.name;
-        let response = self.send(model, reqwest::Method::HEAD, url, false).await?;
+        // Only a `url:` model itself may skip certificate checks, never the
+        // torchvision or PyTorch Hub files that resolve through here.
+        let via = match spec.id {
+            ModelId::Url { .. } if self.unverified_http.is_some() => Via::Unverified,
+            _ => Via::Plain,
+        };
+        let response = self.send(model, reqwest::Method::HEAD, url, via).await?;
         let status = response.status();
         let file_name = url
             .split(['?', '#'])

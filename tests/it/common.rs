@@ -105,8 +105,11 @@ impl Run {
 
 impl TestContext {
     pub fn new() -> TestContext {
+        TestContext::with_hub(Hub::start())
+    }
+
+    pub fn with_hub(hub: Hub) -> TestContext {
         let dir = tempfile::tempdir().unwrap();
-        let hub = Hub::start();
         TestContext {
             dir,
             hub,
@@ -148,6 +151,9 @@ impl TestContext {
             .env_remove("HF_TOKEN")
             .env_remove("HF_HUB_OFFLINE")
             .env_remove("MDL_CONFIG")
+            .env_remove("SSL_CERT_FILE")
+            .env_remove("REQUESTS_CA_BUNDLE")
+            .env_remove("CURL_CA_BUNDLE")
             .env("CI", "1");
         for (k, v) in &self.env {
             cmd.env(k, v);

@@ -11,5 +11,6 @@ mod realhub;
 mod resume;
 mod sources;
 mod sync;
+mod tls;
 mod verify;
 mod watch;

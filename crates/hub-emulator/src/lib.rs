@@ -17,7 +17,6 @@
 //! a test may flip while the server runs.
 
 use std::collections::BTreeMap;
-use std::future::IntoFuture;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -238,6 +237,23 @@ struct Inner {
     github: BTreeMap<String, GitHubRepo>,
     /// The current rate-limit window: when it started and resolves counted.
     window: Option<(Instant, u32)>,
+    /// Both origins serve HTTPS (with the certificate given at start).
+    tls: bool,
+}
+
+fn scheme(state: &Shared) -> &'static str {
+    if state.lock().unwrap().tls {
+        "https"
+    } else {
+        "http"
+    }
+}
+
+/// A certificate chain and its private key, PEM: what an HTTPS emulator serves.
+#[derive(Clone, Debug)]
+pub struct TlsIdentity {
+    pub cert_pem: String,
+    pub key_pem: String,
 }
 
 /// The key the emulator signs CDN URLs with (stands in for the Hub's).
@@ -346,7 +362,20 @@ impl Hub {
     }
 
     pub fn start_on(port: u16) -> Hub {
-        let inner = Arc::new(Mutex::new(Inner::default()));
+        Hub::start_with(port, None)
+    }
+
+    /// An emulator whose two origins speak HTTPS with `identity` (a certificate
+    /// for `127.0.0.1`), as the real Hub and a TLS-intercepting proxy do.
+    pub fn start_tls(identity: TlsIdentity) -> Hub {
+        Hub::start_with(0, Some(identity))
+    }
+
+    fn start_with(port: u16, tls: Option<TlsIdentity>) -> Hub {
+        let inner = Arc::new(Mutex::new(Inner {
+            tls: tls.is_some(),
+            ..Inner::default()
+        }));
         let (addr_tx, addr_rx) = std::sync::mpsc::channel();
         let (shutdown_tx, shutdown_rx) = tokio::sync::oneshot::channel::<()>();
         let state = inner.clone();
@@ -359,26 +388,51 @@ impl Hub {
                     .build()
                     .expect("tokio runtime");
                 runtime.block_on(async move {
-                    let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
-                        .await
-                        .expect("bind 127.0.0.1");
-                    let cdn = tokio::net::TcpListener::bind(("127.0.0.1", 0))
-                        .await
-                        .expect("bind 127.0.0.1");
+                    let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("bind 127.0.0.1");
+                    let cdn = std::net::TcpListener::bind(("127.0.0.1", 0)).expect("bind 127.0.0.1");
+                    for l in [&listener, &cdn] {
+                        l.set_nonblocking(true).expect("nonblocking listener");
+                    }
                     state.lock().unwrap().cdn = Some(cdn.local_addr().unwrap());
                     addr_tx.send(listener.local_addr().unwrap()).unwrap();
                     let app = axum::Router::new().fallback(handle).with_state(state);
-                    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-                    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
-                        let _ = rx.wait_for(|s| *s).await;
+                    let handle = axum_server::Handle::new();
+                    let stop = {
+                        let handle = handle.clone();
+                        async move {
+                            let _ = shutdown_rx.await;
+                            handle.shutdown();
+                        }
                     };
-                    let main = axum::serve(listener, app.clone()).with_graceful_shutdown(stopped(stop_rx.clone()));
-                    let cdn = axum::serve(cdn, app).with_graceful_shutdown(stopped(stop_rx));
-                    let stop = async move {
-                        let _ = shutdown_rx.await;
-                        let _ = stop_tx.send(true);
+                    let serve = |listener: std::net::TcpListener, app: axum::Router| {
+                        let handle = handle.clone();
+                        let tls = tls.clone();
+                        async move {
+                            match tls {
+                                None => {
+                                    axum_server::from_tcp(listener)
+                                        .expect("listener")
+                                        .handle(handle)
+                                        .serve(app.into_make_service())
+                                        .await
+                                }
+                                Some(id) => {
+                                    let config = axum_server::tls_rustls::RustlsConfig::from_pem(
+                                        id.cert_pem.into_bytes(),
+                                        id.key_pem.into_bytes(),
+                                    )
+                                    .await
+                                    .expect("TLS identity");
+                                    axum_server::from_tcp_rustls(listener, config)
+                                        .expect("listener")
+                                        .handle(handle)
+                                        .serve(app.into_make_service())
+                                        .await
+                                }
+                            }
+                        }
                     };
-                    let (a, b, ()) = tokio::join!(main.into_future(), cdn.into_future(), stop);
+                    let (a, b, ()) = tokio::join!(serve(listener, app.clone()), serve(cdn, app), stop);
                     a.expect("serve");
                     b.expect("serve cdn");
                 });
@@ -395,7 +449,12 @@ impl Hub {
 
     /// `http://127.0.0.1:PORT`, what `HF_ENDPOINT` should be set to.
     pub fn url(&self) -> String {
-        format!("http://{}", self.addr)
+        let scheme = if self.inner.lock().unwrap().tls {
+            "https"
+        } else {
+            "http"
+        };
+        format!("{scheme}://{}", self.addr)
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -633,7 +692,11 @@ fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &Hea
             (inner.behaviour.signed_urls, inner.cdn)
         };
         let location = match (signed, cdn) {
-            (Some(ttl), Some(cdn)) => format!("http://{cdn}{}", sign(&format!("/signed/files/{rest}"), ttl)),
+            (Some(ttl), Some(cdn)) => format!(
+                "{}://{cdn}{}",
+                scheme(state),
+                sign(&format!("/signed/files/{rest}"), ttl)
+            ),
             _ => format!("/files/{rest}"),
         };
         return Response::builder()
@@ -877,8 +940,8 @@ fn resolve(
             .unwrap_or_else(|| host.to_string());
         let path = format!("/cdn/{repo}/{}/{file}", commit.sha);
         let location = match behaviour.signed_urls {
-            Some(ttl) => format!("http://{cdn}{}", sign(&path, ttl)),
-            None => format!("http://{cdn}{path}"),
+            Some(ttl) => format!("{}://{cdn}{}", scheme(state), sign(&path, ttl)),
+            None => format!("{}://{cdn}{path}", scheme(state)),
         };
         let mut r = Response::builder()
             .status(StatusCode::FOUND)
