@@ -246,6 +246,30 @@ def bench_resume(work, size):
         hub.stop()
 
 
+def bench_verify_rss(work, size):
+    """Peak RSS and speed of `mdl verify` (the `mdl-torch` helper included) on
+    a safetensors and a `torch.save` file of `size` bytes whose largest tensor
+    is half of it, page cache warm."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("weights", ROOT / "bench" / "weights.py")
+    weights = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(weights)
+    floats = size // 4
+    layout = [floats // 2] + [floats // 8] * 4
+    out = {}
+    for kind, name in (("safetensors", "model.safetensors"), ("torch", "model.pt")):
+        d = project(work, f"verify-{kind}", f"models:\n  require:\n    - id: local:./{name}\n      name: m\n  device: cpu\n")
+        (weights.safetensors if kind == "safetensors" else weights.torch_save)(str(d / name), [(f"w{i}", n) for i, n in enumerate(layout)])
+        env = dict(os.environ, CI="1")
+        timed([MDL, "lock", "-q"], cwd=d, env=env)
+        subprocess.run(["cat", str(d / name)], stdout=subprocess.DEVNULL, check=True)  # warm the page cache
+        t, rss = min((timed([MDL, "verify", "-q"], cwd=d, env=env) for _ in range(2)), key=lambda x: x[0])
+        out[kind] = dict(seconds=t, rss=rss, gbps=size / t / 1e9, largest_mib=layout[0] * 4 / MiB)
+        drop(d)
+    return out
+
+
 def version(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
@@ -284,6 +308,7 @@ def main():
     r4 = bench_noop(work, 50, 20, 21)
     r5 = bench_rss(work, huge)
     r6 = bench_resume(work, big)
+    r7 = bench_verify_rss(work, big)
     shutil.rmtree(work, ignore_errors=True)
 
     gib = big / GiB
@@ -302,6 +327,12 @@ def main():
          "≤ 64 MiB", verdict(r5["rss"] <= 64)),
         ("6", f"kill -9 at {r6['killed_at'] * 100:.0f} % of {gib:g} GiB, re-run: bytes fetched again",
          f"**{r6['refetched'] * 100:.1f} %** of the file", "≤ 55 %", verdict(r6["refetched"] <= 0.55)),
+        *[
+            (f"7{tag}", f"verifier peak RSS, {gib:g} GiB {what} with one {r7[kind]['largest_mib']:.0f} MiB tensor (warm cache): `mdl verify` incl. `mdl-torch`",
+             f"**{r7[kind]['rss']:.0f} MiB** ({r7[kind]['seconds']:.1f} s, {r7[kind]['gbps']:.2f} GB/s)",
+             f"≤ largest tensor + 256 MiB ({r7[kind]['largest_mib'] + 256:.0f} MiB)", verdict(r7[kind]["rss"] <= r7[kind]["largest_mib"] + 256))
+            for tag, kind, what in (("a", "safetensors", "safetensors"), ("b", "torch", "`torch.save` zip"))
+        ],
     ]
     lines = [
         "# Benchmarks",
@@ -318,7 +349,9 @@ def main():
         "Machine: " + f"{m['cpu']}, {m['cores']} cores, {m['memory']} RAM, Linux {m['kernel']}.",
         f"Peers: {m['curl']}; {m['aria2c']}; {m['hf']} (`hf download`). mdl: {m['mdl']} (release).",
         "",
-        "Raw: " + json.dumps(dict(loopback=r1, shaped=r2, mixed=r3, noop=r4, rss=r5, resume=r6), default=lambda x: round(x, 4)),
+        "Benchmark 7 writes its files with `bench/weights.py` in torch's own layouts (the lean libtorch install cannot `import torch`).",
+        "",
+        "Raw: " + json.dumps(dict(loopback=r1, shaped=r2, mixed=r3, noop=r4, rss=r5, resume=r6, verify=r7), default=lambda x: round(x, 4)),
         "",
     ]
     Path(args.out).write_text("\n".join(lines))

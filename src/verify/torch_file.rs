@@ -127,20 +127,93 @@ impl TensorRef {
     }
 }
 
-/// A storage's bytes, read and checked.
+/// A storage: its element type and count, and where its bytes are.
 #[derive(Clone, Debug)]
 pub struct Storage {
     pub dtype: Dtype,
     pub numel: i64,
-    pub bytes: Vec<u8>,
+    pub bytes: Bytes,
 }
 
-/// A parsed `torch.save` file.
+/// Where a storage's bytes are. `torch.save` stores its records uncompressed,
+/// so they are read in place from the file's memory map; a compressed record
+/// (another writer's) is inflated into memory, that one storage only.
+#[derive(Clone, Debug)]
+pub enum Bytes {
+    /// At this offset of the mapped file.
+    Mapped {
+        offset: usize,
+    },
+    Owned(Vec<u8>),
+}
+
+impl Storage {
+    pub fn len(&self) -> usize {
+        self.numel as usize * self.dtype.size()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A parsed `torch.save` file, its storages left in the file until used.
 #[derive(Debug)]
 pub struct TorchFile {
     pub legacy: bool,
     pub tensors: Vec<TensorRef>,
     pub storages: BTreeMap<String, Storage>,
+    map: memmap2::Mmap,
+}
+
+impl TorchFile {
+    /// A storage's bytes: a view into the mapped file, or the inflated copy.
+    pub fn bytes<'a>(&'a self, storage: &'a Storage) -> &'a [u8] {
+        match &storage.bytes {
+            Bytes::Mapped { offset } => &self.map[*offset..*offset + storage.len()],
+            Bytes::Owned(bytes) => bytes,
+        }
+    }
+
+    /// Drops a mapped storage's pages from this process's resident set (they
+    /// are clean and file-backed: reading them again faults them back in), so
+    /// verifying a file holds about one storage in memory, not the file.
+    pub fn release(&self, storage: &Storage) {
+        self.release_range(storage, 0, storage.len());
+    }
+
+    /// [`TorchFile::release`] for `len` bytes of a storage from byte `start`.
+    pub fn release_range(&self, storage: &Storage, start: usize, len: usize) {
+        if let Bytes::Mapped { offset } = storage.bytes {
+            release_pages(
+                &self.map,
+                offset + start.min(storage.len()),
+                len.min(storage.len() - start.min(storage.len())),
+            );
+        }
+    }
+}
+
+/// `MADV_DONTNEED` on the pages of `map[offset..offset + len]`.
+pub fn release_pages(map: &memmap2::Mmap, offset: usize, len: usize) {
+    const PAGE: usize = 4096;
+    let start = offset / PAGE * PAGE;
+    let end = (offset + len).min(map.len());
+    if end > start {
+        // SAFETY: callers release only ranges no live slice or tensor still
+        // reads; the mapping is private and read-only, so dropping pages loses
+        // nothing (a later read faults them in from the file).
+        let _ = unsafe { map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, end - start) };
+    }
+}
+
+/// Maps a weight file read-only.
+fn map_file(path: &Path) -> Result<memmap2::Mmap, TorchFileError> {
+    let file = std::fs::File::open(path)?;
+    // SAFETY: mdl's own synced copy, not modified while verified; a concurrent
+    // truncation would be SIGBUS in the verifier process, reported as a failed
+    // load of this one file.
+    Ok(unsafe { memmap2::Mmap::map(&file)? })
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -180,6 +253,7 @@ pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
     let mut storage_ids = BTreeMap::new();
     collect(&object, String::new(), &mut tensors, &mut storage_ids, 0)?;
     let mut storages = BTreeMap::new();
+    let map = map_file(path)?;
     for (key, (dtype, numel)) in storage_ids {
         let record = format!("{root}data/{key}");
         let mut entry = zip.by_name(&record).map_err(|_| {
@@ -195,10 +269,20 @@ pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
                 dtype.name()
             )));
         }
-        let mut bytes = Vec::with_capacity(want as usize);
-        entry
-            .read_to_end(&mut bytes)
-            .map_err(|e| TorchFileError::Zip(format!("storage `{key}` is corrupt ({e})")))?;
+        let start = entry.data_start();
+        let bytes = if entry.compression() == zip::CompressionMethod::Stored
+            && start.checked_add(want).is_some_and(|end| end <= map.len() as u64)
+        {
+            // The record's bytes as they are in the file (their crc is not
+            // re-checked: the whole file's blake3 matched the lock).
+            Bytes::Mapped { offset: start as usize }
+        } else {
+            let mut bytes = Vec::with_capacity(want as usize);
+            entry
+                .read_to_end(&mut bytes)
+                .map_err(|e| TorchFileError::Zip(format!("storage `{key}` is corrupt ({e})")))?;
+            Bytes::Owned(bytes)
+        };
         storages.insert(key, Storage { dtype, numel, bytes });
     }
     check_extents(&tensors, &storages)?;
@@ -206,6 +290,7 @@ pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
         legacy: false,
         tensors,
         storages,
+        map,
     })
 }
 
@@ -218,16 +303,17 @@ pub fn is_legacy(head: &[u8]) -> bool {
 
 /// Reads a legacy (pre-1.6, `_use_new_zipfile_serialization=False`) file.
 pub fn read_legacy(path: &Path) -> Result<TorchFile, TorchFileError> {
-    let data = std::fs::read(path)?;
+    let map = map_file(path)?;
+    let data: &[u8] = &map;
     let mut pos = 0;
-    let magic = pickle::read(&data, &mut pos)?;
+    let magic = pickle::read(data, &mut pos)?;
     if magic != Value::BigInt(LEGACY_MAGIC.to_vec()) {
         return Err(invalid("it is not a torch legacy file (bad magic number)"));
     }
-    let _protocol = pickle::read(&data, &mut pos)?;
-    let _sys_info = pickle::read(&data, &mut pos)?;
-    let object = pickle::read(&data, &mut pos)?;
-    let keys = pickle::read(&data, &mut pos)?;
+    let _protocol = pickle::read(data, &mut pos)?;
+    let _sys_info = pickle::read(data, &mut pos)?;
+    let object = pickle::read(data, &mut pos)?;
+    let keys = pickle::read(data, &mut pos)?;
     let mut tensors = Vec::new();
     let mut storage_ids = BTreeMap::new();
     collect(&object, String::new(), &mut tensors, &mut storage_ids, 0)?;
@@ -257,12 +343,18 @@ pub fn read_legacy(path: &Path) -> Result<TorchFile, TorchFileError> {
             )));
         }
         let len = numel as usize * dtype.size();
-        let bytes = data
-            .get(pos..pos + len)
-            .ok_or_else(|| invalid(format!("the file ends inside storage `{key}` (truncated)")))?
-            .to_vec();
+        if data.len() < pos + len {
+            return Err(invalid(format!("the file ends inside storage `{key}` (truncated)")));
+        }
+        storages.insert(
+            key,
+            Storage {
+                dtype,
+                numel,
+                bytes: Bytes::Mapped { offset: pos },
+            },
+        );
         pos += len;
-        storages.insert(key, Storage { dtype, numel, bytes });
     }
     if let Some(missing) = storage_ids.keys().find(|k| !storages.contains_key(*k)) {
         return Err(invalid(format!(
@@ -274,6 +366,7 @@ pub fn read_legacy(path: &Path) -> Result<TorchFile, TorchFileError> {
         legacy: true,
         tensors,
         storages,
+        map,
     })
 }
 

@@ -138,6 +138,9 @@ fn first_line(e: impl std::fmt::Display) -> String {
     lines.join(" ").trim().to_string()
 }
 
+/// Elements summed at once: 16 Mi elements, 128 MiB as `Double`.
+const CHUNK_ELEMENTS: i64 = 16 << 20;
+
 struct Summary {
     details: Vec<TensorReport>,
     dtypes: BTreeSet<String>,
@@ -160,17 +163,44 @@ impl Summary {
 
     /// Records a tensor that libtorch holds, summing it so every element is read.
     fn add(&mut self, name: &str, t: &Tensor) -> Result<(), String> {
+        self.add_chunked(name, t, &mut |_, _| {})
+    }
+
+    /// Like [`Summary::add`], summing a large contiguous tensor in chunks of
+    /// [`CHUNK_ELEMENTS`]: the sum in `Double` casts only one chunk at a time
+    /// (a whole-tensor sum would allocate twice a float32 tensor's size), and
+    /// `done(first, count)` is told each chunk's element range as soon as it is
+    /// read, so the caller can give its pages back.
+    fn add_chunked(&mut self, name: &str, t: &Tensor, done: &mut dyn FnMut(i64, i64)) -> Result<(), String> {
         let k = t.f_kind().map_err(first_line)?;
-        let numel = t.numel() as u64;
-        let sum = match k {
-            Kind::ComplexFloat | Kind::ComplexDouble => t.f_abs().and_then(|a| a.f_sum(Kind::Double)),
-            Kind::Float8e4m3fn | Kind::Float8e5m2 => t.f_to_kind(Kind::Float).and_then(|a| a.f_sum(Kind::Double)),
-            _ => t.f_sum(Kind::Double),
-        }
-        .and_then(|s| s.f_double_value(&[]))
-        .map_err(first_line)?;
-        self.parameters += numel;
-        self.bytes += numel * k.elt_size_in_bytes() as u64;
+        let numel = t.numel() as i64;
+        let sum_of = |t: &Tensor| {
+            match k {
+                Kind::ComplexFloat | Kind::ComplexDouble => t.f_abs().and_then(|a| a.f_sum(Kind::Double)),
+                Kind::Float8e4m3fn | Kind::Float8e5m2 => t.f_to_kind(Kind::Float).and_then(|a| a.f_sum(Kind::Double)),
+                _ => t.f_sum(Kind::Double),
+            }
+            .and_then(|s| s.f_double_value(&[]))
+            .map_err(first_line)
+        };
+        let sum = if numel > CHUNK_ELEMENTS && t.is_contiguous() {
+            let flat = t.f_reshape([-1]).map_err(first_line)?;
+            let mut sum = 0.0;
+            let mut first = 0;
+            while first < numel {
+                let count = CHUNK_ELEMENTS.min(numel - first);
+                sum += sum_of(&flat.f_narrow(0, first, count).map_err(first_line)?)?;
+                done(first, count);
+                first += count;
+            }
+            sum
+        } else {
+            let sum = sum_of(t)?;
+            done(0, numel);
+            sum
+        };
+        self.parameters += numel as u64;
+        self.bytes += numel as u64 * k.elt_size_in_bytes() as u64;
         self.dtypes.insert(kind_name(k));
         self.details.push(TensorReport {
             name: name.to_string(),
@@ -244,27 +274,54 @@ pub fn load(path: &Path, format: Format, device: Device, forward: Option<&[i64]>
             };
             let file = file.map_err(|e| e.to_string())?;
             let mut summary = Summary::new();
-            // Each storage becomes one libtorch tensor on the device; views share it.
-            let mut built = std::collections::BTreeMap::new();
-            for (key, storage) in &file.storages {
-                let flat = Tensor::f_from_data_size(&storage.bytes, &[storage.numel], kind(storage.dtype))
-                    .and_then(|t| t.f_to_device(target))
-                    .map_err(|e| format!("storage `{key}`: {}", first_line(e)))?;
-                built.insert(key.clone(), flat);
-            }
+            // One storage at a time: it becomes one libtorch tensor on the
+            // device (read where it is mapped when aligned, else from one copy),
+            // every view of it is built and summed, then its memory is released.
+            let mut views: std::collections::BTreeMap<&str, Vec<&torch_file::TensorRef>> = Default::default();
             for t in &file.tensors {
-                let tensor = built[&t.storage]
-                    .f_as_strided(t.shape.as_slice(), t.stride.as_slice(), t.offset)
-                    .map_err(|e| format!("tensor `{}`: {}", t.name, first_line(e)))?;
-                if tensor.size() != t.shape {
-                    return Err(format!(
-                        "tensor `{}` came out with shape {:?}, not {:?}",
-                        t.name,
-                        tensor.size(),
-                        t.shape
-                    ));
+                views.entry(t.storage.as_str()).or_default().push(t);
+            }
+            for (key, storage) in &file.storages {
+                let Some(refs) = views.get(key.as_str()) else {
+                    continue;
+                };
+                let bytes = file.bytes(storage);
+                let kind = kind(storage.dtype);
+                let aligned = (bytes.as_ptr() as usize).is_multiple_of(kind.elt_size_in_bytes().max(1));
+                let flat = if aligned && !bytes.is_empty() {
+                    // SAFETY: `bytes` stays mapped and unmodified while `flat` and
+                    // its views live (all dropped before `release`).
+                    unsafe { Tensor::f_from_blob(bytes.as_ptr(), &[storage.numel], &[], kind, tch::Device::Cpu) }
+                } else {
+                    Tensor::f_from_data_size(bytes, &[storage.numel], kind)
                 }
-                summary.add(&t.name, &tensor)?;
+                .and_then(|t| t.f_to_device(target))
+                .map_err(|e| format!("storage `{key}`: {}", first_line(e)))?;
+                // The common case, one tensor per storage: its pages go back
+                // chunk by chunk as they are summed; shared storages at the end.
+                let alone = refs.len() == 1;
+                let element = storage.dtype.size();
+                for t in refs {
+                    let tensor = flat
+                        .f_as_strided(t.shape.as_slice(), t.stride.as_slice(), t.offset)
+                        .map_err(|e| format!("tensor `{}`: {}", t.name, first_line(e)))?;
+                    if tensor.size() != t.shape {
+                        return Err(format!(
+                            "tensor `{}` came out with shape {:?}, not {:?}",
+                            t.name,
+                            tensor.size(),
+                            t.shape
+                        ));
+                    }
+                    summary.add_chunked(&t.name, &tensor, &mut |first, count| {
+                        if alone {
+                            let start = (t.offset + first) as usize * element;
+                            file.release_range(storage, start, count as usize * element);
+                        }
+                    })?;
+                }
+                drop(flat);
+                file.release(storage);
             }
             Ok(summary.report(format, device, None))
         }
@@ -325,17 +382,14 @@ fn load_safetensors(path: &Path, target: tch::Device, device: Device) -> Result<
         }
         .and_then(|t| t.f_to_device(target))
         .map_err(|e| format!("tensor `{name}`: {}", first_line(e)))?;
-        summary.add(name, &tensor)?;
-        drop(tensor);
-        // Give the pages back: they are clean and file-backed, so this only
-        // drops them from this process's resident set.
+        // Give each chunk's pages back as soon as it is summed: they are clean
+        // and file-backed, so this only drops them from the resident set.
         let offset = bytes.as_ptr() as usize - base;
-        let page = 4096;
-        let start = offset / page * page;
-        // SAFETY: no tensor refers to these pages any more.
-        let _ = unsafe {
-            map.unchecked_advise_range(memmap2::UncheckedAdvice::DontNeed, start, offset + bytes.len() - start)
-        };
+        let element = kind.elt_size_in_bytes();
+        summary.add_chunked(name, &tensor, &mut |first, count| {
+            torch_file::release_pages(&map, offset + first as usize * element, count as usize * element)
+        })?;
+        drop(tensor);
     }
     Ok(summary.report(Format::Safetensors, device, None))
 }
