@@ -409,6 +409,77 @@ struct ConfigFile {
     presets: BTreeMap<String, Vec<Requirement>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     device: Option<String>,
+    #[serde(default)]
+    verify: VerifySettings,
+}
+
+/// How verification may use the machine (top-level `verify:`).
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct VerifySettings {
+    /// Bytes of tensors the verifier may hold at once, across the files it
+    /// loads in parallel (`4GiB`, `512MB`, or a number of bytes). Default: half
+    /// of the memory available when the sync starts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_memory: Option<ByteSize>,
+}
+
+/// A size in bytes, written as a number or with a unit (`512MiB`, `4 GB`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(into = "u64")]
+pub struct ByteSize(pub u64);
+
+impl From<ByteSize> for u64 {
+    fn from(b: ByteSize) -> u64 {
+        b.0
+    }
+}
+
+impl ByteSize {
+    pub fn parse(text: &str) -> Option<ByteSize> {
+        let text = text.trim();
+        let split = text
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: f64 = number.parse().ok()?;
+        let scale: u64 = match unit.trim().to_ascii_lowercase().as_str() {
+            "" | "b" => 1,
+            "k" | "kb" => 1_000,
+            "kib" => 1 << 10,
+            "m" | "mb" => 1_000_000,
+            "mib" => 1 << 20,
+            "g" | "gb" => 1_000_000_000,
+            "gib" => 1 << 30,
+            "t" | "tb" => 1_000_000_000_000,
+            "tib" => 1 << 40,
+            _ => return None,
+        };
+        (number >= 0.0).then_some(ByteSize((number * scale as f64) as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ByteSize {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct SizeVisitor;
+        impl Visitor<'_> for SizeVisitor {
+            type Value = ByteSize;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a size such as `4GiB`, `512MB` or a number of bytes")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<ByteSize, E> {
+                Ok(ByteSize(v))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<ByteSize, E> {
+                ByteSize::parse(v).ok_or_else(|| {
+                    E::custom(format!(
+                        "`{v}` is not a size: write a number of bytes or one with a unit, e.g. `4GiB`, `512MB`"
+                    ))
+                })
+            }
+        }
+        deserializer.deserialize_any(SizeVisitor)
+    }
 }
 
 /// A wanted model after parsing and validation: what the resolver works from.
@@ -453,6 +524,7 @@ pub struct Config {
     /// The wanted models, validated, in config order.
     pub specs: Vec<ModelSpec>,
     pub device: Device,
+    pub verify: VerifySettings,
 }
 
 impl Config {
@@ -686,6 +758,7 @@ impl Config {
             presets: file.presets,
             specs,
             device,
+            verify: file.verify,
         })
     }
 
@@ -781,6 +854,7 @@ impl Config {
             models,
             presets: self.presets.clone(),
             device: None,
+            verify: self.verify.clone(),
         };
         serde_yaml_ng::to_string(&file).unwrap_or_default()
     }

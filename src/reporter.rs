@@ -32,6 +32,9 @@ pub enum Event<'a> {
     Request { method: &'a str, url: &'a str },
     /// Loading a model to verify it.
     Verifying { model: &'a str },
+    /// Weight files to load, by this many helper processes in parallel, holding
+    /// at most `budget` bytes of tensors at once.
+    VerifyPlan { files: usize, helpers: usize, budget: u64 },
     /// Something the user should know that is not an error.
     Warning { message: &'a str },
 }

@@ -94,6 +94,17 @@ impl Reporter for Printer {
                 }
             }
             Event::Warning { message } => self.warn(message),
+            Event::VerifyPlan { files, helpers, budget } => {
+                if self.level == Level::Verbose {
+                    self.status(
+                        "Verifying",
+                        &format!(
+                            "{files} weight file(s) with {helpers} libtorch helper(s) in parallel, within {} of tensors (`verify.max_memory`)",
+                            human_bytes(budget)
+                        ),
+                    )
+                }
+            }
             Event::Retrying {
                 label,
                 attempt,

@@ -8,11 +8,13 @@
 //! still checked (every storage present and large enough, safetensors header and
 //! offsets valid), and reports say that loading was not possible in this build.
 
+mod budget;
 mod models;
 pub mod pickle;
 mod shards;
 pub mod torch_file;
 
+pub use budget::{default_budget, largest_tensor, plan_lanes, Lanes};
 pub use models::{verify_models, ModelCheck};
 pub use shards::check_shards;
 
@@ -142,6 +144,13 @@ pub enum VerifyError {
         shard: String,
         tensor: String,
     },
+    #[error("`{}` cannot be verified within the memory budget: its tensor `{tensor}` is {}, and `verify.max_memory` is {}", path.display(), crate::human_bytes(*bytes), crate::human_bytes(*budget))]
+    OverBudget {
+        path: std::path::PathBuf,
+        tensor: String,
+        bytes: u64,
+        budget: u64,
+    },
     /// A failure of mdl itself, not of the model or the world.
     #[error("{what}")]
     Internal { what: String },
@@ -162,6 +171,10 @@ impl VerifyError {
             VerifyError::ShardLacksTensor { .. } => Some(
                 "the repository's index and shards disagree upstream: pin another revision, or report it upstream".into(),
             ),
+            VerifyError::OverBudget { bytes, .. } => Some(format!(
+                "set `verify: {{ max_memory: ... }}` in config.yaml to at least {} (it counts tensor bytes held at once; libtorch's own ~250 MiB per helper comes on top), verify on a machine with more memory, or pass `--no-verify`",
+                crate::human_bytes(*bytes)
+            )),
             VerifyError::Io { .. } => None,
             VerifyError::Internal { .. } => Some("this is a bug in mdl: please report it with the output of `mdl -v`".into()),
         }
@@ -269,6 +282,42 @@ impl Verifier {
 
     pub fn loads(&self) -> bool {
         matches!(self, Verifier::Helper(_))
+    }
+
+    /// Verifies every request, the lanes in parallel (one helper process per
+    /// lane, each loading its files one after another); results are in request
+    /// order.
+    pub fn verify_in_lanes(&self, requests: &[Request], lanes: &Lanes) -> Vec<Result<Option<FileReport>, VerifyError>> {
+        let mut results: Vec<Option<Result<Option<FileReport>, VerifyError>>> =
+            (0..requests.len()).map(|_| None).collect();
+        std::thread::scope(|scope| {
+            let handles: Vec<_> = lanes
+                .lanes
+                .iter()
+                .map(|lane| {
+                    let batch: Vec<Request> = lane.iter().map(|&i| requests[i].clone()).collect();
+                    scope.spawn(move || self.verify(&batch))
+                })
+                .collect();
+            for (lane, handle) in lanes.lanes.iter().zip(handles) {
+                let answers = handle.join().unwrap_or_else(|_| {
+                    lane.iter()
+                        .map(|&i| {
+                            Err(VerifyError::Internal {
+                                what: format!("the verification of `{}` panicked", requests[i].path.display()),
+                            })
+                        })
+                        .collect()
+                });
+                for (&i, answer) in lane.iter().zip(answers) {
+                    results[i] = Some(answer);
+                }
+            }
+        });
+        results
+            .into_iter()
+            .map(|r| r.expect("every request is in a lane"))
+            .collect()
     }
 
     /// Verifies every request; results are in request order.

@@ -100,9 +100,41 @@ pub async fn verify_models(
         checks.push(check);
     }
     if !requests.is_empty() {
+        // Within the memory budget, spread over the cores.
+        let budget = config
+            .verify
+            .max_memory
+            .map(|b| b.0)
+            .unwrap_or_else(super::default_budget);
+        let mut costs = Vec::with_capacity(requests.len());
+        let mut sizes = Vec::with_capacity(requests.len());
+        for request in &requests {
+            let io = |source| VerifyError::Io {
+                path: request.path.clone(),
+                source,
+            };
+            let (tensor, bytes) = super::largest_tensor(&request.path).map_err(io)?.unwrap_or_default();
+            if bytes > budget {
+                return Err(VerifyError::OverBudget {
+                    path: request.path.clone(),
+                    tensor,
+                    bytes,
+                    budget,
+                });
+            }
+            costs.push(bytes);
+            sizes.push(std::fs::metadata(&request.path).map_err(io)?.len());
+        }
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let lanes = super::plan_lanes(&costs, &sizes, budget, cores);
+        reporter.report(Event::VerifyPlan {
+            files: requests.len(),
+            helpers: lanes.lanes.len(),
+            budget,
+        });
         let results = tokio::task::spawn_blocking({
             let verifier = verifier.clone();
-            move || verifier.verify(&requests)
+            move || verifier.verify_in_lanes(&requests, &lanes)
         })
         .await
         .map_err(|e| VerifyError::Internal {

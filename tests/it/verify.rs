@@ -154,3 +154,53 @@ fn an_index_naming_a_tensor_its_shard_lacks_is_refused() {
         .failure(1)
         .stderr_has("puts the tensor `lm_head.weight` in `model-00002-of-00002.safetensors`, which does not hold it");
 }
+
+/// An 8-shard model (each shard the fixture's safetensors; shard
+/// completeness against an index is covered by the tests above).
+fn eight_shards(ctx: &TestContext) {
+    let names: Vec<String> = (1..=8).map(|i| format!("model-{i:05}-of-00008.safetensors")).collect();
+    let mut files: Vec<(&str, Option<Blob>)> = names
+        .iter()
+        .map(|n| (n.as_str(), Some(Blob::lfs(SAFETENSORS))))
+        .collect();
+    files.push(("config.json", Some(Blob::regular(&b"{}"[..]))));
+    ctx.hub.commit("acme/llm", "main", files);
+}
+
+#[test]
+fn a_sharded_model_verifies_in_parallel_within_a_budget_smaller_than_itself() {
+    let ctx = TestContext::new();
+    eight_shards(&ctx);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()).min(8);
+    // Each shard's largest tensor is 432 bytes: 900 bytes let two helpers run
+    // at once; the model itself (8 × 1.1 KiB) is larger than the budget.
+    ctx.write_config("verify: { max_memory: 900 }\nmodels:\n  require: [acme/llm]\n");
+    let run = ctx.mdl(&["sync", "-v"]).success();
+    let want = format!(
+        "8 weight file(s) with {} libtorch helper(s) in parallel, within 900 B",
+        cores.min(2)
+    );
+    assert!(run.stderr().contains(&want), "{want}\n{}", run.stderr());
+    assert!(
+        run.stderr().contains("Verified acme/llm on cpu: 8 weight file(s)"),
+        "{}",
+        run.stderr()
+    );
+
+    // A budget for one tensor at a time: one helper, and it still verifies.
+    ctx.write_config("verify: { max_memory: 500 }\nmodels:\n  require: [acme/llm]\n");
+    let run = ctx.mdl(&["verify", "-v"]).success();
+    assert!(run.stderr().contains("with 1 libtorch helper(s)"), "{}", run.stderr());
+}
+
+#[test]
+fn a_tensor_larger_than_the_budget_is_refused_naming_it() {
+    let ctx = TestContext::new();
+    eight_shards(&ctx);
+    ctx.write_config("verify: { max_memory: 100B }\nmodels:\n  require: [acme/llm]\n");
+    ctx.mdl(&["sync"])
+        .failure(2)
+        .snap("sync_tensor_over_budget")
+        .stderr_has("its tensor `conv.weight` is 432 B, and `verify.max_memory` is 100 B")
+        .stderr_has("max_memory");
+}
