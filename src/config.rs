@@ -377,6 +377,12 @@ pub struct Download {
     /// Attempts per file before giving up (default: 5).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retries: Option<u32>,
+    /// How files are placed from the shared store into `models/` (default: auto).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub link_mode: Option<crate::fs::LinkMode>,
+    /// Also lay Hub models out in the Hugging Face cache (default: false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub hf_cache: Option<bool>,
     #[serde(default)]
     pub sources: Sources,
 }

@@ -6,6 +6,10 @@
 //! | `HF_TOKEN` | bearer token for private and gated repos (else `$HF_HOME/token`) |
 //! | `HF_HOME` | where the Hugging Face token file lives (`~/.cache/huggingface`) |
 //! | `HF_HUB_OFFLINE` | `1`/`true`/`yes`/`on`: behave as `--offline` |
+//! | `HF_HUB_CACHE` | the Hugging Face cache, read and (with `download.hf_cache: true`) written (else `$HF_HOME/hub`) |
+//! | `MDL_CACHE_DIR` | the content store shared by all projects (default `$XDG_CACHE_HOME/mdl`, `~/.cache/mdl`) |
+//! | `MDL_NO_CACHE` | set: no shared store; each project downloads for itself |
+//! | `TORCH_HOME` | torch hub's directory (`~/.cache/torch`), written with `download.torch_hub: true` |
 //! | `MDL_CONFIG` | the config file (as `--config`) |
 //! | `CI` | set: plain progress lines instead of bars |
 
@@ -45,6 +49,43 @@ pub fn hf_offline() -> bool {
     std::env::var(HF_HUB_OFFLINE)
         .map(|v| matches!(v.trim().to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
         .unwrap_or(false)
+}
+
+/// `~/.cache`, or `$XDG_CACHE_HOME`.
+fn cache_home() -> std::path::PathBuf {
+    std::env::var_os("XDG_CACHE_HOME")
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| {
+            std::env::var_os("HOME")
+                .map(std::path::PathBuf::from)
+                .unwrap_or_default()
+                .join(".cache")
+        })
+}
+
+fn set(name: &str) -> Option<std::path::PathBuf> {
+    std::env::var_os(name)
+        .filter(|v| !v.is_empty())
+        .map(std::path::PathBuf::from)
+}
+
+/// The shared content store: `MDL_CACHE_DIR`, else `~/.cache/mdl`; none with
+/// `MDL_NO_CACHE` (as uv's `UV_NO_CACHE`).
+pub fn mdl_cache_dir() -> Option<std::path::PathBuf> {
+    if std::env::var_os("MDL_NO_CACHE").is_some_and(|v| !v.is_empty() && v != "0") {
+        return None;
+    }
+    Some(set("MDL_CACHE_DIR").unwrap_or_else(|| cache_home().join("mdl")))
+}
+
+/// The Hugging Face cache, by `huggingface_hub`'s rules: `HF_HUB_CACHE`, else
+/// `HUGGINGFACE_HUB_CACHE`, else `$HF_HOME/hub`, else `~/.cache/huggingface/hub`.
+pub fn hf_hub_cache() -> std::path::PathBuf {
+    set("HF_HUB_CACHE")
+        .or_else(|| set("HUGGINGFACE_HUB_CACHE"))
+        .or_else(|| set("HF_HOME").map(|h| h.join("hub")))
+        .unwrap_or_else(|| cache_home().join("huggingface").join("hub"))
 }
 
 pub fn is_ci() -> bool {

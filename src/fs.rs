@@ -9,6 +9,42 @@ use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+/// How files are placed from the shared store into `models/`
+/// (`download.link_mode`, `--link-mode`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkMode {
+    /// Reflink, else hard link, else copy.
+    #[default]
+    Auto,
+    Reflink,
+    Hardlink,
+    /// Independent bytes: what a Docker image layer needs when the store is a
+    /// BuildKit cache mount.
+    Copy,
+}
+
+impl LinkMode {
+    pub fn parse(text: &str) -> Option<LinkMode> {
+        Some(match text {
+            "auto" => LinkMode::Auto,
+            "reflink" => LinkMode::Reflink,
+            "hardlink" => LinkMode::Hardlink,
+            "copy" => LinkMode::Copy,
+            _ => return None,
+        })
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkMode::Auto => "auto",
+            LinkMode::Reflink => "reflink",
+            LinkMode::Hardlink => "hardlink",
+            LinkMode::Copy => "copy",
+        }
+    }
+}
+
 /// A remote file name that would land outside its model directory.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error("the remote file name `{name}` would escape the model directory")]

@@ -108,6 +108,8 @@ pub struct Download {
     /// Fetched without certificate checks (a `url:` model under
     /// `sources.url.verify_ssl: false`); such a download never carries a token.
     pub insecure: bool,
+    /// A Hub file's repo id and ETag: where the Hugging Face cache may hold it.
+    pub hub_blob: Option<(String, String)>,
 }
 
 impl Download {
@@ -140,6 +142,7 @@ impl Download {
             },
             hub: model.source.sends_hub_token(),
             insecure: insecure_urls && model.source.id_is_the_file_url(),
+            hub_blob: hub_blob(model, remote.etag.as_deref()),
         })
     }
 }
@@ -292,10 +295,17 @@ impl Plan {
                     .flatten(),
                 hub: model.source.sends_hub_token(),
                 insecure: origin.insecure_urls && model.source.id_is_the_file_url(),
+                hub_blob: hub_blob(model, f.file.etag.as_deref()),
             });
         }
         Ok(downloads)
     }
+}
+
+/// Where the Hugging Face cache keeps a Hub file: its repo and ETag.
+fn hub_blob(model: &LockedModel, etag: Option<&str>) -> Option<(String, String)> {
+    let etag = etag.filter(|_| model.source.fetched_from_hub_endpoint())?;
+    Some((model.id.clone(), etag.to_string()))
 }
 
 /// Where to download a locked file from now: Hub files from the current

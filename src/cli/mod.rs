@@ -38,6 +38,10 @@ pub struct GlobalArgs {
     /// Files downloaded at once (default: `download.concurrency`, else 8).
     #[arg(short = 'j', long, global = true, value_name = "N")]
     pub jobs: Option<usize>,
+    /// How files are placed from the shared store: auto, reflink, hardlink, copy
+    /// (default: `download.link_mode`, else auto).
+    #[arg(long, global = true, value_name = "MODE", value_parser = parse_link_mode)]
+    pub link_mode: Option<mdl::fs::LinkMode>,
 }
 
 #[derive(Subcommand)]
@@ -60,6 +64,8 @@ pub enum Command {
     Clean(commands::clean::CleanArgs),
     /// Disk usage of the models directory.
     Du(commands::du::DuArgs),
+    /// The content store shared by all projects: `dir`, `du`, `prune`.
+    Cache(commands::cache::CacheArgs),
     /// Print the effective configuration, defaults filled in.
     Config,
 }
@@ -86,8 +92,16 @@ impl Context {
         if let Some(jobs) = self.global.jobs {
             project.settings.jobs = jobs.max(1);
         }
+        if let Some(mode) = self.global.link_mode {
+            project.caches.mode = mode;
+        }
         project
     }
+}
+
+fn parse_link_mode(text: &str) -> Result<mdl::fs::LinkMode, String> {
+    mdl::fs::LinkMode::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a link mode: write auto, reflink, hardlink or copy"))
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
@@ -120,6 +134,7 @@ pub fn main() -> ExitCode {
         Command::Remove(args) => commands::remove::run(&context, args),
         Command::Clean(args) => commands::clean::run(&context, args),
         Command::Du(args) => commands::du::run(&context, args),
+        Command::Cache(args) => commands::cache::run(&context, args),
         Command::Config => commands::config::run(&context),
     };
     match result {

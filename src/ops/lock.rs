@@ -19,6 +19,9 @@ pub struct LockOutcome {
     pub removed: Vec<String>,
     pub downloaded_files: usize,
     pub downloaded_bytes: u64,
+    /// Files placed from the shared store or the Hugging Face cache.
+    pub linked_files: usize,
+    pub linked_bytes: u64,
 }
 
 impl Project {
@@ -64,40 +67,56 @@ impl Project {
         // lock entries; files whose blake3 is unknown are hashed in place or planned
         let mut entries = Vec::new();
         let mut downloads: Vec<(usize, usize, Download)> = Vec::new();
+        let mut linked = (0, 0);
         for (spec, model) in delta.to_resolve.iter().zip(resolved.into_iter().flatten()) {
             let mut entry = LockedModel::from_resolved(spec, &model, existing.models.get(&spec.name));
             for (i, remote) in model.files.iter().enumerate() {
                 if !entry.files[i].blake3.is_empty() {
                     continue;
                 }
-                match self.store.known_content(&entry, remote, state)? {
-                    Some(blake3) => entry.files[i].blake3 = blake3,
-                    None => {
-                        let download = Download::to_lock(
-                            &entry,
-                            remote,
-                            self.store.root(),
-                            self.token.as_deref(),
-                            !self.settings.verify_ssl,
-                        )?;
-                        downloads.push((entries.len(), i, download));
+                if let Some(blake3) = self.store.known_content(&entry, remote, state)? {
+                    entry.files[i].blake3 = blake3;
+                    continue;
+                }
+                let download = Download::to_lock(
+                    &entry,
+                    remote,
+                    self.store.root(),
+                    self.token.as_deref(),
+                    !self.settings.verify_ssl,
+                )?;
+                match self.caches.place_for_lock(&download)? {
+                    Some(placed) => {
+                        state
+                            .files
+                            .insert(Store::key(&entry.dir_name(), &remote.path), placed.record);
+                        entry.files[i].blake3 = placed.blake3;
+                        linked.0 += 1;
+                        linked.1 += remote.size.unwrap_or(0);
                     }
+                    None => downloads.push((entries.len(), i, download)),
                 }
             }
             entries.push(entry);
         }
 
         // fetch
-        let (slots, jobs): (Vec<_>, Vec<_>) = downloads.into_iter().map(|(m, f, d)| ((m, f), d)).unzip();
+        let (slots, jobs): (Vec<_>, Vec<_>) = downloads
+            .into_iter()
+            .map(|(m, f, d)| ((m, f, d.dest.clone()), d))
+            .unzip();
         let mut outcome = LockOutcome {
             kept: delta.kept.keys().cloned().collect(),
             removed: delta.removed.clone(),
+            linked_files: linked.0,
+            linked_bytes: linked.1,
             ..LockOutcome::default()
         };
         let mut errors = Vec::new();
-        for ((model_i, file_i), result) in slots.into_iter().zip(fetcher.fetch_all(jobs).await) {
+        for ((model_i, file_i, dest), result) in slots.into_iter().zip(fetcher.fetch_all(jobs).await) {
             match result {
                 Ok(fetched) => {
+                    self.caches.keep(&dest, &fetched.blake3)?;
                     let entry = &mut entries[model_i];
                     state
                         .files

@@ -18,7 +18,7 @@ use crate::lock::Lockfile;
 use crate::plan::Origin;
 use crate::reporter::Reporter;
 use crate::resolve::Resolver;
-use crate::store::Store;
+use crate::store::{Caches, HfCache, SharedStore, Store};
 
 mod add;
 mod clean;
@@ -49,6 +49,8 @@ pub struct Project {
     pub token: Option<String>,
     /// The `verify_ssl: false` warning was given in this run.
     warned_unverified: std::sync::atomic::AtomicBool,
+    /// Where files may already be: the shared store, the Hugging Face cache.
+    pub caches: Caches,
 }
 
 impl Project {
@@ -65,6 +67,7 @@ impl Project {
             ..FetchSettings::default()
         };
         let endpoint = crate::env::hf_endpoint(download.sources.huggingface.endpoint.as_deref());
+        let download = download.clone();
         Project {
             store: Store::new(config.models_dir()).with_project_dir(config.project_dir()),
             config,
@@ -73,6 +76,12 @@ impl Project {
             endpoint,
             token: crate::env::hf_token(),
             warned_unverified: Default::default(),
+            caches: Caches {
+                shared: SharedStore::from_env(),
+                hf: HfCache::from_env(),
+                mode: download.link_mode.unwrap_or_default(),
+                write_hf: download.hf_cache.unwrap_or(false),
+            },
         }
     }
 

@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::lock::{LockMode, Lockfile, Upgrade};
-use crate::plan::{Plan, MODEL_INFO};
+use crate::plan::{FetchReason, Plan, MODEL_INFO};
 use crate::registry::{self, Verifications};
 use crate::report::VerifyStatus;
 use crate::store::{Store, StoreState};
@@ -34,6 +34,11 @@ pub struct SyncOutcome {
     pub plan: Plan,
     pub fetched_files: usize,
     pub fetched_bytes: u64,
+    /// Files placed from the shared store or the Hugging Face cache.
+    pub linked_files: usize,
+    pub linked_bytes: u64,
+    /// How they were placed (`download.link_mode`).
+    pub link_mode: crate::fs::LinkMode,
     pub checks: Vec<ModelCheck>,
     pub elapsed_ms: u64,
 }
@@ -49,7 +54,10 @@ impl Project {
         }
         let _guard = self.store.lock()?;
         let mut state = self.store.load_state();
-        let mut outcome = SyncOutcome::default();
+        let mut outcome = SyncOutcome {
+            link_mode: self.caches.mode,
+            ..SyncOutcome::default()
+        };
 
         // lock
         let lock = self.lock_for_sync(options, &mut state, &mut outcome).await?;
@@ -66,14 +74,31 @@ impl Project {
         }
         let downloads = outcome.plan.downloads(&lock, options.mode, self.origin())?;
 
-        // fetch and store
-        if !downloads.is_empty() {
-            let results = self.fetcher()?.fetch_all(downloads).await;
+        // store: what a cache holds is placed, not fetched
+        let mut todo = Vec::new();
+        for ((planned, reason), download) in outcome.plan.fetch.iter().zip(downloads) {
+            let key = Store::key(&planned.dir, &planned.file.path);
+            let check = options.rehash || *reason == FetchReason::Changed;
+            match self.caches.place(&download, check)? {
+                Some(placed) => {
+                    state.files.insert(key, placed.record);
+                    outcome.linked_files += 1;
+                    outcome.linked_bytes += planned.file.size;
+                }
+                None => todo.push((key, download)),
+            }
+        }
+
+        // fetch, then the shared store keeps what arrived
+        if !todo.is_empty() {
+            let (keys, jobs): (Vec<_>, Vec<_>) = todo.into_iter().map(|(k, d)| ((k, d.dest.clone()), d)).unzip();
+            let results = self.fetcher()?.fetch_all(jobs).await;
             let mut errors = Vec::new();
-            for ((f, _), result) in outcome.plan.fetch.iter().zip(results) {
+            for ((key, dest), result) in keys.into_iter().zip(results) {
                 match result {
                     Ok(fetched) => {
-                        state.files.insert(Store::key(&f.dir, &f.file.path), fetched.record);
+                        self.caches.keep(&dest, &fetched.blake3)?;
+                        state.files.insert(key, fetched.record);
                         outcome.fetched_files += 1;
                         outcome.fetched_bytes += fetched.size;
                     }
@@ -90,6 +115,7 @@ impl Project {
             }
         }
         self.store.save_state(&state)?;
+        self.share(&lock)?;
 
         // verify: a sharded checkpoint is complete, then every model loads
         verify::check_shards(&self.config, &self.store, &lock)?;
@@ -149,6 +175,22 @@ impl Project {
         let lock = locked.lock.clone();
         outcome.lock = Some(locked);
         Ok(lock)
+    }
+
+    /// What other programs and projects see of this sync: the shared store
+    /// learns the project uses it (for `mdl cache prune`), and with
+    /// `download.hf_cache: true` the Hub models appear in the Hugging Face cache.
+    fn share(&self, lock: &Lockfile) -> Result<()> {
+        if let Some(shared) = &self.caches.shared {
+            if !lock.models.is_empty() {
+                let path = self.lock_path();
+                shared
+                    .remember(&path)
+                    .map_err(crate::store::StoreError::io(shared.root()))?;
+            }
+        }
+        self.caches.write_hf(&self.store, lock)?;
+        Ok(())
     }
 
     /// Writes the registry after a sync, unless it is already true: nothing

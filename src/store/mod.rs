@@ -19,6 +19,16 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
+pub mod caches;
+pub mod hf_cache;
+pub mod link;
+pub mod shared;
+
+pub use caches::{Caches, Placed};
+pub use hf_cache::HfCache;
+pub use link::LinkMode;
+pub use shared::SharedStore;
+
 use serde::{Deserialize, Serialize};
 
 use crate::fs::{is_disk_full, safe_relative_path, write_atomic, FileRecord, FileStat, UnsafePath};

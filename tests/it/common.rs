@@ -146,8 +146,12 @@ impl TestContext {
         cmd.args(args)
             .current_dir(self.path())
             .env("HF_ENDPOINT", self.hub.url())
-            // Keep the developer's own token and cache out of the tests.
+            // Keep the developer's own token and caches out of the tests.
             .env("HF_HOME", self.path().join(".hf-home"))
+            .env_remove("HF_HUB_CACHE")
+            .env_remove("HUGGINGFACE_HUB_CACHE")
+            .env("MDL_CACHE_DIR", self.path().join(".mdl-cache"))
+            .env_remove("MDL_NO_CACHE")
             .env_remove("HF_TOKEN")
             .env_remove("HF_HUB_OFFLINE")
             .env_remove("MDL_CONFIG")
@@ -176,6 +180,12 @@ impl TestContext {
         out
     }
 
+    /// Empties the shared store, so that files deleted from `models/` must be
+    /// downloaded again (for tests of the download engine itself).
+    pub fn clear_shared_store(&self) {
+        let _ = std::fs::remove_dir_all(self.path().join(".mdl-cache"));
+    }
+
     pub fn requests(&self) -> Vec<RequestRecord> {
         self.hub.requests()
     }
@@ -196,7 +206,7 @@ fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, Vec<u8>>) {
     for entry in entries.flatten() {
         let path = entry.path();
         let rel = path.strip_prefix(root).unwrap().to_string_lossy().into_owned();
-        if rel.starts_with(".hf-home") || rel.ends_with(".mdl/lock") {
+        if rel.starts_with(".hf-home") || rel.starts_with(".mdl-cache") || rel.ends_with(".mdl/lock") {
             continue;
         }
         if path.is_dir() {

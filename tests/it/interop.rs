@@ -6,7 +6,7 @@ use std::process::Command;
 
 use crate::common::*;
 
-fn project_python() -> PathBuf {
+pub fn project_python() -> PathBuf {
     let python = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join(".venv/bin/python");
     assert!(
         python.exists(),

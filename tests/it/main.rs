@@ -2,6 +2,7 @@
 //! 127.0.0.1. One test binary, a module per area.
 
 mod api;
+mod cache;
 mod common;
 mod interop;
 mod lock;

@@ -42,6 +42,7 @@ fn a_lock_never_holds_signed_urls_and_syncs_after_they_expire() {
     // A fresh checkout, after every signed URL seen while locking has expired.
     std::thread::sleep(Duration::from_millis(2500));
     std::fs::remove_dir_all(ctx.models()).unwrap();
+    ctx.clear_shared_store();
     ctx.mdl(&["sync", "--locked", "--no-verify"]).success();
     assert_eq!(ctx.read("models/huggingface_acme--big/model.safetensors"), &big[..]);
     assert_eq!(ctx.read("models/url_release_asset/model.pt"), STATE_DICT);
@@ -62,6 +63,7 @@ fn a_file_in_pieces_is_resolved_once() {
     assert!(ctx.hub.resolves_of("model.safetensors") <= 2, "{:?}", ctx.requests());
 
     std::fs::remove_file(ctx.models().join("huggingface_acme--big/model.safetensors")).unwrap();
+    ctx.clear_shared_store();
     ctx.hub.clear_requests();
     ctx.mdl(&["sync", "--no-verify"]).success();
     assert_eq!(ctx.read("models/huggingface_acme--big/model.safetensors"), &big[..]);
@@ -84,6 +86,7 @@ fn a_location_that_expires_mid_download_is_resolved_again() {
     ctx.write_config("models:\n  require: [acme/big]\n  download:\n    connections_per_file: 2\n");
     ctx.mdl(&["lock"]).success();
     std::fs::remove_file(ctx.models().join("huggingface_acme--big/model.safetensors")).unwrap();
+    ctx.clear_shared_store();
     // About 2.5 s of transfer: the 1 s signatures lapse between pieces.
     ctx.hub.update_behaviour(|b| b.bandwidth = Some(8 << 20));
     ctx.hub.clear_requests();

@@ -35,6 +35,7 @@ fn large_files_come_as_parallel_pieces_with_the_right_hash() {
     assert!(ctx.read_str("models.lock").contains(&blake3_hex(&big)));
     // And from the lock (blake3 only, no sha256 read-back) the same again.
     std::fs::remove_file(ctx.models().join("huggingface_acme--big/model.safetensors")).unwrap();
+    ctx.clear_shared_store();
     ctx.mdl(&["sync", "--no-verify"]).success();
     assert_eq!(ctx.read("models/huggingface_acme--big/model.safetensors"), &big[..]);
 }
@@ -110,6 +111,7 @@ fn a_killed_download_resumes_with_only_the_missing_pieces() {
     ctx.write_config("models:\n  require: [acme/big]\n  download:\n    connections_per_file: 2\n");
     ctx.mdl(&["lock"]).success();
     std::fs::remove_file(ctx.models().join("huggingface_acme--big/model.safetensors")).unwrap();
+    ctx.clear_shared_store();
     ctx.hub.update_behaviour(|b| b.bandwidth = Some(8 << 20));
     kill_midway(&ctx);
     ctx.hub.update_behaviour(|b| b.bandwidth = None);

@@ -53,7 +53,10 @@ fn missing_or_changed_files_are_fetched_again() {
     ctx.write_config(STANDARD_CONFIG);
     ctx.mdl(&["sync", "--no-verify"]).success();
     std::fs::remove_file(ctx.models().join("huggingface_acme--tiny-bert/config.json")).unwrap();
+    std::fs::remove_file(ctx.models().join("url_custom_model/model.pt")).unwrap();
     std::fs::write(ctx.models().join("url_custom_model/model.pt"), b"tampered").unwrap();
+    // The engine is what is tested here, not the shared store.
+    ctx.clear_shared_store();
     let plan = ctx.mdl(&["sync", "--dry-run"]).success().stdout();
     assert!(
         plan.contains("huggingface_acme--tiny-bert/config.json  (25 B, missing)") || plan.contains("config.json"),

@@ -44,6 +44,16 @@ pub fn run(context: &Context, args: LockArgs) -> Result<(), Error> {
             ),
         );
     }
+    if outcome.linked_files > 0 {
+        p.status(
+            "Linked",
+            &format!(
+                "{} file(s), {} from the shared store or the Hugging Face cache",
+                outcome.linked_files,
+                human_bytes(outcome.linked_bytes)
+            ),
+        );
+    }
     for name in &outcome.removed {
         p.status("Removed", &format!("{name} from the lockfile"));
     }

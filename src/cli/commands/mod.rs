@@ -1,5 +1,6 @@
 //! One file per command: each parses its arguments and calls the library.
 pub mod add;
+pub mod cache;
 pub mod clean;
 pub mod config;
 pub mod du;

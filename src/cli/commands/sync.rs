@@ -88,6 +88,18 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
     if fetched > 0 {
         p.status("Fetched", &format!("{fetched} file(s), {}", human_bytes(bytes)));
     }
+    let linked = outcome.linked_files + outcome.lock.as_ref().map_or(0, |l| l.linked_files);
+    let linked_bytes = outcome.linked_bytes + outcome.lock.as_ref().map_or(0, |l| l.linked_bytes);
+    if linked > 0 {
+        p.status(
+            "Linked",
+            &format!(
+                "{linked} file(s), {} from the shared store or the Hugging Face cache (`{}`)",
+                human_bytes(linked_bytes),
+                outcome.link_mode.as_str()
+            ),
+        );
+    }
     if !outcome.plan.extraneous.is_empty() {
         p.status(
             "Extraneous",

@@ -1,0 +1,158 @@
+//! The caches a file may already be in, asked before anything is fetched: the
+//! content store shared by all projects ([`SharedStore`]), then the Hugging
+//! Face cache ([`HfCache`]). A file taken from a cache is checked like a
+//! download (size, and blake3 — or for a file being locked, upstream's sha256
+//! or git blob id) before it is placed under its name.
+
+use std::path::Path;
+
+use super::{HfCache, LinkMode, SharedStore, StoreError};
+use crate::fs::FileRecord;
+use crate::hash::{digest_file, hash_file};
+use crate::lock::Lockfile;
+use crate::plan::Download;
+use crate::store::Store;
+
+#[derive(Clone, Debug)]
+pub struct Caches {
+    pub shared: Option<SharedStore>,
+    pub hf: HfCache,
+    pub mode: LinkMode,
+    /// Also lay Hub models out in the Hugging Face cache (`download.hf_cache`).
+    pub write_hf: bool,
+}
+
+/// A file placed from a cache.
+#[derive(Clone, Debug)]
+pub struct Placed {
+    pub blake3: String,
+    pub record: FileRecord,
+    /// Which cache it came from, for messages.
+    pub from: &'static str,
+}
+
+impl Caches {
+    /// Places `download`'s bytes from a cache, if one holds them. `check`:
+    /// re-hash a shared blob before trusting it (`sync --check`, or a file
+    /// that changed on disk: with hard links, the blob may be what changed).
+    pub fn place(&self, download: &Download, check: bool) -> Result<Option<Placed>, StoreError> {
+        let (Some(blake3), Some(size)) = (download.expect.blake3.as_deref(), download.expect.size) else {
+            return Ok(None);
+        };
+        let dest = &download.dest;
+        if let Some(shared) = &self.shared {
+            let _guard = shared.lock(false).map_err(StoreError::io(shared.root()))?;
+            if let Some(blob) = shared.get(blake3, size) {
+                if !check || hash_file(&blob).map_err(StoreError::io(&blob))? == blake3 {
+                    shared.place(&blob, dest, self.mode).map_err(StoreError::io(dest))?;
+                    return Ok(Some(placed(dest, blake3, "the shared store")?));
+                }
+                // Damaged (edited through a hard link): never placed again.
+                let _ = std::fs::remove_file(&blob);
+            }
+        }
+        if let Some((repo, etag)) = &download.hub_blob {
+            if let Some(blob) = self.hf.blob(repo, etag, size) {
+                if hash_file(&blob).map_err(StoreError::io(&blob))? == blake3 {
+                    self.place_checked(&blob, dest, blake3)?;
+                    return Ok(Some(placed(dest, blake3, "the Hugging Face cache")?));
+                }
+            }
+        }
+        Ok(None)
+    }
+
+    /// For a file being locked (its blake3 not known yet): a Hugging Face
+    /// cache blob that matches upstream's sha256 or git blob id.
+    pub fn place_for_lock(&self, download: &Download) -> Result<Option<Placed>, StoreError> {
+        let (Some((repo, etag)), Some(size)) = (&download.hub_blob, download.expect.size) else {
+            return Ok(None);
+        };
+        let Some(blob) = self.hf.blob(repo, etag, size) else {
+            return Ok(None);
+        };
+        let want_sha = download.expect.sha256.is_some();
+        let digests = digest_file(&blob, want_sha, !want_sha).map_err(StoreError::io(&blob))?;
+        let matches = match (&download.expect.sha256, &download.expect.git_oid) {
+            (Some(want), _) => digests.sha256.as_deref() == Some(want.as_str()),
+            (None, Some(want)) => digests.git_oid.as_deref() == Some(want.as_str()),
+            _ => false,
+        };
+        if !matches {
+            return Ok(None);
+        }
+        self.place_checked(&blob, &download.dest, &digests.blake3)?;
+        Ok(Some(placed(&download.dest, &digests.blake3, "the Hugging Face cache")?))
+    }
+
+    /// A checked file from outside the shared store: into the store first (so
+    /// every later project has it), then into place from there.
+    fn place_checked(&self, source: &Path, dest: &Path, blake3: &str) -> Result<(), StoreError> {
+        let from = match &self.shared {
+            Some(shared) => {
+                let _guard = shared.lock(false).map_err(StoreError::io(shared.root()))?;
+                shared
+                    .insert(source, blake3, self.mode)
+                    .map_err(StoreError::io(shared.root()))?
+            }
+            None => source.to_path_buf(),
+        };
+        super::link::place(&from, dest, self.mode).map_err(StoreError::io(dest))?;
+        Ok(())
+    }
+
+    /// After a download: the shared store keeps the file's bytes (by hard link
+    /// where it can, which makes the file read-only; else a reflink or copy).
+    pub fn keep(&self, file: &Path, blake3: &str) -> Result<(), StoreError> {
+        if let Some(shared) = &self.shared {
+            let _guard = shared.lock(false).map_err(StoreError::io(shared.root()))?;
+            shared
+                .insert(file, blake3, self.mode)
+                .map_err(StoreError::io(shared.root()))?;
+        }
+        Ok(())
+    }
+
+    /// With `download.hf_cache: true`: every Hub model of the lock laid out in
+    /// the Hugging Face cache (blobs shared with the store where possible),
+    /// its revision's ref pointing at the locked commit.
+    pub fn write_hf(&self, store: &Store, lock: &Lockfile) -> Result<(), StoreError> {
+        if !self.write_hf {
+            return Ok(());
+        }
+        for model in lock.models.values().filter(|m| m.source.fetched_from_hub_endpoint()) {
+            let Some(commit) = &model.commit else { continue };
+            for file in &model.files {
+                let Some(etag) = &file.etag else { continue };
+                let in_place = store.locate(model, file);
+                let source = self
+                    .shared
+                    .as_ref()
+                    .and_then(|s| s.get(&file.blake3, file.size))
+                    .unwrap_or(in_place);
+                let snapshot_file = super::hf_cache::SnapshotFile {
+                    path: &file.path,
+                    etag,
+                    size: file.size,
+                    source: &source,
+                };
+                self.hf
+                    .add_file(&model.id, commit, &snapshot_file, self.mode)
+                    .map_err(StoreError::io(self.hf.root()))?;
+            }
+            let revision = model.revision.as_deref().unwrap_or("main");
+            self.hf
+                .set_ref(&model.id, revision, commit)
+                .map_err(StoreError::io(self.hf.root()))?;
+        }
+        Ok(())
+    }
+}
+
+fn placed(dest: &Path, blake3: &str, from: &'static str) -> Result<Placed, StoreError> {
+    Ok(Placed {
+        blake3: blake3.to_string(),
+        record: FileRecord::stat(dest, blake3.to_string()).map_err(StoreError::io(dest))?,
+        from,
+    })
+}
