@@ -383,6 +383,9 @@ pub struct Download {
     /// Also lay Hub models out in the Hugging Face cache (default: false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub hf_cache: Option<bool>,
+    /// Also place torchvision / PyTorch Hub files where `torch.hub` looks (default: false).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch_hub: Option<bool>,
     #[serde(default)]
     pub sources: Sources,
 }

@@ -88,6 +88,14 @@ pub fn hf_hub_cache() -> std::path::PathBuf {
         .unwrap_or_else(|| cache_home().join("huggingface").join("hub"))
 }
 
+/// `torch.hub.get_dir()`: `$TORCH_HOME/hub`, else `$XDG_CACHE_HOME/torch/hub`,
+/// else `~/.cache/torch/hub`.
+pub fn torch_hub_dir() -> std::path::PathBuf {
+    set("TORCH_HOME")
+        .unwrap_or_else(|| cache_home().join("torch"))
+        .join("hub")
+}
+
 pub fn is_ci() -> bool {
     std::env::var_os(CI).is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
 }

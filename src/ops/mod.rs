@@ -18,7 +18,7 @@ use crate::lock::Lockfile;
 use crate::plan::Origin;
 use crate::reporter::Reporter;
 use crate::resolve::Resolver;
-use crate::store::{Caches, HfCache, SharedStore, Store};
+use crate::store::{Caches, HfCache, SharedStore, Store, TorchHub};
 
 mod add;
 mod clean;
@@ -81,6 +81,7 @@ impl Project {
                 hf: HfCache::from_env(),
                 mode: download.link_mode.unwrap_or_default(),
                 write_hf: download.hf_cache.unwrap_or(false),
+                torch_hub: download.torch_hub.unwrap_or(false).then(TorchHub::from_env),
             },
         }
     }

@@ -190,6 +190,7 @@ impl Project {
             }
         }
         self.caches.write_hf(&self.store, lock)?;
+        self.caches.write_torch_hub(&self.store, lock)?;
         Ok(())
     }
 

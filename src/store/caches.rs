@@ -20,6 +20,9 @@ pub struct Caches {
     pub mode: LinkMode,
     /// Also lay Hub models out in the Hugging Face cache (`download.hf_cache`).
     pub write_hf: bool,
+    /// Also place torchvision and PyTorch Hub files where `torch.hub` looks
+    /// (`download.torch_hub`).
+    pub torch_hub: Option<super::TorchHub>,
 }
 
 /// A file placed from a cache.
@@ -144,6 +147,47 @@ impl Caches {
             self.hf
                 .set_ref(&model.id, revision, commit)
                 .map_err(StoreError::io(self.hf.root()))?;
+        }
+        Ok(())
+    }
+}
+
+impl Caches {
+    /// With `download.torch_hub: true`: torchvision and PyTorch Hub weights in
+    /// `checkpoints/` under their upstream names, PyTorch Hub repositories
+    /// extracted where `torch.hub.load` looks.
+    pub fn write_torch_hub(&self, store: &Store, lock: &Lockfile) -> Result<(), StoreError> {
+        let Some(hub) = &self.torch_hub else {
+            return Ok(());
+        };
+        for model in lock.models.values() {
+            let is_hub_repo = model.source == crate::source::Source::PytorchHub;
+            if !(model.source == crate::source::Source::Torchvision || is_hub_repo) {
+                continue;
+            }
+            // A PyTorch Hub model's id is `owner/repo/entry`.
+            let hub_repo = match crate::model_id::ModelId::parse(&format!("pytorch_hub:{}", model.id)) {
+                Ok(crate::model_id::ModelId::PytorchHub {
+                    owner, repo, reference, ..
+                }) if is_hub_repo => Some((owner, repo, reference)),
+                _ => None,
+            };
+            for file in &model.files {
+                let path = store.locate(model, file);
+                match (&hub_repo, &model.commit) {
+                    (Some((owner, repo, reference)), Some(commit))
+                        if file.path.starts_with(&format!("{owner}_{repo}_")) && file.path.ends_with(".zip") =>
+                    {
+                        // The ref is the lock's revision (the id is written without it).
+                        let reference = model.revision.as_deref().or(reference.as_deref()).unwrap_or("main");
+                        hub.add_repo(owner, repo, reference, commit, &path)
+                            .map_err(StoreError::io(hub.dir()))?;
+                    }
+                    _ => hub
+                        .add_checkpoint(&file.path, &path, file.size, self.mode)
+                        .map_err(StoreError::io(hub.dir()))?,
+                }
+            }
         }
         Ok(())
     }

@@ -23,11 +23,13 @@ pub mod caches;
 pub mod hf_cache;
 pub mod link;
 pub mod shared;
+pub mod torch_hub;
 
 pub use caches::{Caches, Placed};
 pub use hf_cache::HfCache;
 pub use link::LinkMode;
 pub use shared::SharedStore;
+pub use torch_hub::TorchHub;
 
 use serde::{Deserialize, Serialize};
 

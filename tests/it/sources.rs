@@ -323,3 +323,49 @@ fn clean_removes_pytorch_hub_directories_no_lock_references() {
     ctx.mdl(&["clean"]).success();
     assert!(!ctx.models().join("pytorch_hub_tiny").exists());
 }
+
+/// `torch.hub`'s rules, as `torch/hub.py` writes them: `get_dir()` is
+/// `$TORCH_HOME/hub`; a checkpoint is `get_dir()/checkpoints/basename(urlparse(url).path)`;
+/// its hash prefix is `HASH_REGEX = r"-([a-f0-9]*)\."`'s first match.
+#[test]
+fn torch_hub_true_places_files_where_torch_hub_looks() {
+    use sha2::Digest;
+    let mut ctx = TestContext::new();
+    let r18 = serve_tv(&ctx, "resnet18", STATE_DICT);
+    ctx.hub
+        .github_repo("acme/models", "v2", Blob::regular(zipball("acme-models-def")));
+    ctx.hub.put_file("w/tiny.pt", Blob::regular(LEGACY));
+    let torch_home = ctx.path().join("torch-home");
+    ctx.env
+        .push(("TORCH_HOME".into(), torch_home.to_string_lossy().into_owned()));
+    let yaml = format!(
+        "models:\n  require: [\"torchvision:resnet18\", \"pytorch_hub:acme/models:v2/tiny\"]\n  download:\n    torch_hub: true\n{}      torchvision:\n        base_url: \"{u}/files/tv/\"\n        catalog: {{ resnet18: \"{r18}\" }}\n",
+        hub_sources(&ctx, &format!("        weights: {{ \"acme/models/tiny\": \"{}/files/w/tiny.pt\" }}\n", ctx.hub.url())),
+        u = ctx.hub.url()
+    );
+    ctx.write_config(&yaml);
+    ctx.mdl(&["sync", "--no-verify"]).success();
+
+    let hub_dir = torch_home.join("hub");
+    let url = format!("{}/files/tv/{r18}", ctx.hub.url());
+    let basename = url.rsplit('/').next().unwrap();
+    let checkpoint = hub_dir.join("checkpoints").join(basename);
+    let bytes = std::fs::read(&checkpoint).unwrap();
+    assert_eq!(bytes, STATE_DICT);
+    let prefix = regex::Regex::new(r"-([a-f0-9]*)\.")
+        .unwrap()
+        .captures(basename)
+        .unwrap()[1]
+        .to_string();
+    assert!(
+        hex::encode(sha2::Sha256::digest(&bytes)).starts_with(&prefix),
+        "torchvision's check_hash passes"
+    );
+    assert_eq!(std::fs::read(hub_dir.join("checkpoints/tiny.pt")).unwrap(), LEGACY);
+    // torch.hub.load("acme/models:v2", "tiny") finds the repo without a network.
+    assert!(hub_dir.join("acme_models_v2/hubconf.py").is_file());
+    assert!(std::fs::read_to_string(hub_dir.join("trusted_list"))
+        .unwrap()
+        .lines()
+        .any(|l| l == "acme_models"));
+}

@@ -33,5 +33,20 @@ pub fn run(context: &Context, args: DuArgs) -> Result<(), Error> {
         human_bytes(usage.total),
         project.store.root().display()
     );
+    if usage.shared > 0 {
+        println!(
+            "{:>10}  of it shared with the content store (hard links: on disk once, saved here)",
+            human_bytes(usage.shared)
+        );
+    }
+    if let (Some(store), Some(dir)) = (&usage.store, &usage.store_dir) {
+        println!(
+            "{:>10}  in the content store `{}` ({} blob(s), {} project(s))",
+            human_bytes(store.bytes),
+            dir.display(),
+            store.blobs,
+            store.projects
+        );
+    }
     Ok(())
 }
