@@ -140,16 +140,20 @@ struct RequirementTable {
 
 /// `verify: false`, `verify: true` or `verify: { forward: [...] }`.
 fn verify_options<'de, D: Deserializer<'de>>(d: D) -> Result<Option<VerifyOptions>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Raw {
-        Flag(bool),
-        Table(VerifyOptions),
+    struct V;
+    impl<'de> Visitor<'de> for V {
+        type Value = VerifyOptions;
+        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+            f.write_str("`true`, `false`, or a table `{ load: true|false, forward: [1, 3, 224, 224] }`")
+        }
+        fn visit_bool<E: de::Error>(self, load: bool) -> Result<VerifyOptions, E> {
+            Ok(VerifyOptions { load, forward: None })
+        }
+        fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<VerifyOptions, A::Error> {
+            VerifyOptions::deserialize(de::value::MapAccessDeserializer::new(map))
+        }
     }
-    Ok(Some(match Raw::deserialize(d)? {
-        Raw::Flag(load) => VerifyOptions { load, forward: None },
-        Raw::Table(t) => t,
-    }))
+    d.deserialize_any(V).map(Some)
 }
 
 impl<'de> Deserialize<'de> for Requirement {
@@ -648,7 +652,13 @@ impl Config {
         let mut specs: Vec<ModelSpec> = Vec::new();
         let mut seen_dirs: BTreeMap<String, usize> = BTreeMap::new();
         for req in &wanted {
-            let (l, c) = where_is(&req.id).unzip();
+            // An empty id cannot be found by its text: point at the list instead.
+            let (l, c) = if req.id.trim().is_empty() {
+                where_is("require")
+            } else {
+                where_is(&req.id)
+            }
+            .unzip();
             let mut id =
                 ModelId::parse(&req.id).map_err(|e: IdError| invalid(l, c, e.to_string(), IdError::ACCEPTED))?;
             if let Some(rev) = &req.revision {

@@ -296,7 +296,7 @@ impl Verifier {
                 .iter()
                 .map(|lane| {
                     let batch: Vec<Request> = lane.iter().map(|&i| requests[i].clone()).collect();
-                    scope.spawn(move || self.verify(&batch))
+                    scope.spawn(move || self.verify_limited(&batch, Some(helper_memory_limit(lanes.budget))))
                 })
                 .collect();
             for (lane, handle) in lanes.lanes.iter().zip(handles) {
@@ -322,30 +322,68 @@ impl Verifier {
 
     /// Verifies every request; results are in request order.
     pub fn verify(&self, requests: &[Request]) -> Vec<Result<Option<FileReport>, VerifyError>> {
+        self.verify_limited(requests, None)
+    }
+
+    /// [`Verifier::verify`], each helper process limited to `data_limit` bytes
+    /// of heap (`RLIMIT_DATA`): whatever a file makes it do, it cannot take the
+    /// machine's memory, and running out is a failed load of that file.
+    pub fn verify_limited(
+        &self,
+        requests: &[Request],
+        data_limit: Option<u64>,
+    ) -> Vec<Result<Option<FileReport>, VerifyError>> {
         match self {
             Verifier::StructureOnly { .. } => requests
                 .iter()
                 .map(|r| check_file(&r.path, Device::parse(&r.device).unwrap_or_default()))
                 .collect(),
-            Verifier::Helper(helper) => run_helper(helper, requests),
+            Verifier::Helper(helper) => run_helper(helper, requests, data_limit),
         }
     }
 }
 
 /// Runs the helper over `requests`. If it dies (a crash inside libtorch), the
 /// file it was loading fails with that reason and the rest go to a new helper.
-fn run_helper(helper: &Path, requests: &[Request]) -> Vec<Result<Option<FileReport>, VerifyError>> {
+/// A helper's heap limit for a budget of `budget` tensor bytes: the budget,
+/// plus 1 GiB for libtorch itself and the reader's own values.
+pub fn helper_memory_limit(budget: u64) -> u64 {
+    budget.saturating_add(1 << 30)
+}
+
+fn run_helper(
+    helper: &Path,
+    requests: &[Request],
+    data_limit: Option<u64>,
+) -> Vec<Result<Option<FileReport>, VerifyError>> {
     use std::io::{BufRead, Write};
     let mut results: Vec<Option<Result<Option<FileReport>, VerifyError>>> = (0..requests.len()).map(|_| None).collect();
     loop {
         let pending: Vec<usize> = (0..requests.len()).filter(|i| results[*i].is_none()).collect();
         let Some(&first) = pending.first() else { break };
         let batch: Vec<&Request> = pending.iter().map(|i| &requests[*i]).collect();
-        let spawned = std::process::Command::new(helper)
+        let mut command = std::process::Command::new(helper);
+        command
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn();
+            .stderr(std::process::Stdio::piped());
+        if let Some(limit) = data_limit {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only `setrlimit`, async-signal-safe, between fork and exec.
+            unsafe {
+                command.pre_exec(move || {
+                    let rlimit = libc::rlimit {
+                        rlim_cur: limit as libc::rlim_t,
+                        rlim_max: limit as libc::rlim_t,
+                    };
+                    if libc::setrlimit(libc::RLIMIT_DATA, &rlimit) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let spawned = command.spawn();
         let mut child = match spawned {
             Ok(c) => c,
             Err(e) => {

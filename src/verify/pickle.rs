@@ -14,6 +14,12 @@
 //! object mutated after `PUT` and fetched again would appear as it was then. The
 //! objects torch shares through the memo (storage ids, the rebuild function,
 //! tuples) are immutable, so this does not matter for weight files.
+//!
+//! Budget: a hostile pickle can make a few hundred bytes expand without bound
+//! (a list that contains its memoized self twice, forty times over, is 2^40
+//! values). Every value built and every memo copy is charged against
+//! [`MAX_VALUE_BYTES`]; past it, reading stops with an error that says so, long
+//! before memory runs out.
 
 use std::collections::HashMap;
 
@@ -88,11 +94,46 @@ enum Item {
     Mark,
 }
 
+/// Bytes of values one pickle may build (memo copies included): far above
+/// any real checkpoint's pickle (tens of megabytes for the largest), far below
+/// the verifier's memory.
+pub const MAX_VALUE_BYTES: usize = 256 << 20;
+
+/// The memory a value takes, counted without recursion, stopping once it
+/// passes `limit` (so weighing a bomb costs no more than the budget).
+fn weigh(value: &Value, limit: usize) -> usize {
+    const NODE: usize = std::mem::size_of::<Value>();
+    let mut total = 0;
+    let mut pending = vec![value];
+    while let Some(v) = pending.pop() {
+        total += NODE;
+        if total > limit {
+            return total;
+        }
+        match v {
+            Value::Str(s) => total += s.len(),
+            Value::Bytes(b) | Value::BigInt(b) => total += b.len(),
+            Value::Global { module, name } => total += module.len() + name.len(),
+            Value::List(items) | Value::Tuple(items) | Value::Set(items) => pending.extend(items.iter()),
+            Value::Dict(pairs) => pending.extend(pairs.iter().flat_map(|(k, v)| [k, v])),
+            Value::Call { callable: a, args: b } | Value::Build { object: a, state: b } => {
+                pending.push(a);
+                pending.push(b)
+            }
+            Value::PersistentId(inner) => pending.push(inner),
+            Value::None | Value::Bool(_) | Value::Int(_) | Value::Float(_) => {}
+        }
+    }
+    total
+}
+
 /// Reads one pickle starting at `data[*pos]`, leaving `pos` after its STOP.
 pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
     let mut stack: Vec<Item> = Vec::new();
     let mut memo: HashMap<u32, Value> = HashMap::new();
     let start = *pos;
+    // What building and copying values has cost so far (see `MAX_VALUE_BYTES`).
+    let mut spent: usize = 0;
     let err = |at: usize, message: String| PickleError {
         offset: at - start,
         message,
@@ -172,12 +213,28 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
             }
         };
     }
+    macro_rules! charge {
+        ($value:expr) => {{
+            spent = spent.saturating_add(weigh($value, MAX_VALUE_BYTES));
+            if spent > MAX_VALUE_BYTES {
+                return Err(err(
+                    *pos,
+                    format!(
+                        "it builds more than {} MiB of values (a pickle that expands itself, such as a memo bomb)",
+                        MAX_VALUE_BYTES >> 20
+                    ),
+                ));
+            }
+        }};
+    }
     macro_rules! memo_put {
         ($k:expr) => {{
             let v = match stack.last() {
-                Some(Item::Value(v)) => v.clone(),
+                Some(Item::Value(v)) => v,
                 _ => return Err(err(*pos, "memo put of nothing".into())),
             };
+            charge!(v);
+            let v = v.clone();
             memo.insert($k, v);
         }};
     }
@@ -185,7 +242,10 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
         ($k:expr) => {{
             let k = $k;
             match memo.get(&k) {
-                Some(v) => stack.push(Item::Value(v.clone())),
+                Some(v) => {
+                    charge!(v);
+                    stack.push(Item::Value(v.clone()))
+                }
                 None => return Err(err(*pos, format!("memo key {k} missing"))),
             }
         }};
@@ -194,6 +254,8 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
     loop {
         let at = *pos;
         let op = u8_!();
+        // Each opcode builds at most one node (payload bytes are bounded by the input).
+        spent += std::mem::size_of::<Value>();
         match op {
             0x80 => {
                 let _proto = u8_!();
@@ -400,9 +462,11 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
             }
             b'2' => {
                 let v = match stack.last() {
-                    Some(Item::Value(v)) => v.clone(),
+                    Some(Item::Value(v)) => v,
                     _ => return Err(err(at, "DUP of nothing".into())),
                 };
+                charge!(v);
+                let v = v.clone();
                 stack.push(Item::Value(v));
             }
             other => return Err(err(at, format!("unsupported opcode 0x{other:02x}"))),
@@ -471,6 +535,26 @@ pub fn as_mapping(v: &Value) -> Option<&[(Value, Value)]> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// A list holding its memoized self twice, doubled forty times: 662 bytes
+    /// of pickle that would be 2^40 values. It must stop at the budget, fast.
+    #[test]
+    fn a_memo_bomb_stops_at_the_budget() {
+        let mut bomb = vec![0x80, 2, b']', b'q', 0];
+        for i in 0..40u8 {
+            // MARK, GET i, GET i, LIST, PUT i+1
+            bomb.extend([b'(', b'h', i, b'h', i, b'l', b'q', i + 1]);
+        }
+        bomb.push(b'.');
+        let started = std::time::Instant::now();
+        let e = read(&bomb, &mut 0).unwrap_err();
+        assert!(e.message.contains("more than 256 MiB of values"), "{e}");
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "{:?}",
+            started.elapsed()
+        );
+    }
 
     #[test]
     fn reads_basic_pickle() {

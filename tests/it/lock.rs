@@ -235,3 +235,45 @@ fn locked_refuses_a_stale_lock() {
     assert_eq!(ctx.read("models.lock"), lock);
     assert!(ctx.requests().is_empty());
 }
+
+/// The committed corpus of malformed configs (`tests/fixtures/bad-configs/`):
+/// each is refused before any network or disk change, with `file:line:column`,
+/// a hint, and exit code 2.
+#[test]
+fn every_config_in_the_bad_corpus_is_refused_with_its_position() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config(STANDARD_CONFIG);
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/bad-configs");
+    let mut files: Vec<_> = std::fs::read_dir(&corpus)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .collect();
+    files.sort();
+    assert!(files.len() >= 40, "the corpus has {} configs", files.len());
+    let position = regex::Regex::new(r"^error: config\.yaml:\d+:\d+: ").unwrap();
+    for file in files {
+        let name = file.file_name().unwrap().to_string_lossy().into_owned();
+        std::fs::copy(&file, ctx.path().join("config.yaml")).unwrap();
+        let before = ctx.snapshot();
+        ctx.hub.clear_requests();
+        let started = std::time::Instant::now();
+        let run = ctx.mdl(&["sync"]);
+        assert_eq!(run.code(), 2, "{name}: exit code\n{}", run.stderr());
+        let err = run.stderr();
+        assert!(position.is_match(&err), "{name}: no file:line:column\n{err}");
+        assert!(err.contains("\nhint: "), "{name}: no hint\n{err}");
+        assert!(
+            ctx.requests().is_empty(),
+            "{name}: no network before the config is valid"
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(5),
+            "{name}: took {:?}",
+            started.elapsed()
+        );
+        assert_same(&before, &ctx.snapshot(), &name);
+    }
+}

@@ -204,3 +204,42 @@ fn a_tensor_larger_than_the_budget_is_refused_naming_it() {
         .stderr_has("its tensor `conv.weight` is 432 B, and `verify.max_memory` is 100 B")
         .stderr_has("max_memory");
 }
+
+/// A `torch.save`-shaped archive whose pickle is a memo bomb: a few hundred
+/// bytes that would expand to 2^40 values.
+fn memo_bomb_pt() -> Vec<u8> {
+    use std::io::Write;
+    let mut pickle = vec![0x80, 2, b']', b'q', 0];
+    for i in 0..40u8 {
+        pickle.extend([b'(', b'h', i, b'h', i, b'l', b'q', i + 1]);
+    }
+    pickle.push(b'.');
+    let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
+    let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
+    zip.start_file("archive/data.pkl", options).unwrap();
+    zip.write_all(&pickle).unwrap();
+    zip.start_file("archive/version", options).unwrap();
+    zip.write_all(b"3\n").unwrap();
+    zip.finish().unwrap().into_inner()
+}
+
+#[test]
+fn a_memo_bomb_is_a_malformed_pickle_not_a_crash() {
+    let ctx = TestContext::new();
+    let bomb = memo_bomb_pt();
+    assert!(bomb.len() < 1024, "{} bytes", bomb.len());
+    ctx.hub.put_file("w/bomb.pt", Blob::regular(bomb));
+    ctx.write_config("models:\n  require:\n    - id: url:{hub}/files/w/bomb.pt\n      name: bomb\n");
+    let started = std::time::Instant::now();
+    let run = ctx
+        .mdl(&["sync"])
+        .failure(1)
+        .stderr_has("its pickle cannot be read")
+        .stderr_has("more than 256 MiB of values");
+    assert!(!run.stderr().contains("libtorch crashed"), "{}", run.stderr());
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+}
