@@ -28,6 +28,7 @@ use crate::reporter::{Event, Reporter};
 
 mod chunked;
 mod location;
+pub mod partial;
 pub mod tree_hash;
 
 /// A file that is now in place.
@@ -257,8 +258,7 @@ impl Fetcher {
         };
         fs_err::create_dir_all(&self.tmp_dir).map_err(io(&self.tmp_dir))?;
         let stem = blake3::hash(job.dest.as_os_str().as_encoded_bytes()).to_hex();
-        let part_path = self.tmp_dir.join(format!("{}.part", &stem[..32]));
-        let state_path = self.tmp_dir.join(format!("{}.part.json", &stem[..32]));
+        let (part_path, state_path) = partial::claim(&self.tmp_dir, &stem[..32], self.settings.stall_timeout * 4);
 
         let mut attempt = 0;
         // Resolved once for all pieces and attempts of this file.

@@ -9,6 +9,7 @@ mod lock;
 mod manage;
 mod output;
 mod realhub;
+mod reliability;
 mod resume;
 mod sources;
 mod sync;

@@ -1,0 +1,132 @@
+//! Names of partial downloads, unique per writer.
+//!
+//! The process lock (`models/.mdl/lock`, `flock`) keeps two `mdl`s apart on a
+//! local disk, but not on every file system two writers can share (NFS,
+//! Lustre, two containers on one volume), and sharing one `.part` file is how
+//! caches get poisoned. So each process writes its own partial files,
+//! `<dest-id>.<writer>.part` beside `<dest-id>.<writer>.part.json`, and a
+//! partial left by a writer that is gone (killed, crashed) is *claimed* by one
+//! atomic rename of its sidecar to the claimer's name: of several writers that
+//! try, one wins and resumes it, the others start their own. Whatever happens
+//! to a partial file, it only reaches its final name through the download's
+//! hash check and a rename.
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+use std::time::{Duration, SystemTime};
+
+/// This process's writer id: its pid and a random part (pids are reused).
+pub fn writer() -> &'static str {
+    static WRITER: OnceLock<String> = OnceLock::new();
+    WRITER.get_or_init(|| {
+        let nanos = SystemTime::now()
+            .duration_since(SystemTime::UNIX_EPOCH)
+            .map(|d| d.subsec_nanos())
+            .unwrap_or(0);
+        format!("{}-{:08x}", std::process::id(), nanos ^ (std::process::id() << 16))
+    })
+}
+
+/// The writer's pid, when its id has one.
+fn pid_of(writer: &str) -> Option<i32> {
+    writer.split('-').next()?.parse().ok()
+}
+
+/// Whether the writer of a partial is gone: its process does not exist here,
+/// or (another host's, or a reused pid) it has not touched the file for
+/// `stale_after`.
+fn abandoned(writer: &str, part: &Path, stale_after: Duration) -> bool {
+    let alive = pid_of(writer).is_some_and(|pid| {
+        // SAFETY: signal 0 only checks that the process exists.
+        pid as u32 == std::process::id() || unsafe { libc::kill(pid, 0) == 0 }
+    });
+    if !alive {
+        return true;
+    }
+    let touched = std::fs::metadata(part)
+        .and_then(|m| m.modified())
+        .unwrap_or(SystemTime::UNIX_EPOCH);
+    SystemTime::now().duration_since(touched).unwrap_or_default() > stale_after
+}
+
+/// The partial file and its sidecar this writer uses for `stem`: an abandoned
+/// partial of the same download claimed (so it resumes), else fresh names.
+pub fn claim(tmp_dir: &Path, stem: &str, stale_after: Duration) -> (PathBuf, PathBuf) {
+    let me = writer();
+    let mine = (
+        tmp_dir.join(format!("{stem}.{me}.part")),
+        tmp_dir.join(format!("{stem}.{me}.part.json")),
+    );
+    if mine.1.exists() {
+        return mine;
+    }
+    let Ok(entries) = std::fs::read_dir(tmp_dir) else {
+        return mine;
+    };
+    for entry in entries.flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let Some(other) = name
+            .strip_prefix(&format!("{stem}."))
+            .and_then(|rest| rest.strip_suffix(".part.json"))
+        else {
+            continue;
+        };
+        // `<stem>.part.json` is a partial of an mdl from before writer ids.
+        let (part, sidecar) = if other == "part" {
+            (tmp_dir.join(format!("{stem}.part")), entry.path())
+        } else {
+            (tmp_dir.join(format!("{stem}.{other}.part")), entry.path())
+        };
+        let writer = if other == "part" { "0" } else { other };
+        if !abandoned(writer, &part, stale_after) {
+            continue;
+        }
+        // The sidecar's rename is the claim: exactly one claimer succeeds.
+        if std::fs::rename(&sidecar, &mine.1).is_ok() {
+            if std::fs::rename(&part, &mine.0).is_err() {
+                // Claimed a sidecar whose bytes are gone: start over.
+                let _ = std::fs::remove_file(&mine.1);
+            }
+            return mine;
+        }
+    }
+    mine
+}
+
+/// Partial downloads no live writer is using (`mdl clean --partial`).
+pub fn abandoned_partials(tmp_dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(tmp_dir).into_iter().flatten().flatten() {
+        let name = entry.file_name().to_string_lossy().into_owned();
+        let base = name.trim_end_matches(".json").trim_end_matches(".part");
+        let writer = base.split_once('.').map(|(_, w)| w).unwrap_or("0");
+        if abandoned(writer, &entry.path(), Duration::from_secs(3600)) {
+            out.push(entry.path());
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_dead_writers_partial_is_claimed_once_and_a_live_ones_is_left() {
+        let dir = tempfile::tempdir().unwrap();
+        // pid 0x7fffffff does not exist; its partial is abandoned.
+        let dead = "2147483646-deadbeef";
+        std::fs::write(dir.path().join(format!("s.{dead}.part")), b"bytes").unwrap();
+        std::fs::write(dir.path().join(format!("s.{dead}.part.json")), b"{}").unwrap();
+        let (part, sidecar) = claim(dir.path(), "s", Duration::from_secs(60));
+        assert_eq!(std::fs::read(&part).unwrap(), b"bytes");
+        assert!(sidecar.ends_with(format!("s.{}.part.json", writer())));
+        // A live writer's (this process's parent: alive) is not taken.
+        let live = format!("{}-00000001", std::os::unix::process::parent_id());
+        std::fs::write(dir.path().join(format!("t.{live}.part")), b"x").unwrap();
+        std::fs::write(dir.path().join(format!("t.{live}.part.json")), b"{}").unwrap();
+        let (part, _) = claim(dir.path(), "t", Duration::from_secs(60));
+        assert!(!part.exists(), "a fresh name, not the live writer's file");
+        assert!(dir.path().join(format!("t.{live}.part")).exists());
+    }
+}
