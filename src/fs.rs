@@ -109,6 +109,22 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
+/// Bytes free for an unprivileged writer on the file system holding `path`
+/// (or its nearest existing ancestor).
+pub fn free_space(path: &Path) -> Option<u64> {
+    let mut at = path;
+    while !at.exists() {
+        at = at.parent()?;
+    }
+    let c = std::ffi::CString::new(at.as_os_str().as_encoded_bytes()).ok()?;
+    let mut stat: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid C string, `stat` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut stat) } != 0 {
+        return None;
+    }
+    Some(stat.f_bavail as u64 * stat.f_frsize as u64)
+}
+
 pub fn is_disk_full(e: &std::io::Error) -> bool {
     e.raw_os_error() == Some(28) // ENOSPC
 }

@@ -42,6 +42,9 @@ pub struct GlobalArgs {
     /// (default: `download.link_mode`, else auto).
     #[arg(long, global = true, value_name = "MODE", value_parser = parse_link_mode)]
     pub link_mode: Option<mdl::fs::LinkMode>,
+    /// Start downloads even when they do not fit the free disk space.
+    #[arg(long, global = true)]
+    pub no_space_check: bool,
 }
 
 #[derive(Subcommand)]
@@ -95,6 +98,7 @@ impl Context {
         if let Some(mode) = self.global.link_mode {
             project.caches.mode = mode;
         }
+        project.check_free_space = !self.global.no_space_check;
         project
     }
 }

@@ -56,7 +56,7 @@ impl Fetcher {
     ) -> Result<Option<Fetched>, AttemptError> {
         let fatal_io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source: std::io::Error| AttemptError::Fatal(FetchError::Io { path, source })
+            move |source: std::io::Error| AttemptError::Fatal(super::io_error(job, path, source))
         };
         let size = job.expect.size.expect("chunked downloads know their size");
         let piece = self.settings.piece_size;
@@ -158,6 +158,7 @@ impl Fetcher {
                             id,
                             job,
                             locator,
+                            part_path,
                             &file,
                             index,
                             piece,
@@ -278,6 +279,7 @@ impl Fetcher {
         id: usize,
         job: &Download,
         locator: &Locator,
+        part_path: &Path,
         file: &std::fs::File,
         index: usize,
         piece: u64,
@@ -351,7 +353,7 @@ impl Fetcher {
                         if let Some(tx) = announce {
                             let _ = tx.send(Some(true));
                         }
-                        self.stream_piece(id, response, file, start, end).await
+                        self.stream_piece(id, job, part_path, response, file, start, end).await
                     }
                 }
             };
@@ -365,9 +367,12 @@ impl Fetcher {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     async fn stream_piece(
         &self,
         id: usize,
+        job: &Download,
+        part_path: &Path,
         response: reqwest::Response,
         file: &std::fs::File,
         start: u64,
@@ -390,12 +395,8 @@ impl Fetcher {
                 Some(Ok(chunk)) => {
                     let take = chunk.len().min((end - at) as usize);
                     let bytes = &chunk[..take];
-                    file.write_all_at(bytes, at).map_err(|source| {
-                        PieceError::Fatal(FetchError::Io {
-                            path: std::path::PathBuf::from("<partial download>"),
-                            source,
-                        })
-                    })?;
+                    file.write_all_at(bytes, at)
+                        .map_err(|source| PieceError::Fatal(super::io_error(job, part_path.to_path_buf(), source)))?;
                     hasher.update(bytes);
                     at += take as u64;
                     self.reporter.report(Event::DownloadProgress { id, bytes: take as u64 });

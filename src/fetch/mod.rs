@@ -79,6 +79,14 @@ pub enum FetchError {
     },
     #[error("downloading `{label}` failed: the certificate of `{url}` is not trusted ({reason})")]
     Untrusted { label: String, url: String, reason: String },
+    #[error("the disk is full: writing `{}` needs {} for `{label}`", path.display(), crate::human_bytes(*needed))]
+    DiskFull {
+        label: String,
+        path: PathBuf,
+        needed: u64,
+        #[source]
+        source: std::io::Error,
+    },
 }
 
 impl FetchError {
@@ -94,6 +102,9 @@ impl FetchError {
                 Some("the file is gone upstream; run `mdl lock --upgrade` to re-resolve the model".into())
             }
             FetchError::Untrusted { .. } => Some(crate::http::UNTRUSTED_CERTIFICATE_HINT.into()),
+            FetchError::DiskFull { .. } => Some(
+                "free space and run again: files already synced are untouched and this download resumes where it stopped; `mdl clean --partial` removes partial downloads".into(),
+            ),
             FetchError::GaveUp { .. } => Some("check the network and run the command again; finished files are kept and partial ones resume".into()),
             FetchError::Size { .. } | FetchError::Hash { .. } => Some(
                 "the upstream content differs from what was locked; nothing was replaced. If the change is expected, run `mdl lock --upgrade`".into(),
@@ -318,7 +329,7 @@ impl Fetcher {
     ) -> Result<Fetched, AttemptError> {
         let fatal_io = |path: &Path| {
             let path = path.to_path_buf();
-            move |source: std::io::Error| AttemptError::Fatal(FetchError::Io { path, source })
+            move |source: std::io::Error| AttemptError::Fatal(io_error(job, path, source))
         };
 
         // What is already on disk from an earlier attempt or run, if it is a
@@ -559,6 +570,19 @@ impl Fetcher {
             resumed_from,
         })
     }
+}
+
+/// An I/O error of a download, a full disk named as such (with what the file needs).
+pub(crate) fn io_error(job: &Download, path: PathBuf, source: std::io::Error) -> FetchError {
+    if is_disk_full(&source) {
+        return FetchError::DiskFull {
+            label: job.label.clone(),
+            path,
+            needed: job.expect.size.unwrap_or(0),
+            source,
+        };
+    }
+    FetchError::Io { path, source }
 }
 
 /// A failed request: an untrusted certificate ends the download (no retry

@@ -48,3 +48,22 @@ impl Project {
         Ok(extra)
     }
 }
+
+impl Project {
+    /// Deletes partial downloads that no running mdl is writing (`mdl clean
+    /// --partial`): after a failed run on a full disk, they hold space until
+    /// the download resumes. Returns them (relative to the models dir).
+    pub fn clean_partial(&self, dry_run: bool) -> Result<Vec<(String, u64)>> {
+        let _guard = self.store.lock()?;
+        let mut removed = Vec::new();
+        for path in crate::fetch::partial::abandoned_partials(&self.store.tmp_dir()) {
+            let size = tree_size(&path);
+            if !dry_run {
+                fs_err::remove_file(&path).map_err(StoreError::io(&path))?;
+            }
+            let rel = path.strip_prefix(self.store.root()).unwrap_or(&path);
+            removed.push((rel.to_string_lossy().into_owned(), size));
+        }
+        Ok(removed)
+    }
+}

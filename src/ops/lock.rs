@@ -34,8 +34,18 @@ impl Project {
         let _guard = self.store.lock()?;
         let mut state = self.store.load_state();
         let outcome = self.lock_with_state(upgrade, mode, &mut state).await;
-        self.store.save_state(&state)?;
-        outcome
+        // The first failure is the one reported: saving what is known is then
+        // best effort (on a full disk it would fail too, and mask the cause).
+        match outcome {
+            Ok(outcome) => {
+                self.store.save_state(&state)?;
+                Ok(outcome)
+            }
+            Err(e) => {
+                let _ = self.store.save_state(&state);
+                Err(e)
+            }
+        }
     }
 
     pub(super) async fn lock_with_state(
@@ -100,7 +110,8 @@ impl Project {
             entries.push(entry);
         }
 
-        // fetch
+        // fetch, if it fits
+        self.check_space(downloads.iter().map(|(_, _, d)| d))?;
         let (slots, jobs): (Vec<_>, Vec<_>) = downloads
             .into_iter()
             .map(|(m, f, d)| ((m, f, d.dest.clone()), d))

@@ -51,6 +51,8 @@ pub struct Project {
     warned_unverified: std::sync::atomic::AtomicBool,
     /// Where files may already be: the shared store, the Hugging Face cache.
     pub caches: Caches,
+    /// Refuse to start downloads that cannot fit (`--no-space-check` turns it off).
+    pub check_free_space: bool,
 }
 
 impl Project {
@@ -83,6 +85,7 @@ impl Project {
                 write_hf: download.hf_cache.unwrap_or(false),
                 torch_hub: download.torch_hub.unwrap_or(false).then(TorchHub::from_env),
             },
+            check_free_space: true,
         }
     }
 
@@ -138,6 +141,28 @@ impl Project {
             token: self.token.as_deref(),
             insecure_urls: !self.settings.verify_ssl,
         }
+    }
+
+    /// Before downloading: the bytes still to fetch must fit the free space of
+    /// the models directory's file system, or nothing starts.
+    fn check_space<'a>(&self, downloads: impl Iterator<Item = &'a crate::plan::Download>) -> Result<()> {
+        let needed: u64 = downloads.map(|d| d.expect.size.unwrap_or(0)).sum();
+        if !self.check_free_space || needed == 0 {
+            return Ok(());
+        }
+        let root = self.store.root();
+        let Some(free) = crate::fs::free_space(root) else {
+            return Ok(());
+        };
+        if needed > free {
+            return Err(crate::store::StoreError::NoSpace {
+                path: root.to_path_buf(),
+                needed,
+                free,
+            }
+            .into());
+        }
+        Ok(())
     }
 
     /// Refuses names that designate no model of the config.

@@ -89,7 +89,8 @@ impl Project {
             }
         }
 
-        // fetch, then the shared store keeps what arrived
+        // fetch, if it fits; then the shared store keeps what arrived
+        self.check_space(todo.iter().map(|(_, d)| d))?;
         if !todo.is_empty() {
             let (keys, jobs): (Vec<_>, Vec<_>) = todo.into_iter().map(|(k, d)| ((k, d.dest.clone()), d)).unzip();
             let results = self.fetcher()?.fetch_all(jobs).await;
@@ -105,9 +106,11 @@ impl Project {
                     Err(e) => errors.push(Error::from(e)),
                 }
             }
-            self.store.save_state(&state)?;
             if !errors.is_empty() {
-                registry::write(&self.store, &self.registry_path(), &lock, &Verifications::new(), false)?;
+                // The downloads' own errors are what the user must see: what
+                // follows is best effort (on a full disk it fails too).
+                let _ = self.store.save_state(&state);
+                let _ = registry::write(&self.store, &self.registry_path(), &lock, &Verifications::new(), false);
                 return Err(Error::many(
                     "some files could not be synced; files already in place were kept",
                     errors,
@@ -170,8 +173,17 @@ impl Project {
             ));
         }
         let result = self.lock_with_state(&options.upgrade, options.mode, state).await;
-        self.store.save_state(state)?;
-        let locked = result?;
+        // The first failure is the one reported (see `lock`).
+        let locked = match result {
+            Ok(locked) => {
+                self.store.save_state(state)?;
+                locked
+            }
+            Err(e) => {
+                let _ = self.store.save_state(state);
+                return Err(e);
+            }
+        };
         let lock = locked.lock.clone();
         outcome.lock = Some(locked);
         Ok(lock)

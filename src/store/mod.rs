@@ -51,6 +51,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("{} must be downloaded into `{}`, but its file system has only {} free", crate::human_bytes(*needed), path.display(), crate::human_bytes(*free))]
+    NoSpace { path: PathBuf, needed: u64, free: u64 },
 }
 
 impl StoreError {
@@ -59,6 +61,10 @@ impl StoreError {
             StoreError::UnsafePath { .. } => Some(
                 "the upstream repository holds a file name mdl refuses to write; exclude it with `exclude:` or report it upstream".into(),
             ),
+            StoreError::NoSpace { needed, free, .. } => Some(format!(
+                "free at least {} (or point `models.download.cache_dir` at a larger disk); `--no-space-check` starts anyway",
+                crate::human_bytes(needed - free)
+            )),
             StoreError::Io { source, .. } if is_disk_full(source) => {
                 Some("the disk is full: free space or point `models.download.cache_dir` elsewhere; files already synced are untouched".into())
             }
