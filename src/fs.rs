@@ -96,7 +96,9 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let mut tmp = tempfile::Builder::new().prefix(".mdl-tmp-").tempfile_in(dir)?;
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
+    crate::failpoint::kill_point("fs::atomic_before_rename");
     tmp.persist(path).map_err(|e| e.error)?;
+    crate::failpoint::kill_point("fs::atomic_after_rename");
     sync_dir(dir);
     Ok(())
 }
@@ -137,6 +139,33 @@ pub struct FileRecord {
     pub mtime_ns: i128,
     pub inode: u64,
     pub blake3: String,
+    /// The upstream ETag the bytes were downloaded under, when known: what
+    /// identifies a URL's file that publishes no hash.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub etag: Option<String>,
+}
+
+/// A line of `models/.mdl/journal.jsonl`: a file that reached its final name,
+/// appended the moment it did, so that a run killed before it saves its state
+/// still tells the next run what is complete (see `Store::load_state`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JournalEntry {
+    pub path: PathBuf,
+    pub record: FileRecord,
+}
+
+/// Appends `entry` to the journal at `journal` (one JSON line, `O_APPEND`, so
+/// concurrent writers' lines do not interleave). Best effort: a lost line only
+/// costs a re-hash or a download later.
+pub fn append_journal(journal: &Path, entry: &JournalEntry) {
+    use std::io::Write as _;
+    let Ok(mut line) = serde_json::to_vec(entry) else {
+        return;
+    };
+    line.push(b'\n');
+    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(journal) {
+        let _ = file.write_all(&line);
+    }
 }
 
 impl FileRecord {
@@ -170,6 +199,7 @@ impl FileStat {
             mtime_ns: self.mtime_ns,
             inode: self.inode,
             blake3,
+            etag: None,
         }
     }
 

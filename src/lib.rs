@@ -34,6 +34,7 @@ pub mod verify;
 
 // Bottom-level helpers: no stage below them.
 pub mod env;
+pub mod failpoint;
 pub mod fs;
 pub mod hash;
 pub mod http;

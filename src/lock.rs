@@ -464,6 +464,7 @@ impl Lockfile {
         if fs_err::read_to_string(path).ok().as_deref() == Some(text.as_str()) {
             return Ok(false);
         }
+        crate::failpoint::kill_point("lock::writing");
         crate::fs::write_atomic(path, text.as_bytes()).map_err(|e| LockError::Write {
             path: path.into(),
             source: e,

@@ -5,5 +5,6 @@ use std::process::ExitCode;
 mod cli;
 
 fn main() -> ExitCode {
+    mdl::failpoint::setup();
     cli::main()
 }

@@ -158,9 +158,11 @@ pub fn write(
             (Some((v, _)), _) => info.verification = Some(v.clone()),
             (None, _) => {}
         }
+        crate::failpoint::kill_point("registry::model_info");
         write_json_if_changed(&info_path, &info)?;
         registry.models.insert(model.name.clone(), info);
     }
+    crate::failpoint::kill_point("registry::writing");
     write_json_if_changed(path, &registry)?;
     Ok(())
 }

@@ -173,6 +173,7 @@ impl Fetcher {
                             let mut s = shared.lock().unwrap();
                             s.done[index] = Some(cv);
                             save_state(state_path, job, &s, piece);
+                            crate::failpoint::kill_point("fetch::piece_written");
                         }
                         Err(PieceError::RangeIgnored) => {
                             let _ = tx.send(Some(false));
@@ -251,10 +252,13 @@ impl Fetcher {
         drop(file);
         let parent = job.dest.parent().expect("destination has a parent");
         fs_err::create_dir_all(parent).map_err(fatal_io(parent))?;
+        crate::failpoint::kill_point("fetch::pieces_before_rename");
         fs_err::rename(part_path, &job.dest).map_err(fatal_io(&job.dest))?;
         sync_dir(parent);
         let _ = std::fs::remove_file(state_path);
-        let record = FileRecord::stat(&job.dest, blake3.clone()).map_err(fatal_io(&job.dest))?;
+        let mut record = FileRecord::stat(&job.dest, blake3.clone()).map_err(fatal_io(&job.dest))?;
+        record.etag = etag.clone();
+        self.journal(job, &record);
         self.reporter.report(Event::DownloadFinished {
             id,
             label: &job.label,

@@ -113,6 +113,7 @@ async fn resolve(fetcher: &Fetcher, job: &Download) -> Result<Location, AttemptE
         .send()
         .await
         .map_err(|e| super::attempt_error(job, &e))?;
+    crate::failpoint::kill_point("fetch::located");
     let status = response.status();
     if status.is_redirection() {
         let from = Url::parse(&job.url).map_err(|e| bad_location(job, &e.to_string()))?;

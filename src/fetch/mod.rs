@@ -245,6 +245,18 @@ impl Fetcher {
         &self.settings
     }
 
+    /// Records a file that just reached its final name in the journal beside
+    /// the temporary directory (`models/.mdl/journal.jsonl`).
+    fn journal(&self, job: &Download, record: &FileRecord) {
+        if let Some(meta) = self.tmp_dir.parent() {
+            let entry = crate::fs::JournalEntry {
+                path: job.dest.clone(),
+                record: record.clone(),
+            };
+            crate::fs::append_journal(&meta.join("journal.jsonl"), &entry);
+        }
+    }
+
     /// Downloads every job, at most `jobs` at once. Results are in job order.
     pub async fn fetch_all(&self, jobs: Vec<Download>) -> Vec<Result<Fetched, FetchError>> {
         let mut results: Vec<Option<Result<Fetched, FetchError>>> = (0..jobs.len()).map(|_| None).collect();
@@ -399,6 +411,7 @@ impl Fetcher {
             pieces: None,
         };
         write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
+        crate::failpoint::kill_point("fetch::sidecar_written");
         let mut file = std::fs::OpenOptions::new()
             .create(true)
             .read(true)
@@ -459,6 +472,7 @@ impl Fetcher {
                     hashers.update(&chunk);
                     out.write_all(&chunk).map_err(fatal_io(part_path))?;
                     written += chunk.len() as u64;
+                    crate::failpoint::kill_point("fetch::bytes_written");
                     self.reporter.report(Event::DownloadProgress {
                         id,
                         bytes: chunk.len() as u64,
@@ -551,10 +565,14 @@ impl Fetcher {
         drop(file);
         let parent = job.dest.parent().expect("destination has a parent");
         fs_err::create_dir_all(parent).map_err(fatal_io(parent))?;
+        crate::failpoint::kill_point("fetch::before_rename");
         fs_err::rename(part_path, &job.dest).map_err(fatal_io(&job.dest))?;
         sync_dir(parent);
+        crate::failpoint::kill_point("fetch::after_rename");
         let _ = std::fs::remove_file(state_path);
-        let record = FileRecord::stat(&job.dest, digests.blake3.clone()).map_err(fatal_io(&job.dest))?;
+        let mut record = FileRecord::stat(&job.dest, digests.blake3.clone()).map_err(fatal_io(&job.dest))?;
+        record.etag = etag.clone();
+        self.journal(job, &record);
         self.reporter.report(Event::DownloadFinished {
             id,
             label: &job.label,

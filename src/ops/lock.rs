@@ -65,6 +65,7 @@ impl Project {
             .resolver(&fetcher)
             .resolve_all(&delta.to_resolve, self.settings.jobs)
             .await;
+        crate::failpoint::kill_point("lock::resolved");
         let (resolved, errors): (Vec<_>, Vec<_>) = resolved.into_iter().partition(|r| r.is_ok());
         if !errors.is_empty() {
             let errors = errors.into_iter().filter_map(|r| r.err()).map(Error::from).collect();
@@ -154,6 +155,7 @@ impl Project {
         }
         outcome.lock = Lockfile { models };
         outcome.written = outcome.lock.write(&path)?;
+        crate::failpoint::kill_point("lock::written");
         outcome.lock.prime_cache(&self.store.meta_dir());
         Ok(outcome)
     }

@@ -121,6 +121,7 @@ impl Project {
         self.share(&lock)?;
 
         // verify: a sharded checkpoint is complete, then every model loads
+        crate::failpoint::kill_point("sync::verifying");
         verify::check_shards(&self.config, &self.store, &lock)?;
         if options.verify {
             outcome.checks =
@@ -129,6 +130,7 @@ impl Project {
         self.store.save_state(&state)?;
 
         // registry
+        crate::failpoint::kill_point("sync::verified");
         self.record_sync(&lock, &outcome)?;
         outcome.elapsed_ms = started.elapsed().as_millis() as u64;
         let failed: Vec<Error> = (outcome.checks.iter())

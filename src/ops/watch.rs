@@ -103,6 +103,7 @@ fn error_text(e: &Error) -> String {
 }
 
 async fn run_once(config: Config, reporter: Arc<dyn Reporter>, options: WatchOptions) -> Result<RunSummary> {
+    crate::failpoint::kill_point("watch::run");
     let started = Instant::now();
     let project = Project::new(config, reporter);
     let before = project.read_lock()?.unwrap_or_default();

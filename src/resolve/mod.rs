@@ -235,6 +235,7 @@ impl Resolver<'_> {
 
     pub async fn resolve(&self, spec: &ModelSpec) -> Result<ResolvedModel, ResolveError> {
         self.reporter.report(Event::Resolving { model: &spec.name });
+        crate::failpoint::kill_point("resolve::model");
         match &spec.id {
             ModelId::Huggingface { repo, revision } => self.resolve_hub(spec, repo, revision.as_deref()).await,
             ModelId::Url { url } => self.resolve_url(spec, url).await,

@@ -48,6 +48,7 @@ impl Caches {
             if let Some(blob) = shared.get(blake3, size) {
                 if !check || hash_file(&blob).map_err(StoreError::io(&blob))? == blake3 {
                     shared.place(&blob, dest, self.mode).map_err(StoreError::io(dest))?;
+                    crate::failpoint::kill_point("caches::placed");
                     return Ok(Some(placed(dest, blake3, "the shared store")?));
                 }
                 // Damaged (edited through a hard link): never placed again.

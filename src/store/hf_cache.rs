@@ -106,7 +106,10 @@ impl HfCache {
         let tmp = parent.join(format!(".mdl-{}.tmp", std::process::id()));
         let _ = std::fs::remove_file(&tmp);
         match std::os::unix::fs::symlink(&target, &tmp) {
-            Ok(()) => std::fs::rename(&tmp, &pointer),
+            Ok(()) => {
+                crate::failpoint::kill_point("hf_cache::linking");
+                std::fs::rename(&tmp, &pointer)
+            }
             Err(_) => link::place(&blob, &pointer, LinkMode::Copy).map(|_| ()),
         }
     }

@@ -42,6 +42,7 @@ pub fn place(from: &Path, to: &Path, mode: LinkMode) -> std::io::Result<LinkMode
                     // An independent file: the user may edit it.
                     make_writable(&tmp)?;
                 }
+                crate::failpoint::kill_point("link::before_rename");
                 std::fs::rename(&tmp, to)?;
                 crate::fs::sync_dir(dir);
                 return Ok(attempt);

@@ -171,12 +171,30 @@ impl Store {
     /// Reads the recorded state. A missing or unreadable state only costs a
     /// rehash, so it is never an error.
     pub fn load_state(&self) -> StoreState {
-        let state: StoreState = std::fs::read(self.state_path())
+        let mut state: StoreState = std::fs::read(self.state_path())
             .ok()
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         *self.last_state.lock().unwrap() = Some(state.clone());
+        // Files that completed after the state was last saved (a run that was
+        // killed, or is still going): their records count too.
+        for line in std::fs::read(self.journal_path())
+            .unwrap_or_default()
+            .split(|&b| b == b'\n')
+        {
+            let Ok(entry) = serde_json::from_slice::<crate::fs::JournalEntry>(line) else {
+                continue; // a torn last line
+            };
+            let Ok(rel) = entry.path.strip_prefix(&self.root) else {
+                continue;
+            };
+            state.files.insert(rel.to_string_lossy().into_owned(), entry.record);
+        }
         state
+    }
+
+    fn journal_path(&self) -> PathBuf {
+        self.meta_dir().join("journal.jsonl")
     }
 
     pub fn save_state(&self, state: &StoreState) -> Result<(), StoreError> {
@@ -189,8 +207,11 @@ impl Store {
         if existing.as_deref() == Some(bytes.as_slice()) || (existing.is_none() && *state == StoreState::default()) {
             return Ok(());
         }
+        crate::failpoint::kill_point("store::state_saving");
         write_atomic(&path, &bytes).map_err(|source| StoreError::Io { path, source })?;
         *self.last_state.lock().unwrap() = Some(state.clone());
+        // Everything the journal held is in the state now.
+        let _ = std::fs::remove_file(self.journal_path());
         Ok(())
     }
 
@@ -304,7 +325,18 @@ impl Store {
         let Ok(meta) = std::fs::metadata(&dest) else {
             return Ok(None);
         };
-        if Some(meta.len()) != remote.size || (remote.sha256.is_none() && remote.git_oid.is_none()) {
+        if remote.sha256.is_none() && remote.git_oid.is_none() {
+            // Nothing published to check against (a URL's file): the record of
+            // a download under the same ETag, if the file is still as recorded.
+            let record = state.files.get(&key).filter(|r| {
+                remote.etag.is_some()
+                    && r.etag == remote.etag
+                    && remote.size.is_none_or(|s| s == r.size)
+                    && FileStat::of(&meta).matches(r)
+            });
+            return Ok(record.map(|r| r.blake3.clone()));
+        }
+        if Some(meta.len()) != remote.size {
             return Ok(None);
         }
         let Ok(digests) = digest_file(&dest, remote.sha256.is_some(), remote.sha256.is_none()) else {

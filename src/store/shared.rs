@@ -86,6 +86,7 @@ impl SharedStore {
         let blob = self.blob(blake3);
         // Read-only whichever way it was placed: a blob is never rewritten, and
         // a hard-linked file in `models/` shares its inode.
+        crate::failpoint::kill_point("shared::inserting");
         link::place(file, &blob, mode)?;
         link::make_read_only(&blob)?;
         Ok(blob)

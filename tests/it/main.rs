@@ -4,6 +4,8 @@
 mod api;
 mod cache;
 mod common;
+#[cfg(feature = "failpoints")]
+mod crash;
 mod interop;
 mod lock;
 mod manage;
