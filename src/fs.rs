@@ -58,7 +58,9 @@ pub struct UnsafePath {
 /// platforms).
 pub fn safe_relative_path(name: &str) -> Result<PathBuf, UnsafePath> {
     let unsafe_path = || UnsafePath { name: name.to_string() };
-    if name.is_empty() || name.starts_with('/') || name.contains('\\') || name.contains('\0') {
+    if name.is_empty() || name.starts_with('/') || name.contains('\\') || name.chars().any(char::is_control) {
+        // NUL, newlines, escape sequences: nothing a file name of a model needs,
+        // and each means something else to a terminal or another platform.
         return Err(unsafe_path());
     }
     let mut out = PathBuf::new();
@@ -230,7 +232,19 @@ mod tests {
 
     #[test]
     fn escaping_names_are_refused() {
-        for bad in ["../x", "a/../../x", "/etc/passwd", "a//b", "./a", "a\\b", "", "a/.."] {
+        for bad in [
+            "../x",
+            "a/../../x",
+            "/etc/passwd",
+            "a//b",
+            "./a",
+            "a\\b",
+            "",
+            "a/..",
+            "a\0b",
+            "a\nb",
+            "\u{1b}[31m",
+        ] {
             assert!(safe_relative_path(bad).is_err(), "{bad}");
         }
         assert_eq!(

@@ -111,8 +111,11 @@ impl Project {
             entries.push(entry);
         }
 
-        // fetch, if it fits
+        // fetch, if it fits and stays inside the models directory
         self.check_space(downloads.iter().map(|(_, _, d)| d))?;
+        for (_, _, download) in &downloads {
+            self.store.check_contained(&download.dest)?;
+        }
         let (slots, jobs): (Vec<_>, Vec<_>) = downloads
             .into_iter()
             .map(|(m, f, d)| ((m, f, d.dest.clone()), d))

@@ -76,6 +76,9 @@ impl Project {
 
         // store: what a cache holds is placed, not fetched
         let mut todo = Vec::new();
+        for download in &downloads {
+            self.store.check_contained(&download.dest)?;
+        }
         for ((planned, reason), download) in outcome.plan.fetch.iter().zip(downloads) {
             let key = Store::key(&planned.dir, &planned.file.path);
             let check = options.rehash || *reason == FetchReason::Changed;

@@ -91,11 +91,7 @@ impl Resolver<'_> {
                 },
             });
         }
-        let body = response.bytes().await.map_err(|e| ResolveError::Network {
-            model: model.clone(),
-            url: url.clone(),
-            reason: e.to_string(),
-        })?;
+        let body = super::read_answer(model, &url, response).await?;
         let info: RepoInfo = serde_json::from_slice(&body).map_err(|e| ResolveError::BadResponse {
             model: model.clone(),
             url: url.clone(),
@@ -137,6 +133,18 @@ impl Resolver<'_> {
                 needs_token: true,
                 sha256_prefix: None,
             });
+        }
+        // Two names that differ only in case are one file on macOS and Windows
+        // (and on a case-insensitive volume anywhere): refuse, naming both.
+        let mut seen = std::collections::BTreeMap::new();
+        for file in &files {
+            if let Some(first) = seen.insert(file.path.to_lowercase(), file.path.clone()) {
+                return Err(ResolveError::CaseCollision {
+                    model: model.clone(),
+                    first,
+                    second: file.path.clone(),
+                });
+            }
         }
         if files.is_empty() {
             return Err(ResolveError::NothingMatches {

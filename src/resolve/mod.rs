@@ -81,6 +81,12 @@ pub enum ResolveError {
         repo: String,
         commit: String,
     },
+    #[error("`{first}` and `{second}` of model `{model}` are one file on a case-insensitive file system")]
+    CaseCollision {
+        model: String,
+        first: String,
+        second: String,
+    },
     #[error("model `{model}`: {source}")]
     Unsafe {
         model: String,
@@ -134,6 +140,9 @@ impl ResolveError {
                 "check the network, `HF_ENDPOINT`, and proxies; `--offline` syncs what is already locked".into()
             }
             ResolveError::NothingMatches { .. } => "loosen `include:` / `exclude:` for this model".into(),
+            ResolveError::CaseCollision { second, .. } => {
+                format!("exclude one of them (`exclude: [\"{second}\"]`), or report the repository upstream")
+            }
             ResolveError::Unsafe { .. } => {
                 "the upstream repository holds a file name mdl refuses to write; exclude it with `exclude:` or report it upstream".into()
             }
@@ -185,6 +194,37 @@ pub struct ResolvedModel {
     pub revision: Option<String>,
     pub commit: Option<String>,
     pub files: Vec<RemoteFile>,
+}
+
+/// The largest metadata answer read (a repository listing of 100,000 files is
+/// about 20 MiB): a server that sends more is refused, not buffered.
+pub const MAX_ANSWER_BYTES: usize = 64 << 20;
+
+/// Reads a metadata answer's body, refusing one larger than [`MAX_ANSWER_BYTES`].
+async fn read_answer(model: &str, url: &str, response: reqwest::Response) -> Result<Vec<u8>, ResolveError> {
+    use futures_util::StreamExt;
+    let too_big = || ResolveError::BadResponse {
+        model: model.into(),
+        url: url.into(),
+        message: format!("the answer is larger than {} MiB", MAX_ANSWER_BYTES >> 20),
+    };
+    if response.content_length().is_some_and(|n| n > MAX_ANSWER_BYTES as u64) {
+        return Err(too_big());
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| ResolveError::Network {
+            model: model.into(),
+            url: url.into(),
+            reason: crate::http::describe_reqwest(&e),
+        })?;
+        if body.len() + chunk.len() > MAX_ANSWER_BYTES {
+            return Err(too_big());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok(body)
 }
 
 /// How a resolve request is sent.

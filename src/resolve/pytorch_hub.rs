@@ -49,11 +49,7 @@ impl Resolver<'_> {
                     struct Commit {
                         sha: String,
                     }
-                    let body = response.bytes().await.map_err(|e| ResolveError::Network {
-                        model: model.clone(),
-                        url: url.clone(),
-                        reason: e.to_string(),
-                    })?;
+                    let body = super::read_answer(model, &url, response).await?;
                     let parsed: Commit = serde_json::from_slice(&body).map_err(|e| ResolveError::BadResponse {
                         model: model.clone(),
                         url: url.clone(),

@@ -51,6 +51,8 @@ pub enum StoreError {
         #[source]
         source: std::io::Error,
     },
+    #[error("`{}` would be written through a symbolic link to `{}`, outside the models directory", path.display(), target.display())]
+    Escapes { path: PathBuf, target: PathBuf },
     #[error("{} must be downloaded into `{}`, but its file system has only {} free", crate::human_bytes(*needed), path.display(), crate::human_bytes(*free))]
     NoSpace { path: PathBuf, needed: u64, free: u64 },
 }
@@ -60,6 +62,9 @@ impl StoreError {
         match self {
             StoreError::UnsafePath { .. } => Some(
                 "the upstream repository holds a file name mdl refuses to write; exclude it with `exclude:` or report it upstream".into(),
+            ),
+            StoreError::Escapes { .. } => Some(
+                "remove the link: mdl writes only inside the models directory (to keep models on another disk, point `models.download.cache_dir` there)".into(),
             ),
             StoreError::NoSpace { needed, free, .. } => Some(format!(
                 "free at least {} (or point `models.download.cache_dir` at a larger disk); `--no-space-check` starts anyway",
@@ -354,6 +359,31 @@ impl Store {
             state.files.insert(key, record);
         }
         Ok(Some(digests.blake3))
+    }
+
+    /// A path about to be written stays inside the models directory, even
+    /// through symbolic links already there (a model directory replaced by a
+    /// link to elsewhere): its nearest existing ancestor, resolved, must be
+    /// inside the resolved models directory.
+    pub fn check_contained(&self, path: &Path) -> Result<(), StoreError> {
+        let Ok(root) = self.root.canonicalize() else {
+            return Ok(()); // nothing exists yet: nothing can redirect a write
+        };
+        let mut at = path.parent();
+        while let Some(dir) = at {
+            if std::fs::symlink_metadata(dir).is_ok() {
+                let real = dir.canonicalize().map_err(StoreError::io(dir))?;
+                if !real.starts_with(&root) {
+                    return Err(StoreError::Escapes {
+                        path: path.to_path_buf(),
+                        target: real,
+                    });
+                }
+                return Ok(());
+            }
+            at = dir.parent();
+        }
+        Ok(())
     }
 
     /// Removes a model's directory (its files, or for a model used in place

@@ -1,5 +1,7 @@
 //! The guarantees that must hold when things go wrong (see RELIABILITY.md).
 
+use std::time::Duration;
+
 use crate::common::*;
 
 /// Four syncs of one project at once, on a "file system" where `flock`
@@ -128,4 +130,139 @@ fn a_full_disk_is_refused_before_downloading_and_its_error_is_the_one_reported()
         .map(|d| d.flatten().map(|e| e.file_name()).collect())
         .unwrap_or_default();
     assert!(left.is_empty(), "{left:?}");
+}
+
+/// Every file under `dir`, with its bytes.
+fn tree(dir: &std::path::Path) -> std::collections::BTreeMap<std::path::PathBuf, Vec<u8>> {
+    let mut out = std::collections::BTreeMap::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                pending.push(path);
+            } else {
+                out.insert(path.clone(), std::fs::read(&path).unwrap_or_default());
+            }
+        }
+    }
+    out
+}
+
+/// Hostile repositories: names that escape, hide or collide, a model
+/// directory that is a link to elsewhere, a huge metadata answer. Each is
+/// refused with an error that names it, and a sentinel directory beside the
+/// project shows nothing was written outside.
+#[test]
+fn hostile_repositories_are_refused_and_nothing_is_written_outside() {
+    let ctx = TestContext::new();
+    let sentinel = ctx.path().join("sentinel");
+    std::fs::create_dir_all(&sentinel).unwrap();
+    std::fs::write(sentinel.join("keep.txt"), b"untouched").unwrap();
+    let project = ctx.path().join("project");
+    std::fs::create_dir_all(&project).unwrap();
+    let before = tree(&sentinel);
+    let run = |yaml: &str| {
+        std::fs::write(project.join("config.yaml"), yaml.replace("{hub}", &ctx.hub.url())).unwrap();
+        let out = ctx
+            .command(&["sync", "--no-verify"])
+            .current_dir(&project)
+            .output()
+            .unwrap();
+        (out.status.code(), String::from_utf8_lossy(&out.stderr).into_owned())
+    };
+    let names: &[(&str, &str)] = &[
+        ("../../sentinel/evil.bin", "would escape the model directory"),
+        ("/tmp/absolute.bin", "would escape the model directory"),
+        ("dir\\evil.bin", "would escape the model directory"),
+        ("nul\0byte.bin", "would escape the model directory"),
+        ("escape\u{1b}[2J.bin", "would escape the model directory"),
+    ];
+    for (i, (name, needle)) in names.iter().enumerate() {
+        let repo = format!("evil/names{i}");
+        ctx.hub
+            .commit(&repo, "main", vec![(*name, Some(Blob::regular(&b"x"[..])))]);
+        let (code, err) = run(&format!("models:\n  require: [{repo}]\n"));
+        assert_eq!(code, Some(1), "{name:?}: {err}");
+        assert!(err.contains(needle), "{name:?}: {err}");
+    }
+    ctx.hub.commit(
+        "evil/case",
+        "main",
+        vec![
+            ("Model.bin", Some(Blob::regular(&b"a"[..]))),
+            ("model.bin", Some(Blob::regular(&b"b"[..]))),
+        ],
+    );
+    let (code, err) = run("models:\n  require: [evil/case]\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("are one file on a case-insensitive file system"), "{err}");
+
+    // A model directory that is a link to the sentinel.
+    ctx.hub
+        .commit("acme/ok", "main", vec![("w.bin", Some(Blob::regular(&b"weights"[..])))]);
+    std::fs::create_dir_all(project.join("models")).unwrap();
+    std::os::unix::fs::symlink(&sentinel, project.join("models/huggingface_acme--ok")).unwrap();
+    let (code, err) = run("models:\n  require: [acme/ok]\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("outside the models directory"), "{err}");
+    std::fs::remove_file(project.join("models/huggingface_acme--ok")).unwrap();
+
+    // A metadata answer of 1 GiB is refused at 64 MiB, not buffered.
+    ctx.hub.update_behaviour(|b| b.api_answer_bytes = Some(1 << 30));
+    let (code, err) = run("models:\n  require: [acme/ok]\n");
+    assert_eq!(code, Some(1), "{err}");
+    assert!(err.contains("the answer is larger than 64 MiB"), "{err}");
+
+    assert_eq!(tree(&sentinel), before, "nothing was written outside the project");
+}
+
+/// The token goes to the Hub's own host only — never on a redirect to the
+/// CDN, never to a `url:` model's host — and is never printed or written.
+#[test]
+fn the_token_is_sent_only_to_the_hub_and_never_printed_or_written() {
+    let mut ctx = TestContext::new();
+    let token = "hf_secret_token_for_this_test_only";
+    ctx.hub
+        .update_behaviour(|b| b.signed_urls = Some(Duration::from_secs(300)));
+    ctx.hub.commit(
+        "acme/gated",
+        "main",
+        vec![
+            ("config.json", Some(Blob::regular(&b"{}"[..]))),
+            ("model.safetensors", Some(Blob::lfs(SAFETENSORS))),
+        ],
+    );
+    ctx.hub.gate("acme/gated", token);
+    ctx.hub.put_file("w/model.pt", Blob::regular(STATE_DICT));
+    ctx.env.push(("HF_TOKEN".into(), token.into()));
+    ctx.write_config(
+        "models:\n  require:\n    - acme/gated\n    - id: url:{hub}/redirect/w/model.pt\n      name: custom\n",
+    );
+    let mut outputs = Vec::new();
+    for args in [
+        &["sync", "-v"][..],
+        &["list", "--json"],
+        &["du", "--json"],
+        &["config"],
+        &["verify"],
+    ] {
+        let run = ctx.mdl(args).success();
+        outputs.push(run.stdout() + &run.stderr());
+    }
+    for out in &outputs {
+        assert!(!out.contains(token), "printed: {out}");
+    }
+    for (path, bytes) in ctx.snapshot() {
+        assert!(!String::from_utf8_lossy(&bytes).contains(token), "written to {path}");
+    }
+    for r in ctx.requests() {
+        let to_hub = r.path.starts_with("/api/") || r.path.contains("/resolve/");
+        let expected = to_hub.then(|| format!("Bearer {token}"));
+        assert_eq!(r.authorization, expected, "{r:?}");
+    }
+    assert!(
+        ctx.requests().iter().any(|r| r.path.starts_with("/cdn/")),
+        "the CDN was used"
+    );
 }

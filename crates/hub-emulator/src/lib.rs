@@ -210,6 +210,9 @@ pub struct Behaviour {
     pub resolve_limit: Option<(u32, Duration)>,
     /// Send `Retry-After` on 429 as an HTTP date instead of seconds.
     pub retry_after_as_date: bool,
+    /// Answer every API request with this many bytes (JSON whitespace,
+    /// streamed, no `Content-Length`): a hostile or broken mirror.
+    pub api_answer_bytes: Option<u64>,
 }
 
 /// One request the emulator answered, for tests that count traffic.
@@ -842,6 +845,17 @@ fn json(value: serde_json::Value) -> Response {
 
 fn api_models(state: &Shared, rest: &str, query: &str, headers: &HeaderMap) -> Response {
     let inner = state.lock().unwrap();
+    if let Some(size) = inner.behaviour.api_answer_bytes {
+        const PIECE: u64 = 1 << 20;
+        let pieces = size.div_ceil(PIECE);
+        let stream = futures_util::stream::iter(
+            (0..pieces).map(|_| Ok::<_, std::io::Error>(bytes::Bytes::from(vec![b' '; PIECE as usize]))),
+        );
+        return Response::builder()
+            .header("content-type", "application/json")
+            .body(Body::from_stream(stream))
+            .unwrap();
+    }
     let blobs = query
         .split('&')
         .any(|kv| matches!(kv.to_ascii_lowercase().as_str(), "blobs=true" | "blobs=1"));
