@@ -495,6 +495,27 @@ pub fn verify_with(
     Ok(Some(report))
 }
 
+/// Every check mdl makes of a weight file before libtorch sees it — format
+/// detection, the largest-tensor scan, the structure check — on `data` written
+/// to a temporary file named `name`. For the fuzz targets (`fuzz/`) and their
+/// regression inputs: any bytes must give `Ok` or `Err`, never a panic, a hang
+/// or unbounded memory.
+#[doc(hidden)]
+pub fn fuzz_weight_file_named(data: &[u8], name: &str) -> std::io::Result<()> {
+    let dir = tempfile::tempdir()?;
+    let path = dir.path().join(name);
+    std::fs::write(&path, data)?;
+    let _ = largest_tensor(&path);
+    let _ = check_file(&path, Device::Cpu);
+    Ok(())
+}
+
+/// [`fuzz_weight_file_named`] as a `.pt` file.
+#[doc(hidden)]
+pub fn fuzz_weight_file(data: &[u8]) -> std::io::Result<()> {
+    fuzz_weight_file_named(data, "model.pt")
+}
+
 /// Structure checks in this process (no libtorch).
 pub fn check_file(path: &Path, device: Device) -> Result<Option<FileReport>, VerifyError> {
     verify_with(path, |format| check_structure(path, format, device))
@@ -616,6 +637,44 @@ mod tests {
                 assert_eq!(report.dtypes, dtypes, "{name}");
             }
         }
+    }
+
+    /// Inputs the fuzzers found or were seeded with (`fuzz/regressions/`,
+    /// `fuzz/corpus/`): each still gives `Ok` or `Err`, and quickly.
+    #[test]
+    fn fuzz_regressions_stay_fixed() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
+        let mut count = 0;
+        for kind in ["regressions", "corpus"] {
+            for target in ["pickle", "torch_file", "safetensors", "config", "lockfile"] {
+                for entry in std::fs::read_dir(root.join(kind).join(target))
+                    .into_iter()
+                    .flatten()
+                    .flatten()
+                {
+                    let data = std::fs::read(entry.path()).unwrap();
+                    let started = Instant::now();
+                    match target {
+                        "pickle" => {
+                            let _ = pickle::read(&data, &mut 0);
+                        }
+                        "torch_file" => fuzz_weight_file(&data).unwrap(),
+                        "safetensors" => fuzz_weight_file_named(&data, "model.safetensors").unwrap(),
+                        "config" => {
+                            let text = String::from_utf8_lossy(&data);
+                            let _ = crate::config::Config::parse(Path::new("config.yaml"), &text, &[]);
+                        }
+                        _ => {
+                            let text = String::from_utf8_lossy(&data);
+                            let _ = crate::lock::Lockfile::parse(Path::new("models.lock"), &text);
+                        }
+                    }
+                    assert!(started.elapsed().as_secs() < 10, "{}", entry.path().display());
+                    count += 1;
+                }
+            }
+        }
+        assert!(count > 0, "the fuzz corpus is committed");
     }
 
     #[test]
