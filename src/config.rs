@@ -860,6 +860,15 @@ impl Config {
         &self.presets
     }
 
+    /// Verifies every model on `device` for this run (`--device`, e.g. CPU in
+    /// a build stage without a GPU when the config says `cuda`).
+    pub fn override_device(&mut self, device: Device) {
+        self.device = device;
+        for spec in &mut self.specs {
+            spec.device = device;
+        }
+    }
+
     /// The effective configuration as YAML, defaults filled in (`mdl config`).
     pub fn effective_yaml(&self) -> String {
         let mut models = self.models.clone();

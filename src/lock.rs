@@ -34,8 +34,12 @@ pub enum LockError {
         #[source]
         source: std::io::Error,
     },
-    #[error("the lockfile `{}` needs to be updated, but `--locked` was passed", path.display())]
-    NeedsUpdate { path: PathBuf, reasons: Vec<String> },
+    #[error("the lockfile `{}` needs to be updated, but `{flag}` was passed", path.display())]
+    NeedsUpdate {
+        path: PathBuf,
+        reasons: Vec<String>,
+        flag: &'static str,
+    },
     #[error("the lockfile `{}` does not match the config, and `--offline` forbids resolving models", path.display())]
     OfflineNeedsResolve { path: PathBuf, reasons: Vec<String> },
 }
@@ -67,6 +71,26 @@ pub enum LockMode {
     Locked,
     /// No network resolution (`--offline`); the lock must match.
     Offline,
+    /// Never resolve, never download (`--frozen` = `--locked --offline`, as
+    /// cargo's): the lock must match and every file must already be there.
+    Frozen,
+}
+
+impl LockMode {
+    /// The flag that set this mode, for messages.
+    pub fn flag(self) -> &'static str {
+        match self {
+            LockMode::Write => "",
+            LockMode::Locked => "--locked",
+            LockMode::Offline => "--offline",
+            LockMode::Frozen => "--frozen",
+        }
+    }
+
+    /// Whether downloading is forbidden.
+    pub fn offline(self) -> bool {
+        matches!(self, LockMode::Offline | LockMode::Frozen)
+    }
 }
 
 /// Which locked models to re-resolve.
@@ -148,7 +172,11 @@ impl<'a> LockDelta<'a> {
         }
         let path = path.to_path_buf();
         Err(match mode {
-            LockMode::Locked => LockError::NeedsUpdate { path, reasons },
+            LockMode::Locked | LockMode::Frozen => LockError::NeedsUpdate {
+                path,
+                reasons,
+                flag: mode.flag(),
+            },
             _ => LockError::OfflineNeedsResolve { path, reasons },
         })
     }

@@ -161,8 +161,8 @@ pub struct Origin<'a> {
 /// Why the plan cannot be carried out.
 #[derive(Debug, thiserror::Error)]
 pub enum PlanError {
-    #[error("`{label}` must be downloaded, but mdl is offline")]
-    Offline { label: String },
+    #[error("`{label}` must be downloaded, but mdl is {}", if *frozen { "frozen (`--frozen`)" } else { "offline" })]
+    Offline { label: String, frozen: bool },
     #[error("the local model `{model}` changed since it was locked: `{path}`")]
     LocalChanged { model: String, path: String },
     #[error(transparent)]
@@ -172,6 +172,10 @@ pub enum PlanError {
 impl PlanError {
     pub fn hint(&self) -> Option<String> {
         match self {
+            PlanError::Offline { frozen: true, .. } => Some(
+                "run `mdl sync --locked` where the network is allowed (e.g. an earlier build stage with a cache mount)"
+                    .into(),
+            ),
             PlanError::Offline { .. } => {
                 Some("run without `--offline` (and unset `HF_HUB_OFFLINE`) to download it".into())
             }
@@ -244,14 +248,23 @@ impl Plan {
         if self.fetch.is_empty() {
             return Ok(Vec::new());
         }
-        if mode == LockMode::Offline {
+        if mode.offline() {
             return Err(Refusal {
-                summary: format!("{} file(s) must be downloaded, but mdl is offline", self.fetch.len()),
+                summary: format!(
+                    "{} file(s) must be downloaded, but `{}` forbids it",
+                    self.fetch.len(),
+                    if mode == LockMode::Frozen {
+                        "--frozen"
+                    } else {
+                        "--offline"
+                    }
+                ),
                 errors: self
                     .fetch
                     .iter()
                     .map(|(f, _)| PlanError::Offline {
                         label: format!("{}/{}", f.model, f.file.path),
+                        frozen: mode == LockMode::Frozen,
                     })
                     .collect(),
             });

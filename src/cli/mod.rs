@@ -103,6 +103,11 @@ impl Context {
     }
 }
 
+pub fn parse_device(text: &str) -> Result<mdl::config::Device, String> {
+    mdl::config::Device::parse(text)
+        .ok_or_else(|| format!("`{text}` is not a device: write cpu, cuda, cuda:N, mps or auto"))
+}
+
 fn parse_link_mode(text: &str) -> Result<mdl::fs::LinkMode, String> {
     mdl::fs::LinkMode::parse(text)
         .ok_or_else(|| format!("`{text}` is not a link mode: write auto, reflink, hardlink or copy"))

@@ -223,3 +223,30 @@ fn ci_progress_is_plain_lines() {
     let quiet = ctx.mdl(&["sync", "-q", "--force", "--no-verify"]).success();
     assert_eq!(quiet.stderr(), "", "-q prints nothing on success");
 }
+
+#[test]
+fn frozen_never_resolves_and_never_downloads() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config(STANDARD_CONFIG);
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    ctx.hub.clear_requests();
+    ctx.mdl(&["sync", "--frozen", "--no-verify"]).success();
+    assert!(ctx.requests().is_empty(), "{:?}", ctx.requests());
+
+    std::fs::remove_file(ctx.models().join("huggingface_acme--tiny-bert/config.json")).unwrap();
+    ctx.clear_shared_store();
+    ctx.mdl(&["sync", "--frozen", "--no-verify"])
+        .failure(1)
+        .snap("sync_frozen_needs_download")
+        .stderr_has("must be downloaded, but mdl is frozen (`--frozen`)");
+    ctx.write_config(&STANDARD_CONFIG.replace("tiny-gpt@v1.0", "tiny-gpt@main"));
+    ctx.mdl(&["sync", "--frozen", "--no-verify"])
+        .failure(2)
+        .stderr_has("needs to be updated, but `--frozen` was passed");
+    assert!(
+        ctx.requests().is_empty(),
+        "--frozen made no request: {:?}",
+        ctx.requests()
+    );
+}

@@ -243,3 +243,17 @@ fn a_memo_bomb_is_a_malformed_pickle_not_a_crash() {
         started.elapsed()
     );
 }
+
+#[test]
+fn device_overrides_the_config_for_one_run() {
+    let ctx = TestContext::new();
+    verify_hub(&ctx);
+    ctx.write_config("device: cuda\nmodels:\n  require: [acme/st]\n");
+    ctx.mdl(&["sync", "--device", "cpu"])
+        .success()
+        .stderr_has("Verified acme/st on cpu");
+    ctx.mdl(&["verify", "--device", "cpu"]).success().stderr_has("on cpu");
+    ctx.mdl(&["verify"])
+        .failure(1)
+        .stderr_has("libtorch sees no CUDA device");
+}

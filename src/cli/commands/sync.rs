@@ -14,6 +14,13 @@ pub struct SyncArgs {
     /// Use no network for resolution; fail if anything must be downloaded.
     #[arg(long, env = mdl::env::HF_HUB_OFFLINE, value_parser = clap::builder::FalseyValueParser::new())]
     pub offline: bool,
+    /// `--locked --offline`: never resolve, never download (as cargo's).
+    #[arg(long, conflicts_with = "upgrade")]
+    pub frozen: bool,
+    /// Verify on this device for this run, whatever the config says (`cpu`,
+    /// `cuda`, `cuda:N`, `mps`, `auto`).
+    #[arg(long, value_name = "DEVICE", value_parser = crate::cli::parse_device)]
+    pub device: Option<mdl::config::Device>,
     /// Re-resolve locked models (all, or the NAMEs given) before syncing.
     #[arg(long, value_name = "NAME", num_args = 0..)]
     pub upgrade: Option<Vec<String>>,
@@ -35,7 +42,10 @@ pub struct SyncArgs {
 }
 
 pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
-    let config = context.load_config(&args.preset)?;
+    let mut config = context.load_config(&args.preset)?;
+    if let Some(device) = args.device {
+        config.override_device(device);
+    }
     if args.locked && args.upgrade.is_some() {
         return Err(Error::usage(
             "`--locked` and `--upgrade` contradict each other",
@@ -55,7 +65,9 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
         ));
     }
     let options = SyncOptions {
-        mode: if args.locked {
+        mode: if args.frozen || (args.locked && offline) {
+            LockMode::Frozen
+        } else if args.locked {
             LockMode::Locked
         } else if offline {
             LockMode::Offline

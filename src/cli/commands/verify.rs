@@ -8,10 +8,16 @@ use crate::cli::{runtime, Context};
 pub struct VerifyArgs {
     /// Models to verify (default: all).
     pub names: Vec<String>,
+    /// Verify on this device for this run, whatever the config says.
+    #[arg(long, value_name = "DEVICE", value_parser = crate::cli::parse_device)]
+    pub device: Option<mdl::config::Device>,
 }
 
 pub fn run(context: &Context, args: VerifyArgs) -> Result<(), Error> {
-    let config = context.load_config(&[])?;
+    let mut config = context.load_config(&[])?;
+    if let Some(device) = args.device {
+        config.override_device(device);
+    }
     let project = context.project(config);
     let checks = runtime().block_on(project.verify(&args.names))?;
     print_checks(context, &checks)
