@@ -93,7 +93,7 @@ impl fmt::Display for Device {
 }
 
 /// How a model is verified after it is synced.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifyOptions {
     /// Load the weights with libtorch (default true). `verify: false` skips it.
@@ -120,7 +120,7 @@ pub struct Requirement {
     pub verify: Option<VerifyOptions>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct RequirementTable {
     id: String,
@@ -135,7 +135,56 @@ struct RequirementTable {
     #[serde(default)]
     device: Option<String>,
     #[serde(default, deserialize_with = "verify_options")]
+    #[schemars(with = "Option<VerifyField>")]
     verify: Option<VerifyOptions>,
+}
+
+/// `verify:` as the schema describes it: a flag or a table.
+#[derive(schemars::JsonSchema)]
+#[serde(untagged)]
+#[allow(dead_code)] // only its schema is used
+enum VerifyField {
+    /// `false` skips loading this model.
+    Flag(bool),
+    Table(VerifyOptions),
+}
+
+impl schemars::JsonSchema for Requirement {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Requirement".into()
+    }
+
+    fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        let table = generator.subschema_for::<RequirementTable>();
+        schemars::json_schema!({
+            "description": "A model: an identifier (`huggingface:org/name@rev`, `url:https://…`, `torchvision:resnet18`, `pytorch_hub:owner/repo[:ref]/entry`, `local:path`, a bare `org/name` or name), or a table with `id` and options.",
+            "anyOf": [{ "type": "string", "minLength": 1 }, table]
+        })
+    }
+}
+
+impl schemars::JsonSchema for ByteSize {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "ByteSize".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "description": "A size: a number of bytes, or a number with a unit (`512MiB`, `4 GB`).",
+            "anyOf": [
+                { "type": "integer", "minimum": 0 },
+                { "type": "string", "pattern": "^\\s*[0-9]+(\\.[0-9]+)?\\s*([kKmMgGtT]i?[bB]?|[bB])?\\s*$" }
+            ]
+        })
+    }
+}
+
+/// The JSON Schema of `config.yaml`, generated from the types that parse it
+/// (`config.schema.json` at the repository root is this, committed).
+pub fn json_schema() -> serde_json::Value {
+    let mut schema = serde_json::to_value(schemars::schema_for!(ConfigFile)).expect("a schema serialises");
+    schema["title"] = "mdl config.yaml".into();
+    schema
 }
 
 /// `verify: false`, `verify: true` or `verify: { forward: [...] }`.
@@ -187,7 +236,7 @@ impl<'de> Deserialize<'de> for Requirement {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct HuggingfaceSource {
     #[serde(default = "yes")]
@@ -206,7 +255,7 @@ impl Default for HuggingfaceSource {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UrlSource {
     #[serde(default = "yes")]
@@ -232,7 +281,7 @@ impl Default for UrlSource {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct TorchvisionSource {
     #[serde(default = "yes")]
@@ -256,7 +305,7 @@ impl Default for TorchvisionSource {
     }
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct EnabledOnly {
     #[serde(default = "yes")]
@@ -270,7 +319,7 @@ impl Default for EnabledOnly {
 }
 
 /// PyTorch Hub: GitHub repositories with a `hubconf.py`.
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PytorchHubSource {
     #[serde(default = "yes")]
@@ -287,7 +336,7 @@ pub struct PytorchHubSource {
     pub weights: BTreeMap<String, WeightUrls>,
 }
 
-#[derive(Clone, Debug, Deserialize, Serialize)]
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(untagged)]
 pub enum WeightUrls {
     One(String),
@@ -314,7 +363,7 @@ impl Default for PytorchHubSource {
     }
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Sources {
     #[serde(default)]
@@ -364,7 +413,7 @@ pub const BUILTIN_PRESETS: &[(&str, &[&str])] = &[
     ),
 ];
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Download {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -394,7 +443,7 @@ pub struct Download {
     pub sources: Sources,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Models {
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -413,7 +462,7 @@ pub struct Models {
     pub download: Download,
 }
 
-#[derive(Clone, Debug, Default, Deserialize, Serialize)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 struct ConfigFile {
     #[serde(default)]
@@ -427,7 +476,7 @@ struct ConfigFile {
 }
 
 /// How verification may use the machine (top-level `verify:`).
-#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct VerifySettings {
     /// Bytes of tensors the verifier may hold at once, across the files it
@@ -911,6 +960,22 @@ fn locate(raw: &str, needle: &str) -> Option<(usize, usize)> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `config.schema.json` is what the types generate; `MDL_UPDATE_SCHEMA=1`
+    /// rewrites it after a change to them.
+    #[test]
+    fn the_committed_schema_is_the_generated_one() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("config.schema.json");
+        let generated = serde_json::to_string_pretty(&json_schema()).unwrap() + "\n";
+        if std::env::var_os("MDL_UPDATE_SCHEMA").is_some() {
+            std::fs::write(&path, &generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(&path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "config.schema.json is out of date: run `MDL_UPDATE_SCHEMA=1 cargo test -p mdl --lib schema` and commit it"
+        );
+    }
 
     fn parse(raw: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("config.yaml"), raw, &[])

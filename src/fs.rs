@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 /// How files are placed from the shared store into `models/`
 /// (`download.link_mode`, `--link-mode`).
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LinkMode {
     /// Reflink, else hard link, else copy.

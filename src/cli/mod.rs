@@ -2,6 +2,7 @@
 //! in one voice (a sentence, its causes, then `hint:` lines).
 
 mod commands;
+pub mod json;
 mod printer;
 
 use std::path::PathBuf;
@@ -71,6 +72,12 @@ pub enum Command {
     Cache(commands::cache::CacheArgs),
     /// Print the effective configuration, defaults filled in.
     Config,
+    /// Write a commented starter config.yaml (never overwrites one).
+    Init(commands::init::InitArgs),
+    /// Print a shell completion script (bash, zsh, fish, powershell, elvish).
+    Completions(commands::completions::CompletionsArgs),
+    /// Print the JSON Schema of config.yaml.
+    Schema,
 }
 
 pub struct Context {
@@ -145,6 +152,9 @@ pub fn main() -> ExitCode {
         Command::Du(args) => commands::du::run(&context, args),
         Command::Cache(args) => commands::cache::run(&context, args),
         Command::Config => commands::config::run(&context),
+        Command::Init(args) => commands::init::run(&context, args),
+        Command::Completions(args) => commands::completions::run(&context, args),
+        Command::Schema => commands::schema::run(&context),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

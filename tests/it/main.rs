@@ -6,6 +6,7 @@ mod cache;
 mod common;
 #[cfg(feature = "failpoints")]
 mod crash;
+mod examples;
 mod interop;
 mod lock;
 mod manage;

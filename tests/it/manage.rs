@@ -144,3 +144,49 @@ fn du_and_config_report() {
         "{config}"
     );
 }
+
+#[test]
+fn init_add_sync_json_as_a_new_user_would() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.mdl(&["init"]).success().stderr_has("Created");
+    ctx.mdl(&["init"]).failure(2).stderr_has("already exists");
+    ctx.mdl(&["add", "acme/tiny-bert"]).success();
+    assert!(
+        ctx.read_str("config.yaml").contains("# The models this project wants"),
+        "comments kept"
+    );
+    let sync: serde_json::Value = serde_json::from_str(&ctx.mdl(&["sync", "--json"]).success().stdout()).unwrap();
+    assert_eq!(sync["version"], 1);
+    assert_eq!(sync["command"], "sync");
+    assert_eq!(sync["models"][0]["name"], "acme/tiny-bert");
+    assert_eq!(sync["models"][0]["status"], "verified");
+    let lock: serde_json::Value = serde_json::from_str(&ctx.mdl(&["lock", "--json"]).success().stdout()).unwrap();
+    assert_eq!(
+        (lock["command"].as_str(), lock["written"].as_bool()),
+        (Some("lock"), Some(false))
+    );
+    std::fs::remove_file(ctx.models().join("huggingface_acme--tiny-bert/config.json")).unwrap();
+    let plan: serde_json::Value =
+        serde_json::from_str(&ctx.mdl(&["sync", "--dry-run", "--json"]).success().stdout()).unwrap();
+    assert_eq!(plan["fetch"][0]["path"], "config.json");
+    assert_eq!(plan["fetch"][0]["reason"], "missing");
+    let verify: serde_json::Value = serde_json::from_str(&ctx.mdl(&["verify", "--json"]).success().stdout()).unwrap();
+    assert_eq!(verify["models"][0]["status"], "verified");
+    assert_eq!(verify["models"][0]["remembered"], false, "verify reloads");
+}
+
+#[test]
+fn completions_and_the_schema_are_printed() {
+    let ctx = TestContext::new();
+    for shell in ["bash", "zsh", "fish", "powershell"] {
+        let out = ctx.mdl(&["completions", shell]).success().stdout();
+        assert!(out.contains("sync") && out.len() > 500, "{shell}");
+    }
+    let schema: serde_json::Value = serde_json::from_str(&ctx.mdl(&["schema"]).success().stdout()).unwrap();
+    let committed: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("config.schema.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(schema, committed);
+}

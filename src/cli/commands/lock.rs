@@ -12,6 +12,9 @@ pub struct LockArgs {
     /// Fail instead of changing the lockfile.
     #[arg(long)]
     pub locked: bool,
+    /// Print what was done as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn upgrade_from(arg: Option<Vec<String>>) -> Upgrade {
@@ -34,6 +37,9 @@ pub fn run(context: &Context, args: LockArgs) -> Result<(), Error> {
     let mode = if args.locked { LockMode::Locked } else { LockMode::Write };
     let outcome = runtime().block_on(project.lock(&upgrade_from(args.upgrade), mode))?;
     let p = &context.printer;
+    if args.json {
+        crate::cli::json::print(crate::cli::json::lock(&outcome));
+    }
     if outcome.downloaded_files > 0 {
         p.status(
             "Fetched",

@@ -2,11 +2,14 @@
 pub mod add;
 pub mod cache;
 pub mod clean;
+pub mod completions;
 pub mod config;
 pub mod du;
+pub mod init;
 pub mod list;
 pub mod lock;
 pub mod remove;
+pub mod schema;
 pub mod sync;
 pub mod verify;
 pub mod watch;

@@ -39,6 +39,9 @@ pub struct SyncArgs {
     /// Also want this preset for this run.
     #[arg(long, value_name = "NAME")]
     pub preset: Vec<String>,
+    /// Print what was done (or, with `--dry-run`, the plan) as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
 }
 
 pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
@@ -84,8 +87,15 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
     let outcome = runtime().block_on(project.sync(&options))?;
     let p = &context.printer;
     if args.dry_run {
-        print!("{}", outcome.plan);
+        if args.json {
+            crate::cli::json::print(crate::cli::json::plan(&outcome.plan));
+        } else {
+            print!("{}", outcome.plan);
+        }
         return Ok(());
+    }
+    if args.json {
+        crate::cli::json::print(crate::cli::json::sync(&outcome));
     }
     if let Some(lock) = &outcome.lock {
         if lock.written {

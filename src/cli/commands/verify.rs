@@ -8,6 +8,9 @@ use crate::cli::{runtime, Context};
 pub struct VerifyArgs {
     /// Models to verify (default: all).
     pub names: Vec<String>,
+    /// Print the results as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
     /// Verify on this device for this run, whatever the config says.
     #[arg(long, value_name = "DEVICE", value_parser = crate::cli::parse_device)]
     pub device: Option<mdl::config::Device>,
@@ -20,5 +23,8 @@ pub fn run(context: &Context, args: VerifyArgs) -> Result<(), Error> {
     }
     let project = context.project(config);
     let checks = runtime().block_on(project.verify(&args.names))?;
+    if args.json {
+        crate::cli::json::print(crate::cli::json::verify(&checks));
+    }
     print_checks(context, &checks)
 }

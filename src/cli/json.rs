@@ -1,0 +1,81 @@
+//! `--json` output: one JSON document on stdout per command, in one shape
+//! documented in the README ("Machine-readable output"). Every document has
+//! `version` (this shape's version) and `command`; human output on stderr is
+//! unchanged.
+
+use mdl::ops::{LockOutcome, ModelCheck, SyncOutcome};
+use mdl::plan::{FetchReason, Plan};
+use serde_json::{json, Value};
+
+/// The version of the JSON documents below.
+pub const VERSION: u32 = 1;
+
+pub fn print(value: Value) {
+    println!("{}", serde_json::to_string_pretty(&value).expect("serialises"));
+}
+
+pub fn lock(outcome: &LockOutcome) -> Value {
+    json!({
+        "version": VERSION,
+        "command": "lock",
+        "written": outcome.written,
+        "models": outcome.lock.models.len(),
+        "resolved": outcome.resolved,
+        "kept": outcome.kept,
+        "removed": outcome.removed,
+        "downloaded": { "files": outcome.downloaded_files, "bytes": outcome.downloaded_bytes },
+        "linked": { "files": outcome.linked_files, "bytes": outcome.linked_bytes },
+    })
+}
+
+pub fn plan(plan: &Plan) -> Value {
+    let reason = |r: &FetchReason| match r {
+        FetchReason::Missing => "missing",
+        FetchReason::Changed => "changed",
+        FetchReason::Forced => "forced",
+    };
+    json!({
+        "version": VERSION,
+        "command": "sync --dry-run",
+        "cached": plan.cached.iter().map(|f| json!({ "model": f.model, "path": f.file.path, "size": f.file.size })).collect::<Vec<_>>(),
+        "fetch": plan.fetch.iter().map(|(f, r)| json!({ "model": f.model, "path": f.file.path, "size": f.file.size, "reason": reason(r) })).collect::<Vec<_>>(),
+        "fetch_bytes": plan.fetch_bytes(),
+        "extraneous": plan.extraneous,
+    })
+}
+
+pub fn checks(checks: &[ModelCheck]) -> Value {
+    Value::Array(
+        checks
+            .iter()
+            .map(|c| {
+                json!({
+                    "name": c.name,
+                    "status": c.verification.status,
+                    "device": c.verification.device,
+                    "remembered": c.cached,
+                    "error": c.verification.error,
+                    "files": c.verification.files,
+                })
+            })
+            .collect(),
+    )
+}
+
+pub fn sync(outcome: &SyncOutcome) -> Value {
+    json!({
+        "version": VERSION,
+        "command": "sync",
+        "lock": outcome.lock.as_ref().map(lock),
+        "fetched": { "files": outcome.fetched_files, "bytes": outcome.fetched_bytes },
+        "linked": { "files": outcome.linked_files, "bytes": outcome.linked_bytes, "mode": outcome.link_mode.as_str() },
+        "files": outcome.plan.cached.len() + outcome.plan.fetch.len(),
+        "extraneous": outcome.plan.extraneous,
+        "models": checks(&outcome.checks),
+        "elapsed_ms": outcome.elapsed_ms,
+    })
+}
+
+pub fn verify(checked: &[ModelCheck]) -> Value {
+    json!({ "version": VERSION, "command": "verify", "models": checks(checked) })
+}
