@@ -106,7 +106,11 @@ impl Error {
                 | lock::LockError::Version { .. },
             ) => 2,
             // A filter that drops a shard: the config must change.
-            Error::Verify(verify::VerifyError::MissingShard { .. } | verify::VerifyError::OverBudget { .. }) => 2,
+            Error::Verify(
+                verify::VerifyError::MissingShard { .. }
+                | verify::VerifyError::OverBudget { .. }
+                | verify::VerifyError::LibtorchVersion { .. },
+            ) => 2,
             Error::Many { errors, .. } if errors.iter().all(|e| e.exit_code() == 2) => 2,
             Error::Shared { source, .. } => source.exit_code(),
             _ => 1,

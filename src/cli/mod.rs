@@ -78,6 +78,8 @@ pub enum Command {
     Completions(commands::completions::CompletionsArgs),
     /// Print the JSON Schema of config.yaml.
     Schema,
+    /// Check the verifier, libtorch, devices, the Hub, the token, disk space and the lock.
+    Doctor(commands::doctor::DoctorArgs),
 }
 
 pub struct Context {
@@ -155,6 +157,7 @@ pub fn main() -> ExitCode {
         Command::Init(args) => commands::init::run(&context, args),
         Command::Completions(args) => commands::completions::run(&context, args),
         Command::Schema => commands::schema::run(&context),
+        Command::Doctor(args) => commands::doctor::run(&context, args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -22,6 +22,7 @@ use crate::store::{Caches, HfCache, SharedStore, Store, TorchHub};
 
 mod add;
 mod clean;
+mod doctor;
 mod du;
 mod list;
 mod lock;
@@ -31,6 +32,7 @@ mod verify;
 pub mod watch;
 
 pub use self::add::add;
+pub use self::doctor::Finding;
 pub use self::du::DiskUsage;
 pub use self::list::{ModelStatus, State};
 pub use self::lock::LockOutcome;

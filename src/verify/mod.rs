@@ -9,6 +9,7 @@
 //! offsets valid), and reports say that loading was not possible in this build.
 
 mod budget;
+pub mod libtorch_dir;
 mod models;
 pub mod pickle;
 mod shards;
@@ -151,6 +152,12 @@ pub enum VerifyError {
         bytes: u64,
         budget: u64,
     },
+    #[error("the libtorch found by {found_by} (`{}`) is version {found}, but mdl-torch was built for {}", lib.display(), libtorch_dir::NEEDED)]
+    LibtorchVersion {
+        found: String,
+        lib: std::path::PathBuf,
+        found_by: String,
+    },
     /// A failure of mdl itself, not of the model or the world.
     #[error("{what}")]
     Internal { what: String },
@@ -174,6 +181,11 @@ impl VerifyError {
             VerifyError::OverBudget { bytes, .. } => Some(format!(
                 "set `verify: {{ max_memory: ... }}` in config.yaml to at least {} (it counts tensor bytes held at once; libtorch's own ~250 MiB per helper comes on top), verify on a machine with more memory, or pass `--no-verify`",
                 crate::human_bytes(*bytes)
+            )),
+            VerifyError::LibtorchVersion { .. } => Some(format!(
+                "`{}` in that Python environment, or point `MDL_LIBTORCH` at a libtorch {} directory; `mdl doctor` shows which libtorch is used",
+                libtorch_dir::FIX,
+                libtorch_dir::NEEDED
             )),
             VerifyError::Io { .. } => None,
             VerifyError::Internal { .. } => Some("this is a bug in mdl: please report it with the output of `mdl -v`".into()),
@@ -247,8 +259,12 @@ impl Answer {
 /// crash inside libtorch on a hostile file cannot take `mdl` down with it.
 #[derive(Clone, Debug)]
 pub enum Verifier {
-    /// Load with libtorch through the helper at this path.
-    Helper(std::path::PathBuf),
+    /// Load with libtorch through the helper at `path`, with the libtorch found
+    /// at run time (`None`: the one the helper was built against).
+    Helper {
+        path: std::path::PathBuf,
+        libtorch: Option<libtorch_dir::Libtorch>,
+    },
     /// Only the structure can be checked, for this reason.
     StructureOnly { reason: String },
 }
@@ -273,7 +289,10 @@ impl Verifier {
                 .find(|p| p.is_file())
         });
         match helper {
-            Some(path) if path.is_file() => Verifier::Helper(path),
+            Some(path) if path.is_file() => Verifier::Helper {
+                path,
+                libtorch: libtorch_dir::find(),
+            },
             _ => Verifier::StructureOnly {
                 reason: "the libtorch helper `mdl-torch` is not installed next to `mdl`".into(),
             },
@@ -281,7 +300,22 @@ impl Verifier {
     }
 
     pub fn loads(&self) -> bool {
-        matches!(self, Verifier::Helper(_))
+        matches!(self, Verifier::Helper { .. })
+    }
+
+    /// Refuses a libtorch of another version than the helper's, saying which
+    /// is installed, which is needed, and how to fix it.
+    pub fn check_libtorch(&self) -> Result<(), VerifyError> {
+        match self {
+            Verifier::Helper {
+                libtorch: Some(found), ..
+            } if !found.matches() => Err(VerifyError::LibtorchVersion {
+                found: found.version.clone().unwrap_or_default(),
+                lib: found.lib.clone(),
+                found_by: found.found_by.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
     /// Verifies every request, the lanes in parallel (one helper process per
@@ -338,7 +372,9 @@ impl Verifier {
                 .iter()
                 .map(|r| check_file(&r.path, Device::parse(&r.device).unwrap_or_default()))
                 .collect(),
-            Verifier::Helper(helper) => run_helper(helper, requests, data_limit),
+            Verifier::Helper { path, libtorch } => {
+                run_helper(path, libtorch.as_ref().map(|l| l.lib.as_path()), requests, data_limit)
+            }
         }
     }
 }
@@ -353,6 +389,7 @@ pub fn helper_memory_limit(budget: u64) -> u64 {
 
 fn run_helper(
     helper: &Path,
+    libtorch: Option<&Path>,
     requests: &[Request],
     data_limit: Option<u64>,
 ) -> Vec<Result<Option<FileReport>, VerifyError>> {
@@ -363,6 +400,18 @@ fn run_helper(
         let Some(&first) = pending.first() else { break };
         let batch: Vec<&Request> = pending.iter().map(|i| &requests[*i]).collect();
         let mut command = std::process::Command::new(helper);
+        if let Some(lib) = libtorch {
+            // Ahead of the helper's RUNPATH (the build-time location).
+            let mut paths = vec![lib.to_path_buf()];
+            paths.extend(
+                std::env::var_os("LD_LIBRARY_PATH")
+                    .map(|v| std::env::split_paths(&v).collect::<Vec<_>>())
+                    .unwrap_or_default(),
+            );
+            if let Ok(joined) = std::env::join_paths(paths) {
+                command.env("LD_LIBRARY_PATH", joined);
+            }
+        }
         command
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())

@@ -100,6 +100,7 @@ pub async fn verify_models(
         checks.push(check);
     }
     if !requests.is_empty() {
+        verifier.check_libtorch()?;
         // Within the memory budget, spread over the cores.
         let budget = config
             .verify

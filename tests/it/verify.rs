@@ -257,3 +257,54 @@ fn device_overrides_the_config_for_one_run() {
         .failure(1)
         .stderr_has("libtorch sees no CUDA device");
 }
+
+/// A fake `torch` package of another version (what `pip install torch==2.5.1` leaves).
+fn other_torch(ctx: &TestContext) -> std::path::PathBuf {
+    let torch = ctx.path().join("other-venv/torch");
+    std::fs::create_dir_all(torch.join("lib")).unwrap();
+    std::fs::write(torch.join("version.py"), "__version__ = '2.5.1+cpu'\n").unwrap();
+    torch
+}
+
+#[test]
+fn the_verifier_finds_libtorch_at_run_time_and_refuses_another_version() {
+    let mut ctx = TestContext::new();
+    verify_hub(&ctx);
+    ctx.write_config("models:\n  require: [acme/st]\n");
+    // The project's own torch, named explicitly: used from there.
+    let real = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join(".venv/lib/python3.11/site-packages/torch");
+    ctx.env
+        .push(("MDL_LIBTORCH".into(), real.to_string_lossy().into_owned()));
+    ctx.mdl(&["sync"]).success().stderr_has("Verified acme/st on cpu");
+
+    ctx.env.clear();
+    ctx.env
+        .push(("MDL_LIBTORCH".into(), other_torch(&ctx).to_string_lossy().into_owned()));
+    ctx.mdl(&["verify"])
+        .failure(2)
+        .stderr_has("is version 2.5.1+cpu, but mdl-torch was built for 2.13")
+        .stderr_has("`pip install torch==2.13.0`");
+    let doctor = ctx.mdl(&["doctor"]).failure(1);
+    assert!(doctor.stderr().contains("PROBLEM libtorch"), "{}", doctor.stderr());
+}
+
+#[test]
+fn doctor_explains_an_unreachable_endpoint_and_changes_nothing() {
+    let mut ctx = TestContext::new();
+    verify_hub(&ctx);
+    ctx.write_config("models:\n  require: [acme/st]\n");
+    ctx.mdl(&["sync"]).success();
+    let before = ctx.snapshot();
+    let report: serde_json::Value = serde_json::from_str(&ctx.mdl(&["doctor", "--json"]).success().stdout()).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    ctx.env.push(("HF_ENDPOINT".into(), "http://127.0.0.1:9".into()));
+    let run = ctx.mdl(&["doctor"]).failure(1);
+    assert!(
+        run.stderr()
+            .contains("PROBLEM endpoint `http://127.0.0.1:9` is unreachable"),
+        "{}",
+        run.stderr()
+    );
+    assert!(run.stderr().contains("no Hub token"), "{}", run.stderr());
+    assert_same(&before, &ctx.snapshot(), "doctor changes nothing");
+}

@@ -14,6 +14,18 @@ use mdl::verify::{Answer, FileReport, Request, VerifyError};
 mod libtorch;
 
 fn main() -> ExitCode {
+    if std::env::args().nth(1).as_deref() == Some("--devices") {
+        // For `mdl doctor`: what this libtorch sees.
+        println!(
+            "{}",
+            serde_json::json!({
+                "cuda_devices": tch::Cuda::device_count(),
+                "cudnn": tch::Cuda::cudnn_is_available(),
+                "threads": tch::get_num_threads(),
+            })
+        );
+        return ExitCode::SUCCESS;
+    }
     let mut input = Vec::new();
     if let Err(e) = std::io::stdin().read_to_end(&mut input) {
         eprintln!("mdl-torch: could not read requests: {e}");

@@ -4,6 +4,7 @@ pub mod cache;
 pub mod clean;
 pub mod completions;
 pub mod config;
+pub mod doctor;
 pub mod du;
 pub mod init;
 pub mod list;

@@ -1,0 +1,189 @@
+//! `mdl doctor`: what this machine and project look like to mdl — the
+//! verifier and its libtorch, the devices libtorch sees, whether the Hub is
+//! reachable, whether a token is set (never its value), free space against
+//! the lock's size, a stale lock. It changes nothing.
+
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::verify::{libtorch_dir, Verifier};
+
+use super::Project;
+
+/// One finding: what was checked, what was found, and whether it is a problem.
+#[derive(Clone, Debug, Serialize)]
+pub struct Finding {
+    pub check: &'static str,
+    pub ok: bool,
+    pub detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub hint: Option<String>,
+}
+
+impl Project {
+    pub async fn doctor(&self) -> Vec<Finding> {
+        let mut out = Vec::new();
+        let mut add = |check, ok, detail: String, hint: Option<&str>| {
+            out.push(Finding {
+                check,
+                ok,
+                detail,
+                hint: hint.map(str::to_string),
+            })
+        };
+
+        // The verifier and its libtorch.
+        match Verifier::discover() {
+            Verifier::StructureOnly { reason } => add(
+                "verifier",
+                false,
+                format!("models are not loaded: {reason}"),
+                Some("install `mdl-torch` next to `mdl` (`cargo install --path crates/mdl-torch`)"),
+            ),
+            Verifier::Helper { path, libtorch } => {
+                add("verifier", true, format!("`{}`", path.display()), None);
+                match &libtorch {
+                    Some(found) if found.matches() => add(
+                        "libtorch",
+                        true,
+                        format!(
+                            "{} at `{}` (found by {}); mdl-torch needs {}",
+                            found.version.as_deref().unwrap_or("version unknown"),
+                            found.lib.display(),
+                            found.found_by,
+                            libtorch_dir::NEEDED
+                        ),
+                        None,
+                    ),
+                    Some(found) => add(
+                        "libtorch",
+                        false,
+                        format!(
+                            "{} at `{}` (found by {}), but mdl-torch needs {}",
+                            found.version.as_deref().unwrap_or("?"),
+                            found.lib.display(),
+                            found.found_by,
+                            libtorch_dir::NEEDED
+                        ),
+                        Some(libtorch_dir::FIX),
+                    ),
+                    None => add(
+                        "libtorch",
+                        true,
+                        "none found by `MDL_LIBTORCH`, `LIBTORCH` or Python; mdl-torch uses the one it was built against".into(),
+                        None,
+                    ),
+                }
+                let mut command = std::process::Command::new(&path);
+                command.arg("--devices");
+                if let Some(found) = &libtorch {
+                    command.env("LD_LIBRARY_PATH", &found.lib);
+                }
+                match command.output() {
+                    Ok(o) if o.status.success() => add(
+                        "devices",
+                        true,
+                        String::from_utf8_lossy(&o.stdout).trim().to_string(),
+                        None,
+                    ),
+                    Ok(o) => add(
+                        "devices",
+                        false,
+                        format!(
+                            "mdl-torch could not start libtorch: {}",
+                            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").trim()
+                        ),
+                        Some("set `MDL_LIBTORCH` to a libtorch 2.13 directory, or `pip install torch==2.13.0`"),
+                    ),
+                    Err(e) => add("devices", false, format!("mdl-torch did not run: {e}"), None),
+                }
+            }
+        }
+
+        // The Hub, briefly.
+        let url = format!("{}/api/models?limit=1", self.endpoint);
+        let reached = reqwest::Client::builder()
+            .timeout(Duration::from_secs(3))
+            .build()
+            .expect("client")
+            .get(&url)
+            .send()
+            .await;
+        match reached {
+            Ok(r) => add("endpoint", true, format!("`{}` answered {}", self.endpoint, r.status()), None),
+            Err(e) => add(
+                "endpoint",
+                false,
+                format!("`{}` is unreachable: {}", self.endpoint, crate::http::describe_reqwest(&e)),
+                Some("check the network, proxies and `HF_ENDPOINT`; `mdl sync --frozen` works from a complete lock without it"),
+            ),
+        }
+        add(
+            "token",
+            true,
+            if self.token.is_some() {
+                "a Hub token is set (not shown)"
+            } else {
+                "no Hub token (public repos only)"
+            }
+            .into(),
+            None,
+        );
+
+        // The project.
+        match self.read_lock() {
+            Ok(Some(lock)) => {
+                let stale = lock.differences(&self.config.specs);
+                add(
+                    "lock",
+                    stale.is_empty(),
+                    if stale.is_empty() {
+                        "models.lock matches the config".to_string()
+                    } else {
+                        stale.join("; ")
+                    },
+                    (!stale.is_empty()).then_some("run `mdl lock`"),
+                );
+                let size: u64 = lock.models.values().map(|m| m.size()).sum();
+                if let Some(free) = crate::fs::free_space(self.store.root()) {
+                    add(
+                        "space",
+                        free >= size,
+                        format!(
+                            "the lock's models take {}; {} free at `{}`",
+                            crate::human_bytes(size),
+                            crate::human_bytes(free),
+                            self.store.root().display()
+                        ),
+                        (free < size).then_some("free space, or point `models.download.cache_dir` elsewhere"),
+                    );
+                }
+            }
+            Ok(None) => add("lock", true, "no models.lock yet".into(), None),
+            Err(e) => add(
+                "lock",
+                false,
+                e.to_string(),
+                e.hint()
+                    .as_deref()
+                    .map(|_| "restore it from git, or delete it and run `mdl lock`"),
+            ),
+        }
+        if let Some(shared) = &self.caches.shared {
+            let usage = shared.usage();
+            add(
+                "store",
+                true,
+                format!(
+                    "`{}`: {} blob(s), {}",
+                    shared.root().display(),
+                    usage.blobs,
+                    crate::human_bytes(usage.bytes)
+                ),
+                None,
+            );
+        }
+        out
+    }
+}
