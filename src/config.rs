@@ -973,7 +973,7 @@ mod tests {
         let committed = std::fs::read_to_string(&path).unwrap_or_default();
         assert!(
             committed == generated,
-            "config.schema.json is out of date: run `MDL_UPDATE_SCHEMA=1 cargo test -p mdl --lib schema` and commit it"
+            "config.schema.json is out of date: run `MDL_UPDATE_SCHEMA=1 cargo test -p mdl-cli --lib schema` and commit it"
         );
     }
 

@@ -81,3 +81,71 @@ fn hub_only_examples_sync_against_the_emulator() {
     );
     assert_eq!(ctx.read("models/huggingface_eval-set/data.jsonl"), b"{}\n");
 }
+
+/// The `RUN` lines of `examples/Dockerfile` that run mdl, as a shell script in
+/// a temporary project (the lines that install Python, Rust and mdl are what
+/// this test environment already is), with the emulator as the Hub.
+#[test]
+fn the_dockerfiles_mdl_lines_run_as_a_shell_script() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config("models:\n  require: [acme/tiny-bert]\n");
+    ctx.mdl(&["lock"]).success();
+    std::fs::remove_dir_all(ctx.models()).unwrap();
+    let dockerfile = std::fs::read_to_string(repo().join("examples/Dockerfile")).unwrap();
+    let joined = dockerfile.replace("\\\n", " ");
+    let lines: Vec<String> = joined
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("RUN "))
+        .filter(|l| l.contains("mdl sync") || l.contains("mdl lock"))
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().filter(|w| !w.starts_with("--mount=")).collect();
+            words
+                .join(" ")
+                .replace("/root/.cargo/bin/mdl", env!("CARGO_BIN_EXE_mdl"))
+        })
+        .collect();
+    assert!(!lines.is_empty(), "the Dockerfile syncs");
+    let script = format!("set -euo pipefail\n{}\n", lines.join("\n"));
+    let out = std::process::Command::new("bash")
+        .args(["-c", &script])
+        .current_dir(ctx.path())
+        .env("HF_ENDPOINT", ctx.hub.url())
+        .env("HF_HOME", ctx.path().join(".hf-home"))
+        .env("MDL_CACHE_DIR", ctx.path().join(".mdl-cache"))
+        .env("CI", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{script}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        ctx.read("models/huggingface_acme--tiny-bert/model.safetensors"),
+        SAFETENSORS
+    );
+    // `--link-mode copy`: the image layer owns its bytes (no link into the store).
+    use std::os::unix::fs::MetadataExt;
+    let meta = std::fs::metadata(ctx.models().join("huggingface_acme--tiny-bert/model.safetensors")).unwrap();
+    assert_eq!(meta.nlink(), 1);
+}
+
+#[test]
+fn the_ci_recipe_syncs_locked_and_caches_the_store() {
+    let text = std::fs::read_to_string(repo().join("examples/ci.yml")).unwrap();
+    let workflow: serde_json::Value = serde_yaml_ng::from_str(&text).unwrap();
+    let steps = workflow["jobs"]["sync"]["steps"].as_array().unwrap();
+    let cache = steps
+        .iter()
+        .find(|s| s["uses"].as_str().is_some_and(|u| u.starts_with("actions/cache")))
+        .unwrap();
+    assert_eq!(cache["with"]["path"], "~/.cache/mdl");
+    assert!(cache["with"]["key"]
+        .as_str()
+        .unwrap()
+        .contains("hashFiles('models.lock')"));
+    assert!(steps
+        .iter()
+        .any(|s| s["run"].as_str().is_some_and(|r| r.contains("mdl sync --locked"))));
+}
