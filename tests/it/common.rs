@@ -58,16 +58,8 @@ impl Run {
     /// percentage lines dropped.
     #[track_caller]
     pub fn snap(self, name: &str) -> Run {
-        let text = format!(
-            "exit code: {}\n--- stderr\n{}--- stdout\n{}",
-            self.code(),
-            self.stderr(),
-            self.stdout()
-        );
-        let text = normalize_output(&text, &self.project, &self.hub);
-        insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
-            insta::assert_snapshot!(name, text);
-        });
+        let text = self.normalized();
+        assert_snapshot(name, text);
         self
     }
 
@@ -75,21 +67,23 @@ impl Run {
     /// mdl's own state files, whose sizes vary with inode numbers and timings.
     #[track_caller]
     pub fn snap_without_sizes(self, name: &str) -> Run {
+        let text = regex::Regex::new(r"\d+(\.\d+)? (B|KiB|MiB|GiB)\b")
+            .unwrap()
+            .replace_all(&self.normalized(), "[SIZE]")
+            .into_owned();
+        assert_snapshot(name, text);
+        self
+    }
+
+    /// Exit code, stderr and stdout, filtered as [`normalize_output`] does.
+    fn normalized(&self) -> String {
         let text = format!(
             "exit code: {}\n--- stderr\n{}--- stdout\n{}",
             self.code(),
             self.stderr(),
             self.stdout()
         );
-        let text = normalize_output(&text, &self.project, &self.hub);
-        let text = regex::Regex::new(r"\d+(\.\d+)? (B|KiB|MiB|GiB)\b")
-            .unwrap()
-            .replace_all(&text, "[SIZE]")
-            .into_owned();
-        insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
-            insta::assert_snapshot!(name, text);
-        });
-        self
+        normalize_output(&text, &self.project, &self.hub)
     }
 
     #[track_caller]
@@ -274,6 +268,13 @@ models:
       huggingface: { enabled: true }
       url: { enabled: true, verify_ssl: true, timeout_seconds: 300 }
 "#;
+
+#[track_caller]
+fn assert_snapshot(name: &str, text: String) {
+    insta::with_settings!({ prepend_module_to_snapshot => false, omit_expression => true }, {
+        insta::assert_snapshot!(name, text);
+    });
+}
 
 /// Output made comparable across runs and machines (see [`Run::snap`]).
 pub fn normalize_output(text: &str, project: &Path, hub: &str) -> String {
