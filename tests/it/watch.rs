@@ -257,3 +257,45 @@ fn sigint_stops_cleanly_and_leaves_only_resumable_partials() {
         .success();
     assert_eq!(ctx.read("sub/models/huggingface_acme--big/model.safetensors"), &big[..]);
 }
+
+/// `mdl watch` and `mdl sync` at once, on a file system where `flock` does not
+/// keep them apart: both end correct, and the project is whole.
+#[test]
+fn watch_and_sync_at_once_both_end_correct() {
+    let mut ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.hub.update_behaviour(|b| b.bandwidth = Some(1 << 20));
+    ctx.env.push(("MDL_TEST_FLOCK_NOOP".into(), "1".into()));
+    write(&ctx, "models:\n  require:\n    - acme/tiny-bert\n");
+    let mut w = Watcher::start(&ctx, &["--no-verify"]);
+    w.synced_where(|e| !names(e, "added").is_empty());
+    // A change the watcher acts on, and a sync of the same project meanwhile.
+    write(&ctx, "models:\n  require:\n    - acme/tiny-bert\n    - acme/tiny-gpt\n");
+    let out = ctx
+        .command(&["sync", "--no-verify", "--config", "sub/config.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::thread::sleep(Duration::from_millis(1500));
+    assert!(w.alive(), "the watcher survived the concurrent sync");
+    w.interrupt();
+    ctx.hub.update_behaviour(|b| b.bandwidth = None);
+    toml::from_str::<toml::Value>(&ctx.read_str("sub/models.lock")).expect("the lock parses");
+    serde_json::from_slice::<serde_json::Value>(&ctx.read("sub/models/model_registry.json"))
+        .expect("the registry parses");
+    ctx.hub.clear_requests();
+    let out = ctx
+        .command(&["sync", "--no-verify", "--config", "sub/config.yaml"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        ctx.body_requests().is_empty(),
+        "whole after both: {:?}",
+        ctx.body_requests()
+    );
+    assert_eq!(
+        ctx.read("sub/models/huggingface_acme--tiny-gpt/model.safetensors"),
+        SAFETENSORS
+    );
+}
