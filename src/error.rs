@@ -109,7 +109,8 @@ impl Error {
             Error::Verify(
                 verify::VerifyError::MissingShard { .. }
                 | verify::VerifyError::OverBudget { .. }
-                | verify::VerifyError::LibtorchVersion { .. },
+                | verify::VerifyError::LibtorchVersion { .. }
+                | verify::VerifyError::LibtorchMissing { .. },
             ) => 2,
             Error::Many { errors, .. } if errors.iter().all(|e| e.exit_code() == 2) => 2,
             Error::Shared { source, .. } => source.exit_code(),

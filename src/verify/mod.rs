@@ -158,6 +158,11 @@ pub enum VerifyError {
         lib: std::path::PathBuf,
         found_by: String,
     },
+    #[error("the libtorch helper `{}` cannot start: `{library}` was not found", helper.display())]
+    LibtorchMissing {
+        helper: std::path::PathBuf,
+        library: String,
+    },
     /// A failure of mdl itself, not of the model or the world.
     #[error("{what}")]
     Internal { what: String },
@@ -186,6 +191,11 @@ impl VerifyError {
                 "`{}` in that Python environment, or point `MDL_LIBTORCH` at a libtorch {} directory; `mdl doctor` shows which libtorch is used",
                 libtorch_dir::FIX,
                 libtorch_dir::NEEDED
+            )),
+            VerifyError::LibtorchMissing { .. } => Some(format!(
+                "install libtorch {} where mdl finds it: `{}` in the active Python environment (or activate the one that has it), or set `MDL_LIBTORCH` to a libtorch directory; `mdl doctor` shows where it looks",
+                libtorch_dir::NEEDED,
+                libtorch_dir::FIX
             )),
             VerifyError::Io { .. } => None,
             VerifyError::Internal { .. } => Some("this is a bug in mdl: please report it with the output of `mdl -v`".into()),
@@ -470,6 +480,16 @@ fn run_helper(
             let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
         }
         let status = child.wait();
+        if let Some(library) = missing_library(&stderr).filter(|_| answered == 0) {
+            // The helper never started: no file is to blame.
+            for i in pending {
+                results[i] = Some(Err(VerifyError::LibtorchMissing {
+                    helper: helper.to_path_buf(),
+                    library: library.clone(),
+                }));
+            }
+            break;
+        }
         if answered < pending.len() {
             // The helper stopped early: blame the first file it did not answer.
             let culprit = pending.iter().copied().find(|i| results[*i].is_none()).unwrap_or(first);
@@ -502,6 +522,15 @@ fn run_helper(
         .into_iter()
         .map(|r| r.expect("every request answered"))
         .collect()
+}
+
+/// The shared library the dynamic loader could not find, from a helper's stderr.
+fn missing_library(stderr: &str) -> Option<String> {
+    let line = stderr
+        .lines()
+        .find(|l| l.contains("error while loading shared libraries"))?;
+    let rest = line.split("error while loading shared libraries:").nth(1)?;
+    Some(rest.split(':').next()?.trim().to_string())
 }
 
 fn describe_exit(status: std::process::ExitStatus) -> String {
@@ -724,6 +753,13 @@ mod tests {
             }
         }
         assert!(count > 0, "the fuzz corpus is committed");
+    }
+
+    #[test]
+    fn a_missing_libtorch_is_named_from_the_loader_message() {
+        let stderr = "/usr/bin/mdl-torch: error while loading shared libraries: libtorch_cpu.so: cannot open shared object file: No such file or directory";
+        assert_eq!(missing_library(stderr).as_deref(), Some("libtorch_cpu.so"));
+        assert_eq!(missing_library("Segmentation fault"), None);
     }
 
     #[test]

@@ -150,7 +150,9 @@ pub async fn verify_models(
                     check.verification.files.insert(p.path, report);
                 }
                 Ok(None) => {}
-                Err(e @ VerifyError::DeviceUnavailable { .. }) => return Err(e),
+                Err(e @ (VerifyError::DeviceUnavailable { .. } | VerifyError::LibtorchMissing { .. })) => {
+                    return Err(e)
+                }
                 Err(e) => {
                     // Never remembered: the next sync tries again.
                     state.verified.remove(&p.key);
