@@ -200,10 +200,9 @@ impl Project {
     fn share(&self, lock: &Lockfile) -> Result<()> {
         if let Some(shared) = &self.caches.shared {
             if !lock.models.is_empty() {
-                let path = self.lock_path();
-                shared
-                    .remember(&path)
-                    .map_err(crate::store::StoreError::io(shared.root()))?;
+                // Best effort: a read-only or full store must not fail a sync
+                // whose files are all in place; it only weakens `prune`'s memory.
+                let _ = shared.remember(&self.lock_path());
             }
         }
         self.caches.write_hf(&self.store, lock)?;
