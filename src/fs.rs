@@ -208,6 +208,12 @@ impl FileStat {
     pub fn matches(&self, record: &FileRecord) -> bool {
         self.size == record.size && self.mtime_ns == record.mtime_ns && self.inode == record.inode
     }
+
+    /// The recorded file, copied with its times kept (`cp -a`, `COPY --from`,
+    /// a restored cache): a new inode, the same size and nanosecond mtime.
+    pub fn is_copy_of(&self, record: &FileRecord) -> bool {
+        self.size == record.size && self.mtime_ns == record.mtime_ns && self.inode != record.inode
+    }
 }
 
 /// Bytes under `path` (a file, or a directory walked without following links).

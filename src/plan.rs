@@ -39,6 +39,9 @@ pub struct Survey {
     pub files_in_model_dirs: BTreeSet<String>,
     /// Files that were hashed because no record matched (for `-v` and tests).
     pub rehashed: usize,
+    /// Files whose inode changed but size and mtime did not (a copied tree):
+    /// their records were kept, not re-read.
+    pub recognised_copies: usize,
 }
 
 /// Why a file must be fetched.

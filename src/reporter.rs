@@ -35,6 +35,14 @@ pub enum Event<'a> {
     /// Weight files to load, by this many helper processes in parallel, holding
     /// at most `budget` bytes of tensors at once.
     VerifyPlan { files: usize, helpers: usize, budget: u64 },
+    /// Files on disk must be read again to know their content: `bytes` in
+    /// all, on `threads` threads, because `why`.
+    Rehashing {
+        files: usize,
+        bytes: u64,
+        threads: usize,
+        why: &'a str,
+    },
     /// Something the user should know that is not an error.
     Warning { message: &'a str },
 }

@@ -70,6 +70,7 @@ pub fn sync(outcome: &SyncOutcome) -> Value {
         "fetched": { "files": outcome.fetched_files, "bytes": outcome.fetched_bytes },
         "linked": { "files": outcome.linked_files, "bytes": outcome.linked_bytes, "mode": outcome.link_mode.as_str() },
         "files": outcome.plan.cached.len() + outcome.plan.fetch.len(),
+        "hashed": { "files": outcome.rehashed_files, "copies_recognised": outcome.recognised_copies },
         "extraneous": outcome.plan.extraneous,
         "models": checks(&outcome.checks),
         "elapsed_ms": outcome.elapsed_ms,

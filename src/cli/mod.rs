@@ -46,6 +46,17 @@ pub struct GlobalArgs {
     /// Start downloads even when they do not fit the free disk space.
     #[arg(long, global = true)]
     pub no_space_check: bool,
+    /// Colour in messages: auto (a terminal, unless `NO_COLOR` is set),
+    /// always, never.
+    #[arg(long, global = true, value_name = "WHEN", default_value = "auto")]
+    pub color: ColorWhen,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ColorWhen {
+    Auto,
+    Always,
+    Never,
 }
 
 #[derive(Subcommand)]
@@ -131,6 +142,13 @@ pub fn runtime() -> tokio::runtime::Runtime {
 
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
+    match cli.global.color {
+        // anstream's auto: a terminal, and neither NO_COLOR nor CLICOLOR=0 (CLICOLOR_FORCE wins).
+        ColorWhen::Auto => anstream::ColorChoice::Auto,
+        ColorWhen::Always => anstream::ColorChoice::Always,
+        ColorWhen::Never => anstream::ColorChoice::Never,
+    }
+    .write_global();
     let level = if cli.global.quiet {
         Level::Quiet
     } else if cli.global.verbose {
@@ -172,7 +190,7 @@ pub fn main() -> ExitCode {
 pub fn print_error(error: &Error) {
     match error {
         Error::Many { summary, errors } => {
-            eprintln!("error: {summary}");
+            eprintln!("{}: {summary}", printer::paint(printer::ERROR, "error"));
             for e in errors {
                 eprintln!("  - {e}");
                 print_causes(e, "      ");
@@ -180,7 +198,7 @@ pub fn print_error(error: &Error) {
             }
         }
         e => {
-            eprintln!("error: {e}");
+            eprintln!("{}: {e}", printer::paint(printer::ERROR, "error"));
             print_causes(e, "  ");
             print_hints(e, "");
         }
@@ -195,8 +213,8 @@ fn print_hints(e: &Error, indent: &str) {
     };
     for (i, line) in hint.lines().enumerate() {
         match line.strip_prefix("hint: ") {
-            Some(rest) => eprintln!("{indent}hint: {rest}"),
-            None if i == 0 => eprintln!("{indent}hint: {line}"),
+            Some(rest) => eprintln!("{indent}{}: {rest}", printer::paint(printer::HINT, "hint")),
+            None if i == 0 => eprintln!("{indent}{}: {line}", printer::paint(printer::HINT, "hint")),
             None => eprintln!("{indent}      {line}"),
         }
     }

@@ -62,7 +62,7 @@ impl Printer {
         if self.level == Level::Quiet {
             return;
         }
-        let line = format!("{verb:>12} {rest}");
+        let line = format!("{} {rest}", paint(STATUS, &format!("{verb:>12}")));
         match &self.style {
             Style::Bars(m) => {
                 let _ = m.println(line);
@@ -72,7 +72,7 @@ impl Printer {
     }
 
     pub fn warn(&self, message: &str) {
-        eprintln!("warning: {message}");
+        eprintln!("{}: {message}", paint(WARNING, "warning"));
     }
 }
 
@@ -105,6 +105,15 @@ impl Reporter for Printer {
                     )
                 }
             }
+            Event::Rehashing {
+                files,
+                bytes,
+                threads,
+                why,
+            } => self.status(
+                "Hashing",
+                &format!("{files} file(s) ({}) on {threads} thread(s): {why}", human_bytes(bytes)),
+            ),
             Event::Retrying {
                 label,
                 attempt,
@@ -193,5 +202,20 @@ impl Reporter for Printer {
                 }
             }
         }
+    }
+}
+
+/// Colours as cargo uses them: status verbs green, warnings yellow, errors
+/// red, hints cyan; all bold.
+pub const STATUS: anstyle::Style = anstyle::AnsiColor::Green.on_default().bold();
+pub const WARNING: anstyle::Style = anstyle::AnsiColor::Yellow.on_default().bold();
+pub const ERROR: anstyle::Style = anstyle::AnsiColor::Red.on_default().bold();
+pub const HINT: anstyle::Style = anstyle::AnsiColor::Cyan.on_default().bold();
+
+/// `text` in `style` when stderr takes colour (`--color`, `NO_COLOR`, a terminal).
+pub fn paint(style: anstyle::Style, text: &str) -> String {
+    match anstream::AutoStream::choice(&std::io::stderr()) {
+        anstream::ColorChoice::Never => text.to_string(),
+        _ => format!("{style}{text}{style:#}"),
     }
 }

@@ -54,7 +54,7 @@ impl Project {
     /// The plan a sync would make now (no network, no re-hash of recorded files).
     pub(super) fn plan_now(&self, lock: &Lockfile) -> Result<(Plan, Survey)> {
         let mut state = self.store.load_state();
-        let survey = self.store.survey(lock, &mut state, false)?;
+        let survey = self.store.survey(lock, &mut state, false, &*self.reporter)?;
         Ok((Plan::new(lock, &survey, &BTreeSet::new()), survey))
     }
 

@@ -39,6 +39,10 @@ pub struct SyncOutcome {
     pub linked_bytes: u64,
     /// How they were placed (`download.link_mode`).
     pub link_mode: crate::fs::LinkMode,
+    /// Files on disk that had to be read again to know their content.
+    pub rehashed_files: usize,
+    /// Files recognised by size and mtime in a copied tree (new inodes), not read.
+    pub recognised_copies: usize,
     pub checks: Vec<ModelCheck>,
     pub elapsed_ms: u64,
 }
@@ -67,8 +71,10 @@ impl Project {
             .filter(|s| options.force.iter().any(|n| s.matches(n)))
             .map(|s| s.name.clone())
             .collect();
-        let survey = self.store.survey(&lock, &mut state, options.rehash)?;
+        let survey = self.store.survey(&lock, &mut state, options.rehash, &*self.reporter)?;
         outcome.plan = Plan::new(&lock, &survey, &force);
+        outcome.rehashed_files = survey.rehashed;
+        outcome.recognised_copies = survey.recognised_copies;
         if options.dry_run {
             return Ok(outcome);
         }

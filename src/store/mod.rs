@@ -38,6 +38,7 @@ use crate::hash::{digest_file, hash_file};
 use crate::lock::{LockedFile, LockedModel, Lockfile};
 use crate::plan::{file_key, Observed, Survey};
 use crate::report::FileReport;
+use crate::reporter::{Event, Reporter};
 use crate::resolve::RemoteFile;
 use crate::source::Source;
 
@@ -258,7 +259,18 @@ impl Store {
     /// Looks at the disk for every locked file, using recorded metadata to avoid
     /// re-reading files that did not change. `rehash` ignores the records
     /// (`mdl sync --check`). Records for files that were hashed are updated in `state`.
-    pub fn survey(&self, lock: &Lockfile, state: &mut StoreState, rehash: bool) -> Result<Survey, StoreError> {
+    ///
+    /// A tree copied elsewhere (`cp -a`, `COPY --from`, a restored CI cache)
+    /// has new inodes but keeps each file's size and mtime to the nanosecond:
+    /// its records still apply, as rsync and make would judge. Files that must
+    /// be read anyway are hashed on every core, after saying why.
+    pub fn survey(
+        &self,
+        lock: &Lockfile,
+        state: &mut StoreState,
+        rehash: bool,
+        reporter: &dyn Reporter,
+    ) -> Result<Survey, StoreError> {
         let mut survey = Survey::default();
         if let Ok(entries) = std::fs::read_dir(self.root()) {
             for entry in entries.flatten() {
@@ -268,6 +280,8 @@ impl Store {
                 }
             }
         }
+        let mut to_hash = Vec::new();
+        let mut why = RehashWhy::default();
         for model in lock.models.values() {
             let dir = model.dir_name();
             let model_dir = self.model_dir(&dir);
@@ -282,26 +296,54 @@ impl Store {
                     Ok(meta) if !meta.is_file() => Observed::Missing,
                     Ok(meta) => {
                         let stat = FileStat::of(&meta);
-                        match state.files.get(&key) {
+                        match state.files.get_mut(&key) {
                             Some(record) if !rehash && stat.matches(record) => Observed::Present {
                                 blake3: record.blake3.clone(),
                             },
+                            Some(record) if !rehash && stat.is_copy_of(record) => {
+                                record.inode = stat.inode;
+                                survey.recognised_copies += 1;
+                                Observed::Present {
+                                    blake3: record.blake3.clone(),
+                                }
+                            }
                             _ if stat.size != file.size => {
                                 // Different size: different content, no need to read it.
                                 state.files.remove(&key);
                                 Observed::Present { blake3: String::new() }
                             }
-                            _ => {
-                                let blake3 = hash_file(&path).map_err(StoreError::io(&path))?;
-                                survey.rehashed += 1;
-                                state.files.insert(key.clone(), stat.with_blake3(blake3.clone()));
-                                Observed::Present { blake3 }
+                            record => {
+                                match record {
+                                    _ if rehash => why.asked = true,
+                                    Some(r) if r.inode != stat.inode => why.copied = true,
+                                    Some(_) => why.touched = true,
+                                    None => why.unrecorded = true,
+                                }
+                                to_hash.push((key.clone(), path, stat));
+                                continue;
                             }
                         }
                     }
                 };
                 survey.files.insert(key, observed);
             }
+        }
+        if !to_hash.is_empty() {
+            let bytes = to_hash.iter().map(|(_, _, stat)| stat.size).sum();
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            reporter.report(Event::Rehashing {
+                files: to_hash.len(),
+                bytes,
+                threads,
+                why: &why.to_string(),
+            });
+            let paths: Vec<&Path> = to_hash.iter().map(|(_, path, _)| path.as_path()).collect();
+            for ((key, path, stat), blake3) in to_hash.iter().zip(hash_files(&paths, threads)) {
+                let blake3 = blake3.map_err(StoreError::io(path))?;
+                state.files.insert(key.clone(), stat.with_blake3(blake3.clone()));
+                survey.files.insert(key.clone(), Observed::Present { blake3 });
+            }
+            survey.rehashed = to_hash.len();
         }
         Ok(survey)
     }
@@ -412,4 +454,54 @@ fn walk(dir: &Path, prefix: &str, out: &mut BTreeSet<String>) {
             Err(_) => {}
         }
     }
+}
+
+/// Why files are being re-read, for the line that says so before a long hash.
+#[derive(Debug, Default)]
+struct RehashWhy {
+    asked: bool,
+    copied: bool,
+    touched: bool,
+    unrecorded: bool,
+}
+
+impl std::fmt::Display for RehashWhy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let mut reasons = Vec::new();
+        if self.asked {
+            reasons.push("`--check` asks to read every file");
+        }
+        if self.copied {
+            reasons.push("they were copied without their modification times (new inodes and new mtimes; `cp -a` or `rsync -a` keeps them)");
+        }
+        if self.touched {
+            reasons.push("their modification time changed since mdl recorded them");
+        }
+        if self.unrecorded {
+            reasons.push("mdl has no record of them (`models/.mdl/state.json` is missing or older)");
+        }
+        f.write_str(&reasons.join("; "))
+    }
+}
+
+/// blake3 of each file, `threads` files at a time (large files use every
+/// core by themselves too), in the order given.
+fn hash_files(paths: &[&Path], threads: usize) -> Vec<std::io::Result<String>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let results: Vec<std::sync::Mutex<Option<std::io::Result<String>>>> =
+        paths.iter().map(|_| std::sync::Mutex::new(None)).collect();
+    std::thread::scope(|scope| {
+        for _ in 0..threads.clamp(1, paths.len().max(1)) {
+            scope.spawn(|| loop {
+                let i = next.fetch_add(1, Ordering::Relaxed);
+                let Some(path) = paths.get(i) else { break };
+                *results[i].lock().unwrap() = Some(hash_file(path));
+            });
+        }
+    });
+    results
+        .into_iter()
+        .map(|r| r.into_inner().unwrap().expect("every file was hashed"))
+        .collect()
 }

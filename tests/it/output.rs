@@ -23,3 +23,50 @@ fn main_paths_speak_in_one_voice() {
     ctx.mdl(&["clean", "--dry-run"]).success().snap("clean_dry_run");
     ctx.mdl(&["remove", "custom_model"]).success().snap("remove");
 }
+
+#[test]
+fn colour_follows_color_flag_and_no_color() {
+    let ctx = TestContext::new();
+    // No config: an error with a hint, the same in every mode but for colour.
+    let esc = "\u{1b}[";
+    let plain = ctx.mdl(&["sync"]).failure(2);
+    assert!(!plain.stderr().contains(esc), "not a terminal: no colour");
+    let always = ctx.mdl(&["--color", "always", "sync"]).failure(2);
+    assert!(always.stderr().contains(esc), "--color always colours a pipe");
+    assert_eq!(
+        strip_ansi(&always.stderr()),
+        plain.stderr(),
+        "colour changes nothing else"
+    );
+    let never = ctx
+        .command(&["--color", "never", "sync"])
+        .env("CLICOLOR_FORCE", "1")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&never.stderr).contains(esc),
+        "--color never wins"
+    );
+    let forced = ctx.command(&["sync"]).env("CLICOLOR_FORCE", "1").output().unwrap();
+    assert!(
+        String::from_utf8_lossy(&forced.stderr).contains(esc),
+        "CLICOLOR_FORCE colours a pipe"
+    );
+    let no_color = ctx
+        .command(&["sync"])
+        .env("CLICOLOR_FORCE", "1")
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert!(
+        !String::from_utf8_lossy(&no_color.stderr).contains(esc),
+        "NO_COLOR: no colour"
+    );
+}
+
+fn strip_ansi(text: &str) -> String {
+    regex::Regex::new("\u{1b}\\[[0-9;]*m")
+        .unwrap()
+        .replace_all(text, "")
+        .into_owned()
+}

@@ -250,3 +250,57 @@ fn frozen_never_resolves_and_never_downloads() {
         ctx.requests()
     );
 }
+
+/// `models/` replaced by a copy of itself, as `COPY --from` or a restored CI
+/// cache makes it: every file gets a new inode.
+fn replace_models_with_copy(ctx: &TestContext, cp_flags: &str) {
+    let copy = ctx.path().join("models.copy");
+    let status = std::process::Command::new("cp")
+        .arg(cp_flags)
+        .arg(ctx.models())
+        .arg(&copy)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::remove_dir_all(ctx.models()).unwrap();
+    std::fs::rename(&copy, ctx.models()).unwrap();
+}
+
+#[test]
+fn a_copied_tree_with_its_times_is_recognised_without_reading_it() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config(STANDARD_CONFIG);
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    replace_models_with_copy(&ctx, "-a");
+    let before = ctx.requests().len();
+    let run = ctx.mdl(&["sync", "--no-verify", "--json"]).success();
+    let out: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(out["hashed"]["files"], 0, "{out}");
+    assert_eq!(out["hashed"]["copies_recognised"], out["files"], "{out}");
+    assert_eq!(out["fetched"]["files"], 0);
+    assert!(!run.stderr().contains("Hashing"), "{}", run.stderr());
+    assert_eq!(ctx.requests().len(), before, "a recognised copy makes no request");
+    // Recognised once, its new inodes are recorded: the next sync is a plain no-op.
+    let out: serde_json::Value =
+        serde_json::from_str(&ctx.mdl(&["sync", "--no-verify", "--json"]).success().stdout()).unwrap();
+    assert_eq!(out["hashed"]["copies_recognised"], 0, "{out}");
+}
+
+#[test]
+fn a_copied_tree_without_its_times_is_rehashed_and_says_why() {
+    let ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config(STANDARD_CONFIG);
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    replace_models_with_copy(&ctx, "-r");
+    let run = ctx.mdl(&["sync", "--no-verify", "--json"]).success();
+    let out: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+    assert_eq!(out["hashed"]["files"], out["files"], "{out}");
+    assert_eq!(
+        out["fetched"]["files"], 0,
+        "the copy's content is right: nothing is downloaded"
+    );
+    run.stderr_has("Hashing")
+        .stderr_has("thread(s): they were copied without their modification times");
+}

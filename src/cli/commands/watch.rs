@@ -2,6 +2,7 @@ use clap::Args;
 use mdl::ops::watch::{WatchEvent, WatchOptions};
 use mdl::{human_bytes, Error};
 
+use crate::cli::printer::{paint, ERROR};
 use crate::cli::{runtime, Context};
 
 #[derive(Args)]
@@ -62,9 +63,14 @@ pub fn run(context: &Context, args: WatchArgs) -> Result<(), Error> {
                 printer.status("Synced", &format!("{what} in {} ms", s.ms));
             }
             WatchEvent::InvalidConfig { message } => {
-                eprintln!("error: {message}\n(waiting for the config to be fixed; the last good state is kept)")
+                eprintln!(
+                    "{}: {message}\n(waiting for the config to be fixed; the last good state is kept)",
+                    paint(ERROR, "error")
+                )
             }
-            WatchEvent::Failed { message } => eprintln!("error: {message}\n(will retry on the next change)"),
+            WatchEvent::Failed { message } => {
+                eprintln!("{}: {message}\n(will retry on the next change)", paint(ERROR, "error"))
+            }
             WatchEvent::Cancelled => printer.status(
                 "Cancelled",
                 "the previous run (a newer change arrived); its downloads resume",
