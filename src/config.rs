@@ -376,6 +376,29 @@ pub struct Sources {
     pub pytorch_hub: PytorchHubSource,
     #[serde(default)]
     pub local: EnabledOnly,
+    #[serde(default)]
+    pub oci: OciSource,
+}
+
+/// OCI registries, for `oci:` models.
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct OciSource {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Registries (`host[:port]`) reached over plain HTTP although not on this
+    /// machine. Loopback registries always are; everything else is HTTPS.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub insecure_registries: Vec<String>,
+}
+
+impl Default for OciSource {
+    fn default() -> Self {
+        OciSource {
+            enabled: true,
+            insecure_registries: Vec::new(),
+        }
+    }
 }
 
 impl Sources {
@@ -386,6 +409,7 @@ impl Sources {
             Source::Torchvision => self.torchvision.enabled,
             Source::Local => self.local.enabled,
             Source::PytorchHub => self.pytorch_hub.enabled,
+            Source::Oci => self.oci.enabled,
         }
     }
 }
@@ -439,8 +463,37 @@ pub struct Download {
     /// Also place torchvision / PyTorch Hub files where `torch.hub` looks (default: false).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torch_hub: Option<bool>,
+    /// OCI mirrors tried before upstream for every locked file
+    /// (`oci://HOST/REPO`, or `{ url: oci://HOST/REPO, insecure: true }`);
+    /// `MDL_MIRROR` adds its own in front. A mirror never changes the lock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub mirrors: Vec<MirrorSpec>,
     #[serde(default)]
     pub sources: Sources,
+}
+
+/// A mirror: its `oci://` URL, and whether it may be reached over plain HTTP.
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq)]
+#[serde(untagged)]
+pub enum MirrorSpec {
+    Url(String),
+    Detailed {
+        url: String,
+        #[serde(default)]
+        insecure: bool,
+    },
+}
+
+impl MirrorSpec {
+    pub fn url(&self) -> &str {
+        match self {
+            MirrorSpec::Url(url) | MirrorSpec::Detailed { url, .. } => url,
+        }
+    }
+
+    pub fn insecure(&self) -> bool {
+        matches!(self, MirrorSpec::Detailed { insecure: true, .. })
+    }
 }
 
 #[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
@@ -652,6 +705,29 @@ impl Config {
         };
         let where_is = |needle: &str| locate(raw, needle);
 
+        for mirror in &file.models.download.mirrors {
+            let url = mirror.url();
+            let bad = |reason: String| {
+                let (l, c) = where_is(url).unzip();
+                invalid(
+                    l,
+                    c,
+                    format!("the mirror `{url}` is not an OCI repository: {reason}"),
+                    "write `oci://HOST/REPO` (the repository `mdl push` filled), e.g. `oci://registry.acme.internal/models`",
+                )
+            };
+            if !url.starts_with("oci://") {
+                return Err(bad("it does not start with `oci://`".into()));
+            }
+            match crate::oci::OciRef::parse(url) {
+                Ok(r) if r.tag.is_some() || r.digest.is_some() => {
+                    return Err(bad("a mirror is a repository, without a tag or digest".into()))
+                }
+                Ok(_) => {}
+                Err(crate::oci::OciError::BadReference { reason, .. }) => return Err(bad(reason)),
+                Err(e) => return Err(bad(e.to_string())),
+            }
+        }
         let device = match file.models.device.as_deref().or(file.device.as_deref()) {
             None => Device::Cpu,
             Some(d) => Device::parse(d).ok_or_else(|| {

@@ -12,12 +12,15 @@
 //! | `TORCH_HOME` | torch hub's directory (`~/.cache/torch`), written with `download.torch_hub: true` |
 //! | `MDL_CONFIG` | the config file (as `--config`) |
 //! | `CI` | set: plain progress lines instead of bars |
+//! | `MDL_MIRROR` | OCI mirrors (`oci://HOST/REPO`, comma-separated) tried before upstream, ahead of `download.mirrors` |
+//! | `DOCKER_CONFIG` | where Docker's `config.json` (registry credentials) lives (default `~/.docker`) |
 
 pub const HF_ENDPOINT: &str = "HF_ENDPOINT";
 pub const HF_TOKEN: &str = "HF_TOKEN";
 pub const HF_HUB_OFFLINE: &str = "HF_HUB_OFFLINE";
 pub const MDL_CONFIG: &str = "MDL_CONFIG";
 pub const CI: &str = "CI";
+pub const MDL_MIRROR: &str = "MDL_MIRROR";
 
 pub const DEFAULT_HF_ENDPOINT: &str = "https://huggingface.co";
 
@@ -98,4 +101,24 @@ pub fn torch_hub_dir() -> std::path::PathBuf {
 
 pub fn is_ci() -> bool {
     std::env::var_os(CI).is_some_and(|v| !v.is_empty() && v != "0" && v != "false")
+}
+
+/// Where Docker keeps `config.json`: `$DOCKER_CONFIG`, else `~/.docker`.
+pub fn docker_config_dir() -> std::path::PathBuf {
+    set("DOCKER_CONFIG").unwrap_or_else(|| {
+        std::env::var_os("HOME")
+            .map(std::path::PathBuf::from)
+            .unwrap_or_default()
+            .join(".docker")
+    })
+}
+
+/// `MDL_MIRROR`'s mirrors, in order (comma- or space-separated).
+pub fn mirrors() -> Vec<String> {
+    std::env::var(MDL_MIRROR)
+        .unwrap_or_default()
+        .split([',', ' '])
+        .filter(|m| !m.is_empty())
+        .map(str::to_string)
+        .collect()
 }

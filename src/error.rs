@@ -32,6 +32,9 @@ pub enum Error {
     Verify(#[from] verify::VerifyError),
     #[error(transparent)]
     CaBundle(#[from] crate::http::CaBundleError),
+    /// A registry: a mirror, `mdl push`.
+    #[error(transparent)]
+    Oci(#[from] crate::oci::OciError),
     /// A mistake in how mdl was called (exit code 2).
     #[error("{message}")]
     Usage { message: String, hint: Option<String> },
@@ -88,6 +91,7 @@ impl Error {
             Error::Store(e) => e.hint(),
             Error::Verify(e) => e.hint(),
             Error::CaBundle(e) => Some(e.hint()),
+            Error::Oci(e) => e.hint(),
             Error::Usage { hint, .. } | Error::Internal { hint, .. } => hint.clone(),
             Error::Many { .. } => None,
             Error::Shared { source, .. } => source.hint(),
@@ -97,6 +101,7 @@ impl Error {
     pub fn exit_code(&self) -> u8 {
         match self {
             Error::Config(_) | Error::Usage { .. } | Error::CaBundle(_) => 2,
+            Error::Oci(crate::oci::OciError::BadReference { .. } | crate::oci::OciError::Credentials { .. }) => 2,
             // A lock that cannot be used as it is: the user must act (run `mdl lock`,
             // restore it from git, upgrade mdl).
             Error::Lock(

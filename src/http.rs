@@ -33,7 +33,20 @@ impl CaBundleError {
 
 /// The extra CAs from [`CA_BUNDLE_VARS`]: every set variable's bundle.
 pub fn extra_roots() -> Result<Vec<reqwest::Certificate>, CaBundleError> {
-    let mut roots = Vec::new();
+    Ok(extra_root_bundles()?.into_iter().flat_map(|(_, certs)| certs).collect())
+}
+
+/// The same CAs as PEM, one bundle per variable (for the OCI client, which
+/// has its own TLS stack).
+pub fn extra_root_pems() -> Result<Vec<Vec<u8>>, CaBundleError> {
+    Ok(extra_root_bundles()?.into_iter().map(|(pem, _)| pem).collect())
+}
+
+/// A PEM bundle and the certificates in it.
+type Bundle = (Vec<u8>, Vec<reqwest::Certificate>);
+
+fn extra_root_bundles() -> Result<Vec<Bundle>, CaBundleError> {
+    let mut bundles = Vec::new();
     for var in CA_BUNDLE_VARS {
         let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) else {
             continue;
@@ -48,9 +61,9 @@ pub fn extra_roots() -> Result<Vec<reqwest::Certificate>, CaBundleError> {
         if certs.is_empty() {
             return Err(error("it holds no PEM certificate".into()));
         }
-        roots.extend(certs);
+        bundles.push((pem, certs));
     }
-    Ok(roots)
+    Ok(bundles)
 }
 
 /// How a client checks certificates.
@@ -149,14 +162,14 @@ fn parse_amz_date(value: &str) -> Option<SystemTime> {
     Some(UNIX_EPOCH + Duration::from_secs(u64::try_from(ts.as_second()).ok()?))
 }
 
-/// What a request carries: the bearer token (set only for the Hub's own host),
-/// and a `Range` with its `If-Range` validator when resuming.
-pub fn request_headers(token: Option<&str>, range: Option<String>, if_range_etag: Option<&str>) -> HeaderMap {
+/// What a request carries: its `Authorization` (the Hub token for the Hub's
+/// own host, a registry's credentials for its blobs), and a `Range` with its
+/// `If-Range` validator when resuming.
+pub fn request_headers(authorization: Option<&str>, range: Option<String>, if_range_etag: Option<&str>) -> HeaderMap {
     let mut headers = HeaderMap::new();
-    if let Some(token) = token {
-        if let Ok(v) = HeaderValue::from_str(&format!("Bearer {token}")) {
-            headers.insert(AUTHORIZATION, v);
-        }
+    if let Some(mut v) = authorization.and_then(|a| HeaderValue::from_str(a).ok()) {
+        v.set_sensitive(true);
+        headers.insert(AUTHORIZATION, v);
     }
     if let Some(range) = range.and_then(|r| HeaderValue::from_str(&r).ok()) {
         headers.insert(RANGE, range);

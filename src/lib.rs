@@ -39,6 +39,7 @@ pub mod fs;
 pub mod hash;
 pub mod http;
 pub mod model_id;
+pub mod oci;
 pub mod report;
 pub mod reporter;
 pub mod source;

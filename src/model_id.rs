@@ -24,6 +24,9 @@ pub enum ModelId {
         entry: String,
         path: String,
     },
+    /// An artifact in an OCI registry: `oci:HOST/REPO[:TAG|@sha256:…]`;
+    /// `repo` is `HOST/REPO`, `revision` the tag or digest written.
+    Oci { repo: String, revision: Option<String> },
     /// A bare name (`resnet18`, `bert-base-uncased`), resolved at lock time in
     /// the seed's order: torchvision catalog, then the Hugging Face Hub.
     Auto { name: String },
@@ -40,7 +43,7 @@ pub struct IdError {
 impl IdError {
     pub const ACCEPTED: &'static str = "accepted forms: `huggingface:org/name[@revision]` (or `huggingface:datasets/org/name`, `huggingface:spaces/org/name`), \
         `url:https://host/path/file`, `torchvision:resnet18[@WEIGHTS]`, \
-        `pytorch_hub:owner/repo[:ref]/entry`, `local:path` (or a path starting with `./`, `../`, `/`), \
+        `pytorch_hub:owner/repo[:ref]/entry`, `oci:host/repo[:tag|@sha256:…]`, `local:path` (or a path starting with `./`, `../`, `/`), \
         a bare `https://…` URL, a bare `org/name` Hub repo, or a bare name (`resnet18`, \
         `bert-base-uncased`) that is auto-detected";
 
@@ -71,6 +74,7 @@ impl ModelId {
                 "torchvision" => parse_torchvision(id, rest),
                 "local" | "file" if !rest.is_empty() => Ok(ModelId::Local { path: rest.to_string() }),
                 "pytorch_hub" => parse_pytorch_hub(id, rest),
+                "oci" => parse_oci(id, rest),
                 other => Err(IdError::new(id, format!("`{other}` is not a known source"))),
             };
         }
@@ -99,6 +103,7 @@ impl ModelId {
             ModelId::Torchvision { .. } => Some(Source::Torchvision),
             ModelId::Local { .. } => Some(Source::Local),
             ModelId::PytorchHub { .. } => Some(Source::PytorchHub),
+            ModelId::Oci { .. } => Some(Source::Oci),
             ModelId::Auto { .. } => None,
         }
     }
@@ -113,6 +118,7 @@ impl ModelId {
             ModelId::Local { path } => path,
             // `owner/repo/entry`, without the ref (the ref is the revision).
             ModelId::PytorchHub { path, .. } => path,
+            ModelId::Oci { repo, .. } => repo,
             ModelId::Auto { name } => name,
         }
     }
@@ -122,6 +128,7 @@ impl ModelId {
             ModelId::Huggingface { revision, .. } => revision.as_deref(),
             ModelId::Torchvision { weights, .. } => weights.as_deref(),
             ModelId::PytorchHub { reference, .. } => reference.as_deref(),
+            ModelId::Oci { revision, .. } => revision.as_deref(),
             _ => None,
         }
     }
@@ -141,6 +148,8 @@ impl ModelId {
             }
             ModelId::Torchvision { model, .. } => model.clone(),
             ModelId::PytorchHub { entry, .. } => entry.clone(),
+            // The repository without its host: `oci:ghcr.io/acme/bert` is `acme/bert`.
+            ModelId::Oci { repo, .. } => repo.split_once('/').map_or(repo.as_str(), |(_, r)| r).to_string(),
             ModelId::Auto { name } => name.clone(),
         }
     }
@@ -171,6 +180,15 @@ impl fmt::Display for ModelId {
             ModelId::PytorchHub {
                 path, reference: None, ..
             } => write!(f, "pytorch_hub:{path}"),
+            ModelId::Oci {
+                repo,
+                revision: Some(r),
+            } if r.starts_with("sha256:") => write!(f, "oci:{repo}@{r}"),
+            ModelId::Oci {
+                repo,
+                revision: Some(r),
+            } => write!(f, "oci:{repo}:{r}"),
+            ModelId::Oci { repo, revision: None } => write!(f, "oci:{repo}"),
             ModelId::Auto { name } => f.write_str(name),
         }
     }
@@ -275,6 +293,17 @@ fn parse_url(id: &str, rest: &str) -> Result<ModelId, IdError> {
         return Err(IdError::new(id, "the URL must name a file"));
     }
     Ok(ModelId::Url { url: rest.to_string() })
+}
+
+fn parse_oci(id: &str, rest: &str) -> Result<ModelId, IdError> {
+    let reference = crate::oci::OciRef::parse(rest).map_err(|e| match e {
+        crate::oci::OciError::BadReference { reason, .. } => IdError::new(id, reason),
+        other => IdError::new(id, other.to_string()),
+    })?;
+    Ok(ModelId::Oci {
+        repo: reference.repo(),
+        revision: reference.digest.or(reference.tag),
+    })
 }
 
 #[cfg(test)]

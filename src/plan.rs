@@ -104,8 +104,13 @@ pub struct Download {
     pub url: String,
     pub dest: PathBuf,
     pub expect: Expected,
-    /// A bearer token to send (only ever set for the Hub's own files).
-    pub token: Option<String>,
+    /// The `Authorization` to send: the Hub token for the Hub's own files
+    /// (`Bearer …`), a registry's credentials for its blobs (set when fetched,
+    /// see `registry`); never anything for other hosts.
+    pub authorization: Option<String>,
+    /// The registry repository whose credentials this file's requests carry
+    /// (an `oci:` model's blob, or a mirror's).
+    pub registry: Option<crate::oci::OciRef>,
     /// A Hugging Face Hub file, whether or not a token is set (for hints).
     pub hub: bool,
     /// Fetched without certificate checks (a `url:` model under
@@ -138,11 +143,12 @@ impl Download {
                 sha256_prefix: remote.sha256_prefix.clone(),
                 ..Default::default()
             },
-            token: if remote.needs_token {
-                token.map(str::to_string)
+            authorization: if remote.needs_token {
+                token.map(|t| format!("Bearer {t}"))
             } else {
                 None
             },
+            registry: registry_of(model),
             hub: model.source.sends_hub_token(),
             insecure: insecure_urls && model.source.id_is_the_file_url(),
             hub_blob: hub_blob(model, remote.etag.as_deref()),
@@ -304,11 +310,12 @@ impl Plan {
                     blake3: Some(f.file.blake3.clone()),
                     ..Default::default()
                 },
-                token: model
+                authorization: model
                     .source
                     .sends_hub_token()
-                    .then(|| origin.token.map(str::to_string))
+                    .then(|| origin.token.map(|t| format!("Bearer {t}")))
                     .flatten(),
+                registry: registry_of(model),
                 hub: model.source.sends_hub_token(),
                 insecure: origin.insecure_urls && model.source.id_is_the_file_url(),
                 hub_blob: hub_blob(model, f.file.etag.as_deref()),
@@ -316,6 +323,14 @@ impl Plan {
         }
         Ok(downloads)
     }
+}
+
+/// The registry repository of an `oci:` model (its id is `HOST/REPO`).
+fn registry_of(model: &LockedModel) -> Option<crate::oci::OciRef> {
+    if !model.source.sends_registry_credentials() {
+        return None;
+    }
+    crate::oci::OciRef::parse(&model.id).ok()
 }
 
 /// Where the Hugging Face cache keeps a Hub file: its repo and ETag.
@@ -456,7 +471,7 @@ mod tests {
             format!("http://hub/acme/a/resolve/{}/x", "c".repeat(40))
         );
         assert_eq!(downloads[0].dest, Path::new("/m/huggingface_acme--a/x"));
-        assert_eq!(downloads[0].token.as_deref(), Some("secret"));
+        assert_eq!(downloads[0].authorization.as_deref(), Some("Bearer secret"));
         assert_eq!(downloads[0].expect.blake3.as_deref(), Some("1"));
     }
 
@@ -468,7 +483,9 @@ mod tests {
         model.files.iter_mut().for_each(|f| f.url = "https://cdn/x".into());
         let plan = Plan::new(&lock, &Survey::default(), &BTreeSet::new());
         let downloads = plan.downloads(&lock, LockMode::Write, origin()).unwrap();
-        assert!(downloads.iter().all(|d| d.token.is_none() && d.url == "https://cdn/x"));
+        assert!(downloads
+            .iter()
+            .all(|d| d.authorization.is_none() && d.url == "https://cdn/x"));
     }
 
     #[test]

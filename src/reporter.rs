@@ -43,6 +43,12 @@ pub enum Event<'a> {
         threads: usize,
         why: &'a str,
     },
+    /// A file reached a registry (`mdl push`).
+    Uploaded {
+        label: &'a str,
+        bytes: u64,
+        elapsed: Duration,
+    },
     /// Something the user should know that is not an error.
     Warning { message: &'a str },
 }

@@ -20,17 +20,20 @@ pub enum Source {
     Torchvision,
     Local,
     PytorchHub,
+    /// An OCI registry artifact (`oci:HOST/REPO[:TAG|@sha256:…]`).
+    Oci,
 }
 
 impl Source {
     /// Every source. A `match` below without a wildcard makes adding a variant
     /// a compile error until each fact is answered for it.
-    pub const ALL: [Source; 5] = [
+    pub const ALL: [Source; 6] = [
         Source::Huggingface,
         Source::Url,
         Source::Torchvision,
         Source::Local,
         Source::PytorchHub,
+        Source::Oci,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -40,6 +43,7 @@ impl Source {
             Source::Torchvision => "torchvision",
             Source::Local => "local",
             Source::PytorchHub => "pytorch_hub",
+            Source::Oci => "oci",
         }
     }
 
@@ -48,7 +52,7 @@ impl Source {
     pub fn used_in_place(self) -> bool {
         match self {
             Source::Local => true,
-            Source::Huggingface | Source::Url | Source::Torchvision | Source::PytorchHub => false,
+            Source::Huggingface | Source::Url | Source::Torchvision | Source::PytorchHub | Source::Oci => false,
         }
     }
 
@@ -57,7 +61,7 @@ impl Source {
     pub fn sends_hub_token(self) -> bool {
         match self {
             Source::Huggingface => true,
-            Source::Url | Source::Torchvision | Source::Local | Source::PytorchHub => false,
+            Source::Url | Source::Torchvision | Source::Local | Source::PytorchHub | Source::Oci => false,
         }
     }
 
@@ -67,7 +71,7 @@ impl Source {
     pub fn fetched_from_hub_endpoint(self) -> bool {
         match self {
             Source::Huggingface => true,
-            Source::Url | Source::Torchvision | Source::Local | Source::PytorchHub => false,
+            Source::Url | Source::Torchvision | Source::Local | Source::PytorchHub | Source::Oci => false,
         }
     }
 
@@ -77,7 +81,7 @@ impl Source {
     pub fn id_is_the_file_url(self) -> bool {
         match self {
             Source::Url => true,
-            Source::Huggingface | Source::Torchvision | Source::Local | Source::PytorchHub => false,
+            Source::Huggingface | Source::Torchvision | Source::Local | Source::PytorchHub | Source::Oci => false,
         }
     }
 
@@ -85,7 +89,16 @@ impl Source {
     pub fn pins_weights(self) -> bool {
         match self {
             Source::Torchvision => true,
-            Source::Huggingface | Source::Url | Source::Local | Source::PytorchHub => false,
+            Source::Huggingface | Source::Url | Source::Local | Source::PytorchHub | Source::Oci => false,
+        }
+    }
+
+    /// Its files are registry blobs: their requests carry the registry's
+    /// credentials (from Docker's config), obtained when they are fetched.
+    pub fn sends_registry_credentials(self) -> bool {
+        match self {
+            Source::Oci => true,
+            Source::Huggingface | Source::Url | Source::Torchvision | Source::Local | Source::PytorchHub => false,
         }
     }
 

@@ -3,7 +3,7 @@
 //! `version` (this shape's version) and `command`; human output on stderr is
 //! unchanged.
 
-use mdl::ops::{LockOutcome, ModelCheck, SyncOutcome};
+use mdl::ops::{LockOutcome, ModelCheck, PushOutcome, SyncOutcome};
 use mdl::plan::{FetchReason, Plan};
 use serde_json::{json, Value};
 
@@ -69,10 +69,25 @@ pub fn sync(outcome: &SyncOutcome) -> Value {
         "lock": outcome.lock.as_ref().map(lock),
         "fetched": { "files": outcome.fetched_files, "bytes": outcome.fetched_bytes },
         "linked": { "files": outcome.linked_files, "bytes": outcome.linked_bytes, "mode": outcome.link_mode.as_str() },
+        "mirrored": { "files": outcome.mirrored_files, "bytes": outcome.mirrored_bytes },
         "files": outcome.plan.cached.len() + outcome.plan.fetch.len(),
         "hashed": { "files": outcome.rehashed_files, "copies_recognised": outcome.recognised_copies },
         "extraneous": outcome.plan.extraneous,
         "models": checks(&outcome.checks),
+        "elapsed_ms": outcome.elapsed_ms,
+    })
+}
+
+pub fn push(outcome: &PushOutcome) -> Value {
+    json!({
+        "version": VERSION,
+        "command": "push",
+        "target": outcome.target,
+        "index": outcome.index_digest,
+        "models": outcome.models.iter().map(|(name, tag, digest)| json!({ "name": name, "tag": tag, "digest": digest })).collect::<Vec<_>>(),
+        "uploaded": { "files": outcome.uploaded_files, "bytes": outcome.uploaded_bytes },
+        "present": { "files": outcome.present_files, "bytes": outcome.present_bytes },
+        "mounted": { "files": outcome.mounted_files },
         "elapsed_ms": outcome.elapsed_ms,
     })
 }

@@ -79,6 +79,8 @@ pub enum Command {
     Clean(commands::clean::CleanArgs),
     /// Disk usage of the models directory.
     Du(commands::du::DuArgs),
+    /// Publish the locked models to an OCI registry (`oci://HOST/REPO[:TAG]`).
+    Push(commands::push::PushArgs),
     /// The content store shared by all projects: `dir`, `du`, `prune`.
     Cache(commands::cache::CacheArgs),
     /// Print the effective configuration, defaults filled in.
@@ -170,6 +172,7 @@ pub fn main() -> ExitCode {
         Command::Remove(args) => commands::remove::run(&context, args),
         Command::Clean(args) => commands::clean::run(&context, args),
         Command::Du(args) => commands::du::run(&context, args),
+        Command::Push(args) => commands::push::run(&context, args),
         Command::Cache(args) => commands::cache::run(&context, args),
         Command::Config => commands::config::run(&context),
         Command::Init(args) => commands::init::run(&context, args),

@@ -114,6 +114,10 @@ impl Reporter for Printer {
                 "Hashing",
                 &format!("{files} file(s) ({}) on {threads} thread(s): {why}", human_bytes(bytes)),
             ),
+            Event::Uploaded { label, bytes, elapsed } => self.status(
+                "Uploaded",
+                &format!("{label} ({}) in {:.1} s", human_bytes(bytes), elapsed.as_secs_f64()),
+            ),
             Event::Retrying {
                 label,
                 attempt,

@@ -306,7 +306,11 @@ impl Fetcher {
                 }
                 Err(AttemptError::Retry { reason, wait }) => return Err(PieceError::Retry { reason, wait }),
             };
-            let token = if location.token { job.token.as_deref() } else { None };
+            let token = if location.token {
+                job.authorization.as_deref()
+            } else {
+                None
+            };
             let range = Some(format!("bytes={start}-{}", end - 1));
             let headers = crate::http::request_headers(token, range, etag.as_deref());
             self.reporter.report(Event::Request {

@@ -109,7 +109,7 @@ async fn resolve(fetcher: &Fetcher, job: &Download) -> Result<Location, AttemptE
     let response = fetcher
         .client_for(job, false)
         .head(&job.url)
-        .headers(request_headers(job.token.as_deref(), None, None))
+        .headers(request_headers(job.authorization.as_deref(), None, None))
         .send()
         .await
         .map_err(|e| super::attempt_error(job, &e))?;
@@ -145,7 +145,7 @@ async fn resolve(fetcher: &Fetcher, job: &Download) -> Result<Location, AttemptE
             wait: retry_after(response.headers()),
         });
     }
-    if status == StatusCode::FORBIDDEN && job.token.is_none() {
+    if status == StatusCode::FORBIDDEN && job.authorization.is_none() {
         // Some servers refuse `HEAD` alone (signed GET-only URLs): let the GETs
         // follow redirects themselves.
         return Ok(origin(None));

@@ -28,6 +28,7 @@ use crate::reporter::{Event, Reporter};
 
 mod chunked;
 mod location;
+pub mod mirror;
 pub mod partial;
 pub mod tree_hash;
 
@@ -55,6 +56,14 @@ pub enum FetchError {
         message: Option<String>,
         /// A Hugging Face Hub file (the token is the fix for a refusal).
         hub: bool,
+        /// A registry blob (a login is the fix for a refusal).
+        registry: Option<String>,
+    },
+    #[error("downloading `{label}` failed: {source}")]
+    Registry {
+        label: String,
+        #[source]
+        source: crate::oci::OciError,
     },
     #[error("downloading `{label}` failed after {attempts} attempts: {reason}")]
     GaveUp {
@@ -95,6 +104,14 @@ impl FetchError {
             FetchError::Status { status: 401 | 403, hub: true, .. } => {
                 Some("set `HF_TOKEN` (or run `hf auth login`) with a token that can read this repository".into())
             }
+            FetchError::Status {
+                status: 401 | 403,
+                registry: Some(registry),
+                ..
+            } => Some(format!(
+                "log in with `docker login {registry}` (mdl reads Docker's config.json: `$DOCKER_CONFIG`, else `~/.docker`)"
+            )),
+            FetchError::Registry { source, .. } => source.hint(),
             FetchError::Status { status: 401 | 403, hub: false, url, .. } => Some(format!(
                 "the server refuses `{url}`: check that the URL in config.yaml is public and permanent (not a signed link that expires)"
             )),
@@ -164,6 +181,8 @@ pub struct Fetcher {
     reporter: Arc<dyn Reporter>,
     tmp_dir: PathBuf,
     next_id: Arc<AtomicUsize>,
+    /// OCI registries: `oci:` models' blobs and mirrors.
+    registries: Arc<crate::oci::Registries>,
 }
 
 #[derive(Serialize, Deserialize, PartialEq)]
@@ -213,7 +232,18 @@ impl Fetcher {
             reporter,
             tmp_dir,
             next_id: Arc::new(AtomicUsize::new(0)),
+            registries: Arc::new(crate::oci::Registries::new(Vec::new(), Default::default())),
         }
+    }
+
+    /// Registries reached with these extra CAs, some over plain HTTP.
+    pub fn with_registries(mut self, registries: crate::oci::Registries) -> Fetcher {
+        self.registries = Arc::new(registries);
+        self
+    }
+
+    pub fn registries(&self) -> &crate::oci::Registries {
+        &self.registries
     }
 
     /// The client that checks certificates (every token-bearing request).
@@ -229,7 +259,7 @@ impl Fetcher {
     /// The client for `job`'s requests: unverified only for a download that
     /// asked for it and carries no token.
     pub(crate) fn client_for(&self, job: &Download, follow_redirects: bool) -> &reqwest::Client {
-        match (&self.unverified, job.insecure && job.token.is_none()) {
+        match (&self.unverified, job.insecure && job.authorization.is_none()) {
             (Some((follow, _)), true) if follow_redirects => follow,
             (Some((_, locate)), true) => locate,
             _ if follow_redirects => &self.http,
@@ -257,6 +287,22 @@ impl Fetcher {
         }
     }
 
+    /// What a registry blob's requests carry: the registry's token (the token
+    /// flow runs once per repository; oci-client caches it), else the basic
+    /// credentials Docker has for it.
+    async fn registry_authorization(
+        &self,
+        job: &Download,
+        repo: &crate::oci::OciRef,
+    ) -> Result<Option<String>, FetchError> {
+        let registry = |source| FetchError::Registry {
+            label: job.label.clone(),
+            source,
+        };
+        let client = self.registries.get(&repo.registry).map_err(registry)?;
+        client.authorization(repo).await.map_err(registry)
+    }
+
     /// Downloads every job, at most `jobs` at once. Results are in job order.
     pub async fn fetch_all(&self, jobs: Vec<Download>) -> Vec<Result<Fetched, FetchError>> {
         let mut results: Vec<Option<Result<Fetched, FetchError>>> = (0..jobs.len()).map(|_| None).collect();
@@ -274,6 +320,17 @@ impl Fetcher {
 
     /// Downloads one file into place, retrying and resuming as needed.
     pub async fn fetch(&self, job: &Download) -> Result<Fetched, FetchError> {
+        let authorized;
+        let job = match &job.registry {
+            Some(repo) if job.authorization.is_none() => {
+                authorized = Download {
+                    authorization: self.registry_authorization(job, repo).await?,
+                    ..job.clone()
+                };
+                &authorized
+            }
+            _ => job,
+        };
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let io = |path: &Path| {
             let path = path.to_path_buf();
@@ -630,7 +687,7 @@ pub(crate) fn request_headers(
     range: Option<String>,
     if_range_etag: Option<&str>,
 ) -> reqwest::header::HeaderMap {
-    crate::http::request_headers(job.token.as_deref(), range, if_range_etag)
+    crate::http::request_headers(job.authorization.as_deref(), range, if_range_etag)
 }
 
 /// The error for an answer that no retry will change, with the server's message.
@@ -642,5 +699,6 @@ pub(crate) fn status_error(job: &Download, response: &reqwest::Response) -> Fetc
         status: response.status().as_u16(),
         message,
         hub: job.hub,
+        registry: job.registry.as_ref().map(|r| r.registry.clone()),
     }
 }

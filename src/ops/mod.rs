@@ -26,6 +26,7 @@ mod doctor;
 mod du;
 mod list;
 mod lock;
+mod push;
 mod remove;
 mod sync;
 mod verify;
@@ -36,6 +37,7 @@ pub use self::doctor::Finding;
 pub use self::du::DiskUsage;
 pub use self::list::{ModelStatus, State};
 pub use self::lock::LockOutcome;
+pub use self::push::PushOutcome;
 pub use self::sync::{SyncOptions, SyncOutcome};
 pub use crate::lock::{LockMode, Upgrade};
 pub use crate::verify::ModelCheck;
@@ -99,6 +101,21 @@ impl Project {
         self.store.root().join(self.config.registry_file_name())
     }
 
+    /// The OCI mirrors to try, in order: `MDL_MIRROR`'s, then
+    /// `download.mirrors` (each with whether plain HTTP is allowed).
+    pub fn mirrors(&self) -> Result<Vec<(crate::oci::OciRef, bool)>> {
+        let from_env = crate::env::mirrors().into_iter().map(|url| (url, false));
+        let from_config = (self.config.models.download.mirrors.iter()).map(|m| (m.url().to_string(), m.insecure()));
+        let mut mirrors = Vec::new();
+        for (url, insecure) in from_env.chain(from_config) {
+            let mirror = crate::oci::OciRef::parse(&url)?;
+            if !mirrors.iter().any(|(m, _)| *m == mirror) {
+                mirrors.push((mirror, insecure));
+            }
+        }
+        Ok(mirrors)
+    }
+
     pub fn read_lock(&self) -> Result<Option<Lockfile>> {
         Ok(Lockfile::read(&self.lock_path())?)
     }
@@ -115,12 +132,22 @@ impl Project {
                 message: "`sources.url.verify_ssl: false`: certificates of `url:` models are not checked (anyone on the network path can change those files before they are hashed); the Hub and every token-bearing request stay verified",
             });
         }
+        let download = &self.config.models.download;
+        let insecure = (download.sources.oci.insecure_registries.iter().cloned())
+            .chain(
+                (self.mirrors().unwrap_or_default().into_iter())
+                    .filter(|(_, insecure)| *insecure)
+                    .map(|(mirror, _)| mirror.registry),
+            )
+            .collect();
+        let registries = crate::oci::Registries::new(crate::http::extra_root_pems()?, insecure);
         Ok(Fetcher::new(
             self.settings.clone(),
             self.reporter.clone(),
             self.store.tmp_dir(),
             &roots,
-        ))
+        )
+        .with_registries(registries))
     }
 
     fn resolver<'a>(&'a self, fetcher: &'a Fetcher) -> Resolver<'a> {
@@ -133,6 +160,7 @@ impl Project {
             attempts: self.settings.attempts,
             sources: &self.config.models.download.sources,
             project_dir: self.config.project_dir(),
+            registries: fetcher.registries(),
         }
     }
 

@@ -37,6 +37,9 @@ pub struct SyncOutcome {
     /// Files placed from the shared store or the Hugging Face cache.
     pub linked_files: usize,
     pub linked_bytes: u64,
+    /// Of the fetched files, those that came from a mirror.
+    pub mirrored_files: usize,
+    pub mirrored_bytes: u64,
     /// How they were placed (`download.link_mode`).
     pub link_mode: crate::fs::LinkMode,
     /// Files on disk that had to be read again to know their content.
@@ -94,17 +97,58 @@ impl Project {
                     outcome.linked_files += 1;
                     outcome.linked_bytes += planned.file.size;
                 }
-                None => todo.push((key, download)),
+                None => todo.push((key, &planned.model, download)),
             }
         }
 
-        // fetch, if it fits; then the shared store keeps what arrived
-        self.check_space(todo.iter().map(|(_, d)| d))?;
+        // fetch, if it fits: from a mirror where one has the file, else (or
+        // when the mirror fails) upstream; then the shared store keeps it
+        self.check_space(todo.iter().map(|(_, _, d)| d))?;
         if !todo.is_empty() {
-            let (keys, jobs): (Vec<_>, Vec<_>) = todo.into_iter().map(|(k, d)| ((k, d.dest.clone()), d)).unzip();
-            let results = self.fetcher()?.fetch_all(jobs).await;
+            let fetcher = self.fetcher()?;
+            let mirrors: Vec<_> = self.mirrors()?.into_iter().map(|(m, _)| m).collect();
+            let wanted: Vec<_> = (todo.iter()).map(|(_, model, d)| (&lock.models[*model], d)).collect();
+            let on_mirrors = fetcher.find_on_mirrors(&mirrors, &wanted).await;
+            for (mirror, why) in &on_mirrors.unusable {
+                self.reporter.report(crate::reporter::Event::Warning {
+                    message: &format!("the mirror `oci://{mirror}` is skipped: {why}"),
+                });
+            }
+            let mut mirrored = Vec::new();
+            let mut upstream = Vec::new();
+            for ((key, _, download), alternative) in todo.into_iter().zip(on_mirrors.alternatives) {
+                match alternative {
+                    Some(from_mirror) => mirrored.push((key, from_mirror, download)),
+                    None => upstream.push((key, download)),
+                }
+            }
+            let mut fetched_files = Vec::new();
+            let jobs = mirrored.iter().map(|(_, m, _)| m.clone()).collect();
+            for ((key, from_mirror, download), result) in mirrored.into_iter().zip(fetcher.fetch_all(jobs).await) {
+                match result {
+                    Ok(fetched) => {
+                        outcome.mirrored_files += 1;
+                        outcome.mirrored_bytes += fetched.size;
+                        fetched_files.push((key, download.dest.clone(), Ok(fetched)));
+                    }
+                    Err(e) => {
+                        let mirror = from_mirror.registry.as_ref().map(|m| m.to_string()).unwrap_or_default();
+                        self.reporter.report(crate::reporter::Event::Warning {
+                            message: &format!(
+                                "the mirror `oci://{mirror}` failed for `{}` ({e}); fetching it from upstream",
+                                download.label
+                            ),
+                        });
+                        upstream.push((key, download));
+                    }
+                }
+            }
+            let jobs = upstream.iter().map(|(_, d)| d.clone()).collect();
+            for ((key, download), result) in upstream.into_iter().zip(fetcher.fetch_all(jobs).await) {
+                fetched_files.push((key, download.dest, result));
+            }
             let mut errors = Vec::new();
-            for ((key, dest), result) in keys.into_iter().zip(results) {
+            for (key, dest, result) in fetched_files {
                 match result {
                     Ok(fetched) => {
                         self.caches.keep(&dest, &fetched.blake3)?;

@@ -134,18 +134,7 @@ impl Resolver<'_> {
                 sha256_prefix: None,
             });
         }
-        // Two names that differ only in case are one file on macOS and Windows
-        // (and on a case-insensitive volume anywhere): refuse, naming both.
-        let mut seen = std::collections::BTreeMap::new();
-        for file in &files {
-            if let Some(first) = seen.insert(file.path.to_lowercase(), file.path.clone()) {
-                return Err(ResolveError::CaseCollision {
-                    model: model.clone(),
-                    first,
-                    second: file.path.clone(),
-                });
-            }
-        }
+        super::check_case_collisions(model, &files)?;
         if files.is_empty() {
             return Err(ResolveError::NothingMatches {
                 model: model.clone(),

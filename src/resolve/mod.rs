@@ -31,6 +31,7 @@ use crate::source::Source;
 mod auto;
 mod huggingface;
 mod local;
+mod oci;
 mod pytorch_hub;
 pub mod torchvision;
 mod torchvision_catalog;
@@ -109,6 +110,12 @@ pub enum ResolveError {
     NoHubWeights { model: String, entry: String },
     #[error("`{name}` was not found in any enabled source")]
     Undetected { name: String, tried: Vec<String> },
+    #[error("model `{model}`: {source}")]
+    Oci {
+        model: String,
+        #[source]
+        source: crate::oci::OciError,
+    },
     #[error("the local model `{name}` does not exist at `{}`", path.display())]
     LocalMissing { name: String, path: std::path::PathBuf },
     #[error("could not read the local model `{name}` at `{}`", path.display())]
@@ -161,6 +168,7 @@ impl ResolveError {
                 "mdl cannot run `hubconf.py` (it needs Python); give the entry's weight URL in config: \
                  `models.download.sources.pytorch_hub.weights: {{ \"{entry}\": \"https://…/weights.pth\" }}`"
             ),
+            ResolveError::Oci { source, .. } => return source.hint(),
             ResolveError::LocalMissing { .. } => "fix the path (relative paths start from the directory of config.yaml)".into(),
             ResolveError::Http { .. } | ResolveError::BadResponse { .. } | ResolveError::LocalIo { .. } => return None,
         })
@@ -252,6 +260,8 @@ pub struct Resolver<'a> {
     pub sources: &'a Sources,
     /// Relative local paths start here (the directory of config.yaml).
     pub project_dir: std::path::PathBuf,
+    /// OCI registries, for `oci:` models.
+    pub registries: &'a crate::oci::Registries,
 }
 
 pub(crate) fn filters(spec: &ModelSpec) -> (Option<GlobSet>, GlobSet) {
@@ -282,6 +292,7 @@ impl Resolver<'_> {
             ModelId::Torchvision { model, weights } => self.resolve_torchvision(spec, model, weights.as_deref()).await,
             ModelId::Local { path } => self.resolve_local(spec, path),
             ModelId::Auto { name } => self.resolve_auto(spec, name).await,
+            ModelId::Oci { repo, revision } => self.resolve_oci(spec, repo, revision.as_deref()).await,
             ModelId::PytorchHub {
                 owner,
                 repo,
@@ -368,6 +379,22 @@ impl Resolver<'_> {
             crate::http::pause_before_retry(self.reporter, model, attempt, &reason, wait).await;
         }
     }
+}
+
+/// Two names that differ only in case are one file on macOS and Windows (and
+/// on a case-insensitive volume anywhere): refuse, naming both.
+fn check_case_collisions(model: &str, files: &[RemoteFile]) -> Result<(), ResolveError> {
+    let mut seen = std::collections::BTreeMap::new();
+    for file in files {
+        if let Some(first) = seen.insert(file.path.to_lowercase(), file.path.clone()) {
+            return Err(ResolveError::CaseCollision {
+                model: model.to_string(),
+                first,
+                second: file.path.clone(),
+            });
+        }
+    }
+    Ok(())
 }
 
 /// `{endpoint}/{repo}/resolve/{commit}/{path}`, encoded as the Python client does.

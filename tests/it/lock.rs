@@ -124,6 +124,8 @@ fn bad_configs_fail_before_any_change() {
         ("models:\n  require:\n    - weird:thing\n", "config.yaml:3:7: `weird:thing` is not a model identifier"),
         ("models:\n  require:\n    - id: url:{hub}/files/w/model.pt\n      name: x\n    - id: url:{hub}/files/w/other.pt\n      name: x\n", "two models are named `x`"),
         ("models:\n  require: 5\n", "config.yaml:2:"),
+        ("models:\n  require: [acme/tiny-bert]\n  download:\n    mirrors: [\"https://registry.acme.internal/models\"]\n", "config.yaml:4:16: the mirror `https://registry.acme.internal/models` is not an OCI repository"),
+        ("models:\n  require:\n    - oci:acme/bert:v1\n", "names no registry host"),
     ];
     for (i, (yaml, needle)) in cases.iter().enumerate() {
         ctx.write_config(yaml);

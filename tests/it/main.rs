@@ -10,6 +10,7 @@ mod examples;
 mod interop;
 mod lock;
 mod manage;
+mod oci;
 mod output;
 mod realhub;
 mod reliability;

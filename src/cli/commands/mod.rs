@@ -9,6 +9,7 @@ pub mod du;
 pub mod init;
 pub mod list;
 pub mod lock;
+pub mod push;
 pub mod remove;
 pub mod schema;
 pub mod sync;

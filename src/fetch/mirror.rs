@@ -1,0 +1,91 @@
+//! Mirrors (`download.mirrors`, `MDL_MIRROR`): OCI repositories that `mdl
+//! push` filled, tried before upstream for every locked file.
+//!
+//! A model is found on a mirror by its manifest's tag, [`model_tag`], which
+//! only its files' paths, sizes and blake3 decide; each file by the blake3 in
+//! its layer's annotations. What a mirror sends is checked against the lock
+//! (size, blake3) like any download, so a mirror can make a sync faster but
+//! never change what lands on disk; the lock is never touched.
+
+use std::collections::BTreeMap;
+
+use crate::lock::LockedModel;
+use crate::oci::artifact::{self, model_tag, Artifact};
+use crate::oci::OciRef;
+use crate::plan::Download;
+
+use super::Fetcher;
+
+/// Where each wanted file can be fetched from a mirror.
+#[derive(Default)]
+pub struct MirrorPlan {
+    /// Per download (in the order given): the same file from a mirror.
+    pub alternatives: Vec<Option<Download>>,
+    /// Mirrors that could not be asked (unreachable, refused), with why.
+    pub unusable: Vec<(OciRef, String)>,
+}
+
+impl Fetcher {
+    /// Asks each mirror, in order, for the models of `wanted` (each download
+    /// with its locked model) and returns, per download, the first mirror's
+    /// copy of its file. A mirror that cannot be asked is skipped, with why.
+    pub async fn find_on_mirrors(&self, mirrors: &[OciRef], wanted: &[(&LockedModel, &Download)]) -> MirrorPlan {
+        let mut plan = MirrorPlan {
+            alternatives: vec![None; wanted.len()],
+            unusable: Vec::new(),
+        };
+        let mut models: BTreeMap<&str, &LockedModel> = BTreeMap::new();
+        for (model, _) in wanted {
+            models.insert(&model.name, model);
+        }
+        for mirror in mirrors {
+            let registry = match self.registries().get(&mirror.registry) {
+                Ok(r) => r,
+                Err(e) => {
+                    plan.unusable.push((mirror.clone(), e.to_string()));
+                    continue;
+                }
+            };
+            for model in models.values() {
+                let tag = model_tag(model.files.iter().map(|f| (f.path.as_str(), f.size, f.blake3.as_str())));
+                let manifest = match registry.manifest(&mirror.at_tag(&tag)).await {
+                    Ok(Some((bytes, _))) => bytes,
+                    Ok(None) => continue,
+                    Err(e) => {
+                        plan.unusable.push((mirror.clone(), e.to_string()));
+                        break;
+                    }
+                };
+                let Ok(Artifact::Model(layers)) = artifact::parse(&manifest) else {
+                    continue;
+                };
+                for (i, (wanted_model, download)) in wanted.iter().enumerate() {
+                    if wanted_model.name != model.name || plan.alternatives[i].is_some() {
+                        continue;
+                    }
+                    let (Some(blake3), Some(size)) = (&download.expect.blake3, download.expect.size) else {
+                        continue;
+                    };
+                    let Some(layer) = layers
+                        .iter()
+                        .find(|l| l.blake3.as_ref() == Some(blake3) && l.size == size)
+                    else {
+                        continue;
+                    };
+                    plan.alternatives[i] = Some(Download {
+                        label: download.label.clone(),
+                        url: registry.blob_url(mirror, &layer.digest),
+                        dest: download.dest.clone(),
+                        expect: download.expect.clone(),
+                        authorization: None,
+                        registry: Some(mirror.clone()),
+                        hub: false,
+                        insecure: false,
+                        hub_blob: None,
+                    });
+                }
+            }
+        }
+        plan
+    }
+}

@@ -1,0 +1,257 @@
+//! `mdl push oci://HOST/REPO[:TAG]`: publishes the locked models, as they are
+//! in `models/`, to an OCI registry — the team's mirror (`download.mirrors`)
+//! or a place to share private weights from (`oci:` models).
+//!
+//! Each file is one blob under its sha256 digest; a blob the repository
+//! already has is not sent again (HEAD first), one that another mirror
+//! repository of the same registry has is mounted from there, and the rest
+//! are streamed from disk in chunks. Then one manifest per model (tagged with
+//! its [`model_tag`], so mirrors find it from any lock holding the same
+//! files) and one index for the whole lock, at `TAG` (default `latest`).
+//! An interrupted push is resumed by running it again: every blob that
+//! arrived is skipped.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use futures_util::StreamExt;
+
+use crate::error::{Error, Result};
+use crate::oci::artifact::{self, model_tag, Layer};
+use crate::oci::{OciRef, Registry};
+use crate::plan::Plan;
+use crate::reporter::Event;
+
+use super::Project;
+
+/// What `push` did.
+#[derive(Clone, Debug, Default)]
+pub struct PushOutcome {
+    /// `HOST/REPO:TAG`
+    pub target: String,
+    /// The digest of the lock's index at the tag.
+    pub index_digest: String,
+    /// Per model: name, mirror tag, manifest digest.
+    pub models: Vec<(String, String, String)>,
+    pub uploaded_files: usize,
+    pub uploaded_bytes: u64,
+    /// Blobs the repository already had.
+    pub present_files: usize,
+    pub present_bytes: u64,
+    /// Blobs mounted from another repository of the same registry.
+    pub mounted_files: usize,
+    pub elapsed_ms: u64,
+}
+
+/// A blob to publish: the file it is read from.
+struct Blob {
+    digest: String,
+    size: u64,
+    path: PathBuf,
+    label: String,
+}
+
+/// How a blob reached the registry.
+enum Sent {
+    Present,
+    Mounted,
+    Uploaded,
+}
+
+/// Blobs sent at once.
+const PARALLEL_BLOBS: usize = 4;
+
+impl Project {
+    /// `mdl push`: publishes every locked model, read from `models/`.
+    pub async fn push(&self, target: &OciRef) -> Result<PushOutcome> {
+        let started = std::time::Instant::now();
+        if target.digest.is_some() {
+            return Err(Error::usage(
+                format!("`{target}` names a digest; a push needs a tag (or none, for `latest`)"),
+                Some("write `oci://HOST/REPO[:TAG]`".to_string()),
+            ));
+        }
+        let target = target.at_tag(target.tag.as_deref().unwrap_or("latest"));
+        let lock = self.read_lock()?.ok_or_else(|| {
+            Error::usage(
+                "there is no models.lock to push",
+                Some("run `mdl lock` (or `mdl sync`) first".to_string()),
+            )
+        })?;
+
+        // Only what the lock says, as it is on disk.
+        let _guard = self.store.lock()?;
+        let mut state = self.store.load_state();
+        let survey = self.store.survey(&lock, &mut state, false, &*self.reporter)?;
+        self.store.save_state(&state)?;
+        let plan = Plan::new(&lock, &survey, &BTreeSet::new());
+        if let Some((first, _)) = plan.fetch.first() {
+            return Err(Error::usage(
+                format!(
+                    "{} file(s) of the lock are not in the models directory as locked (`{}/{}` first)",
+                    plan.fetch.len(),
+                    first.model,
+                    first.file.path
+                ),
+                Some("run `mdl sync` first: a push publishes what the lock says, read from disk".to_string()),
+            ));
+        }
+
+        // Each file's sha256: from the lock where upstream published it, else read.
+        let mut layers: BTreeMap<String, Vec<Layer>> = BTreeMap::new();
+        let mut blobs: BTreeMap<String, Blob> = BTreeMap::new();
+        let mut to_hash = Vec::new();
+        for model in lock.models.values() {
+            for file in &model.files {
+                let path = self.store.locate(model, file);
+                match &file.sha256 {
+                    Some(sha256) => to_hash.push((model.name.clone(), file.clone(), path, Some(sha256.clone()))),
+                    None => to_hash.push((model.name.clone(), file.clone(), path, None)),
+                }
+            }
+        }
+        let hashed = futures_util::stream::iter(to_hash.into_iter().map(|(name, file, path, sha256)| async move {
+            let sha256 = match sha256 {
+                Some(known) => Ok(known),
+                None => {
+                    let p = path.clone();
+                    tokio::task::spawn_blocking(move || crate::hash::sha256_file(&p))
+                        .await
+                        .expect("hashing does not panic")
+                }
+            };
+            (name, file, path, sha256)
+        }))
+        .buffered(2)
+        .collect::<Vec<_>>()
+        .await;
+        for (name, file, path, sha256) in hashed {
+            let sha256 = sha256.map_err(crate::store::StoreError::io(&path))?;
+            let digest = format!("sha256:{sha256}");
+            layers.entry(name.clone()).or_default().push(Layer {
+                path: file.path.clone(),
+                digest: digest.clone(),
+                size: file.size,
+                blake3: Some(file.blake3.clone()),
+            });
+            blobs.entry(digest.clone()).or_insert(Blob {
+                digest,
+                size: file.size,
+                path,
+                label: format!("{name}/{}", file.path),
+            });
+        }
+
+        // Blobs, a few at a time.
+        let fetcher = self.fetcher()?;
+        let registry = fetcher.registries().get(&target.registry)?;
+        let mount_from: Vec<OciRef> = (self.mirrors()?.into_iter())
+            .map(|(m, _)| m)
+            .filter(|m| m.registry == target.registry && m.repository != target.repository)
+            .collect();
+        if !registry.has_blob(&target, artifact::EMPTY_CONFIG_DIGEST).await? {
+            registry
+                .push_small_blob(
+                    &target,
+                    artifact::EMPTY_CONFIG_BYTES.to_vec(),
+                    artifact::EMPTY_CONFIG_DIGEST,
+                )
+                .await?;
+        }
+        let mut outcome = PushOutcome {
+            target: target.to_string(),
+            ..PushOutcome::default()
+        };
+        let sends = blobs
+            .values()
+            .map(|blob| self.send_blob(&registry, &target, &mount_from, blob));
+        let results: Vec<(u64, Result<Sent>)> = futures_util::stream::iter(sends)
+            .buffer_unordered(PARALLEL_BLOBS)
+            .collect()
+            .await;
+        let mut errors = Vec::new();
+        for (size, result) in results {
+            match result {
+                Ok(Sent::Present) => {
+                    outcome.present_files += 1;
+                    outcome.present_bytes += size;
+                }
+                Ok(Sent::Mounted) => outcome.mounted_files += 1,
+                Ok(Sent::Uploaded) => {
+                    outcome.uploaded_files += 1;
+                    outcome.uploaded_bytes += size;
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::many(
+                "some files could not be pushed; run `mdl push` again to send only what is missing",
+                errors,
+            ));
+        }
+
+        // One manifest per model, then the index that names them all.
+        let mut index = Vec::new();
+        for (name, model_layers) in &layers {
+            let model = &lock.models[name];
+            let tag = model_tag(model.files.iter().map(|f| (f.path.as_str(), f.size, f.blake3.as_str())));
+            let entry = serde_json::to_value(model).expect("a lock entry serialises");
+            let manifest = artifact::model_manifest(name, &entry, model_layers);
+            let size = manifest.len() as u64;
+            let digest = registry
+                .push_manifest(&target.at_tag(&tag), manifest, artifact::OCI_MANIFEST)
+                .await?;
+            index.push((name.clone(), digest.clone(), size));
+            outcome.models.push((name.clone(), tag, digest));
+        }
+        outcome.index_digest = registry
+            .push_manifest(&target, artifact::lock_index(&index), artifact::OCI_INDEX)
+            .await?;
+        outcome.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(outcome)
+    }
+
+    /// One blob: already there, mounted, or uploaded with progress.
+    async fn send_blob(
+        &self,
+        registry: &Registry,
+        target: &OciRef,
+        mount_from: &[OciRef],
+        blob: &Blob,
+    ) -> (u64, Result<Sent>) {
+        let result = async {
+            if registry.has_blob(target, &blob.digest).await? {
+                return Ok(Sent::Present);
+            }
+            for from in mount_from {
+                if registry.has_blob(from, &blob.digest).await.unwrap_or(false)
+                    && registry.mount(target, from, &blob.digest).await
+                {
+                    return Ok(Sent::Mounted);
+                }
+            }
+            let started = std::time::Instant::now();
+            let sent = Arc::new(AtomicU64::new(0));
+            let progress = {
+                let sent = sent.clone();
+                move |bytes| {
+                    sent.fetch_add(bytes, Ordering::Relaxed);
+                }
+            };
+            registry
+                .push_blob(target, &blob.path, &blob.digest, blob.size, progress)
+                .await?;
+            self.reporter.report(Event::Uploaded {
+                label: &blob.label,
+                bytes: sent.load(Ordering::Relaxed),
+                elapsed: started.elapsed(),
+            });
+            Ok(Sent::Uploaded)
+        }
+        .await;
+        (blob.size, result)
+    }
+}

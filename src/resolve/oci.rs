@@ -1,0 +1,99 @@
+//! OCI artifacts (`oci:HOST/REPO[:TAG|@sha256:…]`): a model published by
+//! `mdl push`, or by ORAS or ModelPack tooling, whose layers are files named
+//! by `org.opencontainers.image.title`. The tag resolves to the manifest's
+//! digest, which the lock pins (as a Hub revision resolves to a commit); each
+//! layer's sha256 digest is the file's published hash.
+
+use super::{filters, RemoteFile, ResolveError, ResolvedModel, Resolver};
+use crate::config::ModelSpec;
+use crate::fs::safe_relative_path;
+use crate::oci::artifact::{self, Artifact};
+use crate::oci::{OciError, OciRef};
+use crate::source::Source;
+
+impl Resolver<'_> {
+    pub(super) async fn resolve_oci(
+        &self,
+        spec: &ModelSpec,
+        repo: &str,
+        revision: Option<&str>,
+    ) -> Result<ResolvedModel, ResolveError> {
+        let model = &spec.name;
+        let oci = |source: OciError| ResolveError::Oci {
+            model: model.clone(),
+            source,
+        };
+        let base = OciRef::parse(repo).map_err(oci)?;
+        let at = match revision {
+            Some(digest) if digest.starts_with("sha256:") => base.at_digest(digest),
+            Some(tag) => base.at_tag(tag),
+            None => base.at_tag("latest"),
+        };
+        let registry = self.registries.get(&base.registry).map_err(oci)?;
+        let (bytes, digest) = registry.manifest(&at).await.map_err(oci)?.ok_or_else(|| {
+            oci(OciError::NotFound {
+                reference: at.to_string(),
+            })
+        })?;
+        let bad = |reason: String| {
+            oci(OciError::BadArtifact {
+                reference: at.to_string(),
+                reason,
+            })
+        };
+        let layers = match artifact::parse(&bytes).map_err(bad)? {
+            Artifact::Model(layers) => layers,
+            Artifact::Index(models) => {
+                let names: Vec<String> = models
+                    .iter()
+                    .map(|(name, digest)| match name {
+                        Some(name) => format!("`{name}` (`oci:{}@{digest}`)", base.repo()),
+                        None => format!("`oci:{}@{digest}`", base.repo()),
+                    })
+                    .collect();
+                return Err(bad(format!(
+                    "it is an index of {} manifests, not one model; name one: {}",
+                    models.len(),
+                    names.join(", ")
+                )));
+            }
+        };
+        let (include, exclude) = filters(spec);
+        let mut files = Vec::new();
+        for layer in layers {
+            if include.as_ref().is_some_and(|i| !i.is_match(&layer.path)) || exclude.is_match(&layer.path) {
+                continue;
+            }
+            safe_relative_path(&layer.path).map_err(|source| ResolveError::Unsafe {
+                model: model.clone(),
+                source,
+            })?;
+            files.push(RemoteFile {
+                url: registry.blob_url(&base, &layer.digest),
+                sha256: layer.digest.strip_prefix("sha256:").map(str::to_string),
+                etag: None,
+                path: layer.path,
+                size: Some(layer.size),
+                git_oid: None,
+                needs_token: false,
+                sha256_prefix: None,
+            });
+        }
+        super::check_case_collisions(model, &files)?;
+        if files.is_empty() {
+            return Err(ResolveError::NothingMatches {
+                model: model.clone(),
+                repo: base.repo(),
+                commit: digest,
+            });
+        }
+        files.sort_by(|a, b| a.path.cmp(&b.path));
+        Ok(ResolvedModel {
+            source: Source::Oci,
+            id: base.repo(),
+            revision: Some(revision.unwrap_or("latest").to_string()),
+            commit: Some(digest),
+            files,
+        })
+    }
+}

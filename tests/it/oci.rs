@@ -1,0 +1,352 @@
+//! OCI registries, against a real one: CNCF distribution (Debian's
+//! `docker-registry`, installed by `scripts/setup`) on 127.0.0.1 with htpasswd
+//! auth. `mdl push`, `download.mirrors` / `MDL_MIRROR`, `oci:` models.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+use crate::common::*;
+
+pub const USER: &str = "ci";
+pub const PASSWORD: &str = "s3cret-pa55";
+
+/// A running registry; dropping it stops it.
+pub struct Registry {
+    child: Child,
+    pub host: String,
+    dir: tempfile::TempDir,
+}
+
+impl Registry {
+    pub fn start() -> Registry {
+        let binary = std::env::var("MDL_TEST_REGISTRY").unwrap_or_else(|_| "/usr/bin/docker-registry".into());
+        assert!(
+            Path::new(&binary).exists(),
+            "the OCI tests need Debian's docker-registry at `{binary}`: run scripts/setup (or set MDL_TEST_REGISTRY)"
+        );
+        let dir = tempfile::tempdir().unwrap();
+        let hash = bcrypt::hash(PASSWORD, 4).unwrap();
+        std::fs::write(dir.path().join("htpasswd"), format!("{USER}:{hash}\n")).unwrap();
+        let port = free_port();
+        let config = format!(
+            r#"version: 0.1
+log:
+  level: info
+  accesslog:
+    disabled: false
+storage:
+  filesystem:
+    rootdirectory: {root}
+  delete:
+    enabled: true
+http:
+  addr: 127.0.0.1:{port}
+auth:
+  htpasswd:
+    realm: mdl-tests
+    path: {htpasswd}
+"#,
+            root = dir.path().join("data").display(),
+            htpasswd = dir.path().join("htpasswd").display(),
+        );
+        std::fs::write(dir.path().join("config.yml"), config).unwrap();
+        let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
+        let child = Command::new(&binary)
+            .arg("serve")
+            .arg(dir.path().join("config.yml"))
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap_or_else(|e| panic!("starting `{binary}`: {e}"));
+        let registry = Registry {
+            child,
+            host: format!("127.0.0.1:{port}"),
+            dir,
+        };
+        registry.wait_ready();
+        registry
+    }
+
+    fn wait_ready(&self) {
+        for _ in 0..200 {
+            if std::net::TcpStream::connect(&self.host).is_ok() {
+                return;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(25));
+        }
+        panic!("the registry did not start: {}", self.log());
+    }
+
+    /// What the registry logged (its access log among it).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.dir.path().join("registry.log")).unwrap_or_default()
+    }
+
+    /// Upload sessions started for `repo` (`POST /v2/<repo>/blobs/uploads/`),
+    /// mounts excluded: how many blobs were sent.
+    pub fn uploads_started(&self, repo: &str) -> usize {
+        let needle = format!("\"POST /v2/{repo}/blobs/uploads/ ");
+        self.log().lines().filter(|l| l.contains(&needle)).count()
+    }
+
+    /// Requests for blob bodies of `repo` that the registry answered.
+    pub fn blob_gets(&self, repo: &str) -> usize {
+        let needle = format!("\"GET /v2/{repo}/blobs/sha256:");
+        self.log().lines().filter(|l| l.contains(&needle)).count()
+    }
+
+    /// Removes a blob from the registry's storage (as a garbage collection
+    /// or a partial replication would leave it).
+    pub fn delete_blob(&self, digest: &str) {
+        let hex = digest.trim_start_matches("sha256:");
+        let path = self
+            .dir
+            .path()
+            .join("data/docker/registry/v2/blobs/sha256")
+            .join(&hex[..2])
+            .join(hex);
+        std::fs::remove_dir_all(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    }
+
+    /// A Docker config dir whose `config.json` logs in as `user`/`password`.
+    pub fn docker_config(&self, user: &str, password: &str) -> PathBuf {
+        use base64::Engine as _;
+        let dir = self.dir.path().join(format!("docker-{user}-{}", password.len()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let auth = base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"));
+        let config = serde_json::json!({ "auths": { &self.host: { "auth": auth } } });
+        std::fs::write(dir.join("config.json"), config.to_string()).unwrap();
+        dir
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// A context whose mdl logs in to `registry`.
+fn logged_in(ctx: &mut TestContext, registry: &Registry) {
+    ctx.env.push((
+        "DOCKER_CONFIG".into(),
+        registry.docker_config(USER, PASSWORD).display().to_string(),
+    ));
+}
+
+fn json_of(run: &Run) -> serde_json::Value {
+    serde_json::from_str(&run.stdout()).unwrap_or_else(|e| panic!("{e}: {}", run.stdout()))
+}
+
+/// A Hub repo with one large file (fetched in ranged pieces) and the
+/// standard small ones.
+fn two_models_one_large(ctx: &TestContext) -> Vec<u8> {
+    standard_hub(ctx);
+    let large = hub_emulator::pseudo_random_bytes(7, 40 << 20).to_vec();
+    ctx.hub.commit(
+        "acme/large",
+        "main",
+        vec![
+            (
+                "config.json",
+                Some(hub_emulator::Blob::regular(&br#"{"model_type": "x"}"#[..])),
+            ),
+            ("weights.bin", Some(hub_emulator::Blob::lfs(large.clone()))),
+        ],
+    );
+    large
+}
+
+const TWO_MODELS: &str = r#"
+models:
+  require:
+    - huggingface:acme/tiny-bert
+    - huggingface:acme/large
+"#;
+
+#[test]
+fn push_then_a_fresh_project_syncs_everything_from_the_mirror_with_the_hub_stopped() {
+    let registry = Registry::start();
+    let mut ctx = TestContext::new();
+    logged_in(&mut ctx, &registry);
+    let large = two_models_one_large(&ctx);
+    ctx.write_config(TWO_MODELS);
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    let target = format!("oci://{}/team/models:v1", registry.host);
+    let pushed = json_of(&ctx.mdl(&["push", &target, "--json"]).success());
+    assert_eq!(pushed["models"].as_array().unwrap().len(), 2, "{pushed}");
+    assert_eq!(pushed["uploaded"]["files"], 5, "{pushed}");
+    assert_eq!(
+        registry.uploads_started("team/models"),
+        5 + 1,
+        "five files and the empty config"
+    );
+
+    // Again: nothing is sent twice.
+    let again = json_of(&ctx.mdl(&["push", &target, "--json"]).success());
+    assert_eq!(again["uploaded"]["files"], 0, "{again}");
+    assert_eq!(again["present"]["files"], 5, "{again}");
+    assert_eq!(again["index"], pushed["index"], "the same lock makes the same index");
+    assert_eq!(registry.uploads_started("team/models"), 6, "no blob uploaded twice");
+
+    // A fresh project with only the config and the lock, the Hub stopped.
+    let mut fresh = TestContext::new();
+    logged_in(&mut fresh, &registry);
+    std::fs::write(fresh.path().join("config.yaml"), ctx.read("config.yaml")).unwrap();
+    std::fs::write(fresh.path().join("models.lock"), ctx.read("models.lock")).unwrap();
+    let stopped_hub = ctx.hub.url();
+    drop(ctx);
+    fresh.env.push(("HF_ENDPOINT".into(), stopped_hub));
+    fresh
+        .env
+        .push(("MDL_MIRROR".into(), format!("oci://{}/team/models", registry.host)));
+    let synced = json_of(&fresh.mdl(&["sync", "--json"]).success());
+    assert_eq!(synced["fetched"]["files"], 5, "{synced}");
+    assert_eq!(synced["mirrored"]["files"], 5, "{synced}");
+    assert_eq!(fresh.read("models/huggingface_acme--large/weights.bin"), large);
+    assert!(fresh.requests().is_empty(), "the context's own hub saw nothing either");
+    // The large file came in ranged pieces: more GETs than files.
+    assert!(registry.blob_gets("team/models") > 5, "{}", registry.log());
+    for model in synced["models"].as_array().unwrap() {
+        assert_eq!(model["status"], "verified", "{synced}");
+    }
+    // The lock is what it was: a mirror never changes it.
+    fresh.mdl(&["sync", "--locked", "--offline"]).success();
+}
+
+#[test]
+fn a_mirror_missing_one_file_falls_back_to_upstream_for_that_file_only() {
+    let registry = Registry::start();
+    let mut ctx = TestContext::new();
+    logged_in(&mut ctx, &registry);
+    standard_hub(&ctx);
+    ctx.write_config(
+        r#"
+models:
+  require:
+    - huggingface:acme/tiny-bert
+"#,
+    );
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    let mirror = format!("oci://{}/mirror", registry.host);
+    ctx.mdl(&["push", &mirror]).success();
+    let lock = ctx.read_str("models.lock");
+    let vocab_sha256 = {
+        use sha2::Digest as _;
+        hex::encode(sha2::Sha256::digest(b"[PAD]\n[UNK]\nhello\n"))
+    };
+    registry.delete_blob(&vocab_sha256);
+
+    std::fs::remove_dir_all(ctx.models()).unwrap();
+    ctx.clear_shared_store();
+    ctx.write_config(&format!(
+        r#"
+models:
+  require:
+    - huggingface:acme/tiny-bert
+  download:
+    mirrors: ["{mirror}"]
+"#
+    ));
+    let before = ctx.body_requests().len();
+    let run = ctx.mdl(&["sync", "--json", "--no-verify"]).success();
+    let synced = json_of(&run);
+    assert_eq!(synced["fetched"]["files"], 3, "{synced}");
+    assert_eq!(synced["mirrored"]["files"], 2, "{synced}");
+    let upstream: Vec<String> = ctx.body_requests()[before..].iter().map(|r| r.path.clone()).collect();
+    assert_eq!(upstream.len(), 1, "{upstream:?}");
+    assert!(upstream[0].ends_with("tokenizer/vocab.txt"), "{upstream:?}");
+    assert_eq!(
+        ctx.read("models/huggingface_acme--tiny-bert/tokenizer/vocab.txt"),
+        b"[PAD]\n[UNK]\nhello\n"
+    );
+    run.stderr_has("from upstream");
+    assert_eq!(ctx.read_str("models.lock"), lock, "a mirror never changes the lock");
+}
+
+#[test]
+fn an_oci_model_locks_to_its_digest_and_syncs_and_verifies() {
+    let registry = Registry::start();
+    let mut ctx = TestContext::new();
+    logged_in(&mut ctx, &registry);
+    standard_hub(&ctx);
+    ctx.write_config(
+        r#"
+models:
+  require:
+    - huggingface:acme/tiny-bert
+"#,
+    );
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    let pushed = json_of(
+        &ctx.mdl(&["push", &format!("oci://{}/published", registry.host), "--json"])
+            .success(),
+    );
+    let tag = pushed["models"][0]["tag"].as_str().unwrap().to_string();
+    let digest = pushed["models"][0]["digest"].as_str().unwrap().to_string();
+
+    let mut consumer = TestContext::new();
+    logged_in(&mut consumer, &registry);
+    consumer.write_config(&format!(
+        r#"
+models:
+  require:
+    - id: oci:{}/published:{tag}
+      name: bert
+"#,
+        registry.host
+    ));
+    let run = consumer.mdl(&["sync", "--json"]).success();
+    let synced = json_of(&run);
+    assert_eq!(synced["models"][0]["status"], "verified", "{synced}");
+    let lock = consumer.read_str("models.lock");
+    assert!(lock.contains(&format!("commit = \"{digest}\"")), "{lock}");
+    assert!(lock.contains("source = \"oci\""), "{lock}");
+    assert!(!lock.contains(PASSWORD), "credentials never reach the lock");
+    assert_eq!(consumer.read("models/oci_bert/model.safetensors"), SAFETENSORS);
+    assert!(consumer.requests().is_empty(), "an oci: model needs no Hub");
+}
+
+#[test]
+fn a_wrong_password_is_a_clear_error_that_never_shows_the_password() {
+    let registry = Registry::start();
+    let mut ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config(
+        r#"
+models:
+  require:
+    - huggingface:acme/tiny-bert
+"#,
+    );
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    let wrong = "not-the-password-42";
+    ctx.env.push((
+        "DOCKER_CONFIG".into(),
+        registry.docker_config(USER, wrong).display().to_string(),
+    ));
+    let run = ctx
+        .mdl(&["push", &format!("oci://{}/team/models", registry.host)])
+        .failure(1);
+    assert!(!run.stderr().contains(wrong), "{}", run.stderr());
+    assert!(!run.stdout().contains(wrong));
+    run.stderr_has("refused the credentials of user `ci`")
+        .stderr_has("docker login");
+    // No credentials at all: the same refusal, with the way to log in.
+    ctx.env.retain(|(k, _)| k != "DOCKER_CONFIG");
+    let none = ctx.path().join("no-docker").display().to_string();
+    ctx.env.push(("DOCKER_CONFIG".into(), none));
+    ctx.mdl(&["push", &format!("oci://{}/team/models", registry.host)])
+        .failure(1)
+        .stderr_has("docker login");
+}
