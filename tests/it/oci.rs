@@ -350,3 +350,210 @@ models:
         .failure(1)
         .stderr_has("docker login");
 }
+
+/// A lock of the one standard Hub model, synced and pushed to `repo`.
+fn pushed_tiny_bert(registry: &Registry, repo: &str) -> (TestContext, serde_json::Value) {
+    let mut ctx = TestContext::new();
+    logged_in(&mut ctx, registry);
+    standard_hub(&ctx);
+    ctx.write_config("models:\n  require:\n    - huggingface:acme/tiny-bert\n");
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    let pushed = json_of(
+        &ctx.mdl(&["push", &format!("oci://{}/{repo}", registry.host), "--json"])
+            .success(),
+    );
+    (ctx, pushed)
+}
+
+#[test]
+fn a_second_repository_of_the_same_registry_mounts_what_a_mirror_has() {
+    let registry = Registry::start();
+    let (mut ctx, first) = pushed_tiny_bert(&registry, "team/models");
+    assert_eq!(first["uploaded"]["files"], 3, "{first}");
+    ctx.env
+        .push(("MDL_MIRROR".into(), format!("oci://{}/team/models", registry.host)));
+    let second = json_of(
+        &ctx.mdl(&["push", &format!("oci://{}/team/other", registry.host), "--json"])
+            .success(),
+    );
+    assert_eq!(second["mounted"]["files"], 3, "{second}");
+    assert_eq!(second["uploaded"]["files"], 0, "{second}");
+    assert_eq!(
+        registry.uploads_started("team/other"),
+        1,
+        "only the 2-byte empty config"
+    );
+}
+
+#[test]
+fn credentials_from_a_docker_credential_helper() {
+    let registry = Registry::start();
+    let mut ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config("models:\n  require:\n    - huggingface:acme/tiny-bert\n");
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    // A helper as `docker login` with `credHelpers` installs one.
+    let bin = ctx.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let helper = bin.join("docker-credential-mdltest");
+    std::fs::write(
+        &helper,
+        format!(
+            "#!/bin/sh\n[ \"$1\" = get ] || exit 1\nread server\nprintf '{{\"ServerURL\":\"%s\",\"Username\":\"{USER}\",\"Secret\":\"{PASSWORD}\"}}' \"$server\"\n"
+        ),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&helper, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let docker = ctx.path().join("docker");
+    std::fs::create_dir_all(&docker).unwrap();
+    std::fs::write(
+        docker.join("config.json"),
+        serde_json::json!({ "credHelpers": { &registry.host: "mdltest" } }).to_string(),
+    )
+    .unwrap();
+    ctx.env.push(("DOCKER_CONFIG".into(), docker.display().to_string()));
+    ctx.env.push((
+        "PATH".into(),
+        format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+    ));
+    let pushed = json_of(
+        &ctx.mdl(&["push", &format!("oci://{}/helper", registry.host), "--json"])
+            .success(),
+    );
+    assert_eq!(pushed["uploaded"]["files"], 3, "{pushed}");
+}
+
+#[test]
+fn an_oci_model_by_digest_and_an_index_that_is_not_one_model() {
+    let registry = Registry::start();
+    let (_pusher, pushed) = pushed_tiny_bert(&registry, "published");
+    let digest = pushed["models"][0]["digest"].as_str().unwrap().to_string();
+    let mut ctx = TestContext::new();
+    logged_in(&mut ctx, &registry);
+    ctx.write_config(&format!(
+        "models:\n  require:\n    - id: oci:{}/published@{digest}\n      name: bert\n",
+        registry.host
+    ));
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    let lock = ctx.read_str("models.lock");
+    assert!(lock.contains(&format!("revision = \"{digest}\"")), "{lock}");
+    assert!(lock.contains(&format!("commit = \"{digest}\"")), "{lock}");
+
+    // `latest` is the lock's index: one must name a model of it.
+    ctx.write_config(&format!(
+        "models:\n  require:\n    - id: oci:{}/published\n      name: all\n",
+        registry.host
+    ));
+    ctx.mdl(&["lock"])
+        .failure(1)
+        .stderr_has("is an index of 1 manifests, not one model; name one: `acme/tiny-bert`")
+        .stderr_has(&digest);
+}
+
+/// `curl` against the registry, as ORAS or a ModelPack tool would publish.
+fn curl(registry: &Registry, args: &[&str]) -> String {
+    let out = Command::new("curl")
+        .args(["-sS", "-f", "-u", &format!("{USER}:{PASSWORD}")])
+        .args(args)
+        .output()
+        .expect("curl");
+    assert!(
+        out.status.success(),
+        "curl {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let _ = registry;
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn curl_push_blob(registry: &Registry, repo: &str, data: &[u8]) -> String {
+    use sha2::Digest as _;
+    let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)));
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), data).unwrap();
+    let headers = curl(
+        registry,
+        &[
+            "-D",
+            "-",
+            "-o",
+            "/dev/null",
+            "-X",
+            "POST",
+            &format!("http://{}/v2/{repo}/blobs/uploads/", registry.host),
+        ],
+    );
+    let location = headers
+        .lines()
+        .find_map(|l| l.strip_prefix("Location: ").or_else(|| l.strip_prefix("location: ")))
+        .expect("an upload location")
+        .trim()
+        .to_string();
+    let location = if location.starts_with("http") {
+        location
+    } else {
+        format!("http://{}{location}", registry.host)
+    };
+    let sep = if location.contains('?') { '&' } else { '?' };
+    curl(
+        registry,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/octet-stream",
+            "--data-binary",
+            &format!("@{}", file.path().display()),
+            &format!("{location}{sep}digest={digest}"),
+        ],
+    );
+    digest
+}
+
+#[test]
+fn an_oras_style_artifact_is_a_model_too() {
+    let registry = Registry::start();
+    let weights = curl_push_blob(&registry, "oras/model", SAFETENSORS);
+    let config = curl_push_blob(&registry, "oras/model", b"{}");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.example.model",
+        "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2 },
+        "layers": [{
+            "mediaType": "application/vnd.oci.image.layer.v1.tar",
+            "digest": weights,
+            "size": SAFETENSORS.len(),
+            "annotations": { "org.opencontainers.image.title": "model.safetensors" },
+        }],
+    });
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), manifest.to_string()).unwrap();
+    curl(
+        &registry,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+            &format!("@{}", file.path().display()),
+            &format!("http://{}/v2/oras/model/manifests/v1", registry.host),
+        ],
+    );
+    let mut ctx = TestContext::new();
+    logged_in(&mut ctx, &registry);
+    ctx.write_config(&format!(
+        "models:\n  require:\n    - id: oci:{}/oras/model:v1\n      name: oras\n",
+        registry.host
+    ));
+    let synced = json_of(&ctx.mdl(&["sync", "--json"]).success());
+    assert_eq!(synced["models"][0]["status"], "verified", "{synced}");
+    assert_eq!(ctx.read("models/oci_oras/model.safetensors"), SAFETENSORS);
+    let lock = ctx.read_str("models.lock");
+    assert!(
+        lock.contains(&weights.trim_start_matches("sha256:").to_string()),
+        "the layer's sha256 is locked: {lock}"
+    );
+}

@@ -108,7 +108,14 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
     let fetched = outcome.fetched_files + outcome.lock.as_ref().map_or(0, |l| l.downloaded_files);
     let bytes = outcome.fetched_bytes + outcome.lock.as_ref().map_or(0, |l| l.downloaded_bytes);
     if fetched > 0 {
-        p.status("Fetched", &format!("{fetched} file(s), {}", human_bytes(bytes)));
+        let mirrored = match outcome.mirrored_files {
+            0 => String::new(),
+            n => format!(" ({n} file(s), {} from a mirror)", human_bytes(outcome.mirrored_bytes)),
+        };
+        p.status(
+            "Fetched",
+            &format!("{fetched} file(s), {}{mirrored}", human_bytes(bytes)),
+        );
     }
     let linked = outcome.linked_files + outcome.lock.as_ref().map_or(0, |l| l.linked_files);
     let linked_bytes = outcome.linked_bytes + outcome.lock.as_ref().map_or(0, |l| l.linked_bytes);
