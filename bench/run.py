@@ -311,6 +311,84 @@ def bench_verify(work, size):
     return out
 
 
+class Registry:
+    """Debian's docker-registry (CNCF distribution) on 127.0.0.1, no auth, filesystem storage."""
+
+    def __init__(self, work):
+        import socket
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = sock.getsockname()[1]
+        self.dir = work / f"registry-{port}"
+        self.dir.mkdir(parents=True)
+        (self.dir / "config.yml").write_text(
+            f"version: 0.1\nlog:\n  level: error\n  accesslog:\n    disabled: true\n"
+            f"storage:\n  filesystem:\n    rootdirectory: {self.dir / 'data'}\n"
+            f"http:\n  addr: 127.0.0.1:{port}\n"
+        )
+        self.proc = subprocess.Popen(["docker-registry", "serve", str(self.dir / "config.yml")],
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.host = f"127.0.0.1:{port}"
+        for _ in range(200):
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=0.1).close()
+                return
+            except OSError:
+                time.sleep(0.05)
+        raise SystemExit("docker-registry did not start")
+
+    def stop(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
+def concurrent_syncs(dirs, env):
+    """Starts `mdl sync --json` in every dir at once; wall seconds and the JSON documents."""
+    start = time.perf_counter()
+    procs = [subprocess.Popen([MDL, "sync", "-q", "--no-verify", "--json"], cwd=d, env=env,
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE) for d in dirs]
+    docs = []
+    for p in procs:
+        out, err = p.communicate()
+        if p.returncode != 0:
+            raise SystemExit(f"mdl sync failed:\n{err.decode(errors='replace')}")
+        docs.append(json.loads(out))
+    return time.perf_counter() - start, docs
+
+
+def bench_fleet(work, size, nodes):
+    log(f"[8] fleet: {nodes} concurrent syncs of a {size / GiB:g} GiB lock, from an OCI registry vs from the hub")
+    hub = Hub(work, "--synthetic", f"bench/fleet/model.bin={size}")
+    registry = Registry(work)
+    try:
+        seed = project(work, "fleet-seed", "models:\n  require: [bench/fleet]\n")
+        env = mdl_env(hub)
+        timed([MDL, "lock", "-q"], cwd=seed, env=env)
+        repo = f"oci://{registry.host}/fleet"
+        push_time, _ = timed([MDL, "push", "-q", repo], cwd=seed, env=env)
+        result = dict(push_seconds=push_time)
+        for name, extra in (("hub", {}), ("registry", {"MDL_MIRROR": repo})):
+            dirs = []
+            for i in range(nodes):
+                d = project(work, f"fleet-{name}-{i}", (seed / "config.yaml").read_text())
+                shutil.copy(seed / "models.lock", d / "models.lock")
+                dirs.append(d)
+            hub.reset_log()
+            seconds, docs = concurrent_syncs(dirs, dict(env, **extra))
+            fetched = sum(doc["fetched"]["bytes"] for doc in docs)
+            mirrored = sum(doc["mirrored"]["bytes"] for doc in docs)
+            result[name] = dict(seconds=seconds, bytes=fetched, from_mirror=mirrored,
+                                hub_requests=len(hub.requests()))
+            for d in dirs:
+                drop(d)
+        drop(seed)
+        result["ratio"] = result["registry"]["seconds"] / result["hub"]["seconds"]
+        return result
+    finally:
+        registry.stop()
+        hub.stop()
+
+
 def version(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
@@ -336,9 +414,9 @@ def main():
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     args = ap.parse_args()
-    big, huge, large, small, runs = (2 * GiB, 4 * GiB, 200 * MiB, 500, 3)
+    big, huge, large, small, runs, fleet = (2 * GiB, 4 * GiB, 200 * MiB, 500, 3, GiB)
     if args.quick:
-        big, huge, large, small, runs = (256 * MiB, 512 * MiB, 32 * MiB, 100, 1)
+        big, huge, large, small, runs, fleet = (256 * MiB, 512 * MiB, 32 * MiB, 100, 1, 128 * MiB)
     work = ROOT / "target" / "bench-work"
     shutil.rmtree(work, ignore_errors=True)
     work.mkdir(parents=True)
@@ -350,6 +428,7 @@ def main():
     r5 = bench_rss(work, huge)
     r6 = bench_resume(work, big)
     r7 = bench_verify(work, big)
+    r8 = bench_fleet(work, fleet, 8)
     shutil.rmtree(work, ignore_errors=True)
 
     gib = big / GiB
@@ -378,6 +457,11 @@ def main():
                                     ("b", "torch", "`torch.save` zip with one half-size tensor"),
                                     ("c", "sharded", "safetensors model in 8 shards"))
         ],
+        ("8", f"fleet: 8 concurrent `mdl sync` of one {fleet / GiB:g} GiB lock (8 fresh projects, no shared store), from an OCI registry mirror (`MDL_MIRROR`, Debian's docker-registry) vs from the hub emulator",
+         f"registry {r8['registry']['seconds']:.1f} s, hub {r8['hub']['seconds']:.1f} s → **{r8['ratio']:.2f}×** the hub's time; "
+         f"{r8['registry']['bytes'] / GiB:.1f} GiB moved, {r8['registry']['from_mirror'] / GiB:.1f} GiB from the registry, "
+         f"**{r8['registry']['hub_requests']}** requests to the hub (hub run: {r8['hub']['hub_requests']}); `mdl push` of the lock {r8['push_seconds']:.1f} s",
+         "≤ 1.25× the hub's time; 0 hub requests", verdict(r8["ratio"] <= 1.25 and r8["registry"]["hub_requests"] == 0)),
     ]
     lines = [
         "# Benchmarks",
@@ -397,7 +481,9 @@ def main():
         "",
         "Benchmark 7 writes its files with `bench/weights.py` in torch's own layouts (the lean libtorch install cannot `import torch`).",
         "",
-        "Raw: " + json.dumps(dict(loopback=r1, shaped=r2, mixed=r3, noop=r4, rss=r5, resume=r6, verify=r7), default=lambda x: round(x, 4)),
+        "Benchmark 8: the registry runs without auth, on the same disk; each sync writes and fsyncs its own copy, as separate nodes would.",
+        "",
+        "Raw: " + json.dumps(dict(loopback=r1, shaped=r2, mixed=r3, noop=r4, rss=r5, resume=r6, verify=r7, fleet=r8), default=lambda x: round(x, 4)),
         "",
     ]
     Path(args.out).write_text("\n".join(lines))
