@@ -39,7 +39,7 @@ impl Fetcher {
             models.insert(&model.name, model);
         }
         for mirror in mirrors {
-            let registry = match self.registries().get(&mirror.registry) {
+            let registry = match self.registries().get(&mirror.registry).await {
                 Ok(r) => r,
                 Err(e) => {
                     plan.unusable.push((mirror.clone(), e.to_string()));

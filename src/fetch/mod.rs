@@ -299,7 +299,7 @@ impl Fetcher {
             label: job.label.clone(),
             source,
         };
-        let client = self.registries.get(&repo.registry).map_err(registry)?;
+        let client = self.registries.get(&repo.registry).await.map_err(registry)?;
         client.authorization(repo).await.map_err(registry)
     }
 

@@ -10,9 +10,11 @@
 //! files atomically; oci-client's `pull_blob_stream_partial` could stream and
 //! resume too, but would need all of that written again around it.
 //!
-//! Plain HTTP is used only for a registry on the loopback interface or one
-//! the config marks `insecure: true`; credentials come from Docker's
-//! `config.json` ([`credentials`]) and are never printed.
+//! HTTPS always, but for a registry on the loopback interface or one the
+//! config marks `insecure: true`: those are asked over HTTPS first and spoken
+//! to over plain HTTP only when they do not speak TLS, as docker does.
+//! Credentials come from Docker's `config.json` ([`credentials`]) and are
+//! never printed.
 
 use std::collections::{BTreeSet, HashMap};
 use std::fmt;
@@ -123,6 +125,8 @@ pub enum OciError {
     NotFound { reference: String },
     #[error("could not reach the registry `{registry}`: {reason}")]
     Network { registry: String, reason: String },
+    #[error("the certificate of the registry `{registry}` is not trusted ({reason})")]
+    Untrusted { registry: String, reason: String },
     #[error("the registry `{registry}` answered: {message}")]
     Registry { registry: String, message: String },
     #[error("`{reference}` is not a model mdl can use: {reason}")]
@@ -143,6 +147,7 @@ impl OciError {
             OciError::Denied { .. } => "ask the registry's administrators for pull (or push) access to this repository".into(),
             OciError::NotFound { .. } => "check the repository and tag (`mdl push` publishes a lock's models)".into(),
             OciError::Network { .. } => "check that the registry is up and reachable; a registry on another host over plain HTTP needs `insecure: true`".into(),
+            OciError::Untrusted { .. } => crate::http::UNTRUSTED_CERTIFICATE_HINT.into(),
             OciError::Registry { .. } => return None,
             OciError::BadArtifact { .. } => "publish the model with `mdl push`, or as an artifact whose layers carry `org.opencontainers.image.title`".into(),
         })
@@ -164,29 +169,53 @@ pub fn is_loopback(registry: &str) -> bool {
 pub struct Registries {
     /// Extra CAs (`SSL_CERT_FILE` and friends), PEM.
     roots: Vec<Vec<u8>>,
-    /// Hosts reached over plain HTTP although not on loopback (`insecure: true`).
+    /// The same, for the probe that asks whether a registry speaks TLS.
+    probe_roots: Vec<reqwest::Certificate>,
+    /// Hosts that may be reached over plain HTTP although not on loopback
+    /// (`insecure: true`).
     insecure: BTreeSet<String>,
     clients: Mutex<HashMap<String, Arc<Registry>>>,
 }
 
 impl Registries {
     pub fn new(roots: Vec<Vec<u8>>, insecure: BTreeSet<String>) -> Registries {
+        let probe_roots = (roots.iter())
+            .flat_map(|pem| reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default())
+            .collect();
         Registries {
             roots,
+            probe_roots,
             insecure,
             clients: Mutex::new(HashMap::new()),
         }
     }
 
-    pub fn get(&self, registry: &str) -> Result<Arc<Registry>, OciError> {
-        let mut clients = self.clients.lock().unwrap();
-        if let Some(client) = clients.get(registry) {
+    pub async fn get(&self, registry: &str) -> Result<Arc<Registry>, OciError> {
+        if let Some(client) = self.clients.lock().unwrap().get(registry) {
             return Ok(client.clone());
         }
-        let http = is_loopback(registry) || self.insecure.contains(registry);
+        let may_be_http = is_loopback(registry) || self.insecure.contains(registry);
+        let http = may_be_http && !self.speaks_tls(registry).await;
         let client = Arc::new(Registry::new(registry, http, &self.roots)?);
-        clients.insert(registry.to_string(), client.clone());
-        Ok(client)
+        let mut clients = self.clients.lock().unwrap();
+        Ok(clients.entry(registry.to_string()).or_insert(client).clone())
+    }
+
+    /// Whether `registry` answers over HTTPS (any HTTP status will do; a
+    /// certificate mdl does not trust counts too, so that the real request
+    /// says so instead of falling back to plain HTTP).
+    async fn speaks_tls(&self, registry: &str) -> bool {
+        let timeout = std::time::Duration::from_secs(5);
+        let client = crate::http::client(timeout, crate::http::Trust::Verified, &self.probe_roots, false);
+        match client
+            .get(format!("https://{registry}/v2/"))
+            .timeout(timeout)
+            .send()
+            .await
+        {
+            Ok(_) => true,
+            Err(e) => crate::http::is_untrusted_certificate(&e),
+        }
     }
 }
 
@@ -450,6 +479,10 @@ impl Registry {
             OciDistributionError::RequestError(e) if e.status().is_some() => OciError::Registry {
                 registry,
                 message: error_chain(&e),
+            },
+            OciDistributionError::RequestError(e) if error_chain(&e).contains("certificate") => OciError::Untrusted {
+                registry,
+                reason: error_chain(&e),
             },
             OciDistributionError::RequestError(e) => OciError::Network {
                 registry,

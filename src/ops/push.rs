@@ -146,7 +146,7 @@ impl Project {
 
         // Blobs, a few at a time.
         let fetcher = self.fetcher()?;
-        let registry = fetcher.registries().get(&target.registry)?;
+        let registry = fetcher.registries().get(&target.registry).await?;
         let mount_from: Vec<OciRef> = (self.mirrors()?.into_iter())
             .map(|(m, _)| m)
             .filter(|m| m.registry == target.registry && m.repository != target.repository)

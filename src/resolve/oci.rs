@@ -29,7 +29,7 @@ impl Resolver<'_> {
             Some(tag) => base.at_tag(tag),
             None => base.at_tag("latest"),
         };
-        let registry = self.registries.get(&base.registry).map_err(oci)?;
+        let registry = self.registries.get(&base.registry).await.map_err(oci)?;
         let (bytes, digest) = registry.manifest(&at).await.map_err(oci)?.ok_or_else(|| {
             oci(OciError::NotFound {
                 reference: at.to_string(),

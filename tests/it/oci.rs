@@ -19,6 +19,16 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// A registry that speaks HTTPS with `identity` (a certificate for
+    /// 127.0.0.1 from a private CA, as a corporate registry has).
+    pub fn start_tls(identity: hub_emulator::TlsIdentity) -> Registry {
+        Registry::start_with(Some(identity))
+    }
+
+    fn start_with(tls: Option<hub_emulator::TlsIdentity>) -> Registry {
         let binary = std::env::var("MDL_TEST_REGISTRY").unwrap_or_else(|_| "/usr/bin/docker-registry".into());
         assert!(
             Path::new(&binary).exists(),
@@ -28,6 +38,18 @@ impl Registry {
         let hash = bcrypt::hash(PASSWORD, 4).unwrap();
         std::fs::write(dir.path().join("htpasswd"), format!("{USER}:{hash}\n")).unwrap();
         let port = free_port();
+        let tls = match tls {
+            None => String::new(),
+            Some(identity) => {
+                std::fs::write(dir.path().join("cert.pem"), identity.cert_pem).unwrap();
+                std::fs::write(dir.path().join("key.pem"), identity.key_pem).unwrap();
+                format!(
+                    "  tls:\n    certificate: {}\n    key: {}\n",
+                    dir.path().join("cert.pem").display(),
+                    dir.path().join("key.pem").display()
+                )
+            }
+        };
         let config = format!(
             r#"version: 0.1
 log:
@@ -41,7 +63,7 @@ storage:
     enabled: true
 http:
   addr: 127.0.0.1:{port}
-auth:
+{tls}auth:
   htpasswd:
     realm: mdl-tests
     path: {htpasswd}
@@ -556,4 +578,37 @@ fn an_oras_style_artifact_is_a_model_too() {
         lock.contains(&weights.trim_start_matches("sha256:").to_string()),
         "the layer's sha256 is locked: {lock}"
     );
+}
+
+#[test]
+fn a_registry_behind_a_private_ca_is_trusted_through_ssl_cert_file() {
+    let (ca_pem, identity) = crate::tls::private_ca();
+    let registry = Registry::start_tls(identity);
+    let mut ctx = TestContext::new();
+    logged_in(&mut ctx, &registry);
+    standard_hub(&ctx);
+    ctx.write_config("models:\n  require:\n    - huggingface:acme/tiny-bert\n");
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    let target = format!("oci://{}/secure", registry.host);
+    // Spoken to over HTTPS (it answers TLS), and refused until its CA is trusted.
+    ctx.mdl(&["push", &target])
+        .failure(1)
+        .stderr_has("is not trusted")
+        .stderr_has("SSL_CERT_FILE");
+    let ca = ctx.path().join("corporate-ca.pem");
+    std::fs::write(&ca, ca_pem).unwrap();
+    ctx.env.push(("SSL_CERT_FILE".into(), ca.display().to_string()));
+    let pushed = json_of(&ctx.mdl(&["push", &target, "--json"]).success());
+    assert_eq!(pushed["uploaded"]["files"], 3, "{pushed}");
+    // And a model synced from it, over the same trust.
+    let mut consumer = TestContext::new();
+    logged_in(&mut consumer, &registry);
+    consumer.env.push(("SSL_CERT_FILE".into(), ca.display().to_string()));
+    consumer.write_config(&format!(
+        "models:\n  require:\n    - id: oci:{}/secure:{}\n      name: bert\n",
+        registry.host,
+        pushed["models"][0]["tag"].as_str().unwrap()
+    ));
+    consumer.mdl(&["sync", "--no-verify"]).success();
+    assert_eq!(consumer.read("models/oci_bert/model.safetensors"), SAFETENSORS);
 }

@@ -10,7 +10,7 @@ use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, 
 use crate::common::*;
 
 /// A CA (PEM) and a certificate for 127.0.0.1 that it signed.
-fn private_ca() -> (String, TlsIdentity) {
+pub fn private_ca() -> (String, TlsIdentity) {
     let ca_key = KeyPair::generate().unwrap();
     let mut ca = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
