@@ -1,7 +1,7 @@
 //! `mdl doctor`: what this machine and project look like to mdl — the
 //! verifier and its libtorch, the devices libtorch sees, whether the Hub is
 //! reachable, whether a token is set (never its value), free space against
-//! the lock's size, a stale lock. It changes nothing.
+//! the lock's size, a stale lock, each mirror and its login. It changes nothing.
 
 use std::time::Duration;
 
@@ -24,7 +24,7 @@ pub struct Finding {
 impl Project {
     pub async fn doctor(&self) -> Vec<Finding> {
         let mut out = Vec::new();
-        let mut add = |check, ok, detail: String, hint: Option<&str>| {
+        let add = |out: &mut Vec<Finding>, check, ok, detail: String, hint: Option<&str>| {
             out.push(Finding {
                 check,
                 ok,
@@ -36,15 +36,17 @@ impl Project {
         // The verifier and its libtorch.
         match Verifier::discover() {
             Verifier::StructureOnly { reason } => add(
+                &mut out,
                 "verifier",
                 false,
                 format!("models are not loaded: {reason}"),
                 Some("install `mdl-torch` next to `mdl` (`cargo install --path crates/mdl-torch`)"),
             ),
             Verifier::Helper { path, libtorch } => {
-                add("verifier", true, format!("`{}`", path.display()), None);
+                add(&mut out, "verifier", true, format!("`{}`", path.display()), None);
                 match &libtorch {
                     Some(found) if found.matches() => add(
+                        &mut out,
                         "libtorch",
                         true,
                         format!(
@@ -57,6 +59,7 @@ impl Project {
                         None,
                     ),
                     Some(found) => add(
+                        &mut out,
                         "libtorch",
                         false,
                         format!(
@@ -69,6 +72,7 @@ impl Project {
                         Some(libtorch_dir::FIX),
                     ),
                     None => add(
+                        &mut out,
                         "libtorch",
                         true,
                         "none found by `MDL_LIBTORCH`, `LIBTORCH` or Python; mdl-torch uses the one it was built against".into(),
@@ -82,12 +86,14 @@ impl Project {
                 }
                 match command.output() {
                     Ok(o) if o.status.success() => add(
+                        &mut out,
                         "devices",
                         true,
                         String::from_utf8_lossy(&o.stdout).trim().to_string(),
                         None,
                     ),
                     Ok(o) => add(
+                        &mut out,
                         "devices",
                         false,
                         format!(
@@ -96,7 +102,7 @@ impl Project {
                         ),
                         Some("set `MDL_LIBTORCH` to a libtorch 2.13 directory, or `pip install torch==2.13.0`"),
                     ),
-                    Err(e) => add("devices", false, format!("mdl-torch did not run: {e}"), None),
+                    Err(e) => add(&mut out, "devices", false, format!("mdl-torch did not run: {e}"), None),
                 }
             }
         }
@@ -111,8 +117,9 @@ impl Project {
             .send()
             .await;
         match reached {
-            Ok(r) => add("endpoint", true, format!("`{}` answered {}", self.endpoint, r.status()), None),
+            Ok(r) => add(&mut out, "endpoint", true, format!("`{}` answered {}", self.endpoint, r.status()), None),
             Err(e) => add(
+                &mut out,
                 "endpoint",
                 false,
                 format!("`{}` is unreachable: {}", self.endpoint, crate::http::describe_reqwest(&e)),
@@ -120,6 +127,7 @@ impl Project {
             ),
         }
         add(
+            &mut out,
             "token",
             true,
             if self.token.is_some() {
@@ -131,11 +139,47 @@ impl Project {
             None,
         );
 
+        // Mirrors: reachable, and the credentials accepted (a blob HEAD needs both).
+        let mirrors = self.mirrors().unwrap_or_default();
+        if !mirrors.is_empty() {
+            if let Ok(fetcher) = self.fetcher() {
+                for (mirror, _) in mirrors {
+                    let checked = async {
+                        let registry = fetcher.registries().get(&mirror.registry).await?;
+                        registry
+                            .has_blob(&mirror, crate::oci::artifact::EMPTY_CONFIG_DIGEST)
+                            .await?;
+                        Ok::<_, crate::oci::OciError>(registry.credentials().username().map(str::to_string))
+                    }
+                    .await;
+                    match checked {
+                        Ok(user) => add(
+                            &mut out,
+                            "mirror",
+                            true,
+                            format!(
+                                "`oci://{mirror}` answers{}",
+                                user.map(|u| format!(" (logged in as `{u}`)")).unwrap_or_default()
+                            ),
+                            None,
+                        ),
+                        Err(e) => out.push(Finding {
+                            check: "mirror",
+                            ok: false,
+                            detail: format!("`oci://{mirror}`: {e}"),
+                            hint: e.hint(),
+                        }),
+                    }
+                }
+            }
+        }
+
         // The project.
         match self.read_lock() {
             Ok(Some(lock)) => {
                 let stale = lock.differences(&self.config.specs);
                 add(
+                    &mut out,
                     "lock",
                     stale.is_empty(),
                     if stale.is_empty() {
@@ -148,6 +192,7 @@ impl Project {
                 let size: u64 = lock.models.values().map(|m| m.size()).sum();
                 if let Some(free) = crate::fs::free_space(self.store.root()) {
                     add(
+                        &mut out,
                         "space",
                         free >= size,
                         format!(
@@ -160,8 +205,9 @@ impl Project {
                     );
                 }
             }
-            Ok(None) => add("lock", true, "no models.lock yet".into(), None),
+            Ok(None) => add(&mut out, "lock", true, "no models.lock yet".into(), None),
             Err(e) => add(
+                &mut out,
                 "lock",
                 false,
                 e.to_string(),
@@ -173,6 +219,7 @@ impl Project {
         if let Some(shared) = &self.caches.shared {
             let usage = shared.usage();
             add(
+                &mut out,
                 "store",
                 true,
                 format!(

@@ -612,3 +612,40 @@ fn a_registry_behind_a_private_ca_is_trusted_through_ssl_cert_file() {
     consumer.mdl(&["sync", "--no-verify"]).success();
     assert_eq!(consumer.read("models/oci_bert/model.safetensors"), SAFETENSORS);
 }
+
+#[test]
+fn doctor_checks_each_mirror_and_its_login() {
+    let registry = Registry::start();
+    let mut ctx = TestContext::new();
+    ctx.write_config(&format!(
+        "models:\n  require: []\n  download:\n    mirrors: [\"oci://{}/team/models\"]\n",
+        registry.host
+    ));
+    let mirror_finding = |ctx: &TestContext| {
+        let out = ctx.command(&["doctor", "--json"]).output().unwrap();
+        let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        report["findings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|f| f["check"] == "mirror")
+            .cloned()
+            .expect("a mirror finding")
+    };
+    ctx.env.push((
+        "DOCKER_CONFIG".into(),
+        registry.docker_config(USER, "wrong-one").display().to_string(),
+    ));
+    let refused = mirror_finding(&ctx);
+    assert_eq!(refused["ok"], false, "{refused}");
+    assert!(refused["hint"].as_str().unwrap().contains("docker login"), "{refused}");
+    assert!(!refused.to_string().contains("wrong-one"));
+    ctx.env.retain(|(k, _)| k != "DOCKER_CONFIG");
+    logged_in(&mut ctx, &registry);
+    let accepted = mirror_finding(&ctx);
+    assert_eq!(accepted["ok"], true, "{accepted}");
+    assert!(
+        accepted["detail"].as_str().unwrap().contains("logged in as `ci`"),
+        "{accepted}"
+    );
+}
