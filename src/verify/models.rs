@@ -31,7 +31,6 @@ pub async fn verify_models(
     reload: &BTreeSet<String>,
     reporter: &dyn Reporter,
 ) -> Result<Vec<ModelCheck>, VerifyError> {
-    let verifier = Verifier::discover();
     struct Pending {
         model: usize,
         path: String,
@@ -100,6 +99,10 @@ pub async fn verify_models(
         checks.push(check);
     }
     if !requests.is_empty() {
+        // Found only when something must load: finding libtorch may ask
+        // Python, which a sync whose verifications are all remembered (the
+        // no-op) must not pay for.
+        let verifier = Verifier::discover();
         verifier.check_libtorch()?;
         // Within the memory budget, spread over the cores.
         let budget = config

@@ -19,16 +19,22 @@ pub struct Registry {
 
 impl Registry {
     pub fn start() -> Registry {
-        Registry::start_with(None)
+        Registry::start_with(None, None)
     }
 
     /// A registry that speaks HTTPS with `identity` (a certificate for
     /// 127.0.0.1 from a private CA, as a corporate registry has).
     pub fn start_tls(identity: hub_emulator::TlsIdentity) -> Registry {
-        Registry::start_with(Some(identity))
+        Registry::start_with(Some(identity), None)
     }
 
-    fn start_with(tls: Option<hub_emulator::TlsIdentity>) -> Registry {
+    /// A registry that sends clients to `tokens` for a bearer token
+    /// (`WWW-Authenticate: Bearer realm=…`), as GHCR, Docker Hub and Harbor do.
+    pub fn start_with_token_auth(tokens: &TokenServer) -> Registry {
+        Registry::start_with(None, Some(tokens))
+    }
+
+    fn start_with(tls: Option<hub_emulator::TlsIdentity>, tokens: Option<&TokenServer>) -> Registry {
         let binary = std::env::var("MDL_TEST_REGISTRY").unwrap_or_else(|_| "/usr/bin/docker-registry".into());
         assert!(
             Path::new(&binary).exists(),
@@ -50,6 +56,20 @@ impl Registry {
                 )
             }
         };
+        let auth = match tokens {
+            None => format!(
+                "  htpasswd:\n    realm: mdl-tests\n    path: {}\n",
+                dir.path().join("htpasswd").display()
+            ),
+            Some(tokens) => {
+                std::fs::write(dir.path().join("token-ca.pem"), &tokens.cert_pem).unwrap();
+                format!(
+                    "  token:\n    realm: {}/token\n    service: {SERVICE}\n    issuer: {ISSUER}\n    rootcertbundle: {}\n",
+                    tokens.url,
+                    dir.path().join("token-ca.pem").display()
+                )
+            }
+        };
         let config = format!(
             r#"version: 0.1
 log:
@@ -64,12 +84,8 @@ storage:
 http:
   addr: 127.0.0.1:{port}
 {tls}auth:
-  htpasswd:
-    realm: mdl-tests
-    path: {htpasswd}
-"#,
+{auth}"#,
             root = dir.path().join("data").display(),
-            htpasswd = dir.path().join("htpasswd").display(),
         );
         std::fs::write(dir.path().join("config.yml"), config).unwrap();
         let log = std::fs::File::create(dir.path().join("registry.log")).unwrap();
@@ -648,4 +664,184 @@ fn doctor_checks_each_mirror_and_its_login() {
         accepted["detail"].as_str().unwrap().contains("logged in as `ci`"),
         "{accepted}"
     );
+}
+
+const SERVICE: &str = "mdl-test-registry";
+const ISSUER: &str = "mdl-test-token-issuer";
+
+/// A registry token server on 127.0.0.1, as the distribution spec's token
+/// flow has one: basic credentials in, an ES256 JWT out, signed with a key
+/// whose certificate the registry trusts (`rootcertbundle`).
+pub struct TokenServer {
+    pub url: String,
+    pub cert_pem: String,
+    /// Tokens issued (a refusal is not counted).
+    issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl TokenServer {
+    pub fn start() -> TokenServer {
+        use std::io::{BufRead, Write};
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let cert = rcgen::CertificateParams::new(vec!["mdl-token-issuer".to_string()])
+            .unwrap()
+            .self_signed(&key)
+            .unwrap();
+        let signer = ring::signature::EcdsaKeyPair::from_pkcs8(
+            &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+            &key.serialize_der(),
+            &ring::rand::SystemRandom::new(),
+        )
+        .unwrap();
+        let cert_der = cert.der().to_vec();
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = issued.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = std::io::BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    continue;
+                }
+                let mut authorization = None;
+                loop {
+                    let mut line = String::new();
+                    if reader.read_line(&mut line).unwrap_or(0) == 0 || line == "\r\n" {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':') {
+                        if name.eq_ignore_ascii_case("authorization") {
+                            authorization = Some(value.trim().to_string());
+                        }
+                    }
+                }
+                let target = request_line.split_whitespace().nth(1).unwrap_or("/");
+                let answer = match token_for(target, authorization.as_deref(), &signer, &cert_der) {
+                    Some(token) => {
+                        counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let body =
+                            serde_json::json!({ "token": token, "access_token": token, "expires_in": 300 }).to_string();
+                        format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
+                    }
+                    None => "HTTP/1.1 401 Unauthorized\r\nContent-Length: 0\r\nConnection: close\r\n\r\n".to_string(),
+                };
+                let _ = stream.write_all(answer.as_bytes());
+            }
+        });
+        TokenServer {
+            url,
+            cert_pem: cert.pem(),
+            issued,
+        }
+    }
+
+    pub fn issued(&self) -> usize {
+        self.issued.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+/// The token for `GET /token?service=…&scope=repository:NAME:ACTIONS…`, if the
+/// basic credentials are right.
+fn token_for(
+    target: &str,
+    authorization: Option<&str>,
+    signer: &ring::signature::EcdsaKeyPair,
+    cert_der: &[u8],
+) -> Option<String> {
+    use base64::Engine as _;
+    let expected = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode(format!("{USER}:{PASSWORD}"))
+    );
+    if authorization != Some(expected.as_str()) {
+        return None;
+    }
+    let query = target.split_once('?').map(|(_, q)| q).unwrap_or("");
+    let mut access = Vec::new();
+    for pair in query.split('&') {
+        let Some(scope) = pair.strip_prefix("scope=") else {
+            continue;
+        };
+        let scope = percent_decode(scope);
+        // `repository:team/models:pull,push`
+        let mut parts = scope.splitn(3, ':');
+        let (Some(kind), Some(name), Some(actions)) = (parts.next(), parts.next(), parts.next()) else {
+            continue;
+        };
+        access
+            .push(serde_json::json!({ "type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>() }));
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
+    let header = serde_json::json!({
+        "typ": "JWT",
+        "alg": "ES256",
+        "x5c": [base64::engine::general_purpose::STANDARD.encode(cert_der)],
+    });
+    let claims = serde_json::json!({
+        "iss": ISSUER,
+        "sub": USER,
+        "aud": SERVICE,
+        "exp": now + 300,
+        "nbf": now - 10,
+        "iat": now,
+        "jti": format!("{now}-{}", access.len()),
+        "access": access,
+    });
+    let signing_input = format!(
+        "{}.{}",
+        b64(header.to_string().as_bytes()),
+        b64(claims.to_string().as_bytes())
+    );
+    let signature = signer
+        .sign(&ring::rand::SystemRandom::new(), signing_input.as_bytes())
+        .unwrap();
+    Some(format!("{signing_input}.{}", b64(signature.as_ref())))
+}
+
+fn percent_decode(text: &str) -> String {
+    percent_encoding::percent_decode_str(text)
+        .decode_utf8_lossy()
+        .replace('+', " ")
+}
+
+#[test]
+fn the_registry_token_flow_for_push_mirror_and_oci_models() {
+    let tokens = TokenServer::start();
+    let registry = Registry::start_with_token_auth(&tokens);
+    let (_ctx, pushed) = pushed_tiny_bert(&registry, "team/models");
+    assert_eq!(pushed["uploaded"]["files"], 3, "{pushed}");
+    assert!(tokens.issued() > 0, "the push went through the token server");
+    let issued_for_push = tokens.issued();
+
+    // An `oci:` model: its blob GETs carry the bearer token.
+    let mut consumer = TestContext::new();
+    logged_in(&mut consumer, &registry);
+    consumer.write_config(&format!(
+        "models:\n  require:\n    - id: oci:{}/team/models:{}\n      name: bert\n",
+        registry.host,
+        pushed["models"][0]["tag"].as_str().unwrap()
+    ));
+    consumer.mdl(&["sync", "--no-verify"]).success();
+    assert_eq!(consumer.read("models/oci_bert/model.safetensors"), SAFETENSORS);
+    assert!(tokens.issued() > issued_for_push);
+
+    // Without credentials the token server refuses: a clear error, not a hang.
+    let mut anonymous = TestContext::new();
+    anonymous.env.push((
+        "DOCKER_CONFIG".into(),
+        anonymous.path().join("none").display().to_string(),
+    ));
+    anonymous.write_config(&format!(
+        "models:\n  require:\n    - id: oci:{}/team/models:{}\n      name: bert\n",
+        registry.host,
+        pushed["models"][0]["tag"].as_str().unwrap()
+    ));
+    anonymous.mdl(&["lock"]).failure(1).stderr_has("docker login");
 }
