@@ -308,3 +308,44 @@ fn doctor_explains_an_unreachable_endpoint_and_changes_nothing() {
     assert!(run.stderr().contains("no Hub token"), "{}", run.stderr());
     assert_same(&before, &ctx.snapshot(), "doctor changes nothing");
 }
+
+/// Finding libtorch may ask Python; a sync whose verifications are all
+/// remembered loads nothing and must not pay for it (it once cost a no-op
+/// sync 30 ms).
+#[test]
+fn a_noop_sync_does_not_look_for_libtorch() {
+    let mut ctx = TestContext::new();
+    verify_hub(&ctx);
+    ctx.write_config("models:\n  require:\n    - acme/st\n");
+    // A `python3` that notes each run and knows no torch.
+    let bin = ctx.path().join("bin");
+    std::fs::create_dir_all(&bin).unwrap();
+    let marker = ctx.path().join("python-ran");
+    std::fs::write(
+        bin.join("python3"),
+        format!("#!/bin/sh\necho run >> '{}'\nexit 1\n", marker.display()),
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(bin.join("python3"), std::fs::Permissions::from_mode(0o755)).unwrap();
+    ctx.env.push((
+        "PATH".into(),
+        format!("{}:{}", bin.display(), std::env::var("PATH").unwrap()),
+    ));
+    let run = |ctx: &TestContext| {
+        ctx.command(&["sync"])
+            .env_remove("MDL_LIBTORCH")
+            .env_remove("LIBTORCH")
+            .env_remove("VIRTUAL_ENV")
+            .output()
+            .unwrap()
+    };
+    assert!(run(&ctx).status.success());
+    assert!(
+        marker.exists(),
+        "the first sync loads the model, so it looks for libtorch"
+    );
+    std::fs::remove_file(&marker).unwrap();
+    assert!(run(&ctx).status.success());
+    assert!(!marker.exists(), "a no-op sync looked for libtorch");
+}
