@@ -131,6 +131,8 @@ pub enum OciError {
     Registry { registry: String, message: String },
     #[error("`{reference}` is not a model mdl can use: {reason}")]
     BadArtifact { reference: String, reason: String },
+    #[error("`{reference}` is an index of {} model(s), not one model", models.len())]
+    IsAnIndex { reference: String, models: Vec<String> },
 }
 
 impl OciError {
@@ -149,6 +151,7 @@ impl OciError {
             OciError::Network { .. } => "check that the registry is up and reachable; a registry on another host over plain HTTP needs `insecure: true`".into(),
             OciError::Untrusted { .. } => crate::http::UNTRUSTED_CERTIFICATE_HINT.into(),
             OciError::Registry { .. } => return None,
+            OciError::IsAnIndex { models, .. } => format!("name one of them: {}", models.join(", ")),
             OciError::BadArtifact { .. } => "publish the model with `mdl push`, or as an artifact whose layers carry `org.opencontainers.image.title`".into(),
         })
     }

@@ -110,12 +110,10 @@ pub enum ResolveError {
     NoHubWeights { model: String, entry: String },
     #[error("`{name}` was not found in any enabled source")]
     Undetected { name: String, tried: Vec<String> },
-    #[error("model `{model}`: {source}")]
-    Oci {
-        model: String,
-        #[source]
-        source: crate::oci::OciError,
-    },
+    /// The registry's error, named for the model (not chained as a cause:
+    /// the message already says it).
+    #[error("model `{model}`: {error}")]
+    Oci { model: String, error: crate::oci::OciError },
     #[error("the local model `{name}` does not exist at `{}`", path.display())]
     LocalMissing { name: String, path: std::path::PathBuf },
     #[error("could not read the local model `{name}` at `{}`", path.display())]
@@ -168,7 +166,7 @@ impl ResolveError {
                 "mdl cannot run `hubconf.py` (it needs Python); give the entry's weight URL in config: \
                  `models.download.sources.pytorch_hub.weights: {{ \"{entry}\": \"https://…/weights.pth\" }}`"
             ),
-            ResolveError::Oci { source, .. } => return source.hint(),
+            ResolveError::Oci { error, .. } => return error.hint(),
             ResolveError::LocalMissing { .. } => "fix the path (relative paths start from the directory of config.yaml)".into(),
             ResolveError::Http { .. } | ResolveError::BadResponse { .. } | ResolveError::LocalIo { .. } => return None,
         })

@@ -19,9 +19,9 @@ impl Resolver<'_> {
         revision: Option<&str>,
     ) -> Result<ResolvedModel, ResolveError> {
         let model = &spec.name;
-        let oci = |source: OciError| ResolveError::Oci {
+        let oci = |error: OciError| ResolveError::Oci {
             model: model.clone(),
-            source,
+            error,
         };
         let base = OciRef::parse(repo).map_err(oci)?;
         let at = match revision {
@@ -51,11 +51,10 @@ impl Resolver<'_> {
                         None => format!("`oci:{}@{digest}`", base.repo()),
                     })
                     .collect();
-                return Err(bad(format!(
-                    "it is an index of {} manifests, not one model; name one: {}",
-                    models.len(),
-                    names.join(", ")
-                )));
+                return Err(oci(OciError::IsAnIndex {
+                    reference: at.to_string(),
+                    models: names,
+                }));
             }
         };
         let (include, exclude) = filters(spec);

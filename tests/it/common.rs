@@ -302,7 +302,8 @@ pub fn normalize_output(text: &str, project: &Path, hub: &str) -> String {
             .into_owned();
     }
     let progress =
-        Regex::new(r"^ *(Resolving|Downloading|Downloaded|Request|Retrying|Verifying|FAILED download) ").unwrap();
+        Regex::new(r"^ *(Resolving|Downloading|Downloaded|Uploaded|Request|Retrying|Verifying|FAILED download) ")
+            .unwrap();
     let percentage = Regex::new(r"^ +\S+ \d+% of ").unwrap();
     let mut out: Vec<String> = Vec::new();
     let mut run: Vec<String> = Vec::new();

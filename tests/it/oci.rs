@@ -277,7 +277,7 @@ models:
     );
     ctx.mdl(&["sync", "--no-verify"]).success();
     let mirror = format!("oci://{}/mirror", registry.host);
-    ctx.mdl(&["push", &mirror]).success();
+    ctx.mdl(&["push", &mirror]).success().snap_without_sizes("oci_push");
     let lock = ctx.read_str("models.lock");
     let vocab_sha256 = {
         use sha2::Digest as _;
@@ -378,7 +378,8 @@ models:
         .failure(1);
     assert!(!run.stderr().contains(wrong), "{}", run.stderr());
     assert!(!run.stdout().contains(wrong));
-    run.stderr_has("refused the credentials of user `ci`")
+    run.snap("oci_wrong_password")
+        .stderr_has("refused the credentials of user `ci`")
         .stderr_has("docker login");
     // No credentials at all: the same refusal, with the way to log in.
     ctx.env.retain(|(k, _)| k != "DOCKER_CONFIG");
@@ -485,7 +486,9 @@ fn an_oci_model_by_digest_and_an_index_that_is_not_one_model() {
     ));
     ctx.mdl(&["lock"])
         .failure(1)
-        .stderr_has("is an index of 1 manifests, not one model; name one: `acme/tiny-bert`")
+        .snap("oci_index_is_not_a_model")
+        .stderr_has("is an index of 1 model(s), not one model")
+        .stderr_has("hint: name one of them: `acme/tiny-bert`")
         .stderr_has(&digest);
 }
 
@@ -609,6 +612,7 @@ fn a_registry_behind_a_private_ca_is_trusted_through_ssl_cert_file() {
     // Spoken to over HTTPS (it answers TLS), and refused until its CA is trusted.
     ctx.mdl(&["push", &target])
         .failure(1)
+        .snap("oci_untrusted_registry")
         .stderr_has("is not trusted")
         .stderr_has("SSL_CERT_FILE");
     let ca = ctx.path().join("corporate-ca.pem");
