@@ -320,17 +320,26 @@ impl Fetcher {
 
     /// Downloads one file into place, retrying and resuming as needed.
     pub async fn fetch(&self, job: &Download) -> Result<Fetched, FetchError> {
-        let authorized;
-        let job = match &job.registry {
-            Some(repo) if job.authorization.is_none() => {
-                authorized = Download {
-                    authorization: self.registry_authorization(job, repo).await?,
-                    ..job.clone()
-                };
-                &authorized
-            }
-            _ => job,
+        let Some(repo) = job.registry.as_ref().filter(|_| job.authorization.is_none()) else {
+            return self.fetch_as_is(job).await;
         };
+        let mut authorized = Download {
+            authorization: self.registry_authorization(job, repo).await?,
+            ..job.clone()
+        };
+        match self.fetch_as_is(&authorized).await {
+            // A registry's bearer token lives minutes; one that expired during
+            // a long transfer is renewed once, and the download resumes.
+            Err(FetchError::Status { status: 401, .. }) => {
+                authorized.authorization = self.registry_authorization(job, repo).await?;
+                self.fetch_as_is(&authorized).await
+            }
+            other => other,
+        }
+    }
+
+    /// [`Fetcher::fetch`] with the job's own `Authorization`.
+    async fn fetch_as_is(&self, job: &Download) -> Result<Fetched, FetchError> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let io = |path: &Path| {
             let path = path.to_path_buf();

@@ -681,6 +681,9 @@ pub struct TokenServer {
     pub cert_pem: String,
     /// Tokens issued (a refusal is not counted).
     issued: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// The next token issued is already expired (a token that ran out
+    /// during a long transfer).
+    expire_next: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
 
 impl TokenServer {
@@ -702,6 +705,8 @@ impl TokenServer {
         let url = format!("http://{}", listener.local_addr().unwrap());
         let issued = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
         let counter = issued.clone();
+        let expire_next = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let expire = expire_next.clone();
         std::thread::spawn(move || {
             for stream in listener.incoming() {
                 let Ok(mut stream) = stream else { continue };
@@ -723,7 +728,8 @@ impl TokenServer {
                     }
                 }
                 let target = request_line.split_whitespace().nth(1).unwrap_or("/");
-                let answer = match token_for(target, authorization.as_deref(), &signer, &cert_der) {
+                let expired = expire.swap(false, std::sync::atomic::Ordering::SeqCst);
+                let answer = match token_for(target, authorization.as_deref(), &signer, &cert_der, expired) {
                     Some(token) => {
                         counter.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
                         let body =
@@ -739,7 +745,12 @@ impl TokenServer {
             url,
             cert_pem: cert.pem(),
             issued,
+            expire_next,
         }
+    }
+
+    pub fn expire_next_token(&self) {
+        self.expire_next.store(true, std::sync::atomic::Ordering::SeqCst);
     }
 
     pub fn issued(&self) -> usize {
@@ -754,6 +765,7 @@ fn token_for(
     authorization: Option<&str>,
     signer: &ring::signature::EcdsaKeyPair,
     cert_der: &[u8],
+    expired: bool,
 ) -> Option<String> {
     use base64::Engine as _;
     let expected = format!(
@@ -778,10 +790,14 @@ fn token_for(
         access
             .push(serde_json::json!({ "type": kind, "name": name, "actions": actions.split(',').collect::<Vec<_>>() }));
     }
-    let now = std::time::SystemTime::now()
+    let mut now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
+    if expired {
+        // Issued an hour ago for 300 s: past any leeway the registry allows.
+        now -= 3600;
+    }
     let b64 = |bytes: &[u8]| base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes);
     let header = serde_json::json!({
         "typ": "JWT",
@@ -848,4 +864,32 @@ fn the_registry_token_flow_for_push_mirror_and_oci_models() {
         pushed["models"][0]["tag"].as_str().unwrap()
     ));
     anonymous.mdl(&["lock"]).failure(1).stderr_has("docker login");
+}
+
+#[test]
+fn a_bearer_token_that_expired_is_renewed_and_the_download_goes_on() {
+    let tokens = TokenServer::start();
+    let registry = Registry::start_with_token_auth(&tokens);
+    let (_pusher, pushed) = pushed_tiny_bert(&registry, "team/models");
+    let mut ctx = TestContext::new();
+    logged_in(&mut ctx, &registry);
+    ctx.write_config(&format!(
+        "models:\n  require:\n    - id: oci:{}/team/models:{}\n      name: bert\n",
+        registry.host,
+        pushed["models"][0]["tag"].as_str().unwrap()
+    ));
+    ctx.mdl(&["lock"]).success();
+    std::fs::remove_dir_all(ctx.models()).unwrap();
+    ctx.clear_shared_store();
+    // The sync's first token is already expired: the registry answers 401.
+    tokens.expire_next_token();
+    let before = tokens.issued();
+    ctx.mdl(&["sync", "--no-verify", "-j", "1"]).success();
+    assert_eq!(ctx.read("models/oci_bert/model.safetensors"), SAFETENSORS);
+    assert!(tokens.issued() > before + 1, "a fresh token was asked for");
+    assert!(
+        registry.log().contains("token is expired") || registry.log().contains("\" 401 "),
+        "the registry refused the expired token: {}",
+        registry.log()
+    );
 }
