@@ -151,7 +151,10 @@ impl OciError {
             OciError::Network { .. } => "check that the registry is up and reachable; a registry on another host over plain HTTP needs `insecure: true`".into(),
             OciError::Untrusted { .. } => crate::http::UNTRUSTED_CERTIFICATE_HINT.into(),
             OciError::Registry { .. } => return None,
-            OciError::IsAnIndex { models, .. } => format!("name one of them: {}", models.join(", ")),
+            OciError::IsAnIndex { models, .. } => format!(
+                "set the model's `name:` to one of them (the part after the last `/` will do), or pin one by digest: {}",
+                models.join(", ")
+            ),
             OciError::BadArtifact { .. } => "publish the model with `mdl push`, or as an artifact whose layers carry `org.opencontainers.image.title`".into(),
         })
     }

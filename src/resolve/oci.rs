@@ -30,20 +30,39 @@ impl Resolver<'_> {
             None => base.at_tag("latest"),
         };
         let registry = self.registries.get(&base.registry).await.map_err(oci)?;
-        let (bytes, digest) = registry.manifest(&at).await.map_err(oci)?.ok_or_else(|| {
-            oci(OciError::NotFound {
-                reference: at.to_string(),
-            })
-        })?;
+        let fetch = |at: OciRef| {
+            let registry = registry.clone();
+            async move {
+                registry.manifest(&at).await?.ok_or_else(|| OciError::NotFound {
+                    reference: at.to_string(),
+                })
+            }
+        };
+        let (mut bytes, mut digest) = fetch(at.clone()).await.map_err(oci)?;
         let bad = |reason: String| {
             oci(OciError::BadArtifact {
                 reference: at.to_string(),
                 reason,
             })
         };
-        let layers = match artifact::parse(&bytes).map_err(bad)? {
-            Artifact::Model(layers) => layers,
-            Artifact::Index(models) => {
+        // A lock's index (`mdl push … :TAG`): the model of this name in it,
+        // or its only model; the lock pins that model's own manifest.
+        if let Artifact::Index(models) = artifact::parse(&bytes).map_err(bad)? {
+            // Lock names may hold `/`, which a model name cannot: `acme/bert`
+            // is also found as `acme--bert` or, when no other model ends so, `bert`.
+            let named: Vec<_> = (models.iter())
+                .filter(|(name, _)| {
+                    name.as_deref().is_some_and(|n| {
+                        n == model || n.replace('/', "--") == *model || n.rsplit('/').next() == Some(model.as_str())
+                    })
+                })
+                .collect();
+            let chosen = match named.as_slice() {
+                [one] => Some(*one),
+                [] if models.len() == 1 => models.first(),
+                _ => None,
+            };
+            let Some((_, model_digest)) = chosen else {
                 let names: Vec<String> = models
                     .iter()
                     .map(|(name, digest)| match name {
@@ -55,7 +74,12 @@ impl Resolver<'_> {
                     reference: at.to_string(),
                     models: names,
                 }));
-            }
+            };
+            (bytes, digest) = fetch(base.at_digest(model_digest)).await.map_err(oci)?;
+        }
+        let layers = match artifact::parse(&bytes).map_err(bad)? {
+            Artifact::Model(layers) => layers,
+            Artifact::Index(_) => return Err(bad("its index lists another index, not a model".into())),
         };
         let (include, exclude) = filters(spec);
         let mut files = Vec::new();

@@ -464,32 +464,70 @@ fn credentials_from_a_docker_credential_helper() {
 }
 
 #[test]
-fn an_oci_model_by_digest_and_an_index_that_is_not_one_model() {
+fn an_oci_model_by_digest_or_by_name_in_a_pushed_lock() {
     let registry = Registry::start();
-    let (_pusher, pushed) = pushed_tiny_bert(&registry, "published");
-    let digest = pushed["models"][0]["digest"].as_str().unwrap().to_string();
+    let mut pusher = TestContext::new();
+    logged_in(&mut pusher, &registry);
+    standard_hub(&pusher);
+    pusher
+        .write_config("models:\n  require:\n    - huggingface:acme/tiny-bert\n    - huggingface:acme/tiny-gpt@v1.0\n");
+    pusher.mdl(&["sync", "--no-verify"]).success();
+    let pushed = json_of(
+        &pusher
+            .mdl(&["push", &format!("oci://{}/published:v1", registry.host), "--json"])
+            .success(),
+    );
+    let digest_of = |name: &str| {
+        pushed["models"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == name)
+            .unwrap()["digest"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    };
     let mut ctx = TestContext::new();
     logged_in(&mut ctx, &registry);
+
+    // By digest: pinned as written.
+    let bert = digest_of("acme/tiny-bert");
     ctx.write_config(&format!(
-        "models:\n  require:\n    - id: oci:{}/published@{digest}\n      name: bert\n",
+        "models:\n  require:\n    - id: oci:{}/published@{bert}\n      name: bert\n",
         registry.host
     ));
     ctx.mdl(&["sync", "--no-verify"]).success();
     let lock = ctx.read_str("models.lock");
-    assert!(lock.contains(&format!("revision = \"{digest}\"")), "{lock}");
-    assert!(lock.contains(&format!("commit = \"{digest}\"")), "{lock}");
+    assert!(lock.contains(&format!("revision = \"{bert}\"")), "{lock}");
+    assert!(lock.contains(&format!("commit = \"{bert}\"")), "{lock}");
 
-    // `latest` is the lock's index: one must name a model of it.
+    // The lock's index at `v1`, and a model of it by name: that model's own
+    // manifest is pinned.
     ctx.write_config(&format!(
-        "models:\n  require:\n    - id: oci:{}/published\n      name: all\n",
+        "models:\n  require:\n    - id: oci:{}/published:v1\n      name: tiny-gpt\n",
+        registry.host
+    ));
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    let lock = ctx.read_str("models.lock");
+    assert!(
+        lock.contains(&format!("commit = \"{}\"", digest_of("acme/tiny-gpt"))),
+        "{lock}"
+    );
+    assert!(lock.contains("revision = \"v1\""), "{lock}");
+    assert_eq!(ctx.read("models/oci_tiny-gpt/model.safetensors"), SAFETENSORS);
+
+    // A name the index does not hold: refused, listing what it holds.
+    ctx.write_config(&format!(
+        "models:\n  require:\n    - id: oci:{}/published:v1\n      name: all\n",
         registry.host
     ));
     ctx.mdl(&["lock"])
         .failure(1)
         .snap("oci_index_is_not_a_model")
-        .stderr_has("is an index of 1 model(s), not one model")
-        .stderr_has("hint: name one of them: `acme/tiny-bert`")
-        .stderr_has(&digest);
+        .stderr_has("is an index of 2 model(s), not one model")
+        .stderr_has("`acme/tiny-bert` (`oci:")
+        .stderr_has("`acme/tiny-gpt` (`oci:");
 }
 
 /// `curl` against the registry, as ORAS or a ModelPack tool would publish.
@@ -892,4 +930,45 @@ fn a_bearer_token_that_expired_is_renewed_and_the_download_goes_on() {
         "the registry refused the expired token: {}",
         registry.log()
     );
+}
+
+/// `examples/configs/fleet.yaml`, with the test registry for the team's: a
+/// private model from the registry, a public one from upstream (the mirror
+/// lacks it).
+#[test]
+fn the_fleet_example_syncs_against_a_registry_and_the_hub() {
+    let registry = Registry::start();
+    let mut pusher = TestContext::new();
+    logged_in(&mut pusher, &registry);
+    standard_hub(&pusher);
+    pusher.write_config("models:\n  require:\n    - id: huggingface:acme/tiny-bert\n      name: support-bert\n");
+    pusher.mdl(&["sync", "--no-verify"]).success();
+    pusher
+        .mdl(&["push", &format!("oci://{}/ml/models:v3", registry.host)])
+        .success();
+
+    let mut ctx = TestContext::new();
+    logged_in(&mut ctx, &registry);
+    ctx.hub.commit(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "main",
+        vec![
+            ("config.json", Some(Blob::regular(&b"{}"[..]))),
+            ("model.safetensors", Some(Blob::lfs(SAFETENSORS))),
+        ],
+    );
+    let example =
+        std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs/fleet.yaml"))
+            .unwrap();
+    std::fs::write(
+        ctx.path().join("config.yaml"),
+        example.replace("registry.acme.internal", &registry.host),
+    )
+    .unwrap();
+    let synced = json_of(&ctx.mdl(&["sync", "--json"]).success());
+    for model in synced["models"].as_array().unwrap() {
+        assert_eq!(model["status"], "verified", "{synced}");
+    }
+    assert_eq!(ctx.read("models/oci_support-bert/model.safetensors"), SAFETENSORS);
+    assert!(ctx.read_str("models.lock").contains("source = \"oci\""));
 }
