@@ -43,12 +43,11 @@ pub enum Event<'a> {
         threads: usize,
         why: &'a str,
     },
-    /// A file reached a registry (`mdl push`).
-    Uploaded {
-        label: &'a str,
-        bytes: u64,
-        elapsed: Duration,
-    },
+    /// An upload to a registry starts (`mdl push`); its progress arrives as
+    /// [`Event::DownloadProgress`] with the same `id`.
+    UploadStarted { id: usize, label: &'a str, size: u64 },
+    /// Upload `id` ended.
+    UploadFinished { id: usize, label: &'a str, ok: bool },
     /// Something the user should know that is not an error.
     Warning { message: &'a str },
 }

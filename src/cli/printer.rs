@@ -25,6 +25,8 @@ enum Style {
 }
 
 struct Download {
+    /// `Downloaded` or `Uploaded`, said when it ends.
+    done_verb: &'static str,
     label: String,
     size: Option<u64>,
     done: u64,
@@ -71,6 +73,63 @@ impl Printer {
         }
     }
 
+    /// A transfer begins: a bar on a terminal, a line otherwise.
+    fn start(&self, id: usize, label: &str, size: Option<u64>, resumed_from: u64, verbs: (&str, &'static str)) {
+        let bar = match &self.style {
+            Style::Bars(m) => {
+                let bar = m.add(ProgressBar::new(size.unwrap_or(0)));
+                bar.set_style(
+                    ProgressStyle::with_template(
+                        "{msg:40!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
+                    )
+                    .unwrap(),
+                );
+                bar.set_message(label.to_string());
+                bar.set_position(resumed_from);
+                Some(bar)
+            }
+            Style::Lines => {
+                let size = size.map(human_bytes).unwrap_or_else(|| "unknown size".into());
+                let resumed = if resumed_from > 0 {
+                    format!(", resuming at {}", human_bytes(resumed_from))
+                } else {
+                    String::new()
+                };
+                eprintln!("{:>12} {label} ({size}{resumed})", verbs.0);
+                None
+            }
+        };
+        self.downloads.lock().unwrap().insert(
+            id,
+            Download {
+                done_verb: verbs.1,
+                label: label.to_string(),
+                size,
+                done: resumed_from,
+                started: Instant::now(),
+                last_line: Instant::now(),
+                bar,
+            },
+        );
+    }
+
+    /// A transfer ends: its line, when it went well.
+    fn finish(&self, id: usize, label: &str, ok: bool) {
+        let Some(d) = self.downloads.lock().unwrap().remove(&id) else {
+            return;
+        };
+        if let Some(bar) = d.bar {
+            bar.finish_and_clear();
+        }
+        if ok {
+            let secs = d.started.elapsed().as_secs_f64();
+            self.status(
+                d.done_verb,
+                &format!("{label} ({}) in {secs:.1} s", human_bytes(d.done)),
+            );
+        }
+    }
+
     pub fn warn(&self, message: &str) {
         eprintln!("{}: {message}", paint(WARNING, "warning"));
     }
@@ -114,10 +173,6 @@ impl Reporter for Printer {
                 "Hashing",
                 &format!("{files} file(s) ({}) on {threads} thread(s): {why}", human_bytes(bytes)),
             ),
-            Event::Uploaded { label, bytes, elapsed } => self.status(
-                "Uploaded",
-                &format!("{label} ({}) in {:.1} s", human_bytes(bytes), elapsed.as_secs_f64()),
-            ),
             Event::Retrying {
                 label,
                 attempt,
@@ -135,43 +190,8 @@ impl Reporter for Printer {
                 label,
                 size,
                 resumed_from,
-            } => {
-                let bar = match &self.style {
-                    Style::Bars(m) => {
-                        let bar = m.add(ProgressBar::new(size.unwrap_or(0)));
-                        bar.set_style(
-                            ProgressStyle::with_template(
-                                "{msg:40!} {bar:30} {bytes:>10}/{total_bytes:<10} {bytes_per_sec:>12} {eta:>4}",
-                            )
-                            .unwrap(),
-                        );
-                        bar.set_message(label.to_string());
-                        bar.set_position(resumed_from);
-                        Some(bar)
-                    }
-                    Style::Lines => {
-                        let size = size.map(human_bytes).unwrap_or_else(|| "unknown size".into());
-                        let resumed = if resumed_from > 0 {
-                            format!(", resuming at {}", human_bytes(resumed_from))
-                        } else {
-                            String::new()
-                        };
-                        eprintln!("{:>12} {label} ({size}{resumed})", "Downloading");
-                        None
-                    }
-                };
-                self.downloads.lock().unwrap().insert(
-                    id,
-                    Download {
-                        label: label.to_string(),
-                        size,
-                        done: resumed_from,
-                        started: Instant::now(),
-                        last_line: Instant::now(),
-                        bar,
-                    },
-                );
-            }
+            } => self.start(id, label, size, resumed_from, ("Downloading", "Downloaded")),
+            Event::UploadStarted { id, label, size } => self.start(id, label, Some(size), 0, ("Uploading", "Uploaded")),
             Event::DownloadProgress { id, bytes } => {
                 let mut downloads = self.downloads.lock().unwrap();
                 let Some(d) = downloads.get_mut(&id) else {
@@ -190,20 +210,8 @@ impl Reporter for Printer {
                     eprintln!("{:>12} {} {pct} at {}/s", "", d.label, human_bytes(rate as u64));
                 }
             }
-            Event::DownloadFinished { id, label, ok } => {
-                let Some(d) = self.downloads.lock().unwrap().remove(&id) else {
-                    return;
-                };
-                if let Some(bar) = d.bar {
-                    bar.finish_and_clear();
-                }
-                if ok {
-                    let secs = d.started.elapsed().as_secs_f64();
-                    self.status(
-                        "Downloaded",
-                        &format!("{label} ({}) in {secs:.1} s", human_bytes(d.done)),
-                    );
-                }
+            Event::DownloadFinished { id, label, ok } | Event::UploadFinished { id, label, ok } => {
+                self.finish(id, label, ok)
             }
         }
     }

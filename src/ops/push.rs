@@ -13,8 +13,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
 
@@ -233,22 +232,27 @@ impl Project {
                     return Ok(Sent::Mounted);
                 }
             }
-            let started = std::time::Instant::now();
-            let sent = Arc::new(AtomicU64::new(0));
-            let progress = {
-                let sent = sent.clone();
-                move |bytes| {
-                    sent.fetch_add(bytes, Ordering::Relaxed);
-                }
-            };
-            registry
-                .push_blob(target, &blob.path, &blob.digest, blob.size, progress)
-                .await?;
-            self.reporter.report(Event::Uploaded {
+            static NEXT_ID: AtomicUsize = AtomicUsize::new(0);
+            // Apart from the download ids the same printer may show.
+            let id = usize::MAX / 2 + NEXT_ID.fetch_add(1, Ordering::Relaxed);
+            self.reporter.report(Event::UploadStarted {
+                id,
                 label: &blob.label,
-                bytes: sent.load(Ordering::Relaxed),
-                elapsed: started.elapsed(),
+                size: blob.size,
             });
+            let progress = {
+                let reporter = self.reporter.clone();
+                move |bytes| reporter.report(Event::DownloadProgress { id, bytes })
+            };
+            let result = registry
+                .push_blob(target, &blob.path, &blob.digest, blob.size, progress)
+                .await;
+            self.reporter.report(Event::UploadFinished {
+                id,
+                label: &blob.label,
+                ok: result.is_ok(),
+            });
+            result?;
             Ok(Sent::Uploaded)
         }
         .await;

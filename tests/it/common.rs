@@ -302,7 +302,7 @@ pub fn normalize_output(text: &str, project: &Path, hub: &str) -> String {
             .into_owned();
     }
     let progress =
-        Regex::new(r"^ *(Resolving|Downloading|Downloaded|Uploaded|Request|Retrying|Verifying|FAILED download) ")
+        Regex::new(r"^ *(Resolving|Downloading|Downloaded|Uploading|Uploaded|Request|Retrying|Verifying|FAILED download) ")
             .unwrap();
     let percentage = Regex::new(r"^ +\S+ \d+% of ").unwrap();
     let mut out: Vec<String> = Vec::new();
