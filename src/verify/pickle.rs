@@ -89,10 +89,17 @@ pub struct PickleError {
     pub message: String,
 }
 
+/// A stack entry: a value with its nesting depth (a leaf is 1), or a MARK.
 enum Item {
-    Value(Value),
+    Value(Value, u32),
     Mark,
 }
+
+/// How deep values may nest. Real checkpoints nest a few levels (a state
+/// dict's tensors: a call, a tuple, a persistent id); code that walks,
+/// compares, clones or drops a value recurses, so a pickle nested a million
+/// deep (2 MB of `]` and `a`) would overflow the stack of whatever reads it.
+pub const MAX_DEPTH: u32 = 1000;
 
 /// Bytes of values one pickle may build (memo copies included): far above
 /// any real checkpoint's pickle (tens of megabytes for the largest), far below
@@ -130,7 +137,7 @@ fn weigh(value: &Value, limit: usize) -> usize {
 /// Reads one pickle starting at `data[*pos]`, leaving `pos` after its STOP.
 pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
     let mut stack: Vec<Item> = Vec::new();
-    let mut memo: HashMap<u32, Value> = HashMap::new();
+    let mut memo: HashMap<u32, (Value, u32)> = HashMap::new();
     let start = *pos;
     // What building and copying values has cost so far (see `MAX_VALUE_BYTES`).
     let mut spent: usize = 0;
@@ -181,13 +188,45 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
             s
         }};
     }
+    // The deepest value this opcode took off the stack: what it builds nests
+    // one deeper.
+    let mut deepest: u32;
     macro_rules! pop {
         () => {
             match stack.pop() {
-                Some(Item::Value(v)) => v,
+                Some(Item::Value(v, d)) => {
+                    deepest = deepest.max(d);
+                    v
+                }
                 _ => return Err(err(*pos, "stack underflow".into())),
             }
         };
+    }
+    macro_rules! too_deep {
+        ($d:expr) => {
+            if $d > MAX_DEPTH {
+                return Err(err(
+                    *pos,
+                    format!("its values nest more than {MAX_DEPTH} deep (no checkpoint does; a crafted file does)"),
+                ));
+            }
+        };
+    }
+    macro_rules! push {
+        ($value:expr $(,)?) => {{
+            let value = $value;
+            too_deep!(deepest + 1);
+            stack.push(Item::Value(value, deepest + 1))
+        }};
+    }
+    // After an opcode added to the value on top of the stack.
+    macro_rules! grew_top {
+        () => {{
+            too_deep!(deepest + 1);
+            if let Some(Item::Value(_, d)) = stack.last_mut() {
+                *d = (*d).max(deepest + 1);
+            }
+        }};
     }
     macro_rules! pop_mark {
         () => {{
@@ -198,7 +237,10 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                 .drain(m..)
                 .skip(1)
                 .map(|i| match i {
-                    Item::Value(v) => v,
+                    Item::Value(v, d) => {
+                        deepest = deepest.max(d);
+                        v
+                    }
                     Item::Mark => Value::None,
                 })
                 .collect();
@@ -208,7 +250,7 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
     macro_rules! top {
         () => {
             match stack.last_mut() {
-                Some(Item::Value(v)) => v,
+                Some(Item::Value(v, _)) => v,
                 _ => return Err(err(*pos, "stack underflow".into())),
             }
         };
@@ -229,22 +271,22 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
     }
     macro_rules! memo_put {
         ($k:expr) => {{
-            let v = match stack.last() {
-                Some(Item::Value(v)) => v,
+            let (v, d) = match stack.last() {
+                Some(Item::Value(v, d)) => (v, *d),
                 _ => return Err(err(*pos, "memo put of nothing".into())),
             };
             charge!(v);
             let v = v.clone();
-            memo.insert($k, v);
+            memo.insert($k, (v, d));
         }};
     }
     macro_rules! memo_get {
         ($k:expr) => {{
             let k = $k;
             match memo.get(&k) {
-                Some(v) => {
+                Some((v, d)) => {
                     charge!(v);
-                    stack.push(Item::Value(v.clone()))
+                    stack.push(Item::Value(v.clone(), *d))
                 }
                 None => return Err(err(*pos, format!("memo key {k} missing"))),
             }
@@ -254,6 +296,7 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
     loop {
         let at = *pos;
         let op = u8_!();
+        deepest = 0;
         // Each opcode builds at most one node (payload bytes are bounded by the input).
         spent += std::mem::size_of::<Value>();
         match op {
@@ -264,45 +307,42 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                 let _frame_len = u64_!();
             }
             b'.' => {
-                return Ok(pop!());
+                return match stack.pop() {
+                    Some(Item::Value(v, _)) => Ok(v),
+                    _ => Err(err(*pos, "stack underflow".into())),
+                };
             }
             b'(' => stack.push(Item::Mark),
-            b'N' => stack.push(Item::Value(Value::None)),
-            0x88 => stack.push(Item::Value(Value::Bool(true))),
-            0x89 => stack.push(Item::Value(Value::Bool(false))),
-            b'J' => stack.push(Item::Value(Value::Int(
-                i32::from_le_bytes(take!(4).try_into().unwrap()) as i64,
-            ))),
-            b'K' => stack.push(Item::Value(Value::Int(u8_!() as i64))),
-            b'M' => stack.push(Item::Value(Value::Int(u16_!() as i64))),
+            b'N' => push!(Value::None),
+            0x88 => push!(Value::Bool(true)),
+            0x89 => push!(Value::Bool(false)),
+            b'J' => push!(Value::Int(i32::from_le_bytes(take!(4).try_into().unwrap()) as i64,)),
+            b'K' => push!(Value::Int(u8_!() as i64)),
+            b'M' => push!(Value::Int(u16_!() as i64)),
             0x8a | 0x8b => {
                 let n = if op == 0x8a { u8_!() as usize } else { u32_!() as usize };
                 let bytes = take!(n);
-                stack.push(Item::Value(long_from_le(bytes)));
+                push!(long_from_le(bytes));
             }
             b'I' => {
                 let s = line!();
-                stack.push(Item::Value(match s.as_str() {
+                push!(match s.as_str() {
                     "00" => Value::Bool(false),
                     "01" => Value::Bool(true),
                     s => Value::Int(s.parse().map_err(|_| err(at, format!("bad INT {s:?}")))?),
-                }));
+                });
             }
             b'L' => {
                 let s = line!();
                 let s = s.trim_end_matches('L');
-                stack.push(Item::Value(Value::Int(
-                    s.parse().map_err(|_| err(at, format!("bad LONG {s:?}")))?,
-                )));
+                push!(Value::Int(s.parse().map_err(|_| err(at, format!("bad LONG {s:?}")))?,));
             }
-            b'G' => stack.push(Item::Value(Value::Float(f64::from_be_bytes(
-                take!(8).try_into().unwrap(),
-            )))),
+            b'G' => push!(Value::Float(f64::from_be_bytes(take!(8).try_into().unwrap(),))),
             b'F' => {
                 let s = line!();
-                stack.push(Item::Value(Value::Float(
+                push!(Value::Float(
                     s.parse().map_err(|_| err(at, format!("bad FLOAT {s:?}")))?,
-                )));
+                ));
             }
             b'X' | 0x8c | 0x8d => {
                 let n = match op {
@@ -311,19 +351,19 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                     _ => u64_!() as usize,
                 };
                 let s = String::from_utf8(take!(n).to_vec()).map_err(|_| err(at, "invalid UTF-8".into()))?;
-                stack.push(Item::Value(Value::Str(s)));
+                push!(Value::Str(s));
             }
             b'V' => {
                 let s = line!();
-                stack.push(Item::Value(Value::Str(s)));
+                push!(Value::Str(s));
             }
             b'T' | b'U' => {
                 let n = if op == b'T' { u32_!() as usize } else { u8_!() as usize };
-                stack.push(Item::Value(Value::Str(String::from_utf8_lossy(take!(n)).into_owned())));
+                push!(Value::Str(String::from_utf8_lossy(take!(n)).into_owned()));
             }
             b'S' => {
                 let s = line!();
-                stack.push(Item::Value(Value::Str(s.trim_matches(['\'', '"']).to_string())));
+                push!(Value::Str(s.trim_matches(['\'', '"']).to_string()));
             }
             b'B' | b'C' | 0x8e | 0x96 => {
                 let n = match op {
@@ -331,23 +371,23 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                     b'C' => u8_!() as usize,
                     _ => u64_!() as usize,
                 };
-                stack.push(Item::Value(Value::Bytes(take!(n).to_vec())));
+                push!(Value::Bytes(take!(n).to_vec()));
             }
-            b']' => stack.push(Item::Value(Value::List(Vec::new()))),
-            b')' => stack.push(Item::Value(Value::Tuple(Vec::new()))),
-            b'}' => stack.push(Item::Value(Value::Dict(Vec::new()))),
-            0x8f => stack.push(Item::Value(Value::Set(Vec::new()))),
+            b']' => push!(Value::List(Vec::new())),
+            b')' => push!(Value::Tuple(Vec::new())),
+            b'}' => push!(Value::Dict(Vec::new())),
+            0x8f => push!(Value::Set(Vec::new())),
             b'l' => {
                 let items = pop_mark!();
-                stack.push(Item::Value(Value::List(items)));
+                push!(Value::List(items));
             }
             b't' => {
                 let items = pop_mark!();
-                stack.push(Item::Value(Value::Tuple(items)));
+                push!(Value::Tuple(items));
             }
             0x91 => {
                 let items = pop_mark!();
-                stack.push(Item::Value(Value::Set(items)));
+                push!(Value::Set(items));
             }
             0x85..=0x87 => {
                 let n = (op - 0x84) as usize;
@@ -356,11 +396,11 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                     items.push(pop!());
                 }
                 items.reverse();
-                stack.push(Item::Value(Value::Tuple(items)));
+                push!(Value::Tuple(items));
             }
             b'd' => {
                 let items = pop_mark!();
-                stack.push(Item::Value(Value::Dict(pairs(items))));
+                push!(Value::Dict(pairs(items)));
             }
             b'a' => {
                 let v = pop!();
@@ -368,6 +408,7 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                     Value::List(l) => l.push(v),
                     _ => return Err(err(at, "APPEND to a non-list".into())),
                 }
+                grew_top!();
             }
             b'e' => {
                 let items = pop_mark!();
@@ -375,6 +416,7 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                     Value::List(l) => l.extend(items),
                     _ => return Err(err(at, "APPENDS to a non-list".into())),
                 }
+                grew_top!();
             }
             0x90 => {
                 let items = pop_mark!();
@@ -382,61 +424,64 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                     Value::Set(s) => s.extend(items),
                     _ => return Err(err(at, "ADDITEMS to a non-set".into())),
                 }
+                grew_top!();
             }
             b's' => {
                 let v = pop!();
                 let k = pop!();
                 set_items(top!(), vec![(k, v)]).map_err(|m| err(at, m))?;
+                grew_top!();
             }
             b'u' => {
                 let items = pop_mark!();
                 set_items(top!(), pairs(items)).map_err(|m| err(at, m))?;
+                grew_top!();
             }
             b'c' => {
                 let module = line!();
                 let name = line!();
-                stack.push(Item::Value(Value::Global { module, name }));
+                push!(Value::Global { module, name });
             }
             0x93 => {
                 let name = pop!();
                 let module = pop!();
                 match (module, name) {
-                    (Value::Str(module), Value::Str(name)) => stack.push(Item::Value(Value::Global { module, name })),
+                    (Value::Str(module), Value::Str(name)) => push!(Value::Global { module, name }),
                     _ => return Err(err(at, "STACK_GLOBAL needs two strings".into())),
                 }
             }
             b'R' | 0x81 => {
                 let args = pop!();
                 let callable = pop!();
-                stack.push(Item::Value(Value::Call {
+                push!(Value::Call {
                     callable: Box::new(callable),
                     args: Box::new(args),
-                }));
+                });
             }
             0x92 => {
                 let _kwargs = pop!();
                 let args = pop!();
                 let callable = pop!();
-                stack.push(Item::Value(Value::Call {
+                push!(Value::Call {
                     callable: Box::new(callable),
                     args: Box::new(args),
-                }));
+                });
             }
             b'b' => {
                 let state = pop!();
                 let object = pop!();
-                stack.push(Item::Value(Value::Build {
+                push!(Value::Build {
                     object: Box::new(object),
                     state: Box::new(state),
-                }));
+                });
             }
             b'Q' => {
                 let pid = pop!();
-                stack.push(Item::Value(Value::PersistentId(Box::new(pid))));
+                push!(Value::PersistentId(Box::new(pid)));
             }
             b'P' => {
                 let pid = line!();
-                stack.push(Item::Value(Value::PersistentId(Box::new(Value::Str(pid)))));
+                push!(Value::PersistentId(Box::new(Value::Str(pid))));
             }
             b'q' => memo_put!(u8_!() as u32),
             b'r' => memo_put!(u32_!()),
@@ -461,13 +506,13 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                 pop_mark!();
             }
             b'2' => {
-                let v = match stack.last() {
-                    Some(Item::Value(v)) => v,
+                let (v, d) = match stack.last() {
+                    Some(Item::Value(v, d)) => (v, *d),
                     _ => return Err(err(at, "DUP of nothing".into())),
                 };
                 charge!(v);
                 let v = v.clone();
-                stack.push(Item::Value(v));
+                stack.push(Item::Value(v, d));
             }
             other => return Err(err(at, format!("unsupported opcode 0x{other:02x}"))),
         }
@@ -590,5 +635,65 @@ mod tests {
     fn longs() {
         assert_eq!(long_from_le(&[0xff]), Value::Int(-1));
         assert_eq!(long_from_le(&[0x00, 0x01]), Value::Int(256));
+    }
+}
+
+#[cfg(test)]
+mod depth_tests {
+    use super::*;
+
+    /// `depth` lists, each inside the one before: `]` × depth, then `a` × (depth − 1).
+    fn nested(depth: usize) -> Vec<u8> {
+        let mut p = vec![0x80, 2];
+        p.extend(std::iter::repeat_n(b']', depth));
+        p.extend(std::iter::repeat_n(b'a', depth - 1));
+        p.push(b'.');
+        p
+    }
+
+    #[test]
+    fn a_pickle_nested_a_million_deep_is_refused_not_a_stack_overflow() {
+        let e = read(&nested(1_000_000), &mut 0).unwrap_err();
+        assert!(e.message.contains("nest more than 1000 deep"), "{e}");
+    }
+
+    #[test]
+    fn nesting_up_to_the_limit_reads() {
+        let mut value = read(&nested(MAX_DEPTH as usize), &mut 0).unwrap();
+        let mut depth = 1;
+        while let Value::List(mut items) = value {
+            let Some(inner) = items.pop() else { break };
+            value = inner;
+            depth += 1;
+        }
+        assert_eq!(depth, MAX_DEPTH);
+        assert!(read(&nested(MAX_DEPTH as usize + 1), &mut 0).is_err());
+    }
+
+    #[test]
+    fn memo_copies_keep_their_depth() {
+        // 600 deep, memoised, then two copies appended into one list: 601,
+        // and copies of that list nested again past the limit.
+        let mut p = vec![0x80, 2];
+        p.extend(std::iter::repeat_n(b']', 600));
+        p.extend(std::iter::repeat_n(b'a', 599));
+        p.extend([b'q', 0]); // PUT 0
+        for _ in 0..2 {
+            // a list holding GET 0, memoised as the next key
+            p.extend([b']', b'h', 0, b'a', b'q', 0]);
+        }
+        p.push(b'.');
+        // Each round nests the memoised value one deeper: 602, well under.
+        assert!(read(&p, &mut 0).is_ok());
+        let mut deep = vec![0x80, 2];
+        deep.extend(std::iter::repeat_n(b']', 600));
+        deep.extend(std::iter::repeat_n(b'a', 599));
+        deep.extend([b'q', 0]);
+        for _ in 0..500 {
+            deep.extend([b']', b'h', 0, b'a', b'q', 0]);
+        }
+        deep.push(b'.');
+        let e = read(&deep, &mut 0).unwrap_err();
+        assert!(e.message.contains("nest more than"), "{e}");
     }
 }

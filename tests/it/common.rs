@@ -301,9 +301,10 @@ pub fn normalize_output(text: &str, project: &Path, hub: &str) -> String {
             .replace_all(&text, replacement)
             .into_owned();
     }
-    let progress =
-        Regex::new(r"^ *(Resolving|Downloading|Downloaded|Uploading|Uploaded|Request|Retrying|Verifying|FAILED download) ")
-            .unwrap();
+    let progress = Regex::new(
+        r"^ *(Resolving|Downloading|Downloaded|Uploading|Uploaded|Request|Retrying|Verifying|FAILED download) ",
+    )
+    .unwrap();
     let percentage = Regex::new(r"^ +\S+ \d+% of ").unwrap();
     let mut out: Vec<String> = Vec::new();
     let mut run: Vec<String> = Vec::new();

@@ -208,16 +208,21 @@ fn a_tensor_larger_than_the_budget_is_refused_naming_it() {
 /// A `torch.save`-shaped archive whose pickle is a memo bomb: a few hundred
 /// bytes that would expand to 2^40 values.
 fn memo_bomb_pt() -> Vec<u8> {
-    use std::io::Write;
     let mut pickle = vec![0x80, 2, b']', b'q', 0];
     for i in 0..40u8 {
         pickle.extend([b'(', b'h', i, b'h', i, b'l', b'q', i + 1]);
     }
     pickle.push(b'.');
+    torch_zip(&pickle)
+}
+
+/// A `torch.save` archive around `pickle`, stored uncompressed.
+fn torch_zip(pickle: &[u8]) -> Vec<u8> {
+    use std::io::Write;
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);
     zip.start_file("archive/data.pkl", options).unwrap();
-    zip.write_all(&pickle).unwrap();
+    zip.write_all(pickle).unwrap();
     zip.start_file("archive/version", options).unwrap();
     zip.write_all(b"3\n").unwrap();
     zip.finish().unwrap().into_inner()
@@ -242,6 +247,26 @@ fn a_memo_bomb_is_a_malformed_pickle_not_a_crash() {
         "{:?}",
         started.elapsed()
     );
+}
+
+/// A pickle of lists nested a million deep (2 MB): once a stack overflow
+/// that aborted mdl, now an error naming the file.
+#[test]
+fn a_pickle_nested_a_million_deep_is_an_error_not_an_abort() {
+    let ctx = TestContext::new();
+    let depth = 1_000_000;
+    let mut pickle = vec![0x80, 2];
+    pickle.extend(std::iter::repeat_n(b']', depth));
+    pickle.extend(std::iter::repeat_n(b'a', depth - 1));
+    pickle.push(b'.');
+    ctx.hub.put_file("w/deep.pt", Blob::regular(torch_zip(&pickle)));
+    ctx.write_config("models:\n  require:\n    - id: url:{hub}/files/w/deep.pt\n      name: deep\n");
+    let run = ctx
+        .mdl(&["sync"])
+        .failure(1)
+        .stderr_has("its pickle cannot be read")
+        .stderr_has("nest more than 1000 deep");
+    assert!(!run.stderr().contains("libtorch crashed"), "{}", run.stderr());
 }
 
 #[test]
