@@ -31,22 +31,18 @@ impl CaBundleError {
     }
 }
 
-/// The extra CAs from [`CA_BUNDLE_VARS`]: every set variable's bundle.
-pub fn extra_roots() -> Result<Vec<reqwest::Certificate>, CaBundleError> {
-    Ok(extra_root_bundles()?.into_iter().flat_map(|(_, certs)| certs).collect())
+/// The extra CAs from [`CA_BUNDLE_VARS`], read once: as certificates for
+/// mdl's HTTP client, and as the PEM bundles they came from for the OCI
+/// client, which has a TLS stack of its own.
+#[derive(Clone, Default)]
+pub struct ExtraRoots {
+    pub certificates: Vec<reqwest::Certificate>,
+    pub pems: Vec<Vec<u8>>,
 }
 
-/// The same CAs as PEM, one bundle per variable (for the OCI client, which
-/// has its own TLS stack).
-pub fn extra_root_pems() -> Result<Vec<Vec<u8>>, CaBundleError> {
-    Ok(extra_root_bundles()?.into_iter().map(|(pem, _)| pem).collect())
-}
-
-/// A PEM bundle and the certificates in it.
-type Bundle = (Vec<u8>, Vec<reqwest::Certificate>);
-
-fn extra_root_bundles() -> Result<Vec<Bundle>, CaBundleError> {
-    let mut bundles = Vec::new();
+/// Every set variable's bundle.
+pub fn extra_roots() -> Result<ExtraRoots, CaBundleError> {
+    let mut roots = ExtraRoots::default();
     for var in CA_BUNDLE_VARS {
         let Some(path) = std::env::var_os(var).filter(|p| !p.is_empty()) else {
             continue;
@@ -61,9 +57,10 @@ fn extra_root_bundles() -> Result<Vec<Bundle>, CaBundleError> {
         if certs.is_empty() {
             return Err(error("it holds no PEM certificate".into()));
         }
-        bundles.push((pem, certs));
+        roots.certificates.extend(certs);
+        roots.pems.push(pem);
     }
-    Ok(bundles)
+    Ok(roots)
 }
 
 /// How a client checks certificates.

@@ -232,13 +232,13 @@ impl Fetcher {
             reporter,
             tmp_dir,
             next_id: Arc::new(AtomicUsize::new(0)),
-            registries: Arc::new(crate::oci::Registries::new(Vec::new(), Default::default())),
+            registries: Arc::new(crate::oci::Registries::new(Default::default(), Default::default())),
         }
     }
 
     /// Registries reached with these extra CAs, some over plain HTTP.
-    pub fn with_registries(mut self, registries: crate::oci::Registries) -> Fetcher {
-        self.registries = Arc::new(registries);
+    pub fn with_registries(mut self, registries: Arc<crate::oci::Registries>) -> Fetcher {
+        self.registries = registries;
         self
     }
 
@@ -287,20 +287,21 @@ impl Fetcher {
         }
     }
 
-    /// What a registry blob's requests carry: the registry's token (the token
-    /// flow runs once per repository; oci-client caches it), else the basic
+    /// What a registry blob's requests carry: the registry's token (one token
+    /// flow per repository, `renew`ed after a refusal), else the basic
     /// credentials Docker has for it.
     async fn registry_authorization(
         &self,
         job: &Download,
         repo: &crate::oci::OciRef,
+        renew: bool,
     ) -> Result<Option<String>, FetchError> {
         let registry = |source| FetchError::Registry {
             label: job.label.clone(),
             source,
         };
         let client = self.registries.get(&repo.registry).await.map_err(registry)?;
-        client.authorization(repo).await.map_err(registry)
+        client.authorization(repo, renew).await.map_err(registry)
     }
 
     /// Downloads every job, at most `jobs` at once. Results are in job order.
@@ -324,14 +325,14 @@ impl Fetcher {
             return self.fetch_as_is(job).await;
         };
         let mut authorized = Download {
-            authorization: self.registry_authorization(job, repo).await?,
+            authorization: self.registry_authorization(job, repo, false).await?,
             ..job.clone()
         };
         match self.fetch_as_is(&authorized).await {
             // A registry's bearer token lives minutes; one that expired during
             // a long transfer is renewed once, and the download resumes.
             Err(FetchError::Status { status: 401, .. }) => {
-                authorized.authorization = self.registry_authorization(job, repo).await?;
+                authorized.authorization = self.registry_authorization(job, repo, true).await?;
                 self.fetch_as_is(&authorized).await
             }
             other => other,

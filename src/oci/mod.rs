@@ -173,10 +173,8 @@ pub fn is_loopback(registry: &str) -> bool {
 
 /// One client per registry host, made on first use and shared.
 pub struct Registries {
-    /// Extra CAs (`SSL_CERT_FILE` and friends), PEM.
-    roots: Vec<Vec<u8>>,
-    /// The same, for the probe that asks whether a registry speaks TLS.
-    probe_roots: Vec<reqwest::Certificate>,
+    /// Extra CAs (`SSL_CERT_FILE` and friends).
+    roots: crate::http::ExtraRoots,
     /// Hosts that may be reached over plain HTTP although not on loopback
     /// (`insecure: true`).
     insecure: BTreeSet<String>,
@@ -184,13 +182,9 @@ pub struct Registries {
 }
 
 impl Registries {
-    pub fn new(roots: Vec<Vec<u8>>, insecure: BTreeSet<String>) -> Registries {
-        let probe_roots = (roots.iter())
-            .flat_map(|pem| reqwest::Certificate::from_pem_bundle(pem).unwrap_or_default())
-            .collect();
+    pub fn new(roots: crate::http::ExtraRoots, insecure: BTreeSet<String>) -> Registries {
         Registries {
             roots,
-            probe_roots,
             insecure,
             clients: Mutex::new(HashMap::new()),
         }
@@ -202,7 +196,7 @@ impl Registries {
         }
         let may_be_http = is_loopback(registry) || self.insecure.contains(registry);
         let http = may_be_http && !self.speaks_tls(registry).await;
-        let client = Arc::new(Registry::new(registry, http, &self.roots)?);
+        let client = Arc::new(Registry::new(registry, http, &self.roots.pems)?);
         let mut clients = self.clients.lock().unwrap();
         Ok(clients.entry(registry.to_string()).or_insert(client).clone())
     }
@@ -212,7 +206,7 @@ impl Registries {
     /// says so instead of falling back to plain HTTP).
     async fn speaks_tls(&self, registry: &str) -> bool {
         let timeout = std::time::Duration::from_secs(5);
-        let client = crate::http::client(timeout, crate::http::Trust::Verified, &self.probe_roots, false);
+        let client = crate::http::client(timeout, crate::http::Trust::Verified, &self.roots.certificates, false);
         match client
             .get(format!("https://{registry}/v2/"))
             .timeout(timeout)
@@ -231,6 +225,9 @@ pub struct Registry {
     credentials: Credentials,
     registry: String,
     scheme: &'static str,
+    /// The `Authorization` for blob GETs, per repository: one token flow for
+    /// all of a sync's files (renewed when a download is refused).
+    authorizations: tokio::sync::Mutex<HashMap<String, Option<String>>>,
 }
 
 const MANIFEST_TYPES: [&str; 4] = [
@@ -271,6 +268,7 @@ impl Registry {
             credentials,
             registry: registry.to_string(),
             scheme: if http { "http" } else { "https" },
+            authorizations: Default::default(),
         })
     }
 
@@ -296,26 +294,33 @@ impl Registry {
     }
 
     /// The `Authorization` value for plain GETs of `repo`'s blobs: the
-    /// registry's bearer token (the token flow runs here), else basic
-    /// credentials, else none.
-    pub async fn authorization(&self, repo: &OciRef) -> Result<Option<String>, OciError> {
+    /// registry's bearer token, else basic credentials, else none. The token
+    /// flow runs once per repository (files fetched at the same time wait for
+    /// it), again only when `renew` says the last token was refused.
+    pub async fn authorization(&self, repo: &OciRef, renew: bool) -> Result<Option<String>, OciError> {
         use base64::Engine as _;
+        let mut known = self.authorizations.lock().await;
+        if let Some(authorization) = known.get(&repo.repo()).filter(|_| !renew) {
+            return Ok(authorization.clone());
+        }
         let auth = self.credentials.to_registry_auth();
-        match self
+        let authorization = match self
             .client
             .auth(&repo.reference(), &auth, RegistryOperation::Pull)
             .await
         {
-            Ok(Some(token)) => Ok(Some(format!("Bearer {token}"))),
-            Ok(None) => Ok(match &auth {
+            Ok(Some(token)) => Some(format!("Bearer {token}")),
+            Ok(None) => match &auth {
                 oci_client::secrets::RegistryAuth::Basic(user, password) => Some(format!(
                     "Basic {}",
                     base64::engine::general_purpose::STANDARD.encode(format!("{user}:{password}"))
                 )),
                 _ => None,
-            }),
-            Err(e) => Err(self.error(e, &repo.repo())),
-        }
+            },
+            Err(e) => return Err(self.error(e, &repo.repo())),
+        };
+        known.insert(repo.repo(), authorization.clone());
+        Ok(authorization)
     }
 
     /// Where a blob of `repo` is fetched from.
@@ -325,16 +330,14 @@ impl Registry {
     }
 
     pub async fn has_blob(&self, repo: &OciRef, digest: &str) -> Result<bool, OciError> {
-        self.ensure_auth(repo, RegistryOperation::Pull).await?;
+        self.ensure_auth(repo).await;
         (self.client.blob_exists(&repo.reference(), digest).await).map_err(|e| self.error(e, &repo.repo()))
     }
 
     /// Mounts a blob `from` another repository of the same registry; false
     /// when the registry declines (it then has to be uploaded).
     pub async fn mount(&self, repo: &OciRef, from: &OciRef, digest: &str) -> bool {
-        if self.ensure_auth(repo, RegistryOperation::Push).await.is_err() {
-            return false;
-        }
+        self.ensure_auth(repo).await;
         self.client
             .mount_blob(&repo.reference(), &from.reference(), digest)
             .await
@@ -351,7 +354,7 @@ impl Registry {
         size: u64,
         progress: impl Fn(u64) + Send + Sync + 'static,
     ) -> Result<(), OciError> {
-        self.ensure_auth(repo, RegistryOperation::Push).await?;
+        self.ensure_auth(repo).await;
         let file = tokio::fs::File::open(path).await.map_err(|e| OciError::Registry {
             registry: self.registry.clone(),
             message: format!("`{}` cannot be read: {e}", path.display()),
@@ -388,7 +391,7 @@ impl Registry {
 
     /// Uploads a small blob held in memory (the empty config).
     pub async fn push_small_blob(&self, repo: &OciRef, data: Vec<u8>, digest: &str) -> Result<(), OciError> {
-        self.ensure_auth(repo, RegistryOperation::Push).await?;
+        self.ensure_auth(repo).await;
         self.client
             .push_blob(&repo.reference(), data, digest)
             .await
@@ -399,7 +402,7 @@ impl Registry {
     /// Puts a manifest or index at `at` (a tag); its digest.
     pub async fn push_manifest(&self, at: &OciRef, body: Vec<u8>, media_type: &str) -> Result<String, OciError> {
         use sha2::Digest as _;
-        self.ensure_auth(at, RegistryOperation::Push).await?;
+        self.ensure_auth(at).await;
         let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(&body)));
         let content_type = reqwest13_header(media_type);
         self.client
@@ -409,11 +412,14 @@ impl Registry {
         Ok(digest)
     }
 
-    async fn ensure_auth(&self, repo: &OciRef, operation: RegistryOperation) -> Result<(), OciError> {
+    /// Hands oci-client the credentials for this registry; it runs the token
+    /// flow on the first request of each kind (pull, push) and caches the
+    /// token, so nothing here goes on the network.
+    async fn ensure_auth(&self, repo: &OciRef) {
         let auth = self.credentials.to_registry_auth();
-        (self.client.auth(&repo.reference(), &auth, operation).await)
-            .map(|_| ())
-            .map_err(|e| self.error(e, &repo.repo()))
+        self.client
+            .store_auth_if_needed(repo.reference().resolve_registry(), &auth)
+            .await;
     }
 
     /// oci-client's error, in mdl's terms. Its messages hold URLs, never the

@@ -57,6 +57,8 @@ pub struct Project {
     pub caches: Caches,
     /// Refuse to start downloads that cannot fit (`--no-space-check` turns it off).
     pub check_free_space: bool,
+    /// OCI registry clients, made on first use (see `fetcher`).
+    registries: std::sync::OnceLock<Arc<crate::oci::Registries>>,
 }
 
 impl Project {
@@ -90,6 +92,7 @@ impl Project {
                 torch_hub: download.torch_hub.unwrap_or(false).then(TorchHub::from_env),
             },
             check_free_space: true,
+            registries: Default::default(),
         }
     }
 
@@ -132,22 +135,26 @@ impl Project {
                 message: "`sources.url.verify_ssl: false`: certificates of `url:` models are not checked (anyone on the network path can change those files before they are hashed); the Hub and every token-bearing request stay verified",
             });
         }
-        let download = &self.config.models.download;
-        let insecure = (download.sources.oci.insecure_registries.iter().cloned())
-            .chain(
-                (self.mirrors().unwrap_or_default().into_iter())
-                    .filter(|(_, insecure)| *insecure)
-                    .map(|(mirror, _)| mirror.registry),
-            )
-            .collect();
-        let registries = crate::oci::Registries::new(crate::http::extra_root_pems()?, insecure);
+        // One set of registry clients per project: a sync that locks and then
+        // fetches asks each registry for a token, and whether it speaks TLS, once.
+        let registries = self.registries.get_or_init(|| {
+            let download = &self.config.models.download;
+            let insecure = (download.sources.oci.insecure_registries.iter().cloned())
+                .chain(
+                    (self.mirrors().unwrap_or_default().into_iter())
+                        .filter(|(_, insecure)| *insecure)
+                        .map(|(mirror, _)| mirror.registry),
+                )
+                .collect();
+            Arc::new(crate::oci::Registries::new(roots.clone(), insecure))
+        });
         Ok(Fetcher::new(
             self.settings.clone(),
             self.reporter.clone(),
             self.store.tmp_dir(),
-            &roots,
+            &roots.certificates,
         )
-        .with_registries(registries))
+        .with_registries(registries.clone()))
     }
 
     fn resolver<'a>(&'a self, fetcher: &'a Fetcher) -> Resolver<'a> {

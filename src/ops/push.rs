@@ -105,10 +105,7 @@ impl Project {
         for model in lock.models.values() {
             for file in &model.files {
                 let path = self.store.locate(model, file);
-                match &file.sha256 {
-                    Some(sha256) => to_hash.push((model.name.clone(), file.clone(), path, Some(sha256.clone()))),
-                    None => to_hash.push((model.name.clone(), file.clone(), path, None)),
-                }
+                to_hash.push((model.name.clone(), file.clone(), path, file.sha256.clone()));
             }
         }
         let hashed = futures_util::stream::iter(to_hash.into_iter().map(|(name, file, path, sha256)| async move {
