@@ -253,6 +253,21 @@ pub fn standard_hub(ctx: &TestContext) {
     ctx.hub.put_file("w/model.pt", Blob::regular(STATE_DICT));
 }
 
+/// The sentence-transformers model the example configs name, with an ONNX
+/// export their `include:` filters leave out.
+pub fn minilm_hub(ctx: &TestContext) {
+    ctx.hub.commit(
+        "sentence-transformers/all-MiniLM-L6-v2",
+        "main",
+        vec![
+            ("config.json", Some(Blob::regular(&b"{}"[..]))),
+            ("model.safetensors", Some(Blob::lfs(SAFETENSORS))),
+            ("vocab.txt", Some(Blob::regular(&b"[PAD]\n"[..]))),
+            ("onnx/model.onnx", Some(Blob::lfs(&b"not synced by ci.yaml"[..]))),
+        ],
+    );
+}
+
 pub const STANDARD_CONFIG: &str = r#"
 models:
   model_path: "models/"

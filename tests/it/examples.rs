@@ -54,16 +54,7 @@ fn every_example_config_parses_and_matches_the_schema() {
 #[test]
 fn hub_only_examples_sync_against_the_emulator() {
     let ctx = TestContext::new();
-    ctx.hub.commit(
-        "sentence-transformers/all-MiniLM-L6-v2",
-        "main",
-        vec![
-            ("config.json", Some(Blob::regular(&b"{}"[..]))),
-            ("model.safetensors", Some(Blob::lfs(SAFETENSORS))),
-            ("vocab.txt", Some(Blob::regular(&b"[PAD]\n"[..]))),
-            ("onnx/model.onnx", Some(Blob::lfs(&b"not synced by ci.yaml"[..]))),
-        ],
-    );
+    minilm_hub(&ctx);
     ctx.hub.commit(
         "datasets/acme/eval-set",
         "main",

@@ -265,17 +265,8 @@ fn push_then_a_fresh_project_syncs_everything_from_the_mirror_with_the_hub_stopp
 #[test]
 fn a_mirror_missing_one_file_falls_back_to_upstream_for_that_file_only() {
     let registry = Registry::start();
-    let mut ctx = TestContext::new();
+    let mut ctx = synced_tiny_bert();
     logged_in(&mut ctx, &registry);
-    standard_hub(&ctx);
-    ctx.write_config(
-        r#"
-models:
-  require:
-    - huggingface:acme/tiny-bert
-"#,
-    );
-    ctx.mdl(&["sync", "--no-verify"]).success();
     let mirror = format!("oci://{}/mirror", registry.host);
     ctx.mdl(&["push", &mirror]).success().snap_without_sizes("oci_push");
     let lock = ctx.read_str("models.lock");
@@ -315,17 +306,8 @@ models:
 #[test]
 fn an_oci_model_locks_to_its_digest_and_syncs_and_verifies() {
     let registry = Registry::start();
-    let mut ctx = TestContext::new();
+    let mut ctx = synced_tiny_bert();
     logged_in(&mut ctx, &registry);
-    standard_hub(&ctx);
-    ctx.write_config(
-        r#"
-models:
-  require:
-    - huggingface:acme/tiny-bert
-"#,
-    );
-    ctx.mdl(&["sync", "--no-verify"]).success();
     let pushed = json_of(
         &ctx.mdl(&["push", &format!("oci://{}/published", registry.host), "--json"])
             .success(),
@@ -358,16 +340,7 @@ models:
 #[test]
 fn a_wrong_password_is_a_clear_error_that_never_shows_the_password() {
     let registry = Registry::start();
-    let mut ctx = TestContext::new();
-    standard_hub(&ctx);
-    ctx.write_config(
-        r#"
-models:
-  require:
-    - huggingface:acme/tiny-bert
-"#,
-    );
-    ctx.mdl(&["sync", "--no-verify"]).success();
+    let mut ctx = synced_tiny_bert();
     let wrong = "not-the-password-42";
     ctx.env.push((
         "DOCKER_CONFIG".into(),
@@ -390,13 +363,19 @@ models:
         .stderr_has("docker login");
 }
 
-/// A lock of the one standard Hub model, synced and pushed to `repo`.
-fn pushed_tiny_bert(registry: &Registry, repo: &str) -> (TestContext, serde_json::Value) {
-    let mut ctx = TestContext::new();
-    logged_in(&mut ctx, registry);
+/// A project of the one standard Hub model (`acme/tiny-bert`), synced.
+fn synced_tiny_bert() -> TestContext {
+    let ctx = TestContext::new();
     standard_hub(&ctx);
     ctx.write_config("models:\n  require:\n    - huggingface:acme/tiny-bert\n");
     ctx.mdl(&["sync", "--no-verify"]).success();
+    ctx
+}
+
+/// A lock of the one standard Hub model, synced and pushed to `repo`.
+fn pushed_tiny_bert(registry: &Registry, repo: &str) -> (TestContext, serde_json::Value) {
+    let mut ctx = synced_tiny_bert();
+    logged_in(&mut ctx, registry);
     let pushed = json_of(
         &ctx.mdl(&["push", &format!("oci://{}/{repo}", registry.host), "--json"])
             .success(),
@@ -427,10 +406,7 @@ fn a_second_repository_of_the_same_registry_mounts_what_a_mirror_has() {
 #[test]
 fn credentials_from_a_docker_credential_helper() {
     let registry = Registry::start();
-    let mut ctx = TestContext::new();
-    standard_hub(&ctx);
-    ctx.write_config("models:\n  require:\n    - huggingface:acme/tiny-bert\n");
-    ctx.mdl(&["sync", "--no-verify"]).success();
+    let mut ctx = synced_tiny_bert();
     // A helper as `docker login` with `credHelpers` installs one.
     let bin = ctx.path().join("bin");
     std::fs::create_dir_all(&bin).unwrap();
@@ -641,11 +617,8 @@ fn an_oras_style_artifact_is_a_model_too() {
 fn a_registry_behind_a_private_ca_is_trusted_through_ssl_cert_file() {
     let (ca_pem, identity) = crate::tls::private_ca();
     let registry = Registry::start_tls(identity);
-    let mut ctx = TestContext::new();
+    let mut ctx = synced_tiny_bert();
     logged_in(&mut ctx, &registry);
-    standard_hub(&ctx);
-    ctx.write_config("models:\n  require:\n    - huggingface:acme/tiny-bert\n");
-    ctx.mdl(&["sync", "--no-verify"]).success();
     let target = format!("oci://{}/secure", registry.host);
     // Spoken to over HTTPS (it answers TLS), and refused until its CA is trusted.
     ctx.mdl(&["push", &target])
@@ -889,6 +862,12 @@ fn the_registry_token_flow_for_push_mirror_and_oci_models() {
     consumer.mdl(&["sync", "--no-verify"]).success();
     assert_eq!(consumer.read("models/oci_bert/model.safetensors"), SAFETENSORS);
     assert!(tokens.issued() > issued_for_push);
+    // One token for the manifest, one for all three blobs: not one per file.
+    assert!(
+        tokens.issued() - issued_for_push <= 2,
+        "{} tokens",
+        tokens.issued() - issued_for_push
+    );
 
     // Without credentials the token server refuses: a clear error, not a hang.
     let mut anonymous = TestContext::new();
@@ -949,14 +928,7 @@ fn the_fleet_example_syncs_against_a_registry_and_the_hub() {
 
     let mut ctx = TestContext::new();
     logged_in(&mut ctx, &registry);
-    ctx.hub.commit(
-        "sentence-transformers/all-MiniLM-L6-v2",
-        "main",
-        vec![
-            ("config.json", Some(Blob::regular(&b"{}"[..]))),
-            ("model.safetensors", Some(Blob::lfs(SAFETENSORS))),
-        ],
-    );
+    minilm_hub(&ctx);
     let example =
         std::fs::read_to_string(std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("examples/configs/fleet.yaml"))
             .unwrap();
