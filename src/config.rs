@@ -244,6 +244,12 @@ pub struct HuggingfaceSource {
     /// Overrides `HF_ENDPOINT` (e.g. an internal mirror).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub endpoint: Option<String>,
+    /// Send the Hub token to `endpoint` above. Off by default: a config.yaml
+    /// changed in a pull request must not be able to point the token at a
+    /// host of its choosing. (`HF_ENDPOINT`, set by whoever runs mdl, needs
+    /// no opt-in.) Never over plain HTTP to another machine.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub send_token: bool,
 }
 
 impl Default for HuggingfaceSource {
@@ -251,6 +257,7 @@ impl Default for HuggingfaceSource {
         HuggingfaceSource {
             enabled: true,
             endpoint: None,
+            send_token: false,
         }
     }
 }

@@ -108,6 +108,7 @@ impl Error {
                 lock::LockError::NeedsUpdate { .. }
                 | lock::LockError::OfflineNeedsResolve { .. }
                 | lock::LockError::Parse { .. }
+                | lock::LockError::Invalid { .. }
                 | lock::LockError::Version { .. },
             ) => 2,
             // A filter that drops a shard: the config must change.

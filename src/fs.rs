@@ -95,7 +95,21 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         .filter(|p| !p.as_os_str().is_empty())
         .unwrap_or(Path::new("."));
     fs_err::create_dir_all(dir)?;
-    let mut tmp = tempfile::Builder::new().prefix(".mdl-tmp-").tempfile_in(dir)?;
+    // 0666 less the umask, as any tool's new file (tempfile's default is
+    // 0600): a Docker image's runtime user must be able to read the lock,
+    // the registry and a rewritten config.yaml.
+    use std::os::unix::fs::PermissionsExt;
+    // A file being replaced keeps its mode (a config.yaml made 0644 stays so).
+    let mode = std::fs::metadata(path)
+        .map(|m| m.permissions().mode() & 0o7777)
+        .unwrap_or(0o666);
+    let mut tmp = tempfile::Builder::new()
+        .prefix(".mdl-tmp-")
+        .permissions(std::fs::Permissions::from_mode(0o666))
+        .tempfile_in(dir)?;
+    if mode != 0o666 {
+        tmp.as_file().set_permissions(std::fs::Permissions::from_mode(mode))?;
+    }
     tmp.write_all(bytes)?;
     tmp.as_file().sync_all()?;
     crate::failpoint::kill_point("fs::atomic_before_rename");
@@ -103,6 +117,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     crate::failpoint::kill_point("fs::atomic_after_rename");
     sync_dir(dir);
     Ok(())
+}
+
+/// A part for temporary names that no other writer uses: the pid alone
+/// collides across containers sharing a volume (each has its pid 1), so a
+/// random part (std's per-process random hash seed, from the OS) follows it.
+pub fn unique_suffix() -> &'static str {
+    static SUFFIX: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    SUFFIX.get_or_init(|| {
+        use std::hash::{BuildHasher, Hasher};
+        let random = std::collections::hash_map::RandomState::new().build_hasher().finish();
+        format!("{}-{random:016x}", std::process::id())
+    })
 }
 
 /// Makes a rename durable. Failure is ignored: some file systems refuse to fsync
@@ -235,6 +261,27 @@ pub fn tree_size(path: &Path) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn atomic_writes_follow_the_umask_and_keep_a_replaced_files_mode() {
+        use std::os::unix::fs::PermissionsExt;
+        let umask = std::fs::read_to_string("/proc/self/status")
+            .ok()
+            .and_then(|s| {
+                s.lines()
+                    .find_map(|l| l.strip_prefix("Umask:").map(|v| v.trim().to_string()))
+            })
+            .and_then(|v| u32::from_str_radix(&v, 8).ok())
+            .expect("the umask");
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("models.lock");
+        write_atomic(&path, b"a").unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o666 & !umask, "{mode:o}");
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o640)).unwrap();
+        write_atomic(&path, b"b").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o640);
+    }
 
     #[test]
     fn escaping_names_are_refused() {

@@ -99,6 +99,34 @@ pub fn digest_file(path: &Path, sha256: bool, git: bool) -> std::io::Result<Dige
     Ok(hashers.finish())
 }
 
+// What a hash may look like where it enters from outside (a lock, a
+// server's answer) and before it names a file or a URL.
+
+/// `n` hex digits (either case: the Hub's API answers lowercase, but a value
+/// is compared case-insensitively everywhere it is checked).
+pub fn is_hex(value: &str, n: usize) -> bool {
+    value.len() == n && value.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A blake3 as mdl writes it: 64 lowercase hex digits.
+pub fn is_blake3(value: &str) -> bool {
+    value.len() == 64 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
+/// An OCI digest mdl accepts: `sha256:` and 64 lowercase hex digits.
+pub fn is_sha256_digest(value: &str) -> bool {
+    value
+        .strip_prefix("sha256:")
+        .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
+}
+
+/// A Hub ETag: a git blob id (40 hex) or an LFS sha256 (64 hex). Never a
+/// masked value (`****…`) or anything with a `/`: it names a file in the
+/// Hugging Face cache.
+pub fn is_hub_etag(value: &str) -> bool {
+    is_hex(value, 40) || is_hex(value, 64)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

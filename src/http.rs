@@ -85,7 +85,20 @@ pub fn client(
     follow_redirects: bool,
 ) -> reqwest::Client {
     let policy = if follow_redirects {
-        reqwest::redirect::Policy::limited(10)
+        // At most 10, and never from HTTPS down to plain HTTP or to another
+        // scheme: reqwest drops `Authorization` when the host or port
+        // changes, not when only the scheme does.
+        reqwest::redirect::Policy::custom(|attempt| {
+            let downgrade =
+                attempt.previous().last().is_some_and(|p| p.scheme() == "https") && attempt.url().scheme() != "https";
+            if attempt.previous().len() >= 10 {
+                attempt.error("too many redirects")
+            } else if downgrade || !matches!(attempt.url().scheme(), "http" | "https") {
+                attempt.error("a redirect from HTTPS to plain HTTP (or another scheme) is not followed")
+            } else {
+                attempt.follow()
+            }
+        })
     } else {
         reqwest::redirect::Policy::none()
     };
@@ -125,6 +138,42 @@ pub const UNTRUSTED_CERTIFICATE_HINT: &str = "the server's certificate is not si
 /// redirect only within one origin.
 pub fn same_origin(a: &reqwest::Url, b: &reqwest::Url) -> bool {
     a.scheme() == b.scheme() && a.host_str() == b.host_str() && a.port_or_known_default() == b.port_or_known_default()
+}
+
+/// [`same_origin`] of two URLs as text; false when either does not parse.
+pub fn same_origin_str(a: &str, b: &str) -> bool {
+    match (reqwest::Url::parse(a), reqwest::Url::parse(b)) {
+        (Ok(a), Ok(b)) => same_origin(&a, &b),
+        _ => false,
+    }
+}
+
+/// Whether a credential may be sent to `endpoint`: over HTTPS, or over plain
+/// HTTP only to this machine (the emulator, a local proxy). `Err` says why not.
+pub fn credentials_may_go_to(endpoint: &str) -> Result<(), String> {
+    let url = reqwest::Url::parse(endpoint).map_err(|e| format!("`{endpoint}` is not a URL ({e})"))?;
+    match url.scheme() {
+        "https" => Ok(()),
+        "http" if url.host_str().is_some_and(is_loopback_host) => Ok(()),
+        scheme => Err(format!(
+            "`{endpoint}` is reached over {} and is not this machine",
+            if scheme == "http" { "plain HTTP" } else { scheme }
+        )),
+    }
+}
+
+fn is_loopback_host(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    host == "localhost" || host.parse::<std::net::IpAddr>().is_ok_and(|ip| ip.is_loopback())
+}
+
+/// A URL as messages and `-v` show it: without its query and fragment, which
+/// for a signed CDN URL hold the signature (a bearer credential while it lasts).
+pub fn redact(url: &str) -> String {
+    match url.split_once(['?', '#']) {
+        Some((base, _)) => format!("{base}?…"),
+        None => url.to_string(),
+    }
 }
 
 /// When a signed URL stops working, read from its query: S3's `X-Amz-Date` +

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs::{safe_relative_path, UnsafePath};
 use crate::lock::{LockMode, LockedFile, LockedModel, Lockfile};
-use crate::resolve::{hub_file_url, RemoteFile};
+use crate::resolve::RemoteFile;
 
 /// What the disk holds for one locked file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -123,17 +123,16 @@ pub struct Download {
 impl Download {
     /// A file being locked for the first time: checked against what upstream
     /// publishes (size, sha256 or git blob id, torchvision's hash prefix).
-    pub fn to_lock(
-        model: &LockedModel,
-        remote: &RemoteFile,
-        models_root: &Path,
-        token: Option<&str>,
-        insecure_urls: bool,
-    ) -> Result<Download, UnsafePath> {
+    pub fn to_lock(model: &LockedModel, remote: &RemoteFile, origin: Origin<'_>) -> Result<Download, UnsafePath> {
+        let token = origin
+            .token
+            .filter(|_| crate::http::same_origin_str(&remote.url, origin.hub_endpoint));
+        let insecure_urls = origin.insecure_urls;
         Ok(Download {
             label: format!("{}/{}", model.name, remote.path),
             url: remote.url.clone(),
-            dest: models_root
+            dest: origin
+                .models_root
                 .join(model.dir_name())
                 .join(safe_relative_path(&remote.path)?),
             expect: Expected {
@@ -162,9 +161,14 @@ pub struct Origin<'a> {
     pub models_root: &'a Path,
     /// `HF_ENDPOINT` (or the config's override).
     pub hub_endpoint: &'a str,
+    /// The Hub token, when it may be sent to `hub_endpoint` (see
+    /// `http::token_may_go_to`): only requests to that origin carry it.
     pub token: Option<&'a str>,
     /// `sources.url.verify_ssl: false`: `url:` models skip certificate checks.
     pub insecure_urls: bool,
+    /// The config's sources: torchvision's catalog and PyTorch Hub's URLs,
+    /// from which those files' URLs are derived.
+    pub sources: &'a crate::config::Sources,
 }
 
 /// Why the plan cannot be carried out.
@@ -176,6 +180,15 @@ pub enum PlanError {
     LocalChanged { model: String, path: String },
     #[error(transparent)]
     Unsafe(#[from] UnsafePath),
+    /// The lock names a file its source (as config.yaml configures it) does
+    /// not serve: the lock is stale or was edited.
+    #[error("`{label}` is not a file that config.yaml's {kind} source serves: {why}")]
+    Underivable {
+        label: String,
+        kind: crate::source::Source,
+        why: String,
+        model: String,
+    },
 }
 
 impl PlanError {
@@ -192,6 +205,9 @@ impl PlanError {
                 "restore the file, or run `mdl lock --upgrade {model}` to lock what is there now"
             )),
             PlanError::Unsafe(_) => None,
+            PlanError::Underivable { model, .. } => Some(format!(
+                "run `mdl lock --upgrade {model}` to lock what config.yaml names now, or restore models.lock from git"
+            )),
         }
     }
 }
@@ -294,15 +310,24 @@ impl Plan {
             });
         }
         let mut downloads = Vec::with_capacity(self.fetch.len());
+        let mut underivable = Vec::new();
         for (f, _) in &self.fetch {
             let model = &lock.models[&f.model];
             let dest = safe_relative_path(&f.file.path).map_err(|e| Refusal {
                 summary: format!("model `{}` has an unsafe file name", f.model),
                 errors: vec![e.into()],
             })?;
+            let url = match download_url(model, &f.file, origin) {
+                Ok(url) => url,
+                Err(e) => {
+                    underivable.push(e);
+                    continue;
+                }
+            };
             downloads.push(Download {
                 label: format!("{}/{}", f.model, f.file.path),
-                url: download_url(model, &f.file, origin.hub_endpoint),
+                authorization: hub_authorization(model, &url, origin),
+                url,
                 dest: origin.models_root.join(&f.dir).join(dest),
                 expect: Expected {
                     size: Some(f.file.size),
@@ -310,19 +335,28 @@ impl Plan {
                     blake3: Some(f.file.blake3.clone()),
                     ..Default::default()
                 },
-                authorization: model
-                    .source
-                    .sends_hub_token()
-                    .then(|| origin.token.map(|t| format!("Bearer {t}")))
-                    .flatten(),
                 registry: registry_of(model),
                 hub: model.source.sends_hub_token(),
                 insecure: origin.insecure_urls && model.source.id_is_the_file_url(),
                 hub_blob: hub_blob(model, f.file.etag.as_deref()),
             });
         }
+        if !underivable.is_empty() {
+            return Err(Refusal {
+                summary: "models.lock names files that config.yaml's sources do not serve".into(),
+                errors: underivable,
+            });
+        }
         Ok(downloads)
     }
+}
+
+/// The Hub token for a Hub file's request: only when the URL is on the
+/// endpoint's own origin (scheme, host and port), which a derived URL always
+/// is — checked here too, so no future path can send it elsewhere.
+fn hub_authorization(model: &LockedModel, url: &str, origin: Origin<'_>) -> Option<String> {
+    let token = origin.token.filter(|_| model.source.sends_hub_token())?;
+    crate::http::same_origin_str(url, origin.hub_endpoint).then(|| format!("Bearer {token}"))
 }
 
 /// The registry repository of an `oci:` model (its id is `HOST/REPO`).
@@ -339,16 +373,27 @@ fn hub_blob(model: &LockedModel, etag: Option<&str>) -> Option<(String, String)>
     Some((model.id.clone(), etag.to_string()))
 }
 
-/// Where to download a locked file from now: Hub files from the current
-/// endpoint at the locked commit (so a lock made against the Hub syncs from a
-/// mirror named by `HF_ENDPOINT`); others from the URL in the lock.
-pub fn download_url(model: &LockedModel, file: &LockedFile, hub_endpoint: &str) -> String {
-    match &model.commit {
-        Some(commit) if model.source.fetched_from_hub_endpoint() => {
-            hub_file_url(hub_endpoint, &model.id, commit, &file.path)
-        }
-        _ => file.url.clone(),
+/// Where to download a locked file from now: derived from config.yaml's
+/// sources and the lock's pins, never the lock's `url` ([`crate::lock::derive`]).
+pub fn download_url(model: &LockedModel, file: &LockedFile, origin: Origin<'_>) -> Result<String, PlanError> {
+    let cx = crate::lock::derive::UrlContext {
+        hub_endpoint: origin.hub_endpoint,
+        sources: origin.sources,
+    };
+    if model.source.used_in_place() {
+        return Err(PlanError::Underivable {
+            label: format!("{}/{}", model.name, file.path),
+            kind: model.source,
+            why: "local files are used in place".into(),
+            model: model.name.clone(),
+        });
     }
+    crate::lock::derive::file_url(model, file, cx).map_err(|why| PlanError::Underivable {
+        label: format!("{}/{}", model.name, file.path),
+        kind: model.source,
+        why,
+        model: model.name.clone(),
+    })
 }
 
 impl fmt::Display for Plan {
@@ -451,11 +496,13 @@ mod tests {
     }
 
     fn origin() -> Origin<'static> {
+        static SOURCES: std::sync::OnceLock<crate::config::Sources> = std::sync::OnceLock::new();
         Origin {
             models_root: Path::new("/m"),
             hub_endpoint: "http://hub",
             token: Some("secret"),
             insecure_urls: false,
+            sources: SOURCES.get_or_init(Default::default),
         }
     }
 
@@ -480,7 +527,12 @@ mod tests {
         let mut lock = lock();
         let model = lock.models.get_mut("acme/a").unwrap();
         model.source = Source::Url;
-        model.files.iter_mut().for_each(|f| f.url = "https://cdn/x".into());
+        model.id = "https://cdn/x".into();
+        // The lock's `url` is never where a download goes: the id is.
+        model
+            .files
+            .iter_mut()
+            .for_each(|f| f.url = "https://elsewhere/x".into());
         let plan = Plan::new(&lock, &Survey::default(), &BTreeSet::new());
         let downloads = plan.downloads(&lock, LockMode::Write, origin()).unwrap();
         assert!(downloads

@@ -142,7 +142,8 @@ impl Reporter for Printer {
         }
         match event {
             Event::Request { method, url } if self.level == Level::Verbose => {
-                self.status("Request", &format!("{method} {url}"))
+                // A signed URL's query is its signature: never printed.
+                self.status("Request", &format!("{method} {}", mdl::http::redact(url)))
             }
             Event::Request { .. } => {}
             Event::Resolving { model } if self.level == Level::Verbose => self.status("Resolving", model),

@@ -79,6 +79,19 @@ impl Fetcher {
                 }
             }
         }
+        // A piece counts as finished only if its bytes on disk say so: the
+        // sidecar is written before the pieces reach the disk (a power loss, a
+        // lost write), so each recorded piece is read back and hashed again,
+        // and one that differs is fetched again. The final hash is then of
+        // the bytes on disk.
+        if done.iter().any(Option::is_some) {
+            let recorded = done.clone();
+            let path = part_path.to_path_buf();
+            let confirmed = tokio::task::spawn_blocking(move || confirm_pieces(&path, &recorded, piece, size))
+                .await
+                .unwrap_or_else(|_| vec![None; count]);
+            done = confirmed;
+        }
         // The resume state is written before the partial file exists, so an
         // interruption at any point leaves a partial file the next run can continue.
         save_state(
@@ -277,7 +290,6 @@ impl Fetcher {
 
     /// Downloads piece `index` with retries, hashing it as it arrives.
     #[allow(clippy::too_many_arguments)]
-    #[allow(clippy::too_many_arguments)]
     async fn fetch_piece(
         &self,
         id: usize,
@@ -430,13 +442,41 @@ impl Fetcher {
     }
 }
 
+/// The recorded pieces whose bytes on disk hash to what was recorded; `None`
+/// for every other (or all, when the file cannot be read).
+fn confirm_pieces(
+    path: &Path,
+    recorded: &[Option<ChainingValue>],
+    piece: u64,
+    size: u64,
+) -> Vec<Option<ChainingValue>> {
+    let Ok(file) = std::fs::File::open(path) else {
+        return vec![None; recorded.len()];
+    };
+    let mut buf = vec![0u8; piece as usize];
+    recorded
+        .iter()
+        .enumerate()
+        .map(|(i, cv)| {
+            let cv = (*cv)?;
+            let start = i as u64 * piece;
+            let len = piece_len(i, piece, size) as usize;
+            file.read_exact_at(&mut buf[..len], start).ok()?;
+            let mut hasher = tree_hash::piece_hasher(start);
+            hasher.update(&buf[..len]);
+            (tree_hash::piece_cv(&hasher) == cv).then_some(cv)
+        })
+        .collect()
+}
+
 fn piece_len(index: usize, piece: u64, size: u64) -> u64 {
     let start = index as u64 * piece;
     (start + piece).min(size) - start
 }
 
-/// Records finished pieces. Not fsync'd: after a power loss the final blake3
-/// check catches a piece whose bytes did not reach the disk.
+/// Records finished pieces. Not fsync'd, and not trusted on its own: a later
+/// run hashes each recorded piece's bytes again before it counts
+/// (`confirm_pieces`).
 fn save_state(state_path: &Path, job: &Download, s: &Shared, piece: u64) {
     let state = PartialState {
         url: job.url.clone(),

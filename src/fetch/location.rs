@@ -123,6 +123,9 @@ async fn resolve(fetcher: &Fetcher, job: &Download) -> Result<Location, AttemptE
             .and_then(|v| v.to_str().ok())
             .ok_or_else(|| bad_location(job, "a redirect without `Location`"))?;
         let to = from.join(target).map_err(|e| bad_location(job, &e.to_string()))?;
+        if !matches!(to.scheme(), "http" | "https") {
+            return Err(bad_location(job, &format!("`{}` is not an HTTP(S) URL", to.scheme())));
+        }
         let refresh_at = expiry_of(&to).map(|expires| {
             // Ask again a little before the signature lapses: a tenth of its
             // remaining life, at most 30 s.

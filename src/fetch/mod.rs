@@ -304,6 +304,33 @@ impl Fetcher {
         client.authorization(repo, renew).await.map_err(registry)
     }
 
+    /// A registry blob's URL over the scheme its registry speaks: the plan
+    /// derives `https://`; a loopback or `insecure` registry may need plain
+    /// HTTP. The credentials go to that registry's host and nowhere else.
+    async fn registry_url(&self, job: &Download, repo: &crate::oci::OciRef) -> Result<String, FetchError> {
+        let client = (self.registries.get(&repo.registry).await).map_err(|source| FetchError::Registry {
+            label: job.label.clone(),
+            source,
+        })?;
+        // `://HOST/v2/REPO/blobs/`, whichever scheme the URL was made with.
+        let blobs = repo.blob_url("", "");
+        let rest = job
+            .url
+            .split_once("://")
+            .map(|(_, rest)| format!("://{rest}"))
+            .unwrap_or_default();
+        if !rest.starts_with(&blobs) {
+            // Not this registry's blob: no credentials for it.
+            return Err(FetchError::GaveUp {
+                label: job.label.clone(),
+                attempts: 0,
+                reason: format!("`{}` is not a blob of `{}`", crate::http::redact(&job.url), repo.repo()),
+            });
+        }
+        let scheme = if client.plain_http() { "http" } else { "https" };
+        Ok(format!("{scheme}{rest}"))
+    }
+
     /// Downloads every job, at most `jobs` at once. Results are in job order.
     pub async fn fetch_all(&self, jobs: Vec<Download>) -> Vec<Result<Fetched, FetchError>> {
         let mut results: Vec<Option<Result<Fetched, FetchError>>> = (0..jobs.len()).map(|_| None).collect();
@@ -326,6 +353,7 @@ impl Fetcher {
         };
         let mut authorized = Download {
             authorization: self.registry_authorization(job, repo, false).await?,
+            url: self.registry_url(job, repo).await?,
             ..job.clone()
         };
         match self.fetch_as_is(&authorized).await {
@@ -358,6 +386,7 @@ impl Fetcher {
             job.expect.size.is_some_and(|s| s >= self.settings.chunked_min) && job.expect.git_oid.is_none();
         loop {
             attempt += 1;
+            partial::renew(&part_path);
             let result = if chunked {
                 match self.attempt_chunked(id, job, &part_path, &state_path, &locator).await {
                     Ok(Some(fetched)) => Ok(fetched),

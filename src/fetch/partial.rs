@@ -15,38 +15,62 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
-/// This process's writer id: its pid and a random part (pids are reused).
+/// This process's writer id: its pid, the pid namespace it counts in, and a
+/// random part (pids are reused, and every container has a pid 1).
 pub fn writer() -> &'static str {
     static WRITER: OnceLock<String> = OnceLock::new();
     WRITER.get_or_init(|| {
-        let nanos = SystemTime::now()
-            .duration_since(SystemTime::UNIX_EPOCH)
-            .map(|d| d.subsec_nanos())
-            .unwrap_or(0);
-        format!("{}-{:08x}", std::process::id(), nanos ^ (std::process::id() << 16))
+        let (pid, random) = crate::fs::unique_suffix().split_once('-').unwrap_or(("0", "0"));
+        format!("{pid}-{}-{}", namespace(), &random[..8.min(random.len())])
     })
 }
 
-/// The writer's pid, when its id has one.
-fn pid_of(writer: &str) -> Option<i32> {
-    writer.split('-').next()?.parse().ok()
+/// A short id of the pid namespace on this host: `kill(pid, 0)` means
+/// something only for a writer that counts pids the same way.
+fn namespace() -> &'static str {
+    static NS: OnceLock<String> = OnceLock::new();
+    NS.get_or_init(|| {
+        let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
+        let ns = std::fs::read_link("/proc/self/ns/pid").unwrap_or_default();
+        let id = blake3::hash(format!("{}|{}", boot.trim(), ns.display()).as_bytes()).to_hex();
+        id[..8].to_string()
+    })
 }
 
-/// Whether the writer of a partial is gone: its process does not exist here,
-/// or (another host's, or a reused pid) it has not touched the file for
-/// `stale_after`.
+/// The writer's pid, when its id has one and it counts pids in our namespace.
+fn local_pid_of(writer: &str) -> Option<i32> {
+    let mut parts = writer.split('-');
+    let pid = parts.next()?.parse().ok()?;
+    (parts.next()? == namespace()).then_some(pid)
+}
+
+/// Whether the writer of a partial is gone. Its lease is the partial's mtime,
+/// which a live writer keeps fresh (every write, and [`renew`] between
+/// attempts): a partial untouched for `stale_after` is abandoned, whoever
+/// wrote it. Sooner only when its writer is provably dead: a pid of this
+/// namespace that no longer exists (`ESRCH`; `EPERM` is another user's live
+/// process).
 fn abandoned(writer: &str, part: &Path, stale_after: Duration) -> bool {
-    let alive = pid_of(writer).is_some_and(|pid| {
+    let dead = local_pid_of(writer).is_some_and(|pid| {
         // SAFETY: signal 0 only checks that the process exists.
-        pid as u32 == std::process::id() || unsafe { libc::kill(pid, 0) == 0 }
+        pid as u32 != std::process::id()
+            && unsafe { libc::kill(pid, 0) } != 0
+            && std::io::Error::last_os_error().raw_os_error() == Some(libc::ESRCH)
     });
-    if !alive {
+    if dead {
         return true;
     }
     let touched = std::fs::metadata(part)
         .and_then(|m| m.modified())
         .unwrap_or(SystemTime::UNIX_EPOCH);
     SystemTime::now().duration_since(touched).unwrap_or_default() > stale_after
+}
+
+/// Renews this writer's lease on a partial it is about to work on again.
+pub fn renew(part: &Path) {
+    if let Ok(file) = std::fs::File::options().write(true).open(part) {
+        let _ = file.set_modified(SystemTime::now());
+    }
 }
 
 /// The partial file and its sidecar this writer uses for `stem`: an abandoned
@@ -114,19 +138,36 @@ mod tests {
     #[test]
     fn a_dead_writers_partial_is_claimed_once_and_a_live_ones_is_left() {
         let dir = tempfile::tempdir().unwrap();
-        // pid 0x7fffffff does not exist; its partial is abandoned.
-        let dead = "2147483646-deadbeef";
+        // pid 0x7ffffffe does not exist here; its partial is abandoned.
+        let dead = format!("2147483646-{}-deadbeef", namespace());
         std::fs::write(dir.path().join(format!("s.{dead}.part")), b"bytes").unwrap();
         std::fs::write(dir.path().join(format!("s.{dead}.part.json")), b"{}").unwrap();
         let (part, sidecar) = claim(dir.path(), "s", Duration::from_secs(60));
         assert_eq!(std::fs::read(&part).unwrap(), b"bytes");
         assert!(sidecar.ends_with(format!("s.{}.part.json", writer())));
         // A live writer's (this process's parent: alive) is not taken.
-        let live = format!("{}-00000001", std::os::unix::process::parent_id());
+        let live = format!("{}-{}-00000001", std::os::unix::process::parent_id(), namespace());
         std::fs::write(dir.path().join(format!("t.{live}.part")), b"x").unwrap();
         std::fs::write(dir.path().join(format!("t.{live}.part.json")), b"{}").unwrap();
         let (part, _) = claim(dir.path(), "t", Duration::from_secs(60));
         assert!(!part.exists(), "a fresh name, not the live writer's file");
         assert!(dir.path().join(format!("t.{live}.part")).exists());
+        // Another namespace's writer (another container on this volume): its
+        // pid means nothing here, so only its lease counts. Fresh: left alone.
+        let other = "2147483646-0ther0ns-00000002";
+        std::fs::write(dir.path().join(format!("u.{other}.part")), b"x").unwrap();
+        std::fs::write(dir.path().join(format!("u.{other}.part.json")), b"{}").unwrap();
+        let (part, _) = claim(dir.path(), "u", Duration::from_secs(60));
+        assert!(!part.exists(), "a live lease in another namespace is not claimed");
+        // Its lease lapsed: claimed.
+        let old = SystemTime::now() - Duration::from_secs(120);
+        std::fs::File::options()
+            .write(true)
+            .open(dir.path().join(format!("u.{other}.part")))
+            .unwrap()
+            .set_modified(old)
+            .unwrap();
+        let (part, _) = claim(dir.path(), "u", Duration::from_secs(60));
+        assert_eq!(std::fs::read(&part).unwrap(), b"x");
     }
 }

@@ -164,6 +164,13 @@ pub fn parse(bytes: &[u8]) -> Result<Artifact, String> {
     let manifest: Manifest =
         serde_json::from_slice(bytes).map_err(|e| format!("its manifest is not valid JSON ({e})"))?;
     if let Some(manifests) = manifest.manifests {
+        // A digest goes into a URL and a lock: only `sha256:` + 64 hex.
+        if let Some(bad) = manifests.iter().find(|d| !crate::hash::is_sha256_digest(&d.digest)) {
+            return Err(format!(
+                "its index names the manifest `{}`; mdl reads sha256 digests",
+                bad.digest.escape_debug()
+            ));
+        }
         return Ok(Artifact::Index(
             manifests
                 .into_iter()
@@ -191,10 +198,11 @@ pub fn parse(bytes: &[u8]) -> Result<Artifact, String> {
                 layer.media_type.as_deref().unwrap_or("no media type")
             ));
         };
-        if !layer.digest.starts_with("sha256:") || layer.digest.len() != 71 {
+        if !crate::hash::is_sha256_digest(&layer.digest) {
             return Err(format!(
-                "its layer `{path}` has the digest `{}`; mdl reads sha256 digests",
-                layer.digest
+                "its layer `{}` has the digest `{}`; mdl reads sha256 digests",
+                path.escape_debug(),
+                layer.digest.escape_debug()
             ));
         }
         files.push(Layer {

@@ -40,6 +40,12 @@ pub struct OciRef {
 }
 
 impl OciRef {
+    /// Where a blob of this repository is fetched from over `scheme`.
+    pub fn blob_url(&self, scheme: &str, digest: &str) -> String {
+        let host = self.reference().resolve_registry().to_string();
+        format!("{scheme}://{host}/v2/{}/blobs/{digest}", self.repository)
+    }
+
     pub fn parse(text: &str) -> Result<OciRef, OciError> {
         let bare = text.strip_prefix("oci://").unwrap_or(text);
         let bad = |reason: &str| OciError::BadReference {
@@ -246,6 +252,15 @@ impl Registry {
             registry: registry.to_string(),
             reason,
         })?;
+        // `insecure: true` allows plain HTTP, not credentials over it: an
+        // HTTPS attempt that failed (or was made to fail on the network path)
+        // must not turn a password into clear text on the wire.
+        if http && !is_loopback(registry) && !matches!(credentials, Credentials::Anonymous) {
+            return Err(OciError::Credentials {
+                registry: registry.to_string(),
+                reason: "it did not answer over HTTPS, and mdl sends registry credentials over plain HTTP only to this machine".into(),
+            });
+        }
         let config = ClientConfig {
             protocol: if http {
                 ClientProtocol::Http
@@ -325,8 +340,12 @@ impl Registry {
 
     /// Where a blob of `repo` is fetched from.
     pub fn blob_url(&self, repo: &OciRef, digest: &str) -> String {
-        let host = repo.reference().resolve_registry().to_string();
-        format!("{}://{host}/v2/{}/blobs/{digest}", self.scheme, repo.repository)
+        repo.blob_url(self.scheme, digest)
+    }
+
+    /// Whether this registry is spoken to over plain HTTP.
+    pub fn plain_http(&self) -> bool {
+        self.scheme == "http"
     }
 
     pub async fn has_blob(&self, repo: &OciRef, digest: &str) -> Result<bool, OciError> {

@@ -177,7 +177,9 @@ impl Project {
         // The project.
         match self.read_lock() {
             Ok(Some(lock)) => {
-                let stale = lock.differences(&self.config.specs);
+                let stale: Vec<String> = (lock.differences(&self.config.specs, self.url_context()).iter())
+                    .map(ToString::to_string)
+                    .collect();
                 add(
                     &mut out,
                     "lock",

@@ -56,8 +56,8 @@ impl Project {
     ) -> Result<LockOutcome> {
         let path = self.lock_path();
         let existing = Lockfile::read(&path)?.unwrap_or_default();
-        let delta = LockDelta::new(&existing, &self.config.specs, upgrade);
-        delta.allowed(mode, &existing, &self.config.specs, &path)?;
+        let delta = LockDelta::new(&existing, &self.config.specs, upgrade, self.url_context());
+        delta.allowed(mode, &existing, &self.config.specs, &path, self.url_context())?;
 
         // resolve
         let fetcher = self.fetcher()?;
@@ -89,13 +89,7 @@ impl Project {
                     entry.files[i].blake3 = blake3;
                     continue;
                 }
-                let download = Download::to_lock(
-                    &entry,
-                    remote,
-                    self.store.root(),
-                    self.token.as_deref(),
-                    !self.settings.verify_ssl,
-                )?;
+                let download = Download::to_lock(&entry, remote, self.origin())?;
                 match self.caches.place_for_lock(&download)? {
                     Some(placed) => {
                         state

@@ -75,6 +75,7 @@ impl Project {
             ..FetchSettings::default()
         };
         let endpoint = crate::env::hf_endpoint(download.sources.huggingface.endpoint.as_deref());
+        let token = hub_token(&download.sources.huggingface, &endpoint, reporter.as_ref());
         let download = download.clone();
         Project {
             store: Store::new(config.models_dir()).with_project_dir(config.project_dir()),
@@ -82,7 +83,7 @@ impl Project {
             settings,
             reporter,
             endpoint,
-            token: crate::env::hf_token(),
+            token,
             warned_unverified: Default::default(),
             caches: Caches {
                 shared: SharedStore::from_env(),
@@ -171,12 +172,21 @@ impl Project {
         }
     }
 
+    /// What deriving a locked file's URL needs ([`crate::lock::derive`]).
+    fn url_context(&self) -> crate::lock::derive::UrlContext<'_> {
+        crate::lock::derive::UrlContext {
+            hub_endpoint: &self.endpoint,
+            sources: &self.config.models.download.sources,
+        }
+    }
+
     fn origin(&self) -> Origin<'_> {
         Origin {
             models_root: self.store.root(),
             hub_endpoint: &self.endpoint,
             token: self.token.as_deref(),
             insecure_urls: !self.settings.verify_ssl,
+            sources: &self.config.models.download.sources,
         }
     }
 
@@ -221,5 +231,30 @@ impl Project {
             }
         }
         Ok(())
+    }
+}
+
+/// The Hub token, if it may go to `endpoint`: `HF_ENDPOINT` is the caller's
+/// choice, but an endpoint named in config.yaml (a file a pull request can
+/// change) gets the token only with `send_token: true`; and no endpoint gets
+/// it over plain HTTP unless it is this machine. A withheld token is said.
+fn hub_token(hub: &crate::config::HuggingfaceSource, endpoint: &str, reporter: &dyn Reporter) -> Option<String> {
+    let token = crate::env::hf_token()?;
+    let configured = hub.endpoint.is_some() && endpoint != crate::env::DEFAULT_HF_ENDPOINT;
+    let refusal = if configured && !hub.send_token {
+        Some(format!(
+            "config.yaml points the Hub at `{endpoint}`: the Hub token is not sent there (set `sources.huggingface.send_token: true` if that host should have it)"
+        ))
+    } else {
+        crate::http::credentials_may_go_to(endpoint)
+            .err()
+            .map(|why| format!("the Hub token is not sent: {why}; use HTTPS"))
+    };
+    match refusal {
+        Some(message) => {
+            reporter.report(crate::reporter::Event::Warning { message: &message });
+            None
+        }
+        None => Some(token),
     }
 }

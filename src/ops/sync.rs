@@ -216,7 +216,7 @@ impl Project {
         let current = Lockfile::read_cached(&self.lock_path(), &self.store.meta_dir())?;
         let stale = match &current {
             None => true,
-            Some(lock) => !lock.differences(&self.config.specs).is_empty(),
+            Some(lock) => !lock.differences(&self.config.specs, self.url_context()).is_empty(),
         };
         if !stale && options.upgrade == Upgrade::None {
             return Ok(current.unwrap_or_default());

@@ -119,9 +119,28 @@ impl Resolver<'_> {
             if include.as_ref().is_some_and(|g| !g.is_match(&path)) || exclude.is_match(&path) {
                 continue;
             }
+            // An ETag names a file in the Hugging Face cache and a sha256 is
+            // checked against the bytes: each must be the hex it claims to be.
+            let hex_ok = match (&sibling.lfs, &sibling.blob_id) {
+                (Some(lfs), _) => crate::hash::is_hex(&lfs.sha256, 64),
+                (None, Some(blob_id)) => crate::hash::is_hex(blob_id, 40),
+                (None, None) => true,
+            };
+            if !hex_ok {
+                return Err(bad(&format!(
+                    "the file `{path}` has a malformed `lfs.sha256` or `blobId` (a masked or partial hash?)"
+                )));
+            }
             let (size, etag, sha256) = match &sibling.lfs {
-                Some(lfs) => (Some(lfs.size), Some(lfs.sha256.clone()), Some(lfs.sha256.clone())),
-                None => (sibling.size, sibling.blob_id.clone(), None),
+                Some(lfs) => {
+                    let sha256 = lfs.sha256.to_ascii_lowercase();
+                    (Some(lfs.size), Some(sha256.clone()), Some(sha256))
+                }
+                None => (
+                    sibling.size,
+                    sibling.blob_id.as_deref().map(str::to_ascii_lowercase),
+                    None,
+                ),
             };
             files.push(RemoteFile {
                 url: self.file_url(repo, &commit, &path),
@@ -129,7 +148,11 @@ impl Resolver<'_> {
                 size,
                 etag,
                 sha256,
-                git_oid: if sibling.lfs.is_none() { sibling.blob_id } else { None },
+                git_oid: if sibling.lfs.is_none() {
+                    sibling.blob_id.map(|b| b.to_ascii_lowercase())
+                } else {
+                    None
+                },
                 needs_token: true,
                 sha256_prefix: None,
             });

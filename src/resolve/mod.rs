@@ -37,6 +37,8 @@ pub mod torchvision;
 mod torchvision_catalog;
 mod url;
 
+pub use self::url::url_file_name;
+
 /// Path-segment encoding: everything but unreserved characters, so a revision
 /// like `refs/pr/1` becomes one segment (`refs%2Fpr%2F1`), as the Python client does.
 pub(crate) const SEGMENT: &AsciiSet = &NON_ALPHANUMERIC.remove(b'-').remove(b'_').remove(b'.').remove(b'~');

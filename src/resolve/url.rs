@@ -23,14 +23,7 @@ impl Resolver<'_> {
         };
         let response = self.send(model, reqwest::Method::HEAD, url, via).await?;
         let status = response.status();
-        let file_name = url
-            .split(['?', '#'])
-            .next()
-            .unwrap_or(url)
-            .rsplit('/')
-            .next()
-            .unwrap_or("model")
-            .to_string();
+        let file_name = url_file_name(url);
         let (etag, size) = if status.is_success() {
             let etag = response
                 .headers()
@@ -83,6 +76,17 @@ impl Resolver<'_> {
             }],
         })
     }
+}
+
+/// The file name a URL's file is locked under: its last path segment.
+pub fn url_file_name(url: &str) -> String {
+    url.split(['?', '#'])
+        .next()
+        .unwrap_or(url)
+        .rsplit('/')
+        .next()
+        .unwrap_or("model")
+        .to_string()
 }
 
 /// A HEAD's Content-Length is only the body's size when no content coding applies.

@@ -45,8 +45,14 @@ impl Caches {
         let dest = &download.dest;
         if let Some(shared) = &self.shared {
             let _guard = shared.lock(false).map_err(StoreError::io(shared.root()))?;
-            if let Some(blob) = shared.get(blake3, size) {
-                if !check || hash_file(&blob).map_err(StoreError::io(&blob))? == blake3 {
+            if let Some((blob, proven)) = shared.get_proven(blake3, size) {
+                // A blob mdl cannot prove it wrote (restored from a cache,
+                // changed through a hard link) is hashed before it is placed.
+                let trusted = proven && !check;
+                if trusted || hash_file(&blob).map_err(StoreError::io(&blob))? == blake3 {
+                    if !trusted {
+                        let _ = shared.prove(blake3);
+                    }
                     shared.place(&blob, dest, self.mode).map_err(StoreError::io(dest))?;
                     crate::failpoint::kill_point("caches::placed");
                     return Ok(Some(placed(dest, blake3, "the shared store")?));

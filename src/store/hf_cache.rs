@@ -67,7 +67,7 @@ impl HfCache {
     /// The cached blob with this etag, if it has `size` bytes (a partial
     /// download is never named like a blob, but a damaged cache might be).
     pub fn blob(&self, repo: &str, etag: &str, size: u64) -> Option<PathBuf> {
-        if etag.is_empty() || etag.contains('/') || etag.contains("..") {
+        if !crate::hash::is_hub_etag(etag) {
             return None;
         }
         let path = self.repo_dir(repo).join("blobs").join(etag);
@@ -88,6 +88,16 @@ impl HfCache {
             size,
             source,
         } = *file;
+        // Each name joined below was checked where it entered (lock, Hub
+        // answer); checked again here, where it becomes a path to write.
+        if !crate::hash::is_hub_etag(etag) || !crate::hash::is_hex(commit, 40) {
+            return Err(std::io::Error::other(format!(
+                "refusing to write the Hugging Face cache entry `{}` at `{}`: not a Hub ETag and commit",
+                etag.escape_debug(),
+                commit.escape_debug()
+            )));
+        }
+        crate::fs::safe_relative_path(repo).map_err(std::io::Error::other)?;
         let dir = self.repo_dir(repo);
         let blob = dir.join("blobs").join(etag);
         if self.blob(repo, etag, size).is_none() {
@@ -103,7 +113,7 @@ impl HfCache {
         if std::fs::read_link(&pointer).ok().as_deref() == Some(target.as_path()) {
             return Ok(());
         }
-        let tmp = parent.join(format!(".mdl-{}.tmp", std::process::id()));
+        let tmp = parent.join(format!(".mdl-{}.tmp", crate::fs::unique_suffix()));
         let _ = std::fs::remove_file(&tmp);
         match std::os::unix::fs::symlink(&target, &tmp) {
             Ok(()) => {
@@ -145,7 +155,7 @@ mod tests {
         let commit = "c".repeat(40);
         let file = SnapshotFile {
             path: "sub/dir/f.bin",
-            etag: "etag1",
+            etag: &"e".repeat(40),
             size: 3,
             source: &source,
         };
@@ -155,11 +165,19 @@ mod tests {
         let pointer = repo.join("snapshots").join(&commit).join("sub/dir/f.bin");
         assert_eq!(
             std::fs::read_link(&pointer).unwrap(),
-            Path::new("../../../../blobs/etag1")
+            Path::new(&format!("../../../../blobs/{}", "e".repeat(40)))
         );
         assert_eq!(std::fs::read(&pointer).unwrap(), b"abc");
         assert_eq!(std::fs::read_to_string(repo.join("refs/main")).unwrap(), commit);
-        assert_eq!(cache.blob("acme/tiny", "etag1", 3), Some(repo.join("blobs/etag1")));
-        assert_eq!(cache.blob("acme/tiny", "etag1", 4), None);
+        let etag = "e".repeat(40);
+        assert_eq!(cache.blob("acme/tiny", &etag, 3), Some(repo.join("blobs").join(&etag)));
+        assert_eq!(cache.blob("acme/tiny", &etag, 4), None);
+        // Names that are not hashes never become paths.
+        assert_eq!(cache.blob("acme/tiny", "../../../x", 3), None);
+        let escape = SnapshotFile {
+            etag: "../../x",
+            ..file
+        };
+        assert!(cache.add_file("acme/tiny", &commit, &escape, LinkMode::Copy).is_err());
     }
 }

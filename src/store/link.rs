@@ -16,7 +16,7 @@ pub fn place(from: &Path, to: &Path, mode: LinkMode) -> std::io::Result<LinkMode
     fs_err::create_dir_all(dir)?;
     let tmp = dir.join(format!(
         ".mdl-link-{}-{}",
-        std::process::id(),
+        crate::fs::unique_suffix(),
         to.file_name()
             .map(|n| n.to_string_lossy().into_owned())
             .unwrap_or_default()

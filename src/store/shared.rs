@@ -5,6 +5,9 @@
 //! ```text
 //! $MDL_CACHE_DIR (default ~/.cache/mdl)
 //! ├── blobs/ab/cdef…     one file per blake3, read-only, never rewritten
+//! ├── records/ab/cdef…   inode, size and mtime of each blob when mdl hashed
+//! │                      it: a blob whose record still matches is placed
+//! │                      unread, any other is hashed first
 //! ├── projects/<id>      the path of each models.lock that used the store,
 //! │                      so `mdl cache prune` knows what is still wanted
 //! ├── tmp/               blobs being written (renamed into blobs/ when whole)
@@ -58,21 +61,54 @@ impl SharedStore {
         &self.root
     }
 
-    pub fn blob(&self, blake3: &str) -> PathBuf {
-        let (a, b) = blake3.split_at(2.min(blake3.len()));
-        self.root.join("blobs").join(a).join(b)
-    }
-
-    /// The blob with this content, if the store has it whole.
-    pub fn get(&self, blake3: &str, size: u64) -> Option<PathBuf> {
-        if blake3.len() < 16 {
+    /// Where the blob of this blake3 lives; `None` for anything that is not a
+    /// blake3 (a hostile lock's `xx/<absolute path>` must never become a path).
+    pub fn blob(&self, blake3: &str) -> Option<PathBuf> {
+        if !crate::hash::is_blake3(blake3) {
             return None;
         }
-        let path = self.blob(blake3);
-        std::fs::metadata(&path)
+        let (a, b) = blake3.split_at(2);
+        Some(self.root.join("blobs").join(a).join(b))
+    }
+
+    /// The blob with this content, if the store has it whole: a regular file
+    /// (not a link to elsewhere) of `size` bytes under the store's root.
+    pub fn get(&self, blake3: &str, size: u64) -> Option<PathBuf> {
+        self.get_proven(blake3, size).map(|(path, _)| path)
+    }
+
+    /// [`SharedStore::get`], and whether the blob is provably the file mdl
+    /// put there: its record (inode, size, mtime, written when mdl added it
+    /// after hashing it) still matches. A blob restored from a CI cache, or
+    /// edited through a hard link, is not: its bytes must be hashed before
+    /// they are placed.
+    pub fn get_proven(&self, blake3: &str, size: u64) -> Option<(PathBuf, bool)> {
+        let path = self.blob(blake3)?;
+        // Neither the blob nor the directories above it may be links out of the store.
+        let dirs_ok = [self.root.join("blobs"), path.parent()?.to_path_buf()]
+            .iter()
+            .all(|d| std::fs::symlink_metadata(d).is_ok_and(|m| m.file_type().is_dir()));
+        let meta = std::fs::symlink_metadata(&path)
             .ok()
-            .filter(|m| m.is_file() && m.len() == size)
-            .map(|_| path)
+            .filter(|m| dirs_ok && m.file_type().is_file() && m.len() == size)?;
+        let stat = crate::fs::FileStat::of(&meta);
+        let proven = std::fs::read_to_string(self.record_path(blake3)?).is_ok_and(|text| text == record_text(&stat));
+        Some((path, proven))
+    }
+
+    /// Records that the blob of `blake3` was hashed by mdl as it is now.
+    pub fn prove(&self, blake3: &str) -> std::io::Result<()> {
+        let (Some(blob), Some(record)) = (self.blob(blake3), self.record_path(blake3)) else {
+            return Ok(());
+        };
+        let stat = crate::fs::FileStat::of(&std::fs::symlink_metadata(blob)?);
+        crate::fs::write_atomic(&record, record_text(&stat).as_bytes())
+    }
+
+    fn record_path(&self, blake3: &str) -> Option<PathBuf> {
+        self.blob(blake3)?;
+        let (a, b) = blake3.split_at(2);
+        Some(self.root.join("records").join(a).join(b))
     }
 
     /// Adds `file` (whose blake3 the caller checked) unless the store has it,
@@ -83,12 +119,15 @@ impl SharedStore {
         if let Some(existing) = self.get(blake3, size) {
             return Ok(existing);
         }
-        let blob = self.blob(blake3);
+        let blob = self
+            .blob(blake3)
+            .ok_or_else(|| std::io::Error::other(format!("`{}` is not a blake3", blake3.escape_debug())))?;
         // Read-only whichever way it was placed: a blob is never rewritten, and
         // a hard-linked file in `models/` shares its inode.
         crate::failpoint::kill_point("shared::inserting");
         link::place(file, &blob, mode)?;
         link::make_read_only(&blob)?;
+        self.prove(blake3)?;
         Ok(blob)
     }
 
@@ -215,9 +254,17 @@ impl SharedStore {
                 continue;
             }
             std::fs::remove_file(&path)?;
+            if let Some(record) = self.record_path(&blake3) {
+                let _ = std::fs::remove_file(record);
+            }
             pruned.blobs += 1;
             pruned.bytes += meta.len();
         }
         Ok(pruned)
     }
+}
+
+/// A blob's record: what one `lstat` of it showed after mdl hashed it.
+fn record_text(stat: &crate::fs::FileStat) -> String {
+    format!("{} {} {}", stat.size, stat.mtime_ns, stat.inode)
 }

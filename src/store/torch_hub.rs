@@ -65,7 +65,7 @@ impl TorchHub {
         let repo_dir = self.dir.join(&name);
         let marker = repo_dir.join(".mdl-commit");
         if std::fs::read_to_string(&marker).ok().as_deref() != Some(commit) {
-            let staging = self.dir.join(format!(".{name}.mdl-{}", std::process::id()));
+            let staging = self.dir.join(format!(".{name}.mdl-{}", crate::fs::unique_suffix()));
             let _ = std::fs::remove_dir_all(&staging);
             extract_top_folder(archive, &staging)?;
             crate::fs::write_atomic(&staging.join(".mdl-commit"), commit.as_bytes())?;
@@ -88,10 +88,23 @@ impl TorchHub {
     }
 }
 
+/// What one archive may extract to: a repository's code, not a zip bomb.
+const MAX_EXTRACTED: u64 = 2 << 30;
+const MAX_ENTRIES: usize = 200_000;
+
 /// The archive's entries under its first entry's top folder, written below
-/// `dest` (every name checked to stay inside it).
+/// `dest` (every name checked to stay inside it, every entry a plain file or
+/// directory), streamed and bounded in total ([`MAX_EXTRACTED`]).
 fn extract_top_folder(archive: &Path, dest: &Path) -> std::io::Result<()> {
     let mut zip = zip::ZipArchive::new(std::fs::File::open(archive)?).map_err(std::io::Error::other)?;
+    if zip.len() > MAX_ENTRIES {
+        return Err(std::io::Error::other(format!(
+            "the archive `{}` has {} entries (at most {MAX_ENTRIES} are extracted)",
+            archive.display(),
+            zip.len()
+        )));
+    }
+    let mut budget = MAX_EXTRACTED;
     let top = zip
         .name_for_index(0)
         .and_then(|n| n.split('/').next())
@@ -113,9 +126,19 @@ fn extract_top_folder(archive: &Path, dest: &Path) -> std::io::Result<()> {
         if let Some(parent) = path.parent() {
             fs_err::create_dir_all(parent)?;
         }
-        let mut bytes = Vec::new();
-        entry.read_to_end(&mut bytes)?;
-        std::fs::write(&path, bytes)?;
+        if entry.is_symlink() {
+            continue; // a link could point anywhere; torch.hub needs none
+        }
+        let mut out = std::fs::File::create(&path)?;
+        let written = std::io::copy(&mut (&mut entry).take(budget + 1), &mut out)?;
+        if written > budget {
+            return Err(std::io::Error::other(format!(
+                "the archive `{}` extracts to more than {} GiB",
+                archive.display(),
+                MAX_EXTRACTED >> 30
+            )));
+        }
+        budget -= written;
     }
     Ok(())
 }

@@ -613,8 +613,11 @@ pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<Fi
             for t in &file.tensors {
                 dtypes.insert(t.dtype.name().to_string());
             }
-            let params: i64 = file.tensors.iter().map(|t| t.numel()).sum();
-            let bytes: i64 = file.tensors.iter().map(|t| t.numel() * t.dtype.size() as i64).sum();
+            // Saturating: a crafted file's views may all claim one huge storage.
+            let params: i64 = (file.tensors.iter()).fold(0i64, |n, t| n.saturating_add(t.numel()));
+            let bytes: i64 = (file.tensors.iter()).fold(0i64, |n, t| {
+                n.saturating_add(t.numel().saturating_mul(t.dtype.size() as i64))
+            });
             (file.tensors.len() as u64, params as u64, bytes as u64)
         }
         Format::Safetensors => {

@@ -106,6 +106,18 @@ pub const MAX_DEPTH: u32 = 1000;
 /// the verifier's memory.
 pub const MAX_VALUE_BYTES: usize = 256 << 20;
 
+/// The memory a value takes itself, without what it holds (which was charged
+/// when it was pushed).
+fn shallow_weight(value: &Value) -> usize {
+    std::mem::size_of::<Value>()
+        + match value {
+            Value::Str(s) => s.len(),
+            Value::Bytes(b) | Value::BigInt(b) => b.len(),
+            Value::Global { module, name } => module.len() + name.len(),
+            _ => 0,
+        }
+}
+
 /// The memory a value takes, counted without recursion, stopping once it
 /// passes `limit` (so weighing a bomb costs no more than the budget).
 fn weigh(value: &Value, limit: usize) -> usize {
@@ -212,10 +224,37 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
             }
         };
     }
+    macro_rules! charge {
+        ($value:expr) => {{
+            spent = spent.saturating_add(weigh($value, MAX_VALUE_BYTES));
+            if spent > MAX_VALUE_BYTES {
+                return Err(err(
+                    *pos,
+                    format!(
+                        "it builds more than {} MiB of values (a pickle that expands itself, such as a memo bomb)",
+                        MAX_VALUE_BYTES >> 20
+                    ),
+                ));
+            }
+        }};
+    }
+    // Every value pushed is charged too (a node, and its own bytes), not
+    // only memo copies: a pickle of ten million `None`s is 10 MB of input and
+    // would be hundreds of MB of values.
     macro_rules! push {
         ($value:expr $(,)?) => {{
             let value = $value;
             too_deep!(deepest + 1);
+            spent = spent.saturating_add(shallow_weight(&value));
+            if spent > MAX_VALUE_BYTES {
+                return Err(err(
+                    *pos,
+                    format!(
+                        "it builds more than {} MiB of values (a pickle that expands itself, such as a memo bomb)",
+                        MAX_VALUE_BYTES >> 20
+                    ),
+                ));
+            }
             stack.push(Item::Value(value, deepest + 1))
         }};
     }
@@ -254,20 +293,6 @@ pub fn read(data: &[u8], pos: &mut usize) -> Result<Value, PickleError> {
                 _ => return Err(err(*pos, "stack underflow".into())),
             }
         };
-    }
-    macro_rules! charge {
-        ($value:expr) => {{
-            spent = spent.saturating_add(weigh($value, MAX_VALUE_BYTES));
-            if spent > MAX_VALUE_BYTES {
-                return Err(err(
-                    *pos,
-                    format!(
-                        "it builds more than {} MiB of values (a pickle that expands itself, such as a memo bomb)",
-                        MAX_VALUE_BYTES >> 20
-                    ),
-                ));
-            }
-        }};
     }
     macro_rules! memo_put {
         ($k:expr) => {{
@@ -583,6 +608,17 @@ mod tests {
 
     /// A list holding its memoized self twice, doubled forty times: 662 bytes
     /// of pickle that would be 2^40 values. It must stop at the budget, fast.
+    #[test]
+    fn values_without_memo_copies_are_charged_too() {
+        // PROTO 2, then 12 million NONEs and STOP: 12 MB of input, each a
+        // value on the stack.
+        let mut data = vec![0x80, 2];
+        data.extend(std::iter::repeat_n(b'N', 12_000_000));
+        data.push(b'.');
+        let e = read(&data, &mut 0).unwrap_err();
+        assert!(e.message.contains("MiB of values"), "{e:?}");
+    }
+
     #[test]
     fn a_memo_bomb_stops_at_the_budget() {
         let mut bomb = vec![0x80, 2, b']', b'q', 0];

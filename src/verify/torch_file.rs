@@ -122,8 +122,12 @@ pub struct TensorRef {
 }
 
 impl TensorRef {
+    /// Elements of the view (checked when the file was read: no overflow).
     pub fn numel(&self) -> i64 {
-        self.shape.iter().product()
+        self.shape
+            .iter()
+            .try_fold(1i64, |n, &d| n.checked_mul(d))
+            .unwrap_or(i64::MAX)
     }
 }
 
@@ -243,10 +247,17 @@ pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
         .ok_or_else(|| invalid("the archive has no `data.pkl`"))?;
     let root = pkl_name.trim_end_matches("data.pkl").to_string();
     let mut pkl = Vec::new();
+    // Read to what the pickle reader would accept at most, whatever the
+    // archive declares: a deflated pickle cannot inflate past it.
+    let limit = pickle::MAX_VALUE_BYTES as u64;
     zip.by_name(&pkl_name)
         .map_err(|e| TorchFileError::Zip(e.to_string()))?
+        .take(limit + 1)
         .read_to_end(&mut pkl)
         .map_err(|e| TorchFileError::Zip(format!("`{pkl_name}` is corrupt ({e})")))?;
+    if pkl.len() as u64 > limit {
+        return Err(invalid(format!("`{pkl_name}` is larger than {} MiB", limit >> 20)));
+    }
     let mut pos = 0;
     let object = pickle::read(&pkl, &mut pos)?;
     let mut tensors = Vec::new();
@@ -261,7 +272,7 @@ pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
                 "the pickle references storage `{key}`, but the archive has no record `{record}`"
             ))
         })?;
-        let want = numel as u64 * dtype.size() as u64;
+        let want = storage_bytes(&key, numel, dtype)?;
         if entry.size() != want {
             return Err(invalid(format!(
                 "storage `{key}` holds {} bytes, but {numel} {} elements need {want}",
@@ -270,18 +281,39 @@ pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
             )));
         }
         let start = entry.data_start();
-        let bytes = if entry.compression() == zip::CompressionMethod::Stored
-            && start.checked_add(want).is_some_and(|end| end <= map.len() as u64)
-        {
+        let fits = start.checked_add(want).is_some_and(|end| end <= map.len() as u64);
+        let bytes = match entry.compression() {
             // The record's bytes as they are in the file (their crc is not
             // re-checked: the whole file's blake3 matched the lock).
-            Bytes::Mapped { offset: start as usize }
-        } else {
-            let mut bytes = Vec::with_capacity(want as usize);
-            entry
-                .read_to_end(&mut bytes)
-                .map_err(|e| TorchFileError::Zip(format!("storage `{key}` is corrupt ({e})")))?;
-            Bytes::Owned(bytes)
+            zip::CompressionMethod::Stored if fits => Bytes::Mapped { offset: start as usize },
+            // A size the file cannot hold is a lie, never an allocation.
+            zip::CompressionMethod::Stored => {
+                return Err(invalid(format!(
+                    "storage `{key}` claims {want} bytes, past the end of the file (truncated or crafted)"
+                )))
+            }
+            _ => {
+                // Deflate expands at most ~1032:1; a record claiming more
+                // than that of its compressed bytes is lying.
+                if want > entry.compressed_size().saturating_mul(1032) || want > MAX_INFLATED {
+                    return Err(invalid(format!(
+                        "storage `{key}` claims {want} bytes from {} compressed bytes (more than mdl inflates)",
+                        entry.compressed_size()
+                    )));
+                }
+                let mut bytes = Vec::new();
+                (&mut entry)
+                    .take(want)
+                    .read_to_end(&mut bytes)
+                    .map_err(|e| TorchFileError::Zip(format!("storage `{key}` is corrupt ({e})")))?;
+                if bytes.len() as u64 != want {
+                    return Err(invalid(format!(
+                        "storage `{key}` inflates to {} of its {want} bytes",
+                        bytes.len()
+                    )));
+                }
+                Bytes::Owned(bytes)
+            }
         };
         storages.insert(key, Storage { dtype, numel, bytes });
     }
@@ -342,10 +374,11 @@ pub fn read_legacy(path: &Path) -> Result<TorchFile, TorchFileError> {
                 "storage `{key}` holds {stored} elements, but {numel} were announced"
             )));
         }
-        let len = numel as usize * dtype.size();
-        if data.len() < pos + len {
+        let len = storage_bytes(&key, numel, dtype)?;
+        if ((data.len() - pos) as u64) < len {
             return Err(invalid(format!("the file ends inside storage `{key}` (truncated)")));
         }
+        let len = len as usize;
         storages.insert(
             key,
             Storage {
@@ -370,17 +403,49 @@ pub fn read_legacy(path: &Path) -> Result<TorchFile, TorchFileError> {
     })
 }
 
-/// Every view must lie inside its storage.
+/// The most a compressed storage is inflated to in memory (mdl's own and
+/// torch's writers store records uncompressed; another writer's deflated
+/// record is read whole, so it is bounded).
+const MAX_INFLATED: u64 = 4 << 30;
+
+/// A storage's byte length, refused when it overflows (a crafted element count).
+fn storage_bytes(key: &str, numel: i64, dtype: Dtype) -> Result<u64, TorchFileError> {
+    u64::try_from(numel)
+        .ok()
+        .and_then(|n| n.checked_mul(dtype.size() as u64))
+        .filter(|&n| usize::try_from(n).is_ok())
+        .ok_or_else(|| {
+            invalid(format!(
+                "storage `{key}` claims {numel} elements, more than any file holds"
+            ))
+        })
+}
+
+/// Every view must lie inside its storage. All arithmetic is checked: the
+/// shape, stride and offset are the file's claims.
 fn check_extents(tensors: &[TensorRef], storages: &BTreeMap<String, Storage>) -> Result<(), TorchFileError> {
     for t in tensors {
         let storage = &storages[&t.storage];
-        if t.shape.len() != t.stride.len() || t.shape.iter().any(|&d| d < 0) || t.offset < 0 {
-            return Err(invalid(format!("tensor `{}` has an invalid shape or stride", t.name)));
+        let bad = || invalid(format!("tensor `{}` has an invalid shape or stride", t.name));
+        if t.shape.len() != t.stride.len()
+            || t.shape.iter().any(|&d| d < 0)
+            || t.stride.iter().any(|&s| s < 0)
+            || t.offset < 0
+        {
+            return Err(bad());
         }
-        if t.numel() == 0 {
+        let numel = t
+            .shape
+            .iter()
+            .try_fold(1i64, |n, &d| n.checked_mul(d))
+            .ok_or_else(bad)?;
+        if numel == 0 {
             continue;
         }
-        let last = t.offset + t.shape.iter().zip(&t.stride).map(|(d, s)| (d - 1) * s).sum::<i64>();
+        let reach = t.shape.iter().zip(&t.stride).try_fold(0i64, |sum, (d, s)| {
+            (d - 1).checked_mul(*s).and_then(|x| sum.checked_add(x))
+        });
+        let last = reach.and_then(|r| r.checked_add(t.offset)).ok_or_else(bad)?;
         if last >= storage.numel {
             return Err(invalid(format!(
                 "tensor `{}` reaches element {last} of storage `{}`, which has {}",
