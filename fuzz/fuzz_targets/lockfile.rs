@@ -1,7 +1,8 @@
-//! `models.lock`: any text parses or gives an error.
+//! `models.lock`: any text parses or gives an error, and what parses holds
+//! only what validation admits (`lock::validate::fuzz_check`).
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     if let Ok(text) = std::str::from_utf8(data) {
-        let _ = mdl::lock::Lockfile::parse(std::path::Path::new("models.lock"), text);
+        mdl::lock::validate::fuzz_check(text);
     }
 });

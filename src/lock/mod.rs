@@ -397,12 +397,13 @@ impl Stale {
     /// The reason as one clause, with the line of the field in `text` (the
     /// lock's text) when it can be found.
     pub fn describe(&self, text: Option<&str>) -> String {
-        let line = text
-            .and_then(|text| self.line(text))
-            .map(|l| format!(" (models.lock line {l})"))
-            .unwrap_or_default();
+        let at = text.and_then(|text| self.line(text));
+        let line = at.map(|l| format!(" (models.lock line {l})")).unwrap_or_default();
         match (self.field, &self.file) {
-            ("", _) => format!("`{}` {}", self.model, self.why),
+            ("", _) => match at {
+                Some(l) => format!("`{}` {} (field `name`, models.lock line {l})", self.model, self.why),
+                None => format!("`{}` {}", self.model, self.why),
+            },
             (field, None) if self.why == "changed in the config" => {
                 format!("`{}` changed in the config: field `{field}`{line}", self.model)
             }

@@ -284,6 +284,38 @@ pub fn line_of(text: &str, model: usize, file: Option<usize>, field: &str) -> Op
     table_line
 }
 
+/// What the lock fuzz target (and the replay of its regressions) checks of
+/// any text: it parses or is refused without a panic, and a lock that parses
+/// holds only what validation admits — hashes that are hashes, paths that
+/// stay inside, Hub URLs derived on the endpoint — and reads back the same.
+pub fn fuzz_check(text: &str) {
+    use crate::lock::Lockfile;
+    let path = std::path::Path::new("models.lock");
+    let Ok(lock) = Lockfile::parse(path, text) else {
+        return;
+    };
+    let sources = crate::config::Sources::default();
+    let cx = crate::lock::derive::UrlContext {
+        hub_endpoint: "https://huggingface.co",
+        sources: &sources,
+    };
+    for model in lock.models.values() {
+        for file in &model.files {
+            assert!(is_blake3(&file.blake3), "{}", file.blake3);
+            assert!(crate::fs::safe_relative_path(&file.path).is_ok(), "{}", file.path);
+            assert!(file.size <= MAX_FILE_SIZE);
+            if let Ok(url) = crate::lock::derive::file_url(model, file, cx) {
+                if model.source == Source::Huggingface {
+                    let url = reqwest::Url::parse(&url).expect("a derived URL parses");
+                    assert_eq!(url.host_str(), Some("huggingface.co"), "{url}");
+                }
+            }
+        }
+    }
+    let again = Lockfile::parse(path, &lock.to_toml()).expect("a lock mdl writes reads back");
+    assert_eq!(again.to_toml(), lock.to_toml());
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -222,6 +222,32 @@ pub fn parse(bytes: &[u8]) -> Result<Artifact, String> {
 mod tests {
     use super::*;
 
+    /// A registry's answer is input: a digest goes into a URL and a lock, so
+    /// only `sha256:` and 64 lowercase hex is read.
+    #[test]
+    fn digests_that_are_not_sha256_hex_are_refused() {
+        for digest in [
+            format!("sha256:{}/../../x", "a".repeat(57)),
+            format!("sha256:{}", "A".repeat(64)),
+            format!("sha512:{}", "a".repeat(64)),
+            "sha256:".to_string() + &"*".repeat(64),
+        ] {
+            let layer = serde_json::json!({
+                "schemaVersion": 2,
+                "layers": [{"mediaType": "application/octet-stream", "digest": digest, "size": 1,
+                            "annotations": {TITLE: "model.bin"}}]
+            });
+            let err = parse(layer.to_string().as_bytes()).unwrap_err();
+            assert!(err.contains("mdl reads sha256 digests"), "{digest}: {err}");
+            let index = serde_json::json!({
+                "schemaVersion": 2,
+                "manifests": [{"mediaType": OCI_MANIFEST, "digest": digest, "size": 1}]
+            });
+            let err = parse(index.to_string().as_bytes()).unwrap_err();
+            assert!(err.contains("mdl reads sha256 digests"), "{digest}: {err}");
+        }
+    }
+
     #[test]
     fn a_model_manifest_reads_back_as_its_files() {
         let layers = vec![

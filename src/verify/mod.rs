@@ -672,6 +672,34 @@ mod tests {
             .join(name)
     }
 
+    /// A torch file another writer deflated reads as torch's own stored one
+    /// (the zip crate's `deflate` feature), inflated within the claimed size.
+    #[test]
+    fn a_deflated_torch_file_reads_like_a_stored_one() {
+        use std::io::{Read, Write};
+        let stored = fixture("state_dict.pth");
+        let mut source = zip::ZipArchive::new(std::fs::File::open(&stored).unwrap()).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let deflated = dir.path().join("deflated.pth");
+        let mut out = zip::ZipWriter::new(std::fs::File::create(&deflated).unwrap());
+        let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Deflated);
+        for i in 0..source.len() {
+            let mut entry = source.by_index(i).unwrap();
+            let mut bytes = Vec::new();
+            entry.read_to_end(&mut bytes).unwrap();
+            out.start_file(entry.name(), options).unwrap();
+            out.write_all(&bytes).unwrap();
+        }
+        out.finish().unwrap();
+        let a = torch_file::read_zip(&stored).unwrap();
+        let b = torch_file::read_zip(&deflated).unwrap();
+        assert_eq!(a.tensors, b.tensors);
+        for (key, storage) in &a.storages {
+            assert_eq!(a.bytes(storage), b.bytes(&b.storages[key]), "{key}");
+            assert!(matches!(b.storages[key].bytes, torch_file::Bytes::Owned(_)));
+        }
+    }
+
     fn manifest() -> serde_json::Value {
         serde_json::from_slice(&std::fs::read(fixture("manifest.json")).unwrap()).unwrap()
     }
@@ -745,10 +773,7 @@ mod tests {
                             let text = String::from_utf8_lossy(&data);
                             let _ = crate::config::Config::parse(Path::new("config.yaml"), &text, &[]);
                         }
-                        _ => {
-                            let text = String::from_utf8_lossy(&data);
-                            let _ = crate::lock::Lockfile::parse(Path::new("models.lock"), &text);
-                        }
+                        _ => crate::lock::validate::fuzz_check(&String::from_utf8_lossy(&data)),
                     }
                     assert!(started.elapsed().as_secs() < 10, "{}", entry.path().display());
                     count += 1;

@@ -163,3 +163,54 @@ fn killed_while_placing_from_the_store_the_rerun_completes() {
     assert!(ctx.body_requests().is_empty(), "{:?}", ctx.body_requests());
     assert_eq!(consistent(&ctx, &want, "rerun").len(), want.len());
 }
+
+/// A lost write (issue 19, reproduction 6): a run recorded a finished piece
+/// in its sidecar and died before the bytes reached the disk. The next run
+/// must not trust the record: it hashes each recorded piece again, fetches
+/// the one whose bytes are wrong, and places a file whose blake3 is of the
+/// bytes on disk — never a corrupt file under a valid record.
+#[test]
+fn a_recorded_piece_whose_bytes_were_lost_is_fetched_again() {
+    let mut ctx = TestContext::new();
+    let want = project(&ctx);
+    ctx.env
+        .push(("FAILPOINTS".into(), "fetch::piece_written=2*off->return".into()));
+    let status = ctx.command(&["sync", "--no-verify"]).output().unwrap().status;
+    use std::os::unix::process::ExitStatusExt;
+    assert_eq!(status.signal(), Some(9), "{status:?}");
+    ctx.env.clear();
+
+    // The big file's partial and its sidecar; zero one recorded piece.
+    let tmp = ctx.models().join(".mdl/tmp");
+    let sidecar = std::fs::read_dir(&tmp)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .find(|p| {
+            p.to_string_lossy().ends_with(".part.json")
+                && std::fs::read_to_string(p).is_ok_and(|t| t.contains("\"pieces\""))
+        })
+        .expect("a pieced partial download");
+    let state: serde_json::Value = serde_json::from_slice(&std::fs::read(&sidecar).unwrap()).unwrap();
+    let piece = state["pieces"]["size"].as_u64().unwrap();
+    let done = state["pieces"]["done"].as_array().unwrap();
+    let index = done.iter().position(|d| !d.is_null()).expect("a recorded piece") as u64;
+    let part = sidecar.with_extension("");
+    let file = std::fs::OpenOptions::new().write(true).open(&part).unwrap();
+    use std::os::unix::fs::FileExt;
+    file.write_all_at(&vec![0u8; piece as usize], index * piece).unwrap();
+    drop(file);
+
+    ctx.hub.clear_requests();
+    ctx.mdl(&["sync", "--no-verify"]).success();
+    let big = "models/huggingface_acme--crash/big.bin";
+    assert!(ctx.read(big) == want[big], "the placed file is the upstream bytes");
+    let range = format!("bytes={}-{}", index * piece, (index + 1) * piece - 1);
+    assert!(
+        ctx.requests()
+            .iter()
+            .any(|r| r.range.as_deref() == Some(range.as_str())),
+        "the zeroed piece was fetched again: {:?}",
+        ctx.requests().iter().map(|r| &r.range).collect::<Vec<_>>()
+    );
+    ctx.mdl(&["sync", "--check", "--no-verify"]).success();
+}

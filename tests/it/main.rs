@@ -7,6 +7,7 @@ mod common;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod examples;
+mod hostile;
 mod interop;
 mod lock;
 mod manage;

@@ -213,6 +213,12 @@ pub struct Behaviour {
     /// Answer every API request with this many bytes (JSON whitespace,
     /// streamed, no `Content-Length`): a hostile or broken mirror.
     pub api_answer_bytes: Option<u64>,
+    /// Answer every model API request with this JSON instead (a hostile Hub
+    /// or mirror: malformed hashes, names that escape, …).
+    pub api_answer: Option<String>,
+    /// Redirect every LFS `resolve` (under `lfs_redirect`) here instead of
+    /// to the CDN: a hostile Hub pointing a client at another origin.
+    pub redirect_location: Option<String>,
 }
 
 /// One request the emulator answered, for tests that count traffic.
@@ -856,6 +862,9 @@ fn api_models(state: &Shared, rest: &str, query: &str, headers: &HeaderMap) -> R
             .body(Body::from_stream(stream))
             .unwrap();
     }
+    if let Some(answer) = &inner.behaviour.api_answer {
+        return json(serde_json::from_str(answer).unwrap_or(serde_json::Value::Null));
+    }
     let blobs = query
         .split('&')
         .any(|kv| matches!(kv.to_ascii_lowercase().as_str(), "blobs=true" | "blobs=1"));
@@ -953,9 +962,10 @@ fn resolve(
             .map(|a| a.to_string())
             .unwrap_or_else(|| host.to_string());
         let path = format!("/cdn/{repo}/{}/{file}", commit.sha);
-        let location = match behaviour.signed_urls {
-            Some(ttl) => format!("{}://{cdn}{}", scheme(state), sign(&path, ttl)),
-            None => format!("{}://{cdn}{path}", scheme(state)),
+        let location = match (&behaviour.redirect_location, behaviour.signed_urls) {
+            (Some(location), _) => location.clone(),
+            (None, Some(ttl)) => format!("{}://{cdn}{}", scheme(state), sign(&path, ttl)),
+            (None, None) => format!("{}://{cdn}{path}", scheme(state)),
         };
         let mut r = Response::builder()
             .status(StatusCode::FOUND)
