@@ -170,9 +170,26 @@ fn is_loopback_host(host: &str) -> bool {
 /// A URL as messages and `-v` show it: without its query and fragment, which
 /// for a signed CDN URL hold the signature (a bearer credential while it lasts).
 pub fn redact(url: &str) -> String {
-    match url.split_once(['?', '#']) {
-        Some((base, _)) => format!("{base}?…"),
-        None => url.to_string(),
+    const SIGNED: [&str; 7] = [
+        "signature",
+        "credential",
+        "token",
+        "sig",
+        "expires",
+        "policy",
+        "key-pair-id",
+    ];
+    let Some((base, query)) = url.split_once('?') else {
+        return url.to_string();
+    };
+    let signed = query.split(['&', '#']).any(|pair| {
+        let key = pair.split('=').next().unwrap_or_default().to_ascii_lowercase();
+        SIGNED.iter().any(|s| key.contains(s))
+    });
+    if signed {
+        format!("{base}?…")
+    } else {
+        url.to_string()
     }
 }
 
@@ -349,6 +366,21 @@ pub fn describe_reqwest(e: &reqwest::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn signed_queries_are_redacted_and_others_kept() {
+        let signed = "https://cdn/x?X-Amz-Date=1&X-Amz-Expires=60&X-Amz-Signature=abc";
+        assert_eq!(redact(signed), "https://cdn/x?…");
+        assert_eq!(
+            redact("https://cdn/x?Expires=1&Signature=s&Key-Pair-Id=k"),
+            "https://cdn/x?…"
+        );
+        assert_eq!(
+            redact("https://hub/api/models/a/b?blobs=true"),
+            "https://hub/api/models/a/b?blobs=true"
+        );
+        assert_eq!(redact("https://hub/x"), "https://hub/x");
+    }
 
     #[test]
     fn etags_normalise() {

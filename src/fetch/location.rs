@@ -126,6 +126,9 @@ async fn resolve(fetcher: &Fetcher, job: &Download) -> Result<Location, AttemptE
         if !matches!(to.scheme(), "http" | "https") {
             return Err(bad_location(job, &format!("`{}` is not an HTTP(S) URL", to.scheme())));
         }
+        if from.scheme() == "https" && to.scheme() == "http" {
+            return Err(bad_location(job, "a redirect from HTTPS to plain HTTP is not followed"));
+        }
         let refresh_at = expiry_of(&to).map(|expires| {
             // Ask again a little before the signature lapses: a tenth of its
             // remaining life, at most 30 s.

@@ -709,6 +709,15 @@ pub(crate) fn attempt_error(job: &Download, e: &reqwest::Error) -> AttemptError 
             reason: describe_reqwest(e),
         });
     }
+    if e.is_redirect() {
+        // A redirect refused by policy (a downgrade to plain HTTP, too many):
+        // asking again gets the same answer.
+        return AttemptError::Fatal(FetchError::GaveUp {
+            label: job.label.clone(),
+            attempts: 1,
+            reason: describe_reqwest(e),
+        });
+    }
     AttemptError::Retry {
         reason: describe_reqwest(e),
         wait: None,

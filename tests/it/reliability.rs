@@ -252,6 +252,9 @@ fn the_token_is_sent_only_to_the_hub_and_never_printed_or_written() {
     }
     for out in &outputs {
         assert!(!out.contains(token), "printed: {out}");
+        // A signed URL's query is a credential while it lasts: `-v` shows
+        // the request without it.
+        assert!(!out.contains("X-Amz-Signature"), "a signature printed: {out}");
     }
     for (path, bytes) in ctx.snapshot() {
         assert!(!String::from_utf8_lossy(&bytes).contains(token), "written to {path}");

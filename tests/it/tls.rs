@@ -136,3 +136,25 @@ fn walk_files(dir: &std::path::Path) -> Vec<std::path::PathBuf> {
     }
     out
 }
+
+/// An HTTPS Hub that redirects a file to plain HTTP (a downgrade a network
+/// attacker or a hostile mirror would want): the redirect is not followed,
+/// so no request — with or without the token — leaves over plain HTTP.
+#[test]
+fn a_redirect_from_https_to_plain_http_is_not_followed() {
+    let (mut ctx, ca) = tls_context();
+    let plain = Hub::start();
+    plain.put_file("model.safetensors", Blob::regular(SAFETENSORS));
+    ctx.hub.update_behaviour(|b| {
+        b.lfs_redirect = true;
+        b.redirect_location = Some(format!("{}/files/model.safetensors", plain.url()));
+    });
+    ctx.env
+        .push(("SSL_CERT_FILE".into(), ca.to_string_lossy().into_owned()));
+    ctx.env
+        .push(("HF_TOKEN".into(), "hf_token_for_the_https_hub_only".into()));
+    ctx.write_config("models:\n  require: [acme/tiny-bert]\n");
+    let run = ctx.mdl(&["sync", "--no-verify"]).failure(1);
+    assert!(run.stderr().contains("from HTTPS to plain HTTP"), "{}", run.stderr());
+    assert!(plain.requests().is_empty(), "{:?}", plain.requests());
+}
