@@ -7,6 +7,7 @@ use crate::lock::{LockDelta, LockMode, LockedModel, Lockfile, Upgrade};
 use crate::plan::Download;
 use crate::store::{Store, StoreState};
 
+use super::acquire::{Got, Want};
 use super::Project;
 
 /// What `lock` did.
@@ -75,74 +76,30 @@ impl Project {
             ));
         }
 
-        // lock entries; files whose blake3 is unknown are hashed in place or planned
-        let mut entries = Vec::new();
-        let mut downloads: Vec<(usize, usize, Download)> = Vec::new();
-        let mut linked = (0, 0);
-        for (spec, model) in delta.to_resolve.iter().zip(resolved.into_iter().flatten()) {
-            let mut entry = LockedModel::from_resolved(spec, &model, existing.models.get(&spec.name));
-            for (i, remote) in model.files.iter().enumerate() {
-                if !entry.files[i].blake3.is_empty() {
-                    continue;
-                }
-                if let Some(blake3) = self.store.known_content(&entry, remote, state)? {
-                    entry.files[i].blake3 = blake3;
-                    continue;
-                }
-                let download = Download::to_lock(&entry, remote, self.origin())?;
-                match self.caches.place_for_lock(&download)? {
-                    Some(placed) => {
-                        state
-                            .files
-                            .insert(Store::key(&entry.dir_name(), &remote.path), placed.record);
-                        entry.files[i].blake3 = placed.blake3;
-                        linked.0 += 1;
-                        linked.1 += remote.size.unwrap_or(0);
-                    }
-                    None => downloads.push((entries.len(), i, download)),
-                }
-            }
-            entries.push(entry);
-        }
+        // lock entries; files whose blake3 is unknown are hashed in place or acquired
+        let (mut entries, wants, slots) = self.new_entries(&delta, resolved, &existing, state)?;
 
-        // fetch, if it fits and stays inside the models directory
-        self.check_space(downloads.iter().map(|(_, _, d)| d))?;
-        for (_, _, download) in &downloads {
-            self.store.check_contained(&download.dest)?;
+        // acquire: from a cache, else upstream
+        let acquired = self.acquire(wants, None, &mut *state).await?;
+        if !acquired.errors.is_empty() {
+            return Err(Error::many(
+                "could not download every file to lock; the lockfile was not changed",
+                acquired.errors,
+            ));
         }
-        let (slots, jobs): (Vec<_>, Vec<_>) = downloads
-            .into_iter()
-            .map(|(m, f, d)| ((m, f, d.dest.clone()), d))
-            .unzip();
+        let [(linked_files, linked_bytes), (downloaded_files, downloaded_bytes), _] = acquired.counts();
+        for ((model_i, file_i), got) in slots.into_iter().zip(acquired.got) {
+            fill(&mut entries[model_i], file_i, got.expect("no failure"));
+        }
         let mut outcome = LockOutcome {
             kept: delta.kept.keys().cloned().collect(),
             removed: delta.removed.clone(),
-            linked_files: linked.0,
-            linked_bytes: linked.1,
+            linked_files,
+            linked_bytes,
+            downloaded_files,
+            downloaded_bytes,
             ..LockOutcome::default()
         };
-        let mut errors = Vec::new();
-        for ((model_i, file_i, dest), result) in slots.into_iter().zip(fetcher.fetch_all(jobs).await) {
-            match result {
-                Ok(fetched) => {
-                    self.caches.keep(&dest, &fetched.blake3)?;
-                    let entry = &mut entries[model_i];
-                    state
-                        .files
-                        .insert(Store::key(&entry.dir_name(), &entry.files[file_i].path), fetched.record);
-                    entry.record_download(file_i, fetched.blake3, fetched.size, fetched.etag);
-                    outcome.downloaded_files += 1;
-                    outcome.downloaded_bytes += fetched.size;
-                }
-                Err(e) => errors.push(Error::from(e)),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(Error::many(
-                "could not download every file to lock; the lockfile was not changed",
-                errors,
-            ));
-        }
 
         // write
         let mut models = delta.kept;
@@ -155,5 +112,52 @@ impl Project {
         crate::failpoint::kill_point("lock::written");
         outcome.lock.prime_cache(&self.store.meta_dir());
         Ok(outcome)
+    }
+}
+
+impl Project {
+    /// The lock entries of freshly resolved models, their blake3 filled in
+    /// from the old lock or the disk where known; the rest as files to
+    /// acquire, each with its (entry, file) slot.
+    #[allow(clippy::type_complexity)]
+    fn new_entries(
+        &self,
+        delta: &LockDelta<'_>,
+        resolved: Vec<Result<crate::resolve::ResolvedModel, crate::resolve::ResolveError>>,
+        existing: &Lockfile,
+        state: &mut StoreState,
+    ) -> Result<(Vec<LockedModel>, Vec<Want>, Vec<(usize, usize)>)> {
+        let mut entries = Vec::new();
+        let mut wants = Vec::new();
+        let mut slots = Vec::new();
+        for (spec, model) in delta.to_resolve.iter().zip(resolved.into_iter().flatten()) {
+            let mut entry = LockedModel::from_resolved(spec, &model, existing.models.get(&spec.name));
+            for (i, remote) in model.files.iter().enumerate() {
+                if !entry.files[i].blake3.is_empty() {
+                    continue;
+                }
+                if let Some(blake3) = self.store.known_content(&entry, remote, state)? {
+                    entry.files[i].blake3 = blake3;
+                    continue;
+                }
+                wants.push(Want {
+                    key: Store::key(&entry.dir_name(), &remote.path),
+                    model: None,
+                    download: Download::to_lock(&entry, remote, self.origin())?,
+                    check: false,
+                });
+                slots.push((entries.len(), i));
+            }
+            entries.push(entry);
+        }
+        Ok((entries, wants, slots))
+    }
+}
+
+/// What acquiring file `i` of `entry` established.
+fn fill(entry: &mut LockedModel, i: usize, got: Got) {
+    match got {
+        Got::Placed(placed) => entry.files[i].blake3 = placed.blake3,
+        Got::Fetched { fetched, .. } => entry.record_download(i, fetched.blake3, fetched.size, fetched.etag),
     }
 }

@@ -20,6 +20,7 @@ use crate::reporter::Reporter;
 use crate::resolve::Resolver;
 use crate::store::{Caches, HfCache, SharedStore, Store, TorchHub};
 
+mod acquire;
 mod add;
 mod clean;
 mod doctor;

@@ -13,6 +13,7 @@ use crate::report::VerifyStatus;
 use crate::store::{Store, StoreState};
 use crate::verify::{self, ModelCheck};
 
+use super::acquire::Want;
 use super::{LockOutcome, Project};
 
 #[derive(Clone, Debug, Default)]
@@ -70,10 +71,7 @@ impl Project {
         let lock = self.lock_for_sync(options, &mut state, &mut outcome).await?;
 
         // plan
-        let force: BTreeSet<String> = (self.config.specs.iter())
-            .filter(|s| options.force.iter().any(|n| s.matches(n)))
-            .map(|s| s.name.clone())
-            .collect();
+        let force = self.forced(options);
         let survey = self.store.survey(&lock, &mut state, options.rehash, &*self.reporter)?;
         outcome.plan = Plan::new(&lock, &survey, &force);
         outcome.rehashed_files = survey.rehashed;
@@ -83,93 +81,22 @@ impl Project {
         }
         let downloads = outcome.plan.downloads(&lock, options.mode, self.origin())?;
 
-        // store: what a cache holds is placed, not fetched
-        let mut todo = Vec::new();
-        for download in &downloads {
-            self.store.check_contained(&download.dest)?;
-        }
-        for ((planned, reason), download) in outcome.plan.fetch.iter().zip(downloads) {
-            let key = Store::key(&planned.dir, &planned.file.path);
-            let check = options.rehash || *reason == FetchReason::Changed;
-            match self.caches.place(&download, check)? {
-                Some(placed) => {
-                    state.files.insert(key, placed.record);
-                    outcome.linked_files += 1;
-                    outcome.linked_bytes += planned.file.size;
-                }
-                None => todo.push((key, &planned.model, download)),
-            }
-        }
-
-        // fetch, if it fits: from a mirror where one has the file, else (or
-        // when the mirror fails) upstream; then the shared store keeps it
-        self.check_space(todo.iter().map(|(_, _, d)| d))?;
-        if !todo.is_empty() {
-            let fetcher = self.fetcher()?;
-            let mirrors: Vec<_> = self.mirrors()?.into_iter().map(|(m, _)| m).collect();
-            let wanted: Vec<_> = (todo.iter()).map(|(_, model, d)| (&lock.models[*model], d)).collect();
-            let on_mirrors = fetcher.find_on_mirrors(&mirrors, &wanted).await;
-            for (mirror, why) in &on_mirrors.unusable {
-                self.reporter.report(crate::reporter::Event::Warning {
-                    message: &format!("the mirror `oci://{mirror}` is skipped: {why}"),
-                });
-            }
-            let mut mirrored = Vec::new();
-            let mut upstream = Vec::new();
-            for ((key, _, download), alternative) in todo.into_iter().zip(on_mirrors.alternatives) {
-                match alternative {
-                    Some(from_mirror) => mirrored.push((key, from_mirror, download)),
-                    None => upstream.push((key, download)),
-                }
-            }
-            let mut fetched_files = Vec::new();
-            let jobs = mirrored.iter().map(|(_, m, _)| m.clone()).collect();
-            for ((key, from_mirror, download), result) in mirrored.into_iter().zip(fetcher.fetch_all(jobs).await) {
-                match result {
-                    Ok(fetched) => {
-                        outcome.mirrored_files += 1;
-                        outcome.mirrored_bytes += fetched.size;
-                        fetched_files.push((key, download.dest.clone(), Ok(fetched)));
-                    }
-                    Err(e) => {
-                        let mirror = from_mirror.registry.as_ref().map(|m| m.to_string()).unwrap_or_default();
-                        self.reporter.report(crate::reporter::Event::Warning {
-                            message: &format!(
-                                "the mirror `oci://{mirror}` failed for `{}` ({e}); fetching it from upstream",
-                                download.label
-                            ),
-                        });
-                        upstream.push((key, download));
-                    }
-                }
-            }
-            let jobs = upstream.iter().map(|(_, d)| d.clone()).collect();
-            for ((key, download), result) in upstream.into_iter().zip(fetcher.fetch_all(jobs).await) {
-                fetched_files.push((key, download.dest, result));
-            }
-            let mut errors = Vec::new();
-            for (key, dest, result) in fetched_files {
-                match result {
-                    Ok(fetched) => {
-                        self.caches.keep(&dest, &fetched.blake3)?;
-                        state.files.insert(key, fetched.record);
-                        outcome.fetched_files += 1;
-                        outcome.fetched_bytes += fetched.size;
-                    }
-                    Err(e) => errors.push(Error::from(e)),
-                }
-            }
-            if !errors.is_empty() {
-                // The downloads' own errors are what the user must see: what
-                // follows is best effort (on a full disk it fails too).
-                let _ = self.store.save_state(&state);
-                let _ = registry::write(&self.store, &self.registry_path(), &lock, &Verifications::new(), false);
-                return Err(Error::many(
-                    "some files could not be synced; files already in place were kept",
-                    errors,
-                ));
-            }
-        }
+        // acquire: from a cache, a mirror or upstream
+        let wants = (outcome.plan.fetch.iter().zip(downloads))
+            .map(|((planned, reason), download)| Want {
+                key: Store::key(&planned.dir, &planned.file.path),
+                model: Some(planned.model.clone()),
+                download,
+                check: options.rehash || *reason == FetchReason::Changed,
+            })
+            .collect();
+        let acquired = self.acquire(wants, Some(&lock), &mut state).await?;
+        [
+            (outcome.linked_files, outcome.linked_bytes),
+            (outcome.fetched_files, outcome.fetched_bytes),
+            (outcome.mirrored_files, outcome.mirrored_bytes),
+        ] = acquired.counts();
+        self.fail_on_fetch_errors(acquired.errors, &lock, &state)?;
         self.store.save_state(&state)?;
         self.share(&lock)?;
 
@@ -186,23 +113,31 @@ impl Project {
         crate::failpoint::kill_point("sync::verified");
         self.record_sync(&lock, &outcome)?;
         outcome.elapsed_ms = started.elapsed().as_millis() as u64;
-        let failed: Vec<Error> = (outcome.checks.iter())
-            .filter(|c| c.verification.status == VerifyStatus::Failed)
-            .map(|c| {
-                Error::from(verify::VerifyError::Model {
-                    model: c.name.clone(),
-                    reason: c.verification.error.clone().unwrap_or_default(),
-                })
-            })
-            .collect();
-        if !failed.is_empty() {
-            let summary = format!(
-                "{} model(s) failed verification; they will be verified again on the next sync",
-                failed.len()
-            );
-            return Err(Error::many(summary, failed));
-        }
+        verification_failures(&outcome.checks)?;
         Ok(outcome)
+    }
+
+    /// The models `--force` names.
+    fn forced(&self, options: &SyncOptions) -> BTreeSet<String> {
+        (self.config.specs.iter())
+            .filter(|s| options.force.iter().any(|n| s.matches(n)))
+            .map(|s| s.name.clone())
+            .collect()
+    }
+
+    /// Downloads that failed end the sync with their own errors; what is
+    /// known is saved first, best effort (on a full disk that fails too, and
+    /// must not mask the cause).
+    fn fail_on_fetch_errors(&self, errors: Vec<Error>, lock: &Lockfile, state: &StoreState) -> Result<()> {
+        if errors.is_empty() {
+            return Ok(());
+        }
+        let _ = self.store.save_state(state);
+        let _ = registry::write(&self.store, &self.registry_path(), lock, &Verifications::new(), false);
+        Err(Error::many(
+            "some files could not be synced; files already in place were kept",
+            errors,
+        ))
     }
 
     /// The lock to sync: the current one when it matches the config, else a
@@ -277,4 +212,26 @@ impl Project {
         registry::write(&self.store, &self.registry_path(), lock, &verifications, true)?;
         Ok(())
     }
+}
+
+/// Models that failed verification, as one error (they are verified again
+/// on the next sync).
+fn verification_failures(checks: &[ModelCheck]) -> Result<()> {
+    let failed: Vec<Error> = (checks.iter())
+        .filter(|c| c.verification.status == VerifyStatus::Failed)
+        .map(|c| {
+            Error::from(verify::VerifyError::Model {
+                model: c.name.clone(),
+                reason: c.verification.error.clone().unwrap_or_default(),
+            })
+        })
+        .collect();
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let summary = format!(
+        "{} model(s) failed verification; they will be verified again on the next sync",
+        failed.len()
+    );
+    Err(Error::many(summary, failed))
 }

@@ -72,6 +72,15 @@ impl Caches {
         Ok(None)
     }
 
+    /// [`Caches::place`] for a locked file (its blake3 known), else
+    /// [`Caches::place_for_lock`].
+    pub fn place_any(&self, download: &Download, check: bool) -> Result<Option<Placed>, StoreError> {
+        match download.expect.blake3 {
+            Some(_) => self.place(download, check),
+            None => self.place_for_lock(download),
+        }
+    }
+
     /// For a file being locked (its blake3 not known yet): a Hugging Face
     /// cache blob that matches upstream's sha256 or git blob id.
     pub fn place_for_lock(&self, download: &Download) -> Result<Option<Placed>, StoreError> {

@@ -981,7 +981,8 @@ fn resolve(
             h.insert(
                 "link",
                 HeaderValue::from_str(&format!(
-                    "<{host}/api/models/{repo}/xet-read-token/{}>; rel=\"xet-auth\"",
+                    "<{}://{host}/api/models/{repo}/xet-read-token/{}>; rel=\"xet-auth\"",
+                    scheme(state),
                     commit.sha
                 ))
                 .unwrap(),
