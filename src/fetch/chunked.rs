@@ -25,7 +25,6 @@ use reqwest::StatusCode;
 
 use super::location::Locator;
 use super::{discard, status_error, tree_hash, AttemptError, FetchError, Fetched, Fetcher, PartialState, Pieces};
-use crate::fs::{sync_dir, FileRecord};
 use crate::http::{content_range_start, describe_reqwest, pause_before_retry, response_etag, retry_after};
 use crate::plan::Download;
 use crate::reporter::Event;
@@ -62,60 +61,8 @@ impl Fetcher {
         let piece = self.settings.piece_size;
         let count = size.div_ceil(piece) as usize;
 
-        // Finished pieces of an earlier attempt or run of this same download.
-        let previous: Option<PartialState> = std::fs::read(state_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let part_len = std::fs::metadata(part_path).map(|m| m.len()).ok();
-        let mut done: Vec<Option<ChainingValue>> = vec![None; count];
-        let mut etag = None;
-        if let Some(p) = previous {
-            if p.url == job.url && p.expect == job.expect && part_len == Some(size) {
-                if let Some(pieces) = p.pieces.filter(|ps| ps.size == piece && ps.done.len() == count) {
-                    for (slot, cv) in done.iter_mut().zip(pieces.done) {
-                        *slot = cv.and_then(|h| hex::decode(h).ok()).and_then(|b| b.try_into().ok());
-                    }
-                    etag = p.etag;
-                }
-            }
-        }
-        // A piece counts as finished only if its bytes on disk say so: the
-        // sidecar is written before the pieces reach the disk (a power loss, a
-        // lost write), so each recorded piece is read back and hashed again,
-        // and one that differs is fetched again. The final hash is then of
-        // the bytes on disk.
-        if done.iter().any(Option::is_some) {
-            let recorded = done.clone();
-            let path = part_path.to_path_buf();
-            let confirmed = tokio::task::spawn_blocking(move || confirm_pieces(&path, &recorded, piece, size))
-                .await
-                .unwrap_or_else(|_| vec![None; count]);
-            done = confirmed;
-        }
-        // The resume state is written before the partial file exists, so an
-        // interruption at any point leaves a partial file the next run can continue.
-        save_state(
-            state_path,
-            job,
-            &Shared {
-                done: done.clone(),
-                etag: etag.clone(),
-                range_ignored: false,
-                failure: None,
-            },
-            piece,
-        );
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(false)
-            .open(part_path)
-            .map_err(fatal_io(part_path))?;
-        if done.iter().all(Option::is_none) {
-            file.set_len(0).map_err(fatal_io(part_path))?;
-        }
-        file.set_len(size).map_err(fatal_io(part_path))?;
+        let (done, etag) = finished_pieces(job, part_path, state_path, piece, size).await;
+        let file = open_pieced(job, part_path, state_path, &done, &etag, piece, size)?;
         let file = Arc::new(file);
         let resumed_from: u64 = done
             .iter()
@@ -138,80 +85,16 @@ impl Fetcher {
             resumed_from,
         });
 
-        // The first piece goes alone until its headers show that `Range` works;
-        // then the other connections start.
-        let (ranges_ok_tx, ranges_ok_rx) = tokio::sync::watch::channel(None::<bool>);
-        let ranges_ok_tx = Arc::new(ranges_ok_tx);
-        let workers = (0..self.settings.connections_per_file.max(1)).map(|worker| {
-            let queue = queue.clone();
-            let shared = shared.clone();
-            let file = file.clone();
-            let tx = ranges_ok_tx.clone();
-            let mut rx = ranges_ok_rx.clone();
-            async move {
-                if worker > 0 {
-                    match rx.wait_for(|v| v.is_some()).await.map(|v| *v) {
-                        Ok(Some(true)) => {}
-                        _ => return,
-                    }
-                }
-                let mut first = worker == 0;
-                loop {
-                    if shared.lock().unwrap().failure.is_some() {
-                        return;
-                    }
-                    let Some(index) = queue.lock().unwrap().pop_front() else {
-                        if first {
-                            let _ = tx.send(Some(true));
-                        }
-                        return;
-                    };
-                    let result = self
-                        .fetch_piece(
-                            id,
-                            job,
-                            locator,
-                            part_path,
-                            &file,
-                            index,
-                            piece,
-                            size,
-                            &shared,
-                            first.then_some(&*tx),
-                        )
-                        .await;
-                    first = false;
-                    match result {
-                        Ok(cv) => {
-                            let mut s = shared.lock().unwrap();
-                            s.done[index] = Some(cv);
-                            save_state(state_path, job, &s, piece);
-                            crate::failpoint::kill_point("fetch::piece_written");
-                        }
-                        Err(PieceError::RangeIgnored) => {
-                            let _ = tx.send(Some(false));
-                            shared.lock().unwrap().range_ignored = true;
-                            return;
-                        }
-                        Err(PieceError::Fatal(e)) => {
-                            let _ = tx.send(Some(false));
-                            shared.lock().unwrap().failure.get_or_insert(AttemptError::Fatal(e));
-                            return;
-                        }
-                        Err(PieceError::Retry { reason, wait }) => {
-                            let _ = tx.send(Some(false));
-                            shared
-                                .lock()
-                                .unwrap()
-                                .failure
-                                .get_or_insert(AttemptError::Retry { reason, wait });
-                            return;
-                        }
-                    }
-                }
-            }
-        });
-        futures_util::future::join_all(workers).await;
+        let pieces = Pieced {
+            id,
+            job,
+            locator,
+            part_path,
+            state_path,
+            piece,
+            size,
+        };
+        self.run_pieces(&pieces, &file, &shared, queue).await;
 
         let mut state = shared.lock().unwrap();
         if state.range_ignored {
@@ -237,55 +120,29 @@ impl Fetcher {
         } else {
             None
         };
-        let mismatch = |algorithm: &'static str, expected: &str, actual: &str| {
-            discard(part_path, state_path);
-            AttemptError::Fatal(FetchError::Hash {
-                label: job.label.clone(),
-                algorithm,
-                expected: expected.into(),
-                actual: actual.into(),
+        let file = Arc::try_unwrap(file).map_err(|_| {
+            AttemptError::Fatal(FetchError::Io {
+                path: part_path.to_path_buf(),
+                source: std::io::Error::other("a piece still holds the file"),
             })
-        };
-        if let Some(want) = &job.expect.blake3 {
-            if !want.eq_ignore_ascii_case(&blake3) {
-                return Err(mismatch("blake3", want, &blake3));
-            }
-        }
-        if let (Some(want), Some(got)) = (&job.expect.sha256, &sha256) {
-            if !want.eq_ignore_ascii_case(got) {
-                return Err(mismatch("sha256", want, got));
-            }
-        }
-        if let (Some(prefix), Some(got)) = (&job.expect.sha256_prefix, &sha256) {
-            if !got.starts_with(prefix.as_str()) {
-                return Err(mismatch("sha256 prefix", prefix, &got[..prefix.len().min(got.len())]));
-            }
-        }
-        file.sync_all().map_err(fatal_io(part_path))?;
-        drop(file);
-        let parent = job.dest.parent().expect("destination has a parent");
-        fs_err::create_dir_all(parent).map_err(fatal_io(parent))?;
-        crate::failpoint::kill_point("fetch::pieces_before_rename");
-        fs_err::rename(part_path, &job.dest).map_err(fatal_io(&job.dest))?;
-        sync_dir(parent);
-        let _ = std::fs::remove_file(state_path);
-        let mut record = FileRecord::stat(&job.dest, blake3.clone()).map_err(fatal_io(&job.dest))?;
-        record.etag = etag.clone();
-        self.journal(job, &record);
-        self.reporter.report(Event::DownloadFinished {
+        })?;
+        let ending = super::Ending {
             id,
-            label: &job.label,
-            ok: true,
-        });
-        Ok(Some(Fetched {
+            job,
+            part_path,
+            state_path,
             size,
-            blake3,
-            sha256,
             etag,
             final_url: job.url.clone(),
-            record,
             resumed_from,
-        }))
+            before_rename: "fetch::pieces_before_rename",
+        };
+        let digests = crate::hash::Digests {
+            blake3,
+            sha256,
+            git_oid: None,
+        };
+        self.finish(ending, file, digests).map(Some)
     }
 
     /// Downloads piece `index` with retries, hashing it as it arrives.
@@ -439,6 +296,190 @@ impl Fetcher {
             });
         }
         Ok(tree_hash::piece_cv(&hasher))
+    }
+}
+
+/// The pieced partial file, `size` bytes long (emptied first when no piece is
+/// finished). The resume state is written before the partial file exists, so
+/// an interruption at any point leaves a partial file the next run can continue.
+fn open_pieced(
+    job: &Download,
+    part_path: &Path,
+    state_path: &Path,
+    done: &[Option<ChainingValue>],
+    etag: &Option<String>,
+    piece: u64,
+    size: u64,
+) -> Result<std::fs::File, AttemptError> {
+    let fatal_io = |source| AttemptError::Fatal(super::io_error(job, part_path.to_path_buf(), source));
+    let shared = Shared {
+        done: done.to_vec(),
+        etag: etag.clone(),
+        range_ignored: false,
+        failure: None,
+    };
+    save_state(state_path, job, &shared, piece);
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(part_path)
+        .map_err(fatal_io)?;
+    if done.iter().all(Option::is_none) {
+        file.set_len(0).map_err(fatal_io)?;
+    }
+    file.set_len(size).map_err(fatal_io)?;
+    Ok(file)
+}
+
+/// The pieces of an earlier attempt or run of this same download that are
+/// finished, and the ETag they were fetched under.
+async fn finished_pieces(
+    job: &Download,
+    part_path: &Path,
+    state_path: &Path,
+    piece: u64,
+    size: u64,
+) -> (Vec<Option<ChainingValue>>, Option<String>) {
+    let count = size.div_ceil(piece) as usize;
+    let previous: Option<PartialState> = std::fs::read(state_path)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok());
+    let part_len = std::fs::metadata(part_path).map(|m| m.len()).ok();
+    let mut done: Vec<Option<ChainingValue>> = vec![None; count];
+    let mut etag = None;
+    if let Some(p) = previous {
+        if p.url == job.url && p.expect == job.expect && part_len == Some(size) {
+            if let Some(pieces) = p.pieces.filter(|ps| ps.size == piece && ps.done.len() == count) {
+                for (slot, cv) in done.iter_mut().zip(pieces.done) {
+                    *slot = cv.and_then(|h| hex::decode(h).ok()).and_then(|b| b.try_into().ok());
+                }
+                etag = p.etag;
+            }
+        }
+    }
+    // A piece counts as finished only if its bytes on disk say so: the
+    // sidecar is written before the pieces reach the disk (a power loss, a
+    // lost write), so each recorded piece is read back and hashed again,
+    // and one that differs is fetched again. The final hash is then of
+    // the bytes on disk.
+    if done.iter().any(Option::is_some) {
+        let recorded = done.clone();
+        let path = part_path.to_path_buf();
+        let confirmed = tokio::task::spawn_blocking(move || confirm_pieces(&path, &recorded, piece, size))
+            .await
+            .unwrap_or_else(|_| vec![None; count]);
+        done = confirmed;
+    }
+    (done, etag)
+}
+
+/// One pieced download's fixed facts, shared by its connections.
+struct Pieced<'a> {
+    id: usize,
+    job: &'a Download,
+    locator: &'a Locator,
+    part_path: &'a Path,
+    state_path: &'a Path,
+    piece: u64,
+    size: u64,
+}
+
+impl Fetcher {
+    /// Fetches the queued pieces over the download's connections, recording
+    /// each finished one; a failure or a sign that `Range` is ignored stops
+    /// them all (see `Shared`).
+    async fn run_pieces(
+        &self,
+        pieces: &Pieced<'_>,
+        file: &Arc<std::fs::File>,
+        shared: &Arc<Mutex<Shared>>,
+        queue: Arc<Mutex<VecDeque<usize>>>,
+    ) {
+        let Pieced {
+            id,
+            job,
+            locator,
+            part_path,
+            state_path,
+            piece,
+            size,
+        } = *pieces;
+        // The first piece goes alone until its headers show that `Range` works;
+        // then the other connections start.
+        let (ranges_ok_tx, ranges_ok_rx) = tokio::sync::watch::channel(None::<bool>);
+        let ranges_ok_tx = Arc::new(ranges_ok_tx);
+        let workers = (0..self.settings.connections_per_file.max(1)).map(|worker| {
+            let queue = queue.clone();
+            let shared = shared.clone();
+            let file = file.clone();
+            let tx = ranges_ok_tx.clone();
+            let mut rx = ranges_ok_rx.clone();
+            async move {
+                if worker > 0 {
+                    match rx.wait_for(|v| v.is_some()).await.map(|v| *v) {
+                        Ok(Some(true)) => {}
+                        _ => return,
+                    }
+                }
+                let mut first = worker == 0;
+                loop {
+                    if shared.lock().unwrap().failure.is_some() {
+                        return;
+                    }
+                    let Some(index) = queue.lock().unwrap().pop_front() else {
+                        if first {
+                            let _ = tx.send(Some(true));
+                        }
+                        return;
+                    };
+                    let result = self
+                        .fetch_piece(
+                            id,
+                            job,
+                            locator,
+                            part_path,
+                            &file,
+                            index,
+                            piece,
+                            size,
+                            &shared,
+                            first.then_some(&*tx),
+                        )
+                        .await;
+                    first = false;
+                    match result {
+                        Ok(cv) => {
+                            let mut s = shared.lock().unwrap();
+                            s.done[index] = Some(cv);
+                            save_state(state_path, job, &s, piece);
+                            crate::failpoint::kill_point("fetch::piece_written");
+                        }
+                        Err(PieceError::RangeIgnored) => {
+                            let _ = tx.send(Some(false));
+                            shared.lock().unwrap().range_ignored = true;
+                            return;
+                        }
+                        Err(PieceError::Fatal(e)) => {
+                            let _ = tx.send(Some(false));
+                            shared.lock().unwrap().failure.get_or_insert(AttemptError::Fatal(e));
+                            return;
+                        }
+                        Err(PieceError::Retry { reason, wait }) => {
+                            let _ = tx.send(Some(false));
+                            shared
+                                .lock()
+                                .unwrap()
+                                .failure
+                                .get_or_insert(AttemptError::Retry { reason, wait });
+                            return;
+                        }
+                    }
+                }
+            }
+        });
+        futures_util::future::join_all(workers).await;
     }
 }
 

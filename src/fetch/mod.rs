@@ -428,6 +428,8 @@ impl Fetcher {
         }
     }
 
+    /// One attempt at a whole-file download: resume the partial file if it
+    /// is a prefix of the same thing, stream the rest while hashing, end.
     async fn attempt(
         &self,
         id: usize,
@@ -435,37 +437,69 @@ impl Fetcher {
         part_path: &Path,
         state_path: &Path,
     ) -> Result<Fetched, AttemptError> {
-        let fatal_io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source: std::io::Error| AttemptError::Fatal(io_error(job, path, source))
+        let prefix = resumable_prefix(job, part_path, state_path);
+        let headers = match &prefix {
+            Some((len, etag)) => request_headers(job, Some(format!("bytes={len}-")), etag.as_deref()),
+            None => request_headers(job, None, None),
         };
-
-        // What is already on disk from an earlier attempt or run, if it is a
-        // prefix of the same thing.
-        let previous: Option<PartialState> = std::fs::read(state_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice(&b).ok());
-        let part_len = std::fs::metadata(part_path).map(|m| m.len()).unwrap_or(0);
-        let resumable = previous.as_ref().is_some_and(|p| {
-            p.url == job.url
-                && p.expect == job.expect
-                && (p.etag.is_some() || job.expect.blake3.is_some() || job.expect.sha256.is_some())
-        }) && part_len > 0;
-
-        let headers = if resumable {
-            let etag = previous.as_ref().and_then(|p| p.etag.as_deref());
-            request_headers(job, Some(format!("bytes={part_len}-")), etag)
-        } else {
-            request_headers(job, None, None)
+        let response = self.get(job, part_path, state_path, headers).await?;
+        let final_url = response.url().to_string();
+        let etag = response_etag(response.headers());
+        // 206 continues the partial file; 200 (Range ignored, or the ETag changed
+        // so If-Range failed) starts it over.
+        let continuing = prefix.as_ref().map(|(len, _)| *len).filter(|&len| {
+            response.status() == StatusCode::PARTIAL_CONTENT && content_range_start(response.headers()) == Some(len)
+        });
+        let (file, hashers, resumed_from) = open_partial(job, part_path, state_path, continuing, &etag)?;
+        let total = (job.expect.size).or_else(|| response.content_length().map(|l| l + resumed_from));
+        self.reporter.report(Event::DownloadStarted {
+            id,
+            label: &job.label,
+            size: total,
+            resumed_from,
+        });
+        let body = Body {
+            id,
+            job,
+            part_path,
+            state_path,
         };
+        let (hashers, written) = self.stream_body(&body, response, &file, hashers, resumed_from).await?;
+        check_size(job, written, total).inspect_err(|e| {
+            if matches!(e, AttemptError::Fatal(_)) {
+                discard(part_path, state_path)
+            }
+        })?;
+        let ending = Ending {
+            id,
+            job,
+            part_path,
+            state_path,
+            size: written,
+            etag,
+            final_url,
+            resumed_from,
+            before_rename: "fetch::before_rename",
+        };
+        self.finish(ending, file, hashers.finish())
+    }
+
+    /// Sends the download's GET; an answer no retry changes is fatal, one a
+    /// retry may change (429, 5xx, a partial file that no longer fits) is
+    /// retried.
+    async fn get(
+        &self,
+        job: &Download,
+        part_path: &Path,
+        state_path: &Path,
+        headers: reqwest::header::HeaderMap,
+    ) -> Result<reqwest::Response, AttemptError> {
         self.reporter.report(Event::Request {
             method: "GET",
             url: &job.url,
         });
-        let response = match self.client_for(job, true).get(&job.url).headers(headers).send().await {
-            Ok(r) => r,
-            Err(e) => return Err(attempt_error(job, &e)),
-        };
+        let response = (self.client_for(job, true).get(&job.url).headers(headers).send().await)
+            .map_err(|e| attempt_error(job, &e))?;
         let status = response.status();
         if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT
         {
@@ -476,8 +510,7 @@ impl Fetcher {
         }
         if status == StatusCode::RANGE_NOT_SATISFIABLE {
             // Our partial file is not a prefix of what is there now: start over.
-            let _ = std::fs::remove_file(part_path);
-            let _ = std::fs::remove_file(state_path);
+            discard(part_path, state_path);
             return Err(AttemptError::Retry {
                 reason: "the partial download no longer fits upstream".into(),
                 wait: Some(Duration::ZERO),
@@ -486,108 +519,57 @@ impl Fetcher {
         if !status.is_success() {
             return Err(AttemptError::Fatal(status_error(job, &response)));
         }
-        let final_url = response.url().to_string();
-        let etag = response_etag(response.headers());
+        Ok(response)
+    }
 
-        // 206 continues the partial file; 200 (Range ignored, or the ETag changed
-        // so If-Range failed) starts it over.
-        let continuing = resumable
-            && status == StatusCode::PARTIAL_CONTENT
-            && content_range_start(response.headers()) == Some(part_len);
-        // Order matters for resumption after a crash at any point: an old partial
-        // file is emptied first, then the state naming what it will hold is
-        // written, and only then do bytes arrive.
-        if !continuing && part_len > 0 {
-            std::fs::File::create(part_path).map_err(fatal_io(part_path))?;
-        }
-        let state = PartialState {
-            url: job.url.clone(),
-            etag: etag.clone(),
-            expect: job.expect.clone(),
-            pieces: None,
-        };
-        write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
-        crate::failpoint::kill_point("fetch::sidecar_written");
-        let mut file = std::fs::OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(false)
-            .open(part_path)
-            .map_err(fatal_io(part_path))?;
-        let want_sha256 = job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some();
-        let mut hashers = Hashers::new(want_sha256, job.expect.git_oid.is_some(), job.expect.size);
-        let mut written: u64;
-        if continuing {
-            // Rebuild the hash state from the bytes already on disk (one
-            // sequential read of the prefix), then append.
-            file.seek(SeekFrom::Start(0)).map_err(fatal_io(part_path))?;
-            let mut buf = vec![0u8; 1 << 20];
-            let mut reader = (&file).take(part_len);
-            loop {
-                let n = reader.read(&mut buf).map_err(fatal_io(part_path))?;
-                if n == 0 {
-                    break;
-                }
-                hashers.update(&buf[..n]);
-            }
-            written = part_len;
-        } else {
-            file.set_len(0).map_err(fatal_io(part_path))?;
-            written = 0;
-        }
-        file.seek(SeekFrom::Start(written)).map_err(fatal_io(part_path))?;
-
-        let total = job
-            .expect
-            .size
-            .or_else(|| response.content_length().map(|l| l + written));
-        self.reporter.report(Event::DownloadStarted {
+    /// Streams the answer's body onto the end of the partial file, hashing
+    /// it; returns the hashers and the bytes the file now holds. What arrived
+    /// before a stall or a broken connection is kept: the next attempt
+    /// resumes from it.
+    async fn stream_body(
+        &self,
+        body: &Body<'_>,
+        response: reqwest::Response,
+        file: &std::fs::File,
+        mut hashers: Hashers,
+        mut written: u64,
+    ) -> Result<(Hashers, u64), AttemptError> {
+        let Body {
             id,
-            label: &job.label,
-            size: total,
-            resumed_from: written,
-        });
-        let resumed_from = written;
-        let mut body = response.bytes_stream();
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
+            job,
+            part_path,
+            state_path,
+        } = *body;
+        let fatal_io = |source| AttemptError::Fatal(io_error(job, part_path.to_path_buf(), source));
+        let mut stream = response.bytes_stream();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         loop {
-            let next = match tokio::time::timeout(self.settings.stall_timeout, body.next()).await {
-                Ok(next) => next,
-                Err(_) => {
-                    out.flush().map_err(fatal_io(part_path))?;
-                    return Err(AttemptError::Retry {
-                        reason: format!("no data for {} s (stalled)", self.settings.stall_timeout.as_secs()),
-                        wait: Some(Duration::ZERO),
-                    });
-                }
+            let Ok(next) = tokio::time::timeout(self.settings.stall_timeout, stream.next()).await else {
+                out.flush().map_err(fatal_io)?;
+                return Err(AttemptError::Retry {
+                    reason: format!("no data for {} s (stalled)", self.settings.stall_timeout.as_secs()),
+                    wait: Some(Duration::ZERO),
+                });
             };
             match next {
                 None => break,
                 Some(Ok(chunk)) => {
                     hashers.update(&chunk);
-                    out.write_all(&chunk).map_err(fatal_io(part_path))?;
+                    out.write_all(&chunk).map_err(fatal_io)?;
                     written += chunk.len() as u64;
                     crate::failpoint::kill_point("fetch::bytes_written");
                     self.reporter.report(Event::DownloadProgress {
                         id,
                         bytes: chunk.len() as u64,
                     });
-                    if let Some(size) = job.expect.size {
-                        if written > size {
-                            drop(out);
-                            discard(part_path, state_path);
-                            return Err(AttemptError::Fatal(FetchError::Size {
-                                label: job.label.clone(),
-                                expected: size,
-                                actual: written,
-                            }));
-                        }
+                    if job.expect.size.is_some_and(|size| written > size) {
+                        drop(out);
+                        discard(part_path, state_path);
+                        return Err(check_size(job, written, None).unwrap_err());
                     }
                 }
                 Some(Err(e)) => {
-                    // Keep what arrived: the next attempt resumes from it.
-                    out.flush().map_err(fatal_io(part_path))?;
+                    out.flush().map_err(fatal_io)?;
                     return Err(AttemptError::Retry {
                         reason: describe_reqwest(&e),
                         wait: None,
@@ -595,79 +577,43 @@ impl Fetcher {
                 }
             }
         }
-        out.flush().map_err(fatal_io(part_path))?;
-        drop(out);
+        out.flush().map_err(fatal_io)?;
+        Ok((hashers, written))
+    }
 
-        if let Some(size) = job.expect.size {
-            if written != size {
-                // A short body is a broken transfer when the server promised more.
-                if written < size && total.is_some_and(|t| t == size) {
-                    return Err(AttemptError::Retry {
-                        reason: format!("the connection closed after {written} of {size} bytes"),
-                        wait: None,
-                    });
-                }
-                discard(part_path, state_path);
-                return Err(AttemptError::Fatal(FetchError::Size {
-                    label: job.label.clone(),
-                    expected: size,
-                    actual: written,
-                }));
-            }
-        }
-        let digests = hashers.finish();
-        let none = String::new();
-        let checks = [
-            ("blake3", job.expect.blake3.as_deref(), &digests.blake3),
-            (
-                "sha256",
-                job.expect.sha256.as_deref(),
-                digests.sha256.as_ref().unwrap_or(&none),
-            ),
-            // The git blob id needs the size up front; without one it is not checked.
-            (
-                "git blob id",
-                job.expect.git_oid.as_deref().filter(|_| digests.git_oid.is_some()),
-                digests.git_oid.as_ref().unwrap_or(&none),
-            ),
-        ];
-        for (algorithm, expected, actual) in checks {
-            if let Some(expected) = expected {
-                if !expected.eq_ignore_ascii_case(actual) {
-                    discard(part_path, state_path);
-                    return Err(AttemptError::Fatal(FetchError::Hash {
-                        label: job.label.clone(),
-                        algorithm,
-                        expected: expected.to_string(),
-                        actual: actual.to_string(),
-                    }));
-                }
-            }
-        }
-        if let Some(prefix) = &job.expect.sha256_prefix {
-            let sha256 = digests.sha256.clone().unwrap_or_default();
-            if !sha256.starts_with(prefix.as_str()) {
-                discard(part_path, state_path);
-                return Err(AttemptError::Fatal(FetchError::Hash {
-                    label: job.label.clone(),
-                    algorithm: "sha256 prefix",
-                    expected: prefix.clone(),
-                    actual: sha256[..prefix.len().min(sha256.len())].to_string(),
-                }));
-            }
-        }
-
+    /// How every download ends, whole-file or pieced: each published digest
+    /// checked against the bytes (a mismatch discards them), the file
+    /// fsynced, renamed to its name, the directory fsynced, the resume state
+    /// removed, the file recorded and journaled.
+    pub(crate) fn finish(
+        &self,
+        ending: Ending<'_>,
+        file: std::fs::File,
+        digests: crate::hash::Digests,
+    ) -> Result<Fetched, AttemptError> {
+        let Ending {
+            id,
+            job,
+            part_path,
+            state_path,
+            ..
+        } = ending;
+        let fatal_io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source: std::io::Error| AttemptError::Fatal(io_error(job, path, source))
+        };
+        check_digests(job, &digests).inspect_err(|_| discard(part_path, state_path))?;
         file.sync_all().map_err(fatal_io(part_path))?;
         drop(file);
         let parent = job.dest.parent().expect("destination has a parent");
         fs_err::create_dir_all(parent).map_err(fatal_io(parent))?;
-        crate::failpoint::kill_point("fetch::before_rename");
+        crate::failpoint::kill_point(ending.before_rename);
         fs_err::rename(part_path, &job.dest).map_err(fatal_io(&job.dest))?;
         sync_dir(parent);
         crate::failpoint::kill_point("fetch::after_rename");
         let _ = std::fs::remove_file(state_path);
         let mut record = FileRecord::stat(&job.dest, digests.blake3.clone()).map_err(fatal_io(&job.dest))?;
-        record.etag = etag.clone();
+        record.etag = ending.etag.clone();
         self.journal(job, &record);
         self.reporter.report(Event::DownloadFinished {
             id,
@@ -675,15 +621,173 @@ impl Fetcher {
             ok: true,
         });
         Ok(Fetched {
-            size: written,
+            size: ending.size,
             blake3: digests.blake3,
             sha256: digests.sha256,
-            etag,
-            final_url,
+            etag: ending.etag,
+            final_url: ending.final_url,
             record,
-            resumed_from,
+            resumed_from: ending.resumed_from,
         })
     }
+}
+
+/// Who a body being streamed belongs to.
+#[derive(Clone, Copy)]
+struct Body<'a> {
+    id: usize,
+    job: &'a Download,
+    part_path: &'a Path,
+    state_path: &'a Path,
+}
+
+/// The partial file's length and the ETag it was fetched under, when it is a
+/// prefix of this same download (same URL and expectations, and something to
+/// check the whole against).
+fn resumable_prefix(job: &Download, part_path: &Path, state_path: &Path) -> Option<(u64, Option<String>)> {
+    let previous: PartialState = serde_json::from_slice(&std::fs::read(state_path).ok()?).ok()?;
+    let part_len = std::fs::metadata(part_path).map(|m| m.len()).unwrap_or(0);
+    let checkable = previous.etag.is_some() || job.expect.blake3.is_some() || job.expect.sha256.is_some();
+    (previous.url == job.url && previous.expect == job.expect && checkable && part_len > 0)
+        .then_some((part_len, previous.etag))
+}
+
+/// The partial file, ready for bytes: continued (`Some(len)`: its hash state
+/// rebuilt from the prefix on disk, one sequential read) or emptied. Order
+/// matters for resumption after a crash at any point: an old partial file is
+/// emptied first, then the state naming what it will hold is written, and
+/// only then do bytes arrive.
+fn open_partial(
+    job: &Download,
+    part_path: &Path,
+    state_path: &Path,
+    continuing: Option<u64>,
+    etag: &Option<String>,
+) -> Result<(std::fs::File, Hashers, u64), AttemptError> {
+    let fatal_io = |path: &Path| {
+        let path = path.to_path_buf();
+        move |source: std::io::Error| AttemptError::Fatal(io_error(job, path, source))
+    };
+    if continuing.is_none() && std::fs::metadata(part_path).is_ok_and(|m| m.len() > 0) {
+        std::fs::File::create(part_path).map_err(fatal_io(part_path))?;
+    }
+    let state = PartialState {
+        url: job.url.clone(),
+        etag: etag.clone(),
+        expect: job.expect.clone(),
+        pieces: None,
+    };
+    write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
+    crate::failpoint::kill_point("fetch::sidecar_written");
+    let mut file = std::fs::OpenOptions::new()
+        .create(true)
+        .read(true)
+        .write(true)
+        .truncate(false)
+        .open(part_path)
+        .map_err(fatal_io(part_path))?;
+    let want_sha256 = job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some();
+    let mut hashers = Hashers::new(want_sha256, job.expect.git_oid.is_some(), job.expect.size);
+    let written = match continuing {
+        Some(len) => {
+            file.seek(SeekFrom::Start(0)).map_err(fatal_io(part_path))?;
+            let mut buf = vec![0u8; 1 << 20];
+            let mut reader = (&file).take(len);
+            loop {
+                let n = reader.read(&mut buf).map_err(fatal_io(part_path))?;
+                if n == 0 {
+                    break;
+                }
+                hashers.update(&buf[..n]);
+            }
+            len
+        }
+        None => {
+            file.set_len(0).map_err(fatal_io(part_path))?;
+            0
+        }
+    };
+    file.seek(SeekFrom::Start(written)).map_err(fatal_io(part_path))?;
+    Ok((file, hashers, written))
+}
+
+/// The bytes a download holds against the size it must have: fewer than a
+/// server promised is a broken transfer (retried), anything else that
+/// differs is fatal.
+fn check_size(job: &Download, written: u64, promised: Option<u64>) -> Result<(), AttemptError> {
+    let Some(size) = job.expect.size.filter(|&size| size != written) else {
+        return Ok(());
+    };
+    if written < size && promised == Some(size) {
+        return Err(AttemptError::Retry {
+            reason: format!("the connection closed after {written} of {size} bytes"),
+            wait: None,
+        });
+    }
+    Err(AttemptError::Fatal(FetchError::Size {
+        label: job.label.clone(),
+        expected: size,
+        actual: written,
+    }))
+}
+
+/// What a finished transfer hands to [`Fetcher::finish`].
+pub(crate) struct Ending<'a> {
+    pub id: usize,
+    pub job: &'a Download,
+    pub part_path: &'a Path,
+    pub state_path: &'a Path,
+    pub size: u64,
+    pub etag: Option<String>,
+    pub final_url: String,
+    pub resumed_from: u64,
+    /// The kill point just before the rename (crash tests name each path's).
+    pub before_rename: &'static str,
+}
+
+/// Every digest the job expects, against what the bytes hash to.
+fn check_digests(job: &Download, digests: &crate::hash::Digests) -> Result<(), AttemptError> {
+    let mismatch = |algorithm: &'static str, expected: &str, actual: &str| {
+        AttemptError::Fatal(FetchError::Hash {
+            label: job.label.clone(),
+            algorithm,
+            expected: expected.to_string(),
+            actual: actual.to_string(),
+        })
+    };
+    let none = String::new();
+    let checks = [
+        ("blake3", job.expect.blake3.as_deref(), &digests.blake3),
+        (
+            "sha256",
+            job.expect.sha256.as_deref(),
+            digests.sha256.as_ref().unwrap_or(&none),
+        ),
+        // The git blob id needs the size up front; without one it is not checked.
+        (
+            "git blob id",
+            job.expect.git_oid.as_deref().filter(|_| digests.git_oid.is_some()),
+            digests.git_oid.as_ref().unwrap_or(&none),
+        ),
+    ];
+    for (algorithm, expected, actual) in checks {
+        if let Some(expected) = expected {
+            if !expected.eq_ignore_ascii_case(actual) {
+                return Err(mismatch(algorithm, expected, actual));
+            }
+        }
+    }
+    if let Some(prefix) = &job.expect.sha256_prefix {
+        let sha256 = digests.sha256.clone().unwrap_or_default();
+        if !sha256.starts_with(prefix.as_str()) {
+            return Err(mismatch(
+                "sha256 prefix",
+                prefix,
+                &sha256[..prefix.len().min(sha256.len())],
+            ));
+        }
+    }
+    Ok(())
 }
 
 /// An I/O error of a download, a full disk named as such (with what the file needs).

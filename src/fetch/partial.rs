@@ -60,8 +60,14 @@ fn abandoned(writer: &str, part: &Path, stale_after: Duration) -> bool {
     if dead {
         return true;
     }
-    let touched = std::fs::metadata(part)
-        .and_then(|m| m.modified())
+    // The lease is the newer of the partial's and its sidecar's mtimes: a
+    // writer writes its sidecar before its first byte, so a partial that
+    // does not exist yet is not free for the taking.
+    let sidecar = PathBuf::from(format!("{}.json", part.display()));
+    let touched = [part, sidecar.as_path()]
+        .iter()
+        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .max()
         .unwrap_or(SystemTime::UNIX_EPOCH);
     SystemTime::now().duration_since(touched).unwrap_or_default() > stale_after
 }
@@ -161,12 +167,13 @@ mod tests {
         assert!(!part.exists(), "a live lease in another namespace is not claimed");
         // Its lease lapsed: claimed.
         let old = SystemTime::now() - Duration::from_secs(120);
-        std::fs::File::options()
-            .write(true)
-            .open(dir.path().join(format!("u.{other}.part")))
-            .unwrap()
-            .set_modified(old)
-            .unwrap();
+        for name in [format!("u.{other}.part"), format!("u.{other}.part.json")] {
+            let file = std::fs::File::options()
+                .write(true)
+                .open(dir.path().join(name))
+                .unwrap();
+            file.set_modified(old).unwrap();
+        }
         let (part, _) = claim(dir.path(), "u", Duration::from_secs(60));
         assert_eq!(std::fs::read(&part).unwrap(), b"x");
     }
