@@ -309,6 +309,16 @@ pub fn normalize_output(text: &str, project: &Path, hub: &str) -> String {
         (r"\b\d+\.\d+ s\b", "[T] s"),
         (r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]"),
         (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+        // Wording owned by other crates (rustls, hyper, reqwest, serde_yaml):
+        // a dependency update may change it without mdl changing.
+        (
+            r"(?m)\((error sending request|could not connect|the request failed)[^\n]*\)$",
+            "([TRANSPORT ERROR])",
+        ),
+        (
+            r"(config\.yaml:\d+:\d+: )(did not find expected|found unexpected|mapping values are not allowed|while parsing)[^\n]*",
+            "$1[YAML SYNTAX ERROR]",
+        ),
     ];
     for (pattern, replacement) in rules {
         text = Regex::new(pattern)

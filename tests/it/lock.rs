@@ -117,21 +117,21 @@ fn bad_configs_fail_before_any_change() {
     standard_hub(&ctx);
     ctx.write_config(STANDARD_CONFIG);
     ctx.mdl(&["sync", "--no-verify"]).success();
-    let cases: &[(&str, &str)] = &[
-        ("models:\n  require: [acme/tiny-bert\n", "config.yaml:"),
-        ("models:\n  requires: [acme/tiny-bert]\n", "config.yaml:2:3: models: unknown field `requires`"),
-        ("models:\n  require: [acme/tiny-bert]\n  download:\n    sources:\n      ftp: {enabled: true}\n", "unknown field `ftp`"),
-        ("models:\n  require:\n    - weird:thing\n", "config.yaml:3:7: `weird:thing` is not a model identifier"),
-        ("models:\n  require:\n    - id: url:{hub}/files/w/model.pt\n      name: x\n    - id: url:{hub}/files/w/other.pt\n      name: x\n", "two models are named `x`"),
-        ("models:\n  require: 5\n", "config.yaml:2:"),
-        ("models:\n  require: [acme/tiny-bert]\n  download:\n    mirrors: [\"https://registry.acme.internal/models\"]\n", "config.yaml:4:16: the mirror `https://registry.acme.internal/models` is not an OCI repository"),
-        ("models:\n  require:\n    - oci:acme/bert:v1\n", "names no registry host"),
+    let cases: &[(&str, &str, &str)] = &[
+        ("unclosed_flow_sequence", "models:\n  require: [acme/tiny-bert\n", "config.yaml:"),
+        ("unknown_key_requires", "models:\n  requires: [acme/tiny-bert]\n", "config.yaml:2:3: models: unknown field `requires`"),
+        ("unknown_source_ftp", "models:\n  require: [acme/tiny-bert]\n  download:\n    sources:\n      ftp: {enabled: true}\n", "unknown field `ftp`"),
+        ("unknown_id_scheme", "models:\n  require:\n    - weird:thing\n", "config.yaml:3:7: `weird:thing` is not a model identifier"),
+        ("duplicate_name", "models:\n  require:\n    - id: url:{hub}/files/w/model.pt\n      name: x\n    - id: url:{hub}/files/w/other.pt\n      name: x\n", "two models are named `x`"),
+        ("require_not_a_list", "models:\n  require: 5\n", "config.yaml:2:"),
+        ("mirror_not_oci", "models:\n  require: [acme/tiny-bert]\n  download:\n    mirrors: [\"https://registry.acme.internal/models\"]\n", "config.yaml:4:16: the mirror `https://registry.acme.internal/models` is not an OCI repository"),
+        ("oci_without_host", "models:\n  require:\n    - oci:acme/bert:v1\n", "names no registry host"),
     ];
-    for (i, (yaml, needle)) in cases.iter().enumerate() {
+    for (name, yaml, needle) in cases {
         ctx.write_config(yaml);
         let before = ctx.snapshot();
         ctx.hub.clear_requests();
-        let run = ctx.mdl(&["sync"]).failure(2).snap(&format!("bad_config_{i}"));
+        let run = ctx.mdl(&["sync"]).failure(2).snap(&format!("bad_config_{name}"));
         let err = run.stderr();
         assert!(err.contains(&needle.replace("{hub}", &ctx.hub.url())), "{yaml}\n{err}");
         assert!(err.contains("hint:"), "{err}");

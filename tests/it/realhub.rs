@@ -39,8 +39,35 @@ fn a_lock_never_holds_signed_urls_and_syncs_after_they_expire() {
         "{lock}"
     );
 
-    // A fresh checkout, after every signed URL seen while locking has expired.
-    std::thread::sleep(Duration::from_millis(2500));
+    // A fresh checkout, once every signed URL seen while locking has expired
+    // (read from the URLs themselves: `X-Amz-Date` + `X-Amz-Expires`).
+    let signed: Vec<(String, u64)> = (ctx.requests().iter())
+        .filter(|r| r.path.starts_with("/cdn/"))
+        .filter_map(|r| {
+            let param = |name: &str| r.path.split(['?', '&']).find_map(|kv| kv.strip_prefix(name));
+            Some((
+                param("X-Amz-Date=")?.to_string(),
+                param("X-Amz-Expires=")?.parse().ok()?,
+            ))
+        })
+        .collect();
+    assert!(!signed.is_empty(), "locking went through signed URLs");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    // `amz_date` strings sort as times: a URL is expired once `now - expires`
+    // is past its date.
+    while !signed
+        .iter()
+        .all(|(date, expires)| hub_emulator::amz_date(now() - expires) > *date)
+    {
+        assert!(Instant::now() < deadline, "the signed URLs never expired");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     std::fs::remove_dir_all(ctx.models()).unwrap();
     ctx.clear_shared_store();
     ctx.mdl(&["sync", "--locked", "--no-verify"]).success();

@@ -245,6 +245,10 @@ fn sigint_stops_cleanly_and_leaves_only_resumable_partials() {
         .unwrap()
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
+    assert!(
+        files.iter().any(|f| f.ends_with(".part")),
+        "the interrupted download left a partial file: {files:?}"
+    );
     for f in files.iter().filter(|f| f.ends_with(".part")) {
         assert!(
             files.contains(&format!("{f}.json")),
@@ -276,7 +280,8 @@ fn watch_and_sync_at_once_both_end_correct() {
         .output()
         .unwrap();
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    std::thread::sleep(Duration::from_millis(1500));
+    // The watcher acts on the change (whichever of the two got there first).
+    w.synced_where(|_| true);
     assert!(w.alive(), "the watcher survived the concurrent sync");
     w.interrupt();
     ctx.hub.update_behaviour(|b| b.bandwidth = None);
