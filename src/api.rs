@@ -30,7 +30,7 @@ fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
-        .map_err(|e| Error::internal(format!("could not start the async runtime: {e}"), None))
+        .map_err(Error::Runtime)
 }
 
 impl ModelManager {
@@ -149,14 +149,13 @@ impl ModelManager {
                             source: error.clone(),
                         });
                     }
-                    let info = self.find(&name).ok_or_else(|| {
-                        Error::internal(format!("`{id}` was synced but is not in the registry"), None)
+                    let info = self.find(&name).ok_or_else(|| Error::Unrecorded {
+                        id: id.clone(),
+                        what: "is not in the registry",
                     })?;
-                    let path = self.get_model_path(&name).ok_or_else(|| {
-                        Error::internal(
-                            format!("`{id}` was synced but is not complete on disk"),
-                            Some("run `mdl sync --check` to repair it".to_string()),
-                        )
+                    let path = self.get_model_path(&name).ok_or_else(|| Error::Unrecorded {
+                        id: id.clone(),
+                        what: "is not complete on disk",
                     })?;
                     Ok((path, info))
                 });

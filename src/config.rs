@@ -809,7 +809,13 @@ impl Config {
                     ModelId::Huggingface { .. } => {}
                     ModelId::Torchvision { weights: w @ None, .. } => *w = Some(rev.clone()),
                     ModelId::Torchvision { .. } => {}
-                    _ => {
+                    // Named one by one (no wildcard): a new kind of id must
+                    // say whether it takes a `revision:`.
+                    ModelId::Url { .. }
+                    | ModelId::Local { .. }
+                    | ModelId::Auto { .. }
+                    | ModelId::PytorchHub { .. }
+                    | ModelId::Oci { .. } => {
                         return Err(invalid(
                             l,
                             c,
@@ -854,9 +860,7 @@ impl Config {
                     ));
                 }
             }
-            if matches!(id, ModelId::Url { .. } | ModelId::Torchvision { .. })
-                && !(req.include.is_empty() && req.exclude.is_empty())
-            {
+            if id.source().is_some_and(Source::is_single_file) && !(req.include.is_empty() && req.exclude.is_empty()) {
                 return Err(invalid(
                     l,
                     c,

@@ -38,10 +38,31 @@ pub enum Error {
     /// A mistake in how mdl was called (exit code 2).
     #[error("{message}")]
     Usage { message: String, hint: Option<String> },
-    /// Something failed that is neither the user's input nor one stage's error:
-    /// the runtime, a file watcher, a thread (exit code 1).
-    #[error("{message}")]
-    Internal { message: String, hint: Option<String> },
+    /// `mdl watch` could not watch the project's directory.
+    #[error("cannot watch `{}`", path.display())]
+    Watch {
+        path: std::path::PathBuf,
+        #[source]
+        source: notify::Error,
+    },
+    /// A file outside the pipeline's stages could not be written or changed
+    /// (`mdl init`'s config, `mdl cache prune`'s blobs).
+    #[error("could not {action} `{}`", path.display())]
+    Io {
+        action: &'static str,
+        path: std::path::PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    /// The async runtime of the blocking API could not start.
+    #[error("could not start the async runtime")]
+    Runtime(#[source] std::io::Error),
+    /// A synced model is missing from what sync recorded (the library API).
+    #[error("`{id}` was synced but {what}")]
+    Unrecorded { id: String, what: &'static str },
+    /// `mdl doctor` found problems, each already shown with its hint.
+    #[error("`mdl doctor` found problems (above)")]
+    Doctor,
     /// Several independent failures (e.g. downloads of different files).
     #[error("{summary}")]
     Many { summary: String, errors: Vec<Error> },
@@ -58,13 +79,6 @@ pub enum Error {
 impl Error {
     pub fn usage(message: impl Into<String>, hint: impl Into<Option<String>>) -> Error {
         Error::Usage {
-            message: message.into(),
-            hint: hint.into(),
-        }
-    }
-
-    pub fn internal(message: impl Into<String>, hint: impl Into<Option<String>>) -> Error {
-        Error::Internal {
             message: message.into(),
             hint: hint.into(),
         }
@@ -92,7 +106,11 @@ impl Error {
             Error::Verify(e) => e.hint(),
             Error::CaBundle(e) => Some(e.hint()),
             Error::Oci(e) => e.hint(),
-            Error::Usage { hint, .. } | Error::Internal { hint, .. } => hint.clone(),
+            Error::Usage { hint, .. } => hint.clone(),
+            Error::Watch { .. } => Some("raise `fs.inotify.max_user_watches`, or run `mdl sync` instead".into()),
+            Error::Unrecorded { .. } => Some("run `mdl sync --check` to repair it".into()),
+            Error::Doctor => Some("fix them as their hints say, then run `mdl doctor` again".into()),
+            Error::Io { .. } | Error::Runtime(_) => None,
             Error::Many { .. } => None,
             Error::Shared { source, .. } => source.hint(),
         }
@@ -152,6 +170,6 @@ mod tests {
         };
         assert_eq!(shared.exit_code(), 2);
         assert_eq!(shared.hint().as_deref(), Some("do this"));
-        assert_eq!(Error::internal("runtime", None).exit_code(), 1);
+        assert_eq!(Error::Runtime(std::io::Error::other("no threads")).exit_code(), 1);
     }
 }

@@ -102,6 +102,24 @@ impl Source {
         }
     }
 
+    /// A model of this source is one file (its id names it): `include` and
+    /// `exclude` do not apply.
+    pub fn is_single_file(self) -> bool {
+        match self {
+            Source::Url | Source::Torchvision => true,
+            Source::Huggingface | Source::Local | Source::PytorchHub | Source::Oci => false,
+        }
+    }
+
+    /// Its files are what `torch.hub` loads (`download.torch_hub: true` places
+    /// them where it looks).
+    pub fn feeds_torch_hub(self) -> bool {
+        match self {
+            Source::Torchvision | Source::PytorchHub => true,
+            Source::Huggingface | Source::Url | Source::Local | Source::Oci => false,
+        }
+    }
+
     /// The directory of a model of this source under `models/`: `<source>_<name>`,
     /// `/` in the name written as `--`.
     pub fn dir_name(self, name: &str) -> String {

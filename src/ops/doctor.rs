@@ -22,31 +22,32 @@ pub struct Finding {
 }
 
 impl Project {
+    /// Every check, in order; nothing is changed.
     pub async fn doctor(&self) -> Vec<Finding> {
         let mut out = Vec::new();
-        let add = |out: &mut Vec<Finding>, check, ok, detail: String, hint: Option<&str>| {
-            out.push(Finding {
-                check,
-                ok,
-                detail,
-                hint: hint.map(str::to_string),
-            })
-        };
+        self.check_verifier(&mut out);
+        self.check_hub(&mut out).await;
+        self.check_mirrors(&mut out).await;
+        self.check_project(&mut out);
+        out
+    }
 
+    /// The verifier, the libtorch it would load, and the devices libtorch sees.
+    fn check_verifier(&self, out: &mut Vec<Finding>) {
         // The verifier and its libtorch.
         match Verifier::discover() {
             Verifier::StructureOnly { reason } => add(
-                &mut out,
+                out,
                 "verifier",
                 false,
                 format!("models are not loaded: {reason}"),
                 Some("install `mdl-torch` next to `mdl` (`cargo install --path crates/mdl-torch`)"),
             ),
             Verifier::Helper { path, libtorch } => {
-                add(&mut out, "verifier", true, format!("`{}`", path.display()), None);
+                add(out, "verifier", true, format!("`{}`", path.display()), None);
                 match &libtorch {
                     Some(found) if found.matches() => add(
-                        &mut out,
+                        out,
                         "libtorch",
                         true,
                         format!(
@@ -59,7 +60,7 @@ impl Project {
                         None,
                     ),
                     Some(found) => add(
-                        &mut out,
+                        out,
                         "libtorch",
                         false,
                         format!(
@@ -72,7 +73,7 @@ impl Project {
                         Some(libtorch_dir::FIX),
                     ),
                     None => add(
-                        &mut out,
+                        out,
                         "libtorch",
                         true,
                         "none found by `MDL_LIBTORCH`, `LIBTORCH` or Python; mdl-torch uses the one it was built against".into(),
@@ -86,14 +87,14 @@ impl Project {
                 }
                 match command.output() {
                     Ok(o) if o.status.success() => add(
-                        &mut out,
+                        out,
                         "devices",
                         true,
                         String::from_utf8_lossy(&o.stdout).trim().to_string(),
                         None,
                     ),
                     Ok(o) => add(
-                        &mut out,
+                        out,
                         "devices",
                         false,
                         format!(
@@ -102,11 +103,14 @@ impl Project {
                         ),
                         Some("set `MDL_LIBTORCH` to a libtorch 2.13 directory, or `pip install torch==2.13.0`"),
                     ),
-                    Err(e) => add(&mut out, "devices", false, format!("mdl-torch did not run: {e}"), None),
+                    Err(e) => add(out, "devices", false, format!("mdl-torch did not run: {e}"), None),
                 }
             }
         }
+    }
 
+    /// The Hub's endpoint, briefly, and whether a token is set (never its value).
+    async fn check_hub(&self, out: &mut Vec<Finding>) {
         // The Hub, briefly.
         let url = format!("{}/api/models?limit=1", self.endpoint);
         let reached = reqwest::Client::builder()
@@ -117,9 +121,9 @@ impl Project {
             .send()
             .await;
         match reached {
-            Ok(r) => add(&mut out, "endpoint", true, format!("`{}` answered {}", self.endpoint, r.status()), None),
+            Ok(r) => add(out, "endpoint", true, format!("`{}` answered {}", self.endpoint, r.status()), None),
             Err(e) => add(
-                &mut out,
+                out,
                 "endpoint",
                 false,
                 format!("`{}` is unreachable: {}", self.endpoint, crate::http::describe_reqwest(&e)),
@@ -127,7 +131,7 @@ impl Project {
             ),
         }
         add(
-            &mut out,
+            out,
             "token",
             true,
             if self.token.is_some() {
@@ -138,7 +142,10 @@ impl Project {
             .into(),
             None,
         );
+    }
 
+    /// Each mirror: reachable, and its login accepted (a blob HEAD needs both).
+    async fn check_mirrors(&self, out: &mut Vec<Finding>) {
         // Mirrors: reachable, and the credentials accepted (a blob HEAD needs both).
         let mirrors = self.mirrors().unwrap_or_default();
         if !mirrors.is_empty() {
@@ -154,7 +161,7 @@ impl Project {
                     .await;
                     match checked {
                         Ok(user) => add(
-                            &mut out,
+                            out,
                             "mirror",
                             true,
                             format!(
@@ -173,7 +180,10 @@ impl Project {
                 }
             }
         }
+    }
 
+    /// The lock against the config, free space against its size, the shared store.
+    fn check_project(&self, out: &mut Vec<Finding>) {
         // The project.
         match self.read_lock() {
             Ok(Some(lock)) => {
@@ -181,7 +191,7 @@ impl Project {
                     .map(ToString::to_string)
                     .collect();
                 add(
-                    &mut out,
+                    out,
                     "lock",
                     stale.is_empty(),
                     if stale.is_empty() {
@@ -194,7 +204,7 @@ impl Project {
                 let size: u64 = lock.models.values().map(|m| m.size()).sum();
                 if let Some(free) = crate::fs::free_space(self.store.root()) {
                     add(
-                        &mut out,
+                        out,
                         "space",
                         free >= size,
                         format!(
@@ -207,9 +217,9 @@ impl Project {
                     );
                 }
             }
-            Ok(None) => add(&mut out, "lock", true, "no models.lock yet".into(), None),
+            Ok(None) => add(out, "lock", true, "no models.lock yet".into(), None),
             Err(e) => add(
-                &mut out,
+                out,
                 "lock",
                 false,
                 e.to_string(),
@@ -221,7 +231,7 @@ impl Project {
         if let Some(shared) = &self.caches.shared {
             let usage = shared.usage();
             add(
-                &mut out,
+                out,
                 "store",
                 true,
                 format!(
@@ -233,6 +243,15 @@ impl Project {
                 None,
             );
         }
-        out
     }
+}
+
+/// Records one finding.
+fn add(out: &mut Vec<Finding>, check: &'static str, ok: bool, detail: String, hint: Option<&str>) {
+    out.push(Finding {
+        check,
+        ok,
+        detail,
+        hint: hint.map(str::to_string),
+    })
 }

@@ -18,6 +18,7 @@ use crate::lock::Lockfile;
 use crate::plan::Origin;
 use crate::reporter::Reporter;
 use crate::resolve::Resolver;
+use crate::source::Source;
 use crate::store::{Caches, HfCache, SharedStore, Store, TorchHub};
 
 mod acquire;
@@ -131,7 +132,7 @@ impl Project {
     fn fetcher(&self) -> Result<Fetcher> {
         let roots = crate::http::extra_roots()?;
         let unverified_urls = !self.settings.verify_ssl
-            && (self.config.specs.iter()).any(|s| matches!(s.id, crate::model_id::ModelId::Url { .. }));
+            && (self.config.specs.iter()).any(|s| s.id.source().is_some_and(Source::id_is_the_file_url));
         if unverified_urls && !self.warned_unverified.swap(true, std::sync::atomic::Ordering::Relaxed) {
             self.reporter.report(crate::reporter::Event::Warning {
                 message: "`sources.url.verify_ssl: false`: certificates of `url:` models are not checked (anyone on the network path can change those files before they are hashed); the Hub and every token-bearing request stay verified",

@@ -80,66 +80,8 @@ impl Project {
             )
         })?;
 
-        // Only what the lock says, as it is on disk.
-        let _guard = self.store.lock()?;
-        let mut state = self.store.load_state();
-        let survey = self.store.survey(&lock, &mut state, false, &*self.reporter)?;
-        self.store.save_state(&state)?;
-        let plan = Plan::new(&lock, &survey, &BTreeSet::new());
-        if let Some((first, _)) = plan.fetch.first() {
-            return Err(Error::usage(
-                format!(
-                    "{} file(s) of the lock are not in the models directory as locked (`{}/{}` first)",
-                    plan.fetch.len(),
-                    first.model,
-                    first.file.path
-                ),
-                Some("run `mdl sync` first: a push publishes what the lock says, read from disk".to_string()),
-            ));
-        }
-
-        // Each file's sha256: from the lock where upstream published it, else read.
-        let mut layers: BTreeMap<String, Vec<Layer>> = BTreeMap::new();
-        let mut blobs: BTreeMap<String, Blob> = BTreeMap::new();
-        let mut to_hash = Vec::new();
-        for model in lock.models.values() {
-            for file in &model.files {
-                let path = self.store.locate(model, file);
-                to_hash.push((model.name.clone(), file.clone(), path, file.sha256.clone()));
-            }
-        }
-        let hashed = futures_util::stream::iter(to_hash.into_iter().map(|(name, file, path, sha256)| async move {
-            let sha256 = match sha256 {
-                Some(known) => Ok(known),
-                None => {
-                    let p = path.clone();
-                    tokio::task::spawn_blocking(move || crate::hash::sha256_file(&p))
-                        .await
-                        .expect("hashing does not panic")
-                }
-            };
-            (name, file, path, sha256)
-        }))
-        .buffered(2)
-        .collect::<Vec<_>>()
-        .await;
-        for (name, file, path, sha256) in hashed {
-            let sha256 = sha256.map_err(crate::store::StoreError::io(&path))?;
-            let digest = format!("sha256:{sha256}");
-            layers.entry(name.clone()).or_default().push(Layer {
-                path: file.path.clone(),
-                digest: digest.clone(),
-                size: file.size,
-                blake3: Some(file.blake3.clone()),
-            });
-            blobs.entry(digest.clone()).or_insert(Blob {
-                digest,
-                size: file.size,
-                path,
-                label: format!("{name}/{}", file.path),
-            });
-        }
-
+        self.check_on_disk(&lock)?;
+        let (layers, blobs) = self.layers(&lock).await?;
         // Blobs, a few at a time.
         let fetcher = self.fetcher()?;
         let registry = fetcher.registries().get(&target.registry).await?;
@@ -160,51 +102,9 @@ impl Project {
             target: target.to_string(),
             ..PushOutcome::default()
         };
-        let sends = blobs
-            .values()
-            .map(|blob| self.send_blob(&registry, &target, &mount_from, blob));
-        let results: Vec<(u64, Result<Sent>)> = futures_util::stream::iter(sends)
-            .buffer_unordered(PARALLEL_BLOBS)
-            .collect()
-            .await;
-        let mut errors = Vec::new();
-        for (size, result) in results {
-            match result {
-                Ok(Sent::Present) => {
-                    outcome.present_files += 1;
-                    outcome.present_bytes += size;
-                }
-                Ok(Sent::Mounted) => outcome.mounted_files += 1,
-                Ok(Sent::Uploaded) => {
-                    outcome.uploaded_files += 1;
-                    outcome.uploaded_bytes += size;
-                }
-                Err(e) => errors.push(e),
-            }
-        }
-        if !errors.is_empty() {
-            return Err(Error::many(
-                "some files could not be pushed; run `mdl push` again to send only what is missing",
-                errors,
-            ));
-        }
-
-        // One manifest per model, then the index that names them all.
-        let mut index = Vec::new();
-        for (name, model_layers) in &layers {
-            let model = &lock.models[name];
-            let tag = model_tag(model.files.iter().map(|f| (f.path.as_str(), f.size, f.blake3.as_str())));
-            let entry = serde_json::to_value(model).expect("a lock entry serialises");
-            let manifest = artifact::model_manifest(name, &entry, model_layers);
-            let size = manifest.len() as u64;
-            let digest = registry
-                .push_manifest(&target.at_tag(&tag), manifest, artifact::OCI_MANIFEST)
-                .await?;
-            index.push((name.clone(), digest.clone(), size));
-            outcome.models.push((name.clone(), tag, digest));
-        }
-        outcome.index_digest = registry
-            .push_manifest(&target, artifact::lock_index(&index), artifact::OCI_INDEX)
+        self.send_blobs(&registry, &target, &mount_from, &blobs, &mut outcome)
+            .await?;
+        self.push_manifests(&registry, &target, &lock, &layers, &mut outcome)
             .await?;
         outcome.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(outcome)
@@ -254,5 +154,147 @@ impl Project {
         }
         .await;
         (blob.size, result)
+    }
+}
+
+impl Project {
+    /// Only what the lock says, as it is on disk: a file missing or changed
+    /// is refused before anything is sent.
+    fn check_on_disk(&self, lock: &crate::lock::Lockfile) -> Result<()> {
+        let _guard = self.store.lock()?;
+        let mut state = self.store.load_state();
+        let survey = self.store.survey(lock, &mut state, false, &*self.reporter)?;
+        self.store.save_state(&state)?;
+        let plan = Plan::new(lock, &survey, &BTreeSet::new());
+        if let Some((first, _)) = plan.fetch.first() {
+            return Err(Error::usage(
+                format!(
+                    "{} file(s) of the lock are not in the models directory as locked (`{}/{}` first)",
+                    plan.fetch.len(),
+                    first.model,
+                    first.file.path
+                ),
+                Some("run `mdl sync` first: a push publishes what the lock says, read from disk".to_string()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Each model's layers and the distinct blobs behind them, each file's
+    /// sha256 from the lock where upstream published it, else read.
+    async fn layers(
+        &self,
+        lock: &crate::lock::Lockfile,
+    ) -> Result<(BTreeMap<String, Vec<Layer>>, BTreeMap<String, Blob>)> {
+        let mut layers: BTreeMap<String, Vec<Layer>> = BTreeMap::new();
+        let mut blobs: BTreeMap<String, Blob> = BTreeMap::new();
+        let mut to_hash = Vec::new();
+        for model in lock.models.values() {
+            for file in &model.files {
+                let path = self.store.locate(model, file);
+                to_hash.push((model.name.clone(), file.clone(), path, file.sha256.clone()));
+            }
+        }
+        let hashed = futures_util::stream::iter(to_hash.into_iter().map(|(name, file, path, sha256)| async move {
+            let sha256 = match sha256 {
+                Some(known) => Ok(known),
+                None => {
+                    let p = path.clone();
+                    tokio::task::spawn_blocking(move || crate::hash::sha256_file(&p))
+                        .await
+                        .expect("hashing does not panic")
+                }
+            };
+            (name, file, path, sha256)
+        }))
+        .buffered(2)
+        .collect::<Vec<_>>()
+        .await;
+        for (name, file, path, sha256) in hashed {
+            let sha256 = sha256.map_err(crate::store::StoreError::io(&path))?;
+            let digest = format!("sha256:{sha256}");
+            layers.entry(name.clone()).or_default().push(Layer {
+                path: file.path.clone(),
+                digest: digest.clone(),
+                size: file.size,
+                blake3: Some(file.blake3.clone()),
+            });
+            blobs.entry(digest.clone()).or_insert(Blob {
+                digest,
+                size: file.size,
+                path,
+                label: format!("{name}/{}", file.path),
+            });
+        }
+        Ok((layers, blobs))
+    }
+
+    /// The blobs, a few at a time: each already there, mounted from a
+    /// mirror's repository, or uploaded.
+    async fn send_blobs(
+        &self,
+        registry: &crate::oci::Registry,
+        target: &OciRef,
+        mount_from: &[OciRef],
+        blobs: &BTreeMap<String, Blob>,
+        outcome: &mut PushOutcome,
+    ) -> Result<()> {
+        let sends = blobs
+            .values()
+            .map(|blob| self.send_blob(registry, target, mount_from, blob));
+        let results: Vec<(u64, Result<Sent>)> = futures_util::stream::iter(sends)
+            .buffer_unordered(PARALLEL_BLOBS)
+            .collect()
+            .await;
+        let mut errors = Vec::new();
+        for (size, result) in results {
+            match result {
+                Ok(Sent::Present) => {
+                    outcome.present_files += 1;
+                    outcome.present_bytes += size;
+                }
+                Ok(Sent::Mounted) => outcome.mounted_files += 1,
+                Ok(Sent::Uploaded) => {
+                    outcome.uploaded_files += 1;
+                    outcome.uploaded_bytes += size;
+                }
+                Err(e) => errors.push(e),
+            }
+        }
+        if !errors.is_empty() {
+            return Err(Error::many(
+                "some files could not be pushed; run `mdl push` again to send only what is missing",
+                errors,
+            ));
+        }
+        Ok(())
+    }
+
+    /// One manifest per model, then the index that names them all.
+    async fn push_manifests(
+        &self,
+        registry: &crate::oci::Registry,
+        target: &OciRef,
+        lock: &crate::lock::Lockfile,
+        layers: &BTreeMap<String, Vec<Layer>>,
+        outcome: &mut PushOutcome,
+    ) -> Result<()> {
+        let mut index = Vec::new();
+        for (name, model_layers) in layers {
+            let model = &lock.models[name];
+            let tag = model_tag(model.files.iter().map(|f| (f.path.as_str(), f.size, f.blake3.as_str())));
+            let entry = serde_json::to_value(model).expect("a lock entry serialises");
+            let manifest = artifact::model_manifest(name, &entry, model_layers);
+            let size = manifest.len() as u64;
+            let digest = registry
+                .push_manifest(&target.at_tag(&tag), manifest, artifact::OCI_MANIFEST)
+                .await?;
+            index.push((name.clone(), digest.clone(), size));
+            outcome.models.push((name.clone(), tag, digest));
+        }
+        outcome.index_digest = registry
+            .push_manifest(target, artifact::lock_index(&index), artifact::OCI_INDEX)
+            .await?;
+        Ok(())
     }
 }

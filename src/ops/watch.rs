@@ -167,17 +167,13 @@ pub async fn watch(
     let mut watcher = notify::recommended_watcher(move |event| {
         let _ = tx.send(event);
     })
-    .map_err(|e| {
-        Error::internal(
-            format!("cannot watch `{}`: {e}", dir.display()),
-            Some("raise `fs.inotify.max_user_watches`, or run `mdl sync` instead".to_string()),
-        )
+    .map_err(|source| Error::Watch {
+        path: dir.clone(),
+        source,
     })?;
-    watcher.watch(&dir, notify::RecursiveMode::NonRecursive).map_err(|e| {
-        Error::internal(
-            format!("cannot watch `{}`: {e}", dir.display()),
-            Some("raise `fs.inotify.max_user_watches`, or run `mdl sync` instead".to_string()),
-        )
+    (watcher.watch(&dir, notify::RecursiveMode::NonRecursive)).map_err(|source| Error::Watch {
+        path: dir.clone(),
+        source,
     })?;
     on_event(&WatchEvent::Watching {
         config: config_path.clone(),

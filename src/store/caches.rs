@@ -177,10 +177,10 @@ impl Caches {
             return Ok(());
         };
         for model in lock.models.values() {
-            let is_hub_repo = model.source == crate::source::Source::PytorchHub;
-            if !(model.source == crate::source::Source::Torchvision || is_hub_repo) {
+            if !model.source.feeds_torch_hub() {
                 continue;
             }
+            let is_hub_repo = model.source == crate::source::Source::PytorchHub;
             // A PyTorch Hub model's id is `owner/repo/entry`.
             let hub_repo = match crate::model_id::ModelId::parse(&format!("pytorch_hub:{}", model.id)) {
                 Ok(crate::model_id::ModelId::PytorchHub {

@@ -53,11 +53,10 @@ pub fn run(context: &Context, args: CacheArgs) -> Result<(), Error> {
         }
         CacheCommand::Prune { older_than } => {
             let age = older_than.map(|days| std::time::Duration::from_secs(days * 86_400));
-            let pruned = store.prune(age).map_err(|e| {
-                Error::internal(
-                    format!("could not prune `{}`: {e}", store.root().display()),
-                    None::<String>,
-                )
+            let pruned = store.prune(age).map_err(|source| Error::Io {
+                action: "prune",
+                path: store.root().to_path_buf(),
+                source,
             })?;
             p.status(
                 "Pruned",

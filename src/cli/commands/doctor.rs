@@ -44,9 +44,6 @@ pub fn run(context: &Context, args: DoctorArgs) -> Result<(), Error> {
     if ok {
         Ok(())
     } else {
-        Err(Error::internal(
-            "`mdl doctor` found problems (above)",
-            Some("fix them as their hints say, then run `mdl doctor` again".to_string()),
-        ))
+        Err(Error::Doctor)
     }
 }

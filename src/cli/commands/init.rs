@@ -37,8 +37,11 @@ pub fn run(context: &Context, _args: InitArgs) -> Result<(), Error> {
     }
     // The starter must be a config mdl accepts.
     mdl::config::Config::parse(&path, STARTER, &[])?;
-    mdl::fs::write_atomic(&path, STARTER.as_bytes())
-        .map_err(|e| Error::internal(format!("could not write `{}`: {e}", path.display()), None::<String>))?;
+    mdl::fs::write_atomic(&path, STARTER.as_bytes()).map_err(|source| Error::Io {
+        action: "write",
+        path: path.to_path_buf(),
+        source,
+    })?;
     context.printer.status(
         "Created",
         &format!("`{}`; add models with `mdl add ID`", path.display()),
