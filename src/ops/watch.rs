@@ -156,121 +156,195 @@ pub async fn watch(
     mut on_event: impl FnMut(&WatchEvent),
     shutdown: impl std::future::Future<Output = ()>,
 ) -> Result<()> {
-    use notify::Watcher;
     let config_path = std::path::absolute(config_path).unwrap_or_else(|_| config_path.to_path_buf());
-    let dir = config_path
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("."));
-    let lock_path = dir.join("models.lock");
-    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<notify::Result<notify::Event>>();
-    let mut watcher = notify::recommended_watcher(move |event| {
-        let _ = tx.send(event);
-    })
-    .map_err(|source| Error::Watch {
-        path: dir.clone(),
-        source,
-    })?;
-    (watcher.watch(&dir, notify::RecursiveMode::NonRecursive)).map_err(|source| Error::Watch {
-        path: dir.clone(),
-        source,
-    })?;
+    let (_watcher, mut rx) = start_watching(&config_path)?;
     on_event(&WatchEvent::Watching {
         config: config_path.clone(),
     });
-
-    let relevant =
-        |path: &Path| path.file_name() == config_path.file_name() || path.file_name() == lock_path.file_name();
-    // What the last completed (or started) run saw, to ignore no-change events.
-    let mut seen: Option<Snapshot> = None;
-    let mut last_invalid: Option<String> = None;
-    let mut due: Option<Instant> = Some(Instant::now());
-    let mut running: Option<tokio::task::JoinHandle<Result<RunSummary>>> = None;
-    // A lock-only change seen during a run: looked at again when the run ends.
-    let mut recheck = false;
+    let mut st = State::new(config_path, options);
     tokio::pin!(shutdown);
     loop {
-        let wait_until = due.map(tokio::time::Instant::from_std);
+        let wait_until = st.due.map(tokio::time::Instant::from_std);
         tokio::select! {
             // Polled in this order: a file event already delivered always
             // postpones a run that is due, so a run never starts between an
             // editor's truncate and its write.
             biased;
             _ = &mut shutdown => {
-                if let Some(task) = running.take() {
-                    task.abort();
-                    let _ = task.await;
-                }
+                st.cancel_run().await;
                 on_event(&WatchEvent::Stopped);
                 return Ok(());
             }
-            event = rx.recv() => {
-                let Some(event) = event else { return Ok(()) };
-                if let Ok(event) = event {
-                    if event.paths.iter().any(|p| relevant(p)) && !matches!(event.kind, notify::EventKind::Access(_)) {
-                        due = Some(Instant::now() + options.debounce);
-                    }
-                }
-            }
-            result = async { running.as_mut().expect("checked").await }, if running.is_some() => {
-                running = None;
-                // The run rewrote the lock; remember what it wrote so that its own
-                // write is not a change, while a user's later edit still is.
-                if let Some(s) = &mut seen {
-                    s.1 = match &result {
-                        Ok(Ok(summary)) => summary.lock_after.clone(),
-                        _ => read_bytes(&lock_path),
-                    };
-                }
-                if std::mem::take(&mut recheck) {
-                    due = Some(Instant::now());
-                }
-                match result {
-                    Ok(Ok(summary)) => on_event(&WatchEvent::Synced(summary)),
-                    Ok(Err(e)) => on_event(&WatchEvent::Failed { message: error_text(&e) }),
-                    Err(join) if join.is_cancelled() => {}
-                    Err(join) => on_event(&WatchEvent::Failed { message: format!("the sync task failed: {join}") }),
-                }
+            event = rx.recv() => match event {
+                Some(event) => st.file_event(event),
+                None => return Ok(()),
+            },
+            result = async { st.running.as_mut().expect("checked").await }, if st.running.is_some() => {
+                st.run_ended(result, &mut on_event);
             }
             _ = async { tokio::time::sleep_until(wait_until.expect("checked")).await }, if wait_until.is_some() => {
-                due = None;
-                let now = (read_bytes(&config_path), read_bytes(&lock_path));
-                // A file still being written reads differently a moment later:
-                // wait for the next quiet period instead of acting on half a file.
-                tokio::time::sleep(Duration::from_millis(25)).await;
-                if read_bytes(&config_path) != now.0 {
-                    due = Some(Instant::now() + options.debounce);
-                    continue;
-                }
-                if seen.as_ref() == Some(&now) {
-                    continue; // touched, or our own lock write: nothing changed
-                }
-                if running.is_some() && seen.as_ref().map(|s| &s.0) == Some(&now.0) {
-                    // Only the lock moved, most likely the running sync's own write.
-                    recheck = true;
-                    continue;
-                }
-                let config = match Config::parse(&config_path, &String::from_utf8_lossy(now.0.as_deref().unwrap_or_default()), &[]) {
-                    Ok(config) => config,
-                    Err(e) => {
-                        let message = error_text(&Error::from(e));
-                        if last_invalid.as_ref() != Some(&message) {
-                            on_event(&WatchEvent::InvalidConfig { message: message.clone() });
-                            last_invalid = Some(message);
-                        }
-                        seen = Some(now);
-                        continue;
+                if let Some(config) = st.changed_config(&mut on_event).await {
+                    if st.cancel_run().await {
+                        on_event(&WatchEvent::Cancelled);
                     }
-                };
-                last_invalid = None;
-                if let Some(task) = running.take() {
-                    task.abort();
-                    let _ = task.await;
-                    on_event(&WatchEvent::Cancelled);
+                    st.running = Some(tokio::spawn(run_once(config, reporter.clone(), st.options.clone())));
                 }
-                seen = Some(now);
-                running = Some(tokio::spawn(run_once(config, reporter.clone(), options.clone())));
             }
         }
+    }
+}
+
+/// A watcher on the config's directory (the lock sits beside the config),
+/// its events sent to the returned channel.
+#[allow(clippy::type_complexity)]
+fn start_watching(
+    config_path: &Path,
+) -> Result<(
+    notify::RecommendedWatcher,
+    tokio::sync::mpsc::UnboundedReceiver<notify::Result<notify::Event>>,
+)> {
+    use notify::Watcher;
+    let dir = config_path
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."));
+    let (tx, rx) = tokio::sync::mpsc::unbounded_channel::<notify::Result<notify::Event>>();
+    let watch_error = |source| Error::Watch {
+        path: dir.clone(),
+        source,
+    };
+    let mut watcher = notify::recommended_watcher(move |event| {
+        let _ = tx.send(event);
+    })
+    .map_err(watch_error)?;
+    watcher
+        .watch(&dir, notify::RecursiveMode::NonRecursive)
+        .map_err(watch_error)?;
+    Ok((watcher, rx))
+}
+
+/// What the watch loop knows between events.
+struct State {
+    config_path: PathBuf,
+    lock_path: PathBuf,
+    options: WatchOptions,
+    /// What the last completed (or started) run saw, to ignore no-change events.
+    seen: Option<Snapshot>,
+    last_invalid: Option<String>,
+    /// When to look at the files next (a debounced change, or the first run).
+    due: Option<Instant>,
+    running: Option<tokio::task::JoinHandle<Result<RunSummary>>>,
+    /// A lock-only change seen during a run: looked at again when the run ends.
+    recheck: bool,
+}
+
+impl State {
+    fn new(config_path: PathBuf, options: WatchOptions) -> State {
+        let dir = config_path
+            .parent()
+            .map(Path::to_path_buf)
+            .unwrap_or_else(|| PathBuf::from("."));
+        State {
+            lock_path: dir.join("models.lock"),
+            config_path,
+            options,
+            seen: None,
+            last_invalid: None,
+            due: Some(Instant::now()),
+            running: None,
+            recheck: false,
+        }
+    }
+
+    /// A change to the config or the lock makes a look due after the debounce.
+    fn file_event(&mut self, event: notify::Result<notify::Event>) {
+        let Ok(event) = event else { return };
+        let relevant = |path: &PathBuf| {
+            path.file_name() == self.config_path.file_name() || path.file_name() == self.lock_path.file_name()
+        };
+        if event.paths.iter().any(relevant) && !matches!(event.kind, notify::EventKind::Access(_)) {
+            self.due = Some(Instant::now() + self.options.debounce);
+        }
+    }
+
+    /// A run ended: remember the lock it wrote (its own write is not a
+    /// change, a user's later edit still is) and report it.
+    fn run_ended(
+        &mut self,
+        result: std::result::Result<Result<RunSummary>, tokio::task::JoinError>,
+        on_event: &mut impl FnMut(&WatchEvent),
+    ) {
+        self.running = None;
+        if let Some(s) = &mut self.seen {
+            s.1 = match &result {
+                Ok(Ok(summary)) => summary.lock_after.clone(),
+                _ => read_bytes(&self.lock_path),
+            };
+        }
+        if std::mem::take(&mut self.recheck) {
+            self.due = Some(Instant::now());
+        }
+        match result {
+            Ok(Ok(summary)) => on_event(&WatchEvent::Synced(summary)),
+            Ok(Err(e)) => on_event(&WatchEvent::Failed {
+                message: error_text(&e),
+            }),
+            Err(join) if join.is_cancelled() => {}
+            Err(join) => on_event(&WatchEvent::Failed {
+                message: format!("the sync task failed: {join}"),
+            }),
+        }
+    }
+
+    /// The look that was due: the config to run now, if the files changed
+    /// since the last run saw them and the config is valid (an invalid one is
+    /// said once).
+    async fn changed_config(&mut self, on_event: &mut impl FnMut(&WatchEvent)) -> Option<Config> {
+        self.due = None;
+        let now = (read_bytes(&self.config_path), read_bytes(&self.lock_path));
+        // A file still being written reads differently a moment later: wait
+        // for the next quiet period instead of acting on half a file.
+        tokio::time::sleep(Duration::from_millis(25)).await;
+        if read_bytes(&self.config_path) != now.0 {
+            self.due = Some(Instant::now() + self.options.debounce);
+            return None;
+        }
+        if self.seen.as_ref() == Some(&now) {
+            return None; // touched, or our own lock write: nothing changed
+        }
+        if self.running.is_some() && self.seen.as_ref().map(|s| &s.0) == Some(&now.0) {
+            // Only the lock moved, most likely the running sync's own write.
+            self.recheck = true;
+            return None;
+        }
+        let text = String::from_utf8_lossy(now.0.as_deref().unwrap_or_default()).into_owned();
+        let parsed = Config::parse(&self.config_path, &text, &[]);
+        self.seen = Some(now);
+        match parsed {
+            Ok(config) => {
+                self.last_invalid = None;
+                Some(config)
+            }
+            Err(e) => {
+                let message = error_text(&Error::from(e));
+                if self.last_invalid.as_ref() != Some(&message) {
+                    on_event(&WatchEvent::InvalidConfig {
+                        message: message.clone(),
+                    });
+                    self.last_invalid = Some(message);
+                }
+                None
+            }
+        }
+    }
+
+    /// Stops the run under way, if any; whether there was one.
+    async fn cancel_run(&mut self) -> bool {
+        let Some(task) = self.running.take() else {
+            return false;
+        };
+        task.abort();
+        let _ = task.await;
+        true
     }
 }
