@@ -944,3 +944,62 @@ fn the_fleet_example_syncs_against_a_registry_and_the_hub() {
     assert_eq!(ctx.read("models/oci_support-bert/model.safetensors"), SAFETENSORS);
     assert!(ctx.read_str("models.lock").contains("source = \"oci\""));
 }
+
+/// A registry's manifest is input too (issue 19): pushed with plain
+/// distribution-API calls, layers whose file names escape, collide or hide
+/// are refused before anything is written, with the registry's password and
+/// a secret beside the project untouched.
+#[test]
+fn hostile_registry_manifests_are_refused_and_nothing_is_written_outside() {
+    let registry = Registry::start();
+    let weights = curl_push_blob(&registry, "evil/model", SAFETENSORS);
+    let config = curl_push_blob(&registry, "evil/model", b"{}");
+    let cases = [
+        ("../../../sentinel/evil.safetensors", "would escape the model directory"),
+        ("/etc/evil.safetensors", "would escape the model directory"),
+        ("a/../../b.safetensors", "would escape the model directory"),
+        ("evil\u{1b}[2J.safetensors", "would escape the model directory"),
+    ];
+    let mut ctx = TestContext::new();
+    logged_in(&mut ctx, &registry);
+    for (i, (title, needle)) in cases.iter().enumerate() {
+        let manifest = serde_json::json!({
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2 },
+            "layers": [{
+                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "digest": weights,
+                "size": SAFETENSORS.len(),
+                "annotations": { "org.opencontainers.image.title": title },
+            }],
+        });
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), manifest.to_string()).unwrap();
+        curl(
+            &registry,
+            &[
+                "-X",
+                "PUT",
+                "-H",
+                "Content-Type: application/vnd.oci.image.manifest.v1+json",
+                "--data-binary",
+                &format!("@{}", file.path().display()),
+                &format!("http://{}/v2/evil/model/manifests/t{i}", registry.host),
+            ],
+        );
+        ctx.write_config(&format!(
+            "models:\n  require:\n    - id: oci:{}/evil/model:t{i}\n      name: evil\n",
+            registry.host
+        ));
+        let run = ctx.mdl(&["sync", "--no-verify"]);
+        assert_eq!(run.output.status.code(), Some(1), "{title:?}: {}", run.stderr());
+        assert!(run.stderr().contains(needle), "{title:?}: {}", run.stderr());
+        assert!(!run.stderr().contains(PASSWORD), "the password was printed");
+        assert!(!ctx.path().join("models.lock").exists(), "nothing was locked");
+    }
+    // Where the first name would have landed: beside the project.
+    let target = ctx.path().parent().unwrap().join("sentinel/evil.safetensors");
+    assert!(!target.exists(), "written outside the project: {}", target.display());
+    assert!(!Path::new("/etc/evil.safetensors").exists());
+}
