@@ -9,7 +9,7 @@
 
 use std::path::Path;
 
-use super::{detect, torch_file, Detected, Format};
+use super::{detect, Detected};
 
 /// Which requests each helper process loads, one after another.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -72,49 +72,7 @@ pub fn largest_tensor(path: &Path) -> std::io::Result<Option<(String, u64)>> {
     let Detected::Weights(format) = detect(path)? else {
         return Ok(None);
     };
-    let size = std::fs::metadata(path)?.len();
-    let whole = || Ok(Some(("(the whole file)".to_string(), size)));
-    match format {
-        Format::Safetensors => {
-            let file = std::fs::File::open(path)?;
-            // SAFETY: read-only map of mdl's own synced copy; only the header is read.
-            let map = unsafe { memmap2::Mmap::map(&file)? };
-            let Ok((_, metadata)) = safetensors::SafeTensors::read_metadata(&map) else {
-                return whole();
-            };
-            Ok(metadata
-                .tensors()
-                .into_iter()
-                .map(|(name, info)| (name, (info.data_offsets.1 - info.data_offsets.0) as u64))
-                .max_by_key(|(_, bytes)| *bytes)
-                .or(Some(("(no tensor)".to_string(), 0))))
-        }
-        Format::TorchZip | Format::TorchLegacy => {
-            let read = if format == Format::TorchZip {
-                torch_file::read_zip(path)
-            } else {
-                torch_file::read_legacy(path)
-            };
-            let Ok(file) = read else {
-                return whole(); // the load reports what is wrong with it
-            };
-            Ok(file
-                .storages
-                .iter()
-                .map(|(key, storage)| {
-                    let name = file
-                        .tensors
-                        .iter()
-                        .find(|t| &t.storage == key)
-                        .map(|t| t.name.clone())
-                        .unwrap_or_else(|| format!("storage {key}"));
-                    (name, storage.len() as u64)
-                })
-                .max_by_key(|(_, bytes)| *bytes)
-                .or(Some(("(no tensor)".to_string(), 0))))
-        }
-        Format::TorchScript => whole(),
-    }
+    super::formats::largest(format, path).map(Some)
 }
 
 #[cfg(test)]

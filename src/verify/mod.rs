@@ -9,6 +9,7 @@
 //! offsets valid), and reports say that loading was not possible in this build.
 
 mod budget;
+pub mod formats;
 pub mod libtorch_dir;
 mod models;
 pub mod pickle;
@@ -59,17 +60,8 @@ pub fn detect(path: &Path) -> std::io::Result<Detected> {
     let mut head = Vec::with_capacity(64);
     std::fs::File::open(path)?.take(64).read_to_end(&mut head)?;
     let len = std::fs::metadata(path)?.len();
-    if head.starts_with(b"PK\x03\x04") {
-        return Ok(Detected::Weights(zip_kind(path)));
-    }
-    if torch_file::is_legacy(&head) {
-        return Ok(Detected::Weights(Format::TorchLegacy));
-    }
-    if head.len() >= 9 {
-        let header_len = u64::from_le_bytes(head[..8].try_into().unwrap());
-        if head[8] == b'{' && header_len > 1 && header_len < len {
-            return Ok(Detected::Weights(Format::Safetensors));
-        }
+    if let Some(format) = formats::detect(&head, len, path) {
+        return Ok(Detected::Weights(format));
     }
     if strict {
         let what = if head.is_empty() {
@@ -87,24 +79,6 @@ pub fn detect(path: &Path) -> std::io::Result<Detected> {
         });
     }
     Ok(Detected::Other)
-}
-
-/// TorchScript archives carry `code/` and `constants.pkl`; `torch.save` zips do not.
-fn zip_kind(path: &Path) -> Format {
-    let Ok(file) = std::fs::File::open(path) else {
-        return Format::TorchZip;
-    };
-    let Ok(zip) = zip::ZipArchive::new(file) else {
-        return Format::TorchZip;
-    };
-    let script = zip
-        .file_names()
-        .any(|n| n.ends_with("/constants.pkl") || n.contains("/code/"));
-    if script {
-        Format::TorchScript
-    } else {
-        Format::TorchZip
-    }
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -599,60 +573,16 @@ pub fn check_file(path: &Path, device: Device) -> Result<Option<FileReport>, Ver
     verify_with(path, |format| check_structure(path, format, device))
 }
 
-/// Structure-only checks, used when libtorch is not available.
+/// Structure-only checks, used when libtorch is not available: the
+/// format's own (`formats::structure`).
 pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<FileReport, String> {
-    let mut dtypes = std::collections::BTreeSet::new();
-    let (tensors, parameters, bytes) = match format {
-        Format::TorchZip | Format::TorchLegacy => {
-            let file = if format == Format::TorchZip {
-                torch_file::read_zip(path)
-            } else {
-                torch_file::read_legacy(path)
-            };
-            let file = file.map_err(|e| e.to_string())?;
-            for t in &file.tensors {
-                dtypes.insert(t.dtype.name().to_string());
-            }
-            // Saturating: a crafted file's views may all claim one huge storage.
-            let params: i64 = (file.tensors.iter()).fold(0i64, |n, t| n.saturating_add(t.numel()));
-            let bytes: i64 = (file.tensors.iter()).fold(0i64, |n, t| {
-                n.saturating_add(t.numel().saturating_mul(t.dtype.size() as i64))
-            });
-            (file.tensors.len() as u64, params as u64, bytes as u64)
-        }
-        Format::Safetensors => {
-            let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-            // SAFETY: mdl's own synced copy, read-only, not modified while checked.
-            let data = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
-            let st = safetensors::SafeTensors::deserialize(&data).map_err(|e| format!("invalid safetensors: {e}"))?;
-            let mut params = 0u64;
-            let mut bytes = 0u64;
-            for (_, view) in st.tensors() {
-                dtypes.insert(format!("{:?}", view.dtype()).to_lowercase());
-                params += view.shape().iter().product::<usize>() as u64;
-                bytes += view.data().len() as u64;
-            }
-            (st.len() as u64, params, bytes)
-        }
-        Format::TorchScript => {
-            // Reading every entry checks each one's CRC.
-            let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
-            let mut zip = zip::ZipArchive::new(file).map_err(|e| format!("the zip archive is unreadable ({e})"))?;
-            let mut bytes = 0u64;
-            for i in 0..zip.len() {
-                let mut entry = zip.by_index(i).map_err(|e| e.to_string())?;
-                bytes += std::io::copy(&mut entry, &mut std::io::sink())
-                    .map_err(|e| format!("entry {i} is corrupt ({e})"))?;
-            }
-            (0, 0, bytes)
-        }
-    };
+    let found = formats::structure(format, path)?;
     Ok(FileReport {
         format,
-        tensors,
-        parameters,
-        bytes,
-        dtypes: dtypes.into_iter().collect(),
+        tensors: found.tensors,
+        parameters: found.parameters,
+        bytes: found.bytes,
+        dtypes: found.dtypes.into_iter().collect(),
         loaded: false,
         device: device.to_string(),
         forward_output: None,

@@ -1,0 +1,63 @@
+//! `torch.save` files: the zip format (`archive/data.pkl` and raw storages)
+//! and the legacy pre-1.6 format (pickles, then the storages). Both are read
+//! by `verify/torch_file.rs`, which checks every storage and view against
+//! the file before anything is allocated.
+
+use std::path::Path;
+
+use super::Structure;
+use crate::verify::torch_file;
+
+/// A zip archive that is not TorchScript.
+pub fn detect_zip(head: &[u8], path: &Path) -> bool {
+    head.starts_with(b"PK\x03\x04") && !super::torchscript::detect(head, path)
+}
+
+/// A pickled magic number first.
+pub fn detect_legacy(head: &[u8]) -> bool {
+    torch_file::is_legacy(head)
+}
+
+fn read(path: &Path, legacy: bool) -> Result<torch_file::TorchFile, torch_file::TorchFileError> {
+    if legacy {
+        torch_file::read_legacy(path)
+    } else {
+        torch_file::read_zip(path)
+    }
+}
+
+pub fn structure(path: &Path, legacy: bool) -> Result<Structure, String> {
+    let file = read(path, legacy).map_err(|e| e.to_string())?;
+    let mut found = Structure {
+        tensors: file.tensors.len() as u64,
+        ..Structure::default()
+    };
+    for t in &file.tensors {
+        found.dtypes.insert(t.dtype.name().to_string());
+    }
+    // Saturating: a crafted file's views may all claim one huge storage.
+    let params: i64 = (file.tensors.iter()).fold(0i64, |n, t| n.saturating_add(t.numel()));
+    let bytes: i64 = (file.tensors.iter()).fold(0i64, |n, t| {
+        n.saturating_add(t.numel().saturating_mul(t.dtype.size() as i64))
+    });
+    found.parameters = params as u64;
+    found.bytes = bytes as u64;
+    Ok(found)
+}
+
+/// The largest storage, named by a tensor that views it; `None` when the
+/// file cannot be read.
+pub fn largest(path: &Path, legacy: bool) -> Option<(String, u64)> {
+    let file = read(path, legacy).ok()?;
+    file.storages
+        .iter()
+        .map(|(key, storage)| {
+            let name = (file.tensors.iter())
+                .find(|t| &t.storage == key)
+                .map(|t| t.name.clone())
+                .unwrap_or_else(|| format!("storage {key}"));
+            (name, storage.len() as u64)
+        })
+        .max_by_key(|(_, bytes)| *bytes)
+        .or(Some(("(no tensor)".to_string(), 0)))
+}
