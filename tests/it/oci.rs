@@ -583,20 +583,7 @@ fn an_oras_style_artifact_is_a_model_too() {
             "annotations": { "org.opencontainers.image.title": "model.safetensors" },
         }],
     });
-    let file = tempfile::NamedTempFile::new().unwrap();
-    std::fs::write(file.path(), manifest.to_string()).unwrap();
-    curl(
-        &registry,
-        &[
-            "-X",
-            "PUT",
-            "-H",
-            "Content-Type: application/vnd.oci.image.manifest.v1+json",
-            "--data-binary",
-            &format!("@{}", file.path().display()),
-            &format!("http://{}/v2/oras/model/manifests/v1", registry.host),
-        ],
-    );
+    curl_put_manifest(&registry, "oras/model", "v1", &manifest);
     let mut ctx = TestContext::new();
     logged_in(&mut ctx, &registry);
     ctx.write_config(&format!(
@@ -974,20 +961,7 @@ fn hostile_registry_manifests_are_refused_and_nothing_is_written_outside() {
                 "annotations": { "org.opencontainers.image.title": title },
             }],
         });
-        let file = tempfile::NamedTempFile::new().unwrap();
-        std::fs::write(file.path(), manifest.to_string()).unwrap();
-        curl(
-            &registry,
-            &[
-                "-X",
-                "PUT",
-                "-H",
-                "Content-Type: application/vnd.oci.image.manifest.v1+json",
-                "--data-binary",
-                &format!("@{}", file.path().display()),
-                &format!("http://{}/v2/evil/model/manifests/t{i}", registry.host),
-            ],
-        );
+        curl_put_manifest(&registry, "evil/model", &format!("t{i}"), &manifest);
         ctx.write_config(&format!(
             "models:\n  require:\n    - id: oci:{}/evil/model:t{i}\n      name: evil\n",
             registry.host
@@ -1002,4 +976,22 @@ fn hostile_registry_manifests_are_refused_and_nothing_is_written_outside() {
     let target = ctx.path().parent().unwrap().join("sentinel/evil.safetensors");
     assert!(!target.exists(), "written outside the project: {}", target.display());
     assert!(!Path::new("/etc/evil.safetensors").exists());
+}
+
+/// PUTs an OCI manifest as any client would (plain distribution-API calls).
+fn curl_put_manifest(registry: &Registry, repo: &str, tag: &str, manifest: &serde_json::Value) {
+    let file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(file.path(), manifest.to_string()).unwrap();
+    curl(
+        registry,
+        &[
+            "-X",
+            "PUT",
+            "-H",
+            "Content-Type: application/vnd.oci.image.manifest.v1+json",
+            "--data-binary",
+            &format!("@{}", file.path().display()),
+            &format!("http://{}/v2/{repo}/manifests/{tag}", registry.host),
+        ],
+    );
 }
