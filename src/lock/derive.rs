@@ -73,9 +73,11 @@ pub fn file_url(model: &LockedModel, file: &LockedFile, cx: UrlContext<'_>) -> R
 }
 
 /// Why the lock's recorded `url` of `file` is not where config.yaml's source
-/// serves it (`None`: it is). A Hub file's URL may name the endpoint it was
-/// locked against — the real Hub, or the current `HF_ENDPOINT` — but no
-/// other origin; a registry blob's may use either scheme.
+/// serves it (`None`: it is). A Hub file's URL may name whichever endpoint
+/// it was locked against (the real Hub, a mirror, a proxy with a path
+/// prefix: it is never fetched from, the current endpoint is), but its path
+/// must be this repo's, commit's and file's; a registry blob's may use
+/// either scheme.
 pub fn stale_url(model: &LockedModel, file: &LockedFile, cx: UrlContext<'_>) -> Option<String> {
     let derived = match file_url(model, file, cx) {
         Ok(url) => url,
@@ -84,9 +86,12 @@ pub fn stale_url(model: &LockedModel, file: &LockedFile, cx: UrlContext<'_>) -> 
     let accepted = match model.source {
         Source::Huggingface => {
             let commit = model.commit.as_deref().unwrap_or_default();
-            [cx.hub_endpoint, crate::env::DEFAULT_HF_ENDPOINT]
-                .iter()
-                .any(|endpoint| file.url == crate::resolve::hub_file_url(endpoint, &model.id, commit, &file.path))
+            let path = crate::resolve::hub_file_url("", &model.id, commit, &file.path);
+            let endpoint = file.url.strip_suffix(&path).unwrap_or_default();
+            file.url.ends_with(&path)
+                && reqwest::Url::parse(endpoint).is_ok_and(|u| {
+                    matches!(u.scheme(), "http" | "https") && u.username().is_empty() && u.password().is_none()
+                })
         }
         Source::Oci => {
             file.url == derived

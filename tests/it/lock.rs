@@ -279,3 +279,28 @@ fn every_config_in_the_bad_corpus_is_refused_with_its_position() {
         assert_same(&before, &ctx.snapshot(), &name);
     }
 }
+
+/// A lock made against one endpoint syncs `--locked` from another (a mirror
+/// moved, CI behind a different proxy): the URL a lock records for a Hub
+/// file is never fetched from, so only its repo/commit/path must match.
+#[test]
+fn a_lock_made_against_one_endpoint_syncs_locked_from_another() {
+    let mut ctx = TestContext::new();
+    standard_hub(&ctx);
+    ctx.write_config("models:\n  require: [acme/tiny-bert]\n");
+    ctx.mdl(&["lock"]).success();
+    let lock = ctx.read_str("models.lock");
+    // The same server under another origin.
+    let other = ctx.hub.url().replace("127.0.0.1", "localhost");
+    ctx.env.push(("HF_ENDPOINT".into(), other));
+    std::fs::remove_dir_all(ctx.models()).unwrap();
+    ctx.clear_shared_store();
+    ctx.hub.clear_requests();
+    ctx.mdl(&["sync", "--locked", "--no-verify"]).success();
+    assert!(!ctx.body_requests().is_empty(), "the files came from the new endpoint");
+    assert_eq!(
+        ctx.read("models/huggingface_acme--tiny-bert/model.safetensors"),
+        SAFETENSORS
+    );
+    assert_eq!(ctx.read_str("models.lock"), lock, "the lock is unchanged");
+}
