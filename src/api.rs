@@ -14,16 +14,27 @@
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, Requirement};
 use crate::error::{Error, Result};
 use crate::ops::{Project, SyncOptions};
 use crate::registry::{ModelInfo, Registry};
 use crate::reporter::{Reporter, Silent};
 
+/// One wanted model's outcome: the id asked for, and its directory and info
+/// or the error that stopped it.
+pub type Outcome = (String, Result<(PathBuf, ModelInfo)>);
+
 /// A project's models: the seed's `ModelLoader`/downloader.
 pub struct ModelManager {
     project: Project,
     runtime: tokio::runtime::Runtime,
+    /// `config.yaml` as read (empty for the default project), so that models
+    /// and presets wanted through this API are validated as the file's own are.
+    raw: String,
+    presets: Vec<String>,
+    extra: Vec<Requirement>,
+    /// Lay Hub models out in the Hugging Face cache too (`download.hf_cache`).
+    hf_cache: bool,
 }
 
 fn runtime() -> Result<tokio::runtime::Runtime> {
@@ -44,31 +55,78 @@ impl ModelManager {
     /// # Ok::<(), mdl::Error>(())
     /// ```
     pub fn open(config_path: impl AsRef<Path>) -> Result<ModelManager> {
-        let config = Config::load(config_path.as_ref())?;
-        Ok(ModelManager {
-            project: Project::new(config, Arc::new(Silent)),
-            runtime: runtime()?,
-        })
+        let path = config_path.as_ref();
+        let raw = Config::read(path)?;
+        ModelManager::from_text(path, raw)
     }
 
-    /// `config.yaml` in `dir` if there is one, else an empty project there
-    /// (models in `dir/models/`, `models.lock` in `dir`).
+    /// `config.yaml` in `dir` if there is one, else the default project there:
+    /// no models wanted but those asked for, models in `dir/models/`,
+    /// `models.lock` in `dir`.
     pub fn in_dir(dir: impl AsRef<Path>) -> Result<ModelManager> {
         let path = dir.as_ref().join("config.yaml");
         if path.is_file() {
             return ModelManager::open(path);
         }
-        let config = Config::parse(&path, "", &[])?;
+        ModelManager::from_text(&path, String::new())
+    }
+
+    /// The project a program in the current directory means: `$MDL_CONFIG`
+    /// when set (as the CLI reads it), else [`ModelManager::in_dir`]`(".")`.
+    pub fn discover() -> Result<ModelManager> {
+        match std::env::var_os("MDL_CONFIG") {
+            Some(path) if !path.is_empty() => ModelManager::open(PathBuf::from(path)),
+            _ => ModelManager::in_dir("."),
+        }
+    }
+
+    fn from_text(path: &Path, raw: String) -> Result<ModelManager> {
+        let config = Config::parse(path, &raw, &[])?;
         Ok(ModelManager {
             project: Project::new(config, Arc::new(Silent)),
             runtime: runtime()?,
+            raw,
+            presets: Vec::new(),
+            extra: Vec::new(),
+            hf_cache: false,
         })
+    }
+
+    /// The config with `presets` and `extra` wanted too.
+    fn config_wanting(&self, presets: &[String], extra: &[Requirement]) -> Result<Config> {
+        Ok(Config::parse_wanting(
+            &self.project.config.path,
+            &self.raw,
+            presets,
+            extra,
+        )?)
+    }
+
+    /// Makes `config` the project's, keeping the reporter.
+    fn replace_config(&mut self, mut config: Config) {
+        if self.hf_cache {
+            config.models.download.hf_cache = Some(true);
+        }
+        self.project = Project::new(config, self.project.reporter.clone());
+    }
+
+    /// Also lays Hub models out in the Hugging Face cache, as
+    /// `download.hf_cache: true` does, for this manager's syncs: the Python
+    /// `ModelLoader` downloads this way, so transformers finds the model by
+    /// its repo id afterwards too.
+    pub fn fill_hf_cache(&mut self) {
+        self.hf_cache = true;
+        self.replace_config(self.project.config.clone());
     }
 
     /// Reports progress to `reporter` instead of nowhere.
     pub fn with_reporter(mut self, reporter: Arc<dyn Reporter>) -> ModelManager {
-        self.project.reporter = reporter;
+        self.set_reporter(reporter);
         self
+    }
+
+    pub fn set_reporter(&mut self, reporter: Arc<dyn Reporter>) {
+        self.project = Project::new(self.project.config.clone(), reporter);
     }
 
     pub fn project(&self) -> &Project {
@@ -123,19 +181,102 @@ impl ModelManager {
     /// Adds `ids` to the wanted models (in memory; `config.yaml` is not
     /// edited — use `mdl add` for that), then locks, fetches and verifies, like
     /// `mdl sync`. Returns a result per id, in order.
-    pub fn download_models(&mut self, ids: &[&str]) -> Vec<(String, Result<(PathBuf, ModelInfo)>)> {
+    pub fn download_models(&mut self, ids: &[&str]) -> Vec<Outcome> {
+        let wanted: Vec<Requirement> = ids
+            .iter()
+            .map(|id| Requirement {
+                id: id.to_string(),
+                ..Default::default()
+            })
+            .collect();
+        self.download_requirements(&wanted)
+    }
+
+    /// [`ModelManager::download_models`] for requirements as `models.require`
+    /// holds them (a `name`, a `revision`, `include` globs…).
+    pub fn download_requirements(&mut self, wanted: &[Requirement]) -> Vec<Outcome> {
         let mut names = Vec::new();
-        for id in ids {
-            match self.project.config.add_requirement(id) {
-                Ok(name) => names.push((id.to_string(), Ok(name))),
-                Err(e) => names.push((id.to_string(), Err(Error::from(e)))),
-            }
+        for req in wanted {
+            names.push((req.id.clone(), self.want(req)));
         }
+        if names.iter().all(|(_, name)| name.is_err()) {
+            // Nothing valid was asked for: nothing is locked, fetched or created.
+            return self.results(names, Ok(()));
+        }
+        let synced = self.sync();
+        self.results(names, synced)
+    }
+
+    /// Wants the models of a preset (built in, or from config.yaml's
+    /// `presets:`), then syncs; a result per model of the preset.
+    pub fn download_preset(&mut self, preset: &str) -> Result<Vec<Outcome>> {
+        let mut presets = self.presets.clone();
+        if !presets.iter().any(|p| p == preset) {
+            presets.push(preset.to_string());
+        }
+        // An unknown preset is refused here, naming the presets there are.
+        let config = self.config_wanting(&presets, &self.extra)?;
+        let ids: Vec<String> = match config.presets().get(preset) {
+            Some(entries) => entries.iter().map(|r| r.id.clone()).collect(),
+            None => crate::config::BUILTIN_PRESETS
+                .iter()
+                .filter(|(name, _)| *name == preset)
+                .flat_map(|(_, ids)| ids.iter().map(|id| id.to_string()))
+                .collect(),
+        };
+        self.presets = presets;
+        self.replace_config(config);
+        let names = ids
+            .into_iter()
+            .map(|id| {
+                let name = self
+                    .project
+                    .config
+                    .specs
+                    .iter()
+                    .find(|s| s.matches(&id))
+                    .map(|s| s.name.clone())
+                    .ok_or_else(|| Error::Unrecorded {
+                        id: id.clone(),
+                        what: "is not among the wanted models",
+                    });
+                (id, name)
+            })
+            .collect();
+        let synced = self.sync();
+        Ok(self.results(names, synced))
+    }
+
+    /// Wants one more model; its name, or why it cannot be wanted.
+    fn want(&mut self, req: &Requirement) -> Result<String> {
+        let parsed = crate::model_id::ModelId::parse(&req.id).ok();
+        let already = self.project.config.specs.iter().find(|s| {
+            req.name.as_ref().is_none_or(|n| *n == s.name)
+                && (parsed.as_ref() == Some(&s.id) || (req.name.is_none() && s.matches(&req.id)))
+        });
+        if let Some(spec) = already {
+            return Ok(spec.name.clone());
+        }
+        let mut extra = self.extra.clone();
+        extra.push(req.clone());
+        let config = self.config_wanting(&self.presets, &extra)?;
+        let name = config.specs.last().map(|s| s.name.clone()).unwrap_or_default();
+        self.extra = extra;
+        self.replace_config(config);
+        Ok(name)
+    }
+
+    fn sync(&mut self) -> Result<()> {
         let options = SyncOptions {
             verify: true,
             ..SyncOptions::default()
         };
-        let synced = self.runtime.block_on(self.project.sync(&options));
+        self.runtime.block_on(self.project.sync(&options)).map(drop)
+    }
+
+    /// Each wanted model's outcome: its directory and info, or the error that
+    /// stopped it.
+    fn results(&self, names: Vec<(String, Result<String>)>, synced: Result<()>) -> Vec<Outcome> {
         // One sync serves every id: each failed result carries the original
         // error (its hint and exit code intact), shared.
         let failure = synced.err().map(Arc::new);
@@ -167,6 +308,23 @@ impl ModelManager {
     /// Makes sure one model is on disk and verified; returns its directory and info.
     pub fn ensure_model_available(&mut self, id: &str) -> Result<(PathBuf, ModelInfo)> {
         self.download_models(&[id]).pop().expect("one result per id").1
+    }
+
+    /// [`ModelManager::ensure_model_available`] under a name of the caller's
+    /// choosing (the model's directory is `<source>_<name>`).
+    pub fn auto_download_model(&mut self, id: &str, name: Option<&str>) -> Result<(PathBuf, ModelInfo)> {
+        let req = Requirement {
+            id: id.to_string(),
+            name: name.map(str::to_string),
+            ..Default::default()
+        };
+        self.download_requirements(&[req]).pop().expect("one result per id").1
+    }
+
+    /// The effective configuration, defaults filled in (`mdl config`), as JSON.
+    pub fn effective_config(&self) -> serde_json::Value {
+        let yaml = self.project.config.effective_yaml();
+        serde_yaml_ng::from_str(&yaml).unwrap_or(serde_json::Value::Null)
     }
 }
 

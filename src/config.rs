@@ -652,26 +652,12 @@ pub struct Config {
 impl Config {
     /// Reads and validates `path`.
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let raw = match fs_err::read_to_string(path) {
-            Ok(raw) => raw,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                return Err(ConfigError::NotFound {
-                    path: path.to_path_buf(),
-                })
-            }
-            Err(e) => {
-                return Err(ConfigError::Read {
-                    path: path.to_path_buf(),
-                    source: e,
-                })
-            }
-        };
-        Config::parse(path, &raw, &[])
+        Config::parse(path, &Config::read(path)?, &[])
     }
 
-    /// Like [`Config::load`], also wanting the named presets (`--preset`).
-    pub fn load_with_presets(path: &Path, extra_presets: &[String]) -> Result<Config, ConfigError> {
-        let raw = fs_err::read_to_string(path).map_err(|e| match e.kind() {
+    /// The text of `path`, or the error that says it is missing or unreadable.
+    pub fn read(path: &Path) -> Result<String, ConfigError> {
+        fs_err::read_to_string(path).map_err(|e| match e.kind() {
             std::io::ErrorKind::NotFound => ConfigError::NotFound {
                 path: path.to_path_buf(),
             },
@@ -679,11 +665,27 @@ impl Config {
                 path: path.to_path_buf(),
                 source: e,
             },
-        })?;
-        Config::parse(path, &raw, extra_presets)
+        })
+    }
+
+    /// Like [`Config::load`], also wanting the named presets (`--preset`).
+    pub fn load_with_presets(path: &Path, extra_presets: &[String]) -> Result<Config, ConfigError> {
+        Config::parse(path, &Config::read(path)?, extra_presets)
     }
 
     pub fn parse(path: &Path, raw: &str, extra_presets: &[String]) -> Result<Config, ConfigError> {
+        Config::parse_wanting(path, raw, extra_presets, &[])
+    }
+
+    /// Like [`Config::parse`], also wanting `extra` models (the library API's
+    /// `ensure_model_available`, the Python module's `auto_download_model`):
+    /// they are validated exactly as `models.require` entries are, after them.
+    pub fn parse_wanting(
+        path: &Path,
+        raw: &str,
+        extra_presets: &[String],
+        extra: &[Requirement],
+    ) -> Result<Config, ConfigError> {
         let invalid = |line: Option<usize>, column: Option<usize>, message: String, hint: &str| ConfigError::Invalid {
             path: path.to_path_buf(),
             line,
@@ -750,6 +752,7 @@ impl Config {
 
         // The wanted list: models.require, then each wanted preset's entries.
         let mut wanted: Vec<Requirement> = file.models.require.clone();
+        wanted.extend(extra.iter().cloned());
         let mut preset_names: Vec<String> = file.models.presets.clone();
         preset_names.extend(extra_presets.iter().cloned());
         for preset in &preset_names {
@@ -915,49 +918,6 @@ impl Config {
             device,
             verify: file.verify,
         })
-    }
-
-    /// Wants one more model, given by its identifier, in memory (the Rust API's
-    /// `ensure_model_available`). Returns its name; an identical spec already
-    /// wanted is not added twice.
-    pub fn add_requirement(&mut self, id: &str) -> Result<String, ConfigError> {
-        let invalid = |message: String, hint: String| ConfigError::Invalid {
-            path: self.path.clone(),
-            line: None,
-            column: None,
-            message,
-            hint,
-        };
-        let parsed = ModelId::parse(id).map_err(|e| invalid(e.to_string(), IdError::ACCEPTED.to_string()))?;
-        if let Some(source) = parsed.source().filter(|s| !self.models.download.sources.enabled(*s)) {
-            return Err(invalid(
-                format!("`{id}` needs the `{source}` source, which is disabled"),
-                format!("set `models.download.sources.{source}.enabled: true`"),
-            ));
-        }
-        let spec = ModelSpec {
-            name: parsed.default_name(),
-            id: parsed,
-            include: Vec::new(),
-            exclude: Vec::new(),
-            device: self.device,
-            verify: VerifyOptions {
-                load: true,
-                forward: None,
-            },
-        };
-        if let Some(existing) = self.specs.iter().find(|s| s.dir_name() == spec.dir_name()) {
-            if existing.id == spec.id {
-                return Ok(existing.name.clone());
-            }
-            return Err(invalid(
-                format!("two models are named `{}`", spec.name),
-                "give the model in config.yaml another `name:`".into(),
-            ));
-        }
-        let name = spec.name.clone();
-        self.specs.push(spec);
-        Ok(name)
     }
 
     /// The directory that holds `models.lock` and against which relative paths resolve.

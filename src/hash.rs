@@ -120,6 +120,11 @@ pub fn is_sha256_digest(value: &str) -> bool {
         .is_some_and(|h| h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')))
 }
 
+/// A git commit id as the Hub answers it: 40 lowercase hex digits.
+pub fn is_git_commit(value: &str) -> bool {
+    value.len() == 40 && value.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+}
+
 /// A Hub ETag: a git blob id (40 hex) or an LFS sha256 (64 hex). Never a
 /// masked value (`****…`) or anything with a `/`: it names a file in the
 /// Hugging Face cache.

@@ -16,7 +16,8 @@
 //! Each stage imports only stages before it and the bottom-level helpers
 //! below, never a later stage: [`source`] (the facts about each source),
 //! [`model_id`], [`fs`] (files on disk), [`http`] (client, headers, retry),
-//! [`hash`], [`report`] (what verification found), [`reporter`], [`env`].
+//! [`hash`], [`report`] (what verification found), [`reporter`] (progress
+//! events) and [`progress`] (drawing them on a terminal), [`env`].
 //!
 //! The verbs live in [`ops`], one file each, as thin sequencers over the
 //! stages; [`ops::Project`] is what they share. [`api`] is the blocking facade
@@ -40,6 +41,7 @@ pub mod hash;
 pub mod http;
 pub mod model_id;
 pub mod oci;
+pub mod progress;
 pub mod report;
 pub mod reporter;
 pub mod source;

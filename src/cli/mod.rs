@@ -3,7 +3,7 @@
 
 mod commands;
 pub mod json;
-mod printer;
+use mdl::progress as printer;
 
 use std::path::PathBuf;
 use std::process::ExitCode;

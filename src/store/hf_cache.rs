@@ -124,6 +124,24 @@ impl HfCache {
         }
     }
 
+    /// The snapshot directory of `repo` at `revision` (a branch or tag through
+    /// `refs/`, or a commit), when the cache has one: what `huggingface_hub`
+    /// loads from with `local_files_only=True`. A ref that does not hold a
+    /// commit id is not followed.
+    pub fn snapshot(&self, repo: &str, revision: &str) -> Option<PathBuf> {
+        let dir = self.repo_dir(repo);
+        let commit = if crate::hash::is_git_commit(revision) {
+            revision.to_string()
+        } else {
+            let rel = crate::fs::safe_relative_path(revision).ok()?;
+            let text = std::fs::read_to_string(dir.join("refs").join(rel)).ok()?;
+            let commit = text.trim().to_string();
+            crate::hash::is_git_commit(&commit).then_some(commit)?
+        };
+        let snapshot = dir.join("snapshots").join(commit);
+        snapshot.is_dir().then_some(snapshot)
+    }
+
     /// `refs/<revision>` holding `commit`, as `huggingface_hub` writes it: only
     /// for a revision that is not the commit itself, no trailing newline.
     pub fn set_ref(&self, repo: &str, revision: &str, commit: &str) -> std::io::Result<()> {
@@ -142,6 +160,28 @@ impl HfCache {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_snapshot_is_found_through_its_ref_and_a_bad_ref_is_not_followed() {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = HfCache::at(dir.path());
+        let commit = "a".repeat(40);
+        let repo = dir.path().join("models--acme--tiny");
+        std::fs::create_dir_all(repo.join("snapshots").join(&commit)).unwrap();
+        assert_eq!(cache.snapshot("acme/tiny", "main"), None);
+        cache.set_ref("acme/tiny", "main", &commit).unwrap();
+        assert_eq!(
+            cache.snapshot("acme/tiny", "main"),
+            Some(repo.join("snapshots").join(&commit))
+        );
+        assert_eq!(
+            cache.snapshot("acme/tiny", &commit),
+            Some(repo.join("snapshots").join(&commit))
+        );
+        std::fs::write(repo.join("refs/v1"), "../../../../etc").unwrap();
+        assert_eq!(cache.snapshot("acme/tiny", "v1"), None);
+        assert_eq!(cache.snapshot("acme/tiny", "../refs/main"), None);
+    }
 
     #[test]
     fn folders_and_symlinks_as_huggingface_hub_makes_them() {

@@ -256,6 +256,17 @@ pub enum Verifier {
 /// Environment variable naming the helper explicitly.
 pub const HELPER_ENV: &str = "MDL_TORCH";
 
+/// Where the helper is installed when it is not next to the running
+/// executable: the Python module's process is `python`, and pip put
+/// `mdl-torch` in the environment's scripts directory.
+static INSTALLED_HELPER: std::sync::OnceLock<std::path::PathBuf> = std::sync::OnceLock::new();
+
+/// Tells [`Verifier::discover`] where the helper was installed (once per
+/// process; `$MDL_TORCH` still wins).
+pub fn set_installed_helper(path: std::path::PathBuf) {
+    let _ = INSTALLED_HELPER.set(path);
+}
+
 impl Verifier {
     /// The helper next to the running executable (or `$MDL_TORCH`).
     pub fn discover() -> Verifier {
@@ -264,14 +275,18 @@ impl Verifier {
                 reason: "this mdl was built without the `libtorch` feature".into(),
             };
         }
-        let helper = std::env::var_os(HELPER_ENV).map(std::path::PathBuf::from).or_else(|| {
-            let exe = std::env::current_exe().ok()?;
-            let dir = exe.parent()?;
-            // `cargo test` runs test binaries from target/*/deps; the helper is one level up.
-            [dir.join("mdl-torch"), dir.join("../mdl-torch")]
-                .into_iter()
-                .find(|p| p.is_file())
-        });
+        let installed = || INSTALLED_HELPER.get().filter(|p| p.is_file()).cloned();
+        let helper = std::env::var_os(HELPER_ENV)
+            .map(std::path::PathBuf::from)
+            .or_else(installed)
+            .or_else(|| {
+                let exe = std::env::current_exe().ok()?;
+                let dir = exe.parent()?;
+                // `cargo test` runs test binaries from target/*/deps; the helper is one level up.
+                [dir.join("mdl-torch"), dir.join("../mdl-torch")]
+                    .into_iter()
+                    .find(|p| p.is_file())
+            });
         match helper {
             Some(path) if path.is_file() => Verifier::Helper {
                 path,

@@ -1,10 +1,14 @@
 //! `mdl-hub`: runs the hub emulator as a process, for the demo and benchmarks.
 //!
 //! ```text
-//! mdl-hub [--port N] [--demo] [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N]
-//!         [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--ignore-range] [--no-content-length]
-//!         [--log FILE]
+//! mdl-hub [--port N] [--demo] [--files ORG/NAME[@REV]=DIR]... [--synthetic REPO/PATH=BYTES]...
+//!         [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--ignore-range]
+//!         [--no-content-length] [--log FILE]
 //! ```
+//! `--files` serves every file under `DIR` as revision `REV` (default `main`)
+//! of the repo: weight files and files over 1 MiB as LFS files, the rest as
+//! regular git files, as the Hub stores them; given twice for one repo, the
+//! second is a new commit on top of the first.
 //! It prints `listening on http://127.0.0.1:PORT` on its first line and serves
 //! until killed. `--synthetic` files are generated as they are served, so
 //! gigabytes cost no memory; `url:` style copies are at `/files/{REPO/PATH}`.
@@ -19,7 +23,7 @@ const DEMO_STATE_DICT: &[u8] = include_bytes!("../../../tests/fixtures/state_dic
 const DEMO_SCRIPTED: &[u8] = include_bytes!("../../../tests/fixtures/scripted.pt");
 
 fn usage() -> ! {
-    eprintln!("usage: mdl-hub [--port N] [--demo] [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--ignore-range] [--no-content-length] [--log FILE]");
+    eprintln!("usage: mdl-hub [--port N] [--demo] [--files ORG/NAME[@REV]=DIR]... [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--ignore-range] [--no-content-length] [--log FILE]");
     std::process::exit(2);
 }
 
@@ -29,6 +33,7 @@ fn main() {
     let mut demo = false;
     let mut synthetic: Vec<(String, String, u64)> = Vec::new();
     let mut small: Vec<(String, usize)> = Vec::new();
+    let mut trees: Vec<(String, String, std::path::PathBuf)> = Vec::new();
     let mut behaviour = Behaviour::default();
     let mut log: Option<std::path::PathBuf> = None;
     while let Some(arg) = args.next() {
@@ -36,6 +41,12 @@ fn main() {
         match arg.as_str() {
             "--port" => port = value().parse().unwrap_or_else(|_| usage()),
             "--demo" => demo = true,
+            "--files" => {
+                let v = value();
+                let (repo, dir) = v.split_once('=').unwrap_or_else(|| usage());
+                let (repo, revision) = repo.split_once('@').unwrap_or((repo, "main"));
+                trees.push((repo.to_string(), revision.to_string(), dir.into()));
+            }
             "--synthetic" => {
                 let v = value();
                 let (path, size) = v.split_once('=').unwrap_or_else(|| usage());
@@ -73,6 +84,20 @@ fn main() {
         );
         hub.put_file("weights/tiny-scripted.pt", Blob::regular(DEMO_SCRIPTED));
     }
+    for (repo, revision, dir) in &trees {
+        let files = files_under(dir).unwrap_or_else(|e| {
+            eprintln!("mdl-hub: cannot read `{}`: {e}", dir.display());
+            std::process::exit(2);
+        });
+        hub.commit(
+            repo,
+            revision,
+            files.iter().map(|(p, b)| (p.as_str(), Some(b.clone()))).collect(),
+        );
+        for (path, blob) in &files {
+            hub.put_file(&format!("{repo}/{path}"), blob.clone());
+        }
+    }
     for (i, (repo, file, size)) in synthetic.iter().enumerate() {
         let blob = Blob::new(
             Content::Synthetic {
@@ -102,6 +127,50 @@ fn main() {
     loop {
         std::thread::park();
     }
+}
+
+/// Every file under `dir` (recursively, sorted), by its `/`-separated path.
+fn files_under(dir: &std::path::Path) -> std::io::Result<Vec<(String, Blob)>> {
+    const WEIGHTS: &[&str] = &[
+        "safetensors",
+        "bin",
+        "pt",
+        "pth",
+        "ckpt",
+        "gguf",
+        "onnx",
+        "h5",
+        "msgpack",
+    ];
+    let mut out = Vec::new();
+    let mut pending = vec![dir.to_path_buf()];
+    while let Some(d) = pending.pop() {
+        for entry in std::fs::read_dir(&d)? {
+            let path = entry?.path();
+            if path.is_dir() {
+                pending.push(path);
+                continue;
+            }
+            let bytes = std::fs::read(&path)?;
+            let rel = path.strip_prefix(dir).expect("under dir");
+            let rel: Vec<String> = rel
+                .components()
+                .map(|c| c.as_os_str().to_string_lossy().into_owned())
+                .collect();
+            let weight = path
+                .extension()
+                .and_then(|e| e.to_str())
+                .is_some_and(|e| WEIGHTS.contains(&e));
+            let blob = if weight || bytes.len() > 1 << 20 {
+                Blob::lfs(bytes)
+            } else {
+                Blob::regular(bytes)
+            };
+            out.push((rel.join("/"), blob));
+        }
+    }
+    out.sort_by(|a, b| a.0.cmp(&b.0));
+    Ok(out)
 }
 
 fn split_repo(path: &str) -> (String, String) {

@@ -2,8 +2,8 @@ use clap::Args;
 use mdl::ops::watch::{WatchEvent, WatchOptions};
 use mdl::{human_bytes, Error};
 
-use crate::cli::printer::{paint, ERROR};
 use crate::cli::{runtime, Context};
+use mdl::progress::{paint, ERROR};
 
 #[derive(Args)]
 pub struct WatchArgs {

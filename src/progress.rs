@@ -1,6 +1,8 @@
-//! Terminal output: indicatif bars on an interactive terminal, plain
-//! rate-limited lines when stderr is not a terminal or `CI` is set (bars
-//! flooding Docker and CI logs is a classic complaint about model downloaders).
+//! Progress on a terminal, for the two front doors (the CLI and the Python
+//! module): indicatif bars on an interactive terminal; when stderr is not a
+//! terminal or `CI` is set, plain rate-limited lines for the CLI (bars flooding
+//! Docker and CI logs is a classic complaint about model downloaders) and
+//! nothing for the Python module (a library stays quiet in a script's log).
 //! This is the only place that knows indicatif.
 
 use std::collections::HashMap;
@@ -8,9 +10,9 @@ use std::io::IsTerminal;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::human_bytes;
+use crate::reporter::{Event, Reporter};
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
-use mdl::human_bytes;
-use mdl::reporter::{Event, Reporter};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
 pub enum Level {
@@ -22,6 +24,8 @@ pub enum Level {
 enum Style {
     Bars(MultiProgress),
     Lines,
+    /// Not a terminal, and the caller wants no lines (the Python module).
+    Hidden,
 }
 
 struct Download {
@@ -45,12 +49,22 @@ pub struct Printer {
 const LINE_INTERVAL: Duration = Duration::from_secs(5);
 
 impl Printer {
+    /// The CLI's: bars on a terminal, lines otherwise.
     pub fn new(level: Level) -> Printer {
-        let interactive = std::io::stderr().is_terminal() && !mdl::env::is_ci();
+        Printer::with_fallback(level, Style::Lines)
+    }
+
+    /// The Python module's: bars on a terminal, nothing otherwise.
+    pub fn bars_or_nothing() -> Printer {
+        Printer::with_fallback(Level::Default, Style::Hidden)
+    }
+
+    fn with_fallback(level: Level, fallback: Style) -> Printer {
+        let interactive = std::io::stderr().is_terminal() && !crate::env::is_ci();
         let style = if interactive && level != Level::Quiet {
             Style::Bars(MultiProgress::with_draw_target(ProgressDrawTarget::stderr_with_hz(10)))
         } else {
-            Style::Lines
+            fallback
         };
         Printer {
             level,
@@ -70,6 +84,7 @@ impl Printer {
                 let _ = m.println(line);
             }
             Style::Lines => eprintln!("{line}"),
+            Style::Hidden => {}
         }
     }
 
@@ -88,6 +103,7 @@ impl Printer {
                 bar.set_position(resumed_from);
                 Some(bar)
             }
+            Style::Hidden => None,
             Style::Lines => {
                 let size = size.map(human_bytes).unwrap_or_else(|| "unknown size".into());
                 let resumed = if resumed_from > 0 {
@@ -130,6 +146,7 @@ impl Printer {
         }
     }
 
+    /// Warnings are printed in every style: a Python user is told too.
     pub fn warn(&self, message: &str) {
         eprintln!("{}: {message}", paint(WARNING, "warning"));
     }
@@ -143,7 +160,7 @@ impl Reporter for Printer {
         match event {
             Event::Request { method, url } if self.level == Level::Verbose => {
                 // A signed URL's query is its signature: never printed.
-                self.status("Request", &format!("{method} {}", mdl::http::redact(url)))
+                self.status("Request", &format!("{method} {}", crate::http::redact(url)))
             }
             Event::Request { .. } => {}
             Event::Resolving { model } if self.level == Level::Verbose => self.status("Resolving", model),
@@ -201,7 +218,7 @@ impl Reporter for Printer {
                 d.done += bytes;
                 if let Some(bar) = &d.bar {
                     bar.set_position(d.done);
-                } else if d.last_line.elapsed() >= LINE_INTERVAL {
+                } else if matches!(self.style, Style::Lines) && d.last_line.elapsed() >= LINE_INTERVAL {
                     d.last_line = Instant::now();
                     let rate = d.done as f64 / d.started.elapsed().as_secs_f64().max(1e-3);
                     let pct = d
