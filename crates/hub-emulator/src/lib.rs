@@ -376,6 +376,7 @@ impl Hub {
 
     /// An emulator whose two origins speak HTTPS with `identity` (a certificate
     /// for `127.0.0.1`), as the real Hub and a TLS-intercepting proxy do.
+    #[cfg(feature = "tls")]
     pub fn start_tls(identity: TlsIdentity) -> Hub {
         Hub::start_with(0, Some(identity))
     }
@@ -425,6 +426,9 @@ impl Hub {
                                         .serve(app.into_make_service())
                                         .await
                                 }
+                                #[cfg(not(feature = "tls"))]
+                                Some(_) => unreachable!("TLS needs the emulator's `tls` feature"),
+                                #[cfg(feature = "tls")]
                                 Some(id) => {
                                     let config = axum_server::tls_rustls::RustlsConfig::from_pem(
                                         id.cert_pem.into_bytes(),
