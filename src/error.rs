@@ -129,13 +129,7 @@ impl Error {
                 | lock::LockError::Invalid { .. }
                 | lock::LockError::Version { .. },
             ) => 2,
-            // A filter that drops a shard: the config must change.
-            Error::Verify(
-                verify::VerifyError::MissingShard { .. }
-                | verify::VerifyError::OverBudget { .. }
-                | verify::VerifyError::LibtorchVersion { .. }
-                | verify::VerifyError::LibtorchMissing { .. },
-            ) => 2,
+            Error::Verify(e) if e.is_setup() => 2,
             Error::Many { errors, .. } if errors.iter().all(|e| e.exit_code() == 2) => 2,
             Error::Shared { source, .. } => source.exit_code(),
             _ => 1,

@@ -43,9 +43,35 @@ pub struct FileReport {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_output: Option<Vec<i64>>,
     pub load_ms: u64,
+    /// The torch that loaded it (set by `mdl`, not by the helper).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch: Option<TorchUsed>,
     /// Per-tensor detail, for tests and `--json` (not persisted).
     #[serde(skip)]
     pub details: Vec<TensorReport>,
+}
+
+/// Which torch loaded a file, and how mdl found and ran it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TorchUsed {
+    /// `2.15.0+cu130`, as torch says.
+    pub version: String,
+    /// How it was found: `VIRTUAL_ENV`, `python3`, `MDL_LIBTORCH`, `LIBTORCH`,
+    /// or `mdl-torch's build` (the libtorch the helper was linked against).
+    pub found_by: String,
+    /// `mdl-torch` (the libtorch helper) or `python` (the environment's Python).
+    pub via: String,
+}
+
+impl TorchUsed {
+    /// `torch 2.15.0 (VIRTUAL_ENV, in Python)`.
+    pub fn describe(&self) -> String {
+        let via = match self.via.as_str() {
+            "python" => "in Python",
+            _ => "through mdl-torch",
+        };
+        format!("torch {} ({}, {via})", self.version, self.found_by)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq)]
@@ -79,4 +105,8 @@ pub struct Verification {
     pub files: BTreeMap<String, FileReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// The torch that loaded its weight files (the same for all of them in
+    /// one sync; a remembered verification keeps the torch that did it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub torch: Option<TorchUsed>,
 }

@@ -55,6 +55,8 @@ pub fn checks(checks: &[ModelCheck]) -> Value {
                     "device": c.verification.device,
                     "remembered": c.cached,
                     "error": c.verification.error,
+                    "torch": c.verification.torch,
+                    "not_loaded": c.not_loaded,
                     "files": c.verification.files,
                 })
             })

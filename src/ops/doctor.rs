@@ -41,8 +41,49 @@ impl Project {
                 "verifier",
                 false,
                 format!("models are not loaded: {reason}"),
-                Some("install `mdl-torch` next to `mdl` (`cargo install --path crates/mdl-torch`)"),
+                Some("`pip install torch` (any version from 2.0) in the active Python environment, or install `mdl-torch` next to `mdl`"),
             ),
+            Verifier::Python { torch } => {
+                let python = torch.python.clone().unwrap_or_else(|| "python3".into());
+                add(
+                    out,
+                    "verifier",
+                    true,
+                    format!(
+                        "torch {} in Python `{}` (found by {}){}",
+                        torch.version.as_deref().unwrap_or("of unknown version"),
+                        python.display(),
+                        torch.found_by,
+                        if crate::verify::LIBTORCH {
+                            format!("; mdl-torch needs {}, so the Python verifier loads models", libtorch_dir::NEEDED)
+                        } else {
+                            String::new()
+                        }
+                    ),
+                    None,
+                );
+                let script = "import json, torch\nprint(json.dumps({'torch': torch.__version__, 'cuda_devices': torch.cuda.device_count() if torch.cuda.is_available() else 0, 'threads': torch.get_num_threads()}))";
+                match std::process::Command::new(&python).args(["-I", "-c", script]).output() {
+                    Ok(o) if o.status.success() => add(
+                        out,
+                        "devices",
+                        true,
+                        String::from_utf8_lossy(&o.stdout).trim().to_string(),
+                        None,
+                    ),
+                    Ok(o) => add(
+                        out,
+                        "devices",
+                        false,
+                        format!(
+                            "`import torch` failed: {}",
+                            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").trim()
+                        ),
+                        Some("`pip install torch` in that environment (a full install: `import torch` needs its CUDA libraries)"),
+                    ),
+                    Err(e) => add(out, "devices", false, format!("`{}` did not run: {e}", python.display()), None),
+                }
+            }
             Verifier::Helper { path, libtorch } => {
                 add(out, "verifier", true, format!("`{}`", path.display()), None);
                 match &libtorch {

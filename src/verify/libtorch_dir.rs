@@ -22,8 +22,12 @@ pub struct Libtorch {
     pub lib: PathBuf,
     /// Its version (`2.13.0+cu130`), when it says.
     pub version: Option<String>,
-    /// How it was found, for messages and `mdl doctor`.
+    /// How it was found, for messages and `mdl doctor`: `` `VIRTUAL_ENV` ``,
+    /// `` `python3` ``, `` `MDL_LIBTORCH` ``, `` `LIBTORCH` ``.
     pub found_by: String,
+    /// The Python interpreter whose `torch` package this is, when it is one:
+    /// the Python verifier runs there.
+    pub python: Option<PathBuf>,
 }
 
 impl Libtorch {
@@ -36,6 +40,13 @@ impl Libtorch {
             major_minor == NEEDED
         })
     }
+
+    /// Its `(major, minor)`, when its version says.
+    pub fn major_minor(&self) -> Option<(u32, u32)> {
+        let v = self.version.as_deref()?;
+        let mut parts = v.split(['.', '+']);
+        Some((parts.next()?.parse().ok()?, parts.next()?.parse().ok()?))
+    }
 }
 
 /// The libtorch to use, by the order above; `None`: the helper's own rpath.
@@ -45,16 +56,14 @@ pub fn find() -> Option<Libtorch> {
             return Some(at(&dir, format!("`{var}`")));
         }
     }
-    let python = std::env::var_os("VIRTUAL_ENV")
+    let (python, found_by) = std::env::var_os("VIRTUAL_ENV")
         .filter(|v| !v.is_empty())
-        .map(|venv| {
-            (
-                PathBuf::from(venv).join("bin/python"),
-                "the active virtual environment (`VIRTUAL_ENV`)",
-            )
-        })
-        .unwrap_or_else(|| (PathBuf::from("python3"), "`python3`'s `torch` package"));
-    python_torch(&python.0).map(|dir| at(&dir, python.1.to_string()))
+        .map(|venv| (PathBuf::from(venv).join("bin/python"), "`VIRTUAL_ENV`"))
+        .unwrap_or_else(|| (PathBuf::from("python3"), "`python3`"));
+    python_torch(&python).map(|dir| Libtorch {
+        python: Some(python),
+        ..at(&dir, found_by.to_string())
+    })
 }
 
 /// A libtorch at `dir`: a `torch` Python package or an unpacked libtorch.
@@ -63,6 +72,7 @@ fn at(dir: &Path, found_by: String) -> Libtorch {
         lib: dir.join("lib"),
         version: version_of(dir),
         found_by,
+        python: None,
     }
 }
 
@@ -119,5 +129,6 @@ mod tests {
         assert!(found.matches());
         std::fs::write(dir.path().join("version.py"), "__version__ = \"2.5.1\"\n").unwrap();
         assert!(!at(dir.path(), "test".into()).matches());
+        assert_eq!(at(dir.path(), "test".into()).major_minor(), Some((2, 5)));
     }
 }

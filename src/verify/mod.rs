@@ -27,7 +27,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use crate::config::Device;
-pub use crate::report::{FileReport, Format, TensorReport};
+pub use crate::report::{FileReport, Format, TensorReport, TorchUsed};
 
 /// What was found in a file's first bytes.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -137,12 +137,32 @@ pub enum VerifyError {
         helper: std::path::PathBuf,
         library: String,
     },
+    #[error("the Python verifier cannot `import torch` in `{}`: {detail}", python.display())]
+    PythonTorch { python: std::path::PathBuf, detail: String },
+    /// One failure every file of a batch shares (the verifier did not start).
+    #[error(transparent)]
+    Shared(std::sync::Arc<VerifyError>),
     /// A failure of mdl itself, not of the model or the world.
     #[error("{what}")]
     Internal { what: String },
 }
 
 impl VerifyError {
+    /// A failure the user fixes in the config or the environment (exit code
+    /// 2), not one of a model: a filter that drops a shard, a budget too
+    /// small, a torch that is missing or of another version.
+    pub fn is_setup(&self) -> bool {
+        match self {
+            VerifyError::MissingShard { .. }
+            | VerifyError::OverBudget { .. }
+            | VerifyError::LibtorchVersion { .. }
+            | VerifyError::LibtorchMissing { .. }
+            | VerifyError::PythonTorch { .. } => true,
+            VerifyError::Shared(inner) => inner.is_setup(),
+            _ => false,
+        }
+    }
+
     pub fn hint(&self) -> Option<String> {
         match self {
             VerifyError::DeviceUnavailable { detail, .. } => Some(format!(
@@ -171,6 +191,10 @@ impl VerifyError {
                 libtorch_dir::NEEDED,
                 libtorch_dir::FIX
             )),
+            VerifyError::PythonTorch { .. } => Some(
+                "`pip install torch` in that environment (a full install: `import torch` needs its CUDA libraries), activate another, or set `MDL_VERIFIER=structure` to check hashes and structure only".into(),
+            ),
+            VerifyError::Shared(inner) => inner.hint(),
             VerifyError::Io { .. } => None,
             VerifyError::Internal { .. } => Some("this is a bug in mdl: please report it with the output of `mdl -v`".into()),
         }
@@ -187,6 +211,10 @@ pub struct Request {
     pub device: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<Vec<i64>>,
+    /// The format mdl detected and checked (the Python verifier loads by it;
+    /// mdl-torch detects and checks again itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub format: Option<Format>,
 }
 
 /// The helper's answer for one request (one JSON line on its stdout).
@@ -237,10 +265,12 @@ impl Answer {
 
 /// How this process verifies files.
 ///
-/// Loading runs in a helper process, `mdl-torch`, next to the `mdl` binary: it
-/// is the only binary that links libtorch, so `mdl` itself starts in
-/// milliseconds (loading libtorch's shared libraries alone costs ~0.3 s) and a
-/// crash inside libtorch on a hostile file cannot take `mdl` down with it.
+/// Loading runs in a helper process: `mdl-torch`, next to the `mdl` binary,
+/// when the torch it finds is the one `mdl-torch` was built for, else a
+/// Python verifier in the environment's own torch (any torch >= 2.0,
+/// `python_torch.py`). Either way `mdl` itself never links libtorch, so it
+/// starts in milliseconds (loading libtorch's shared libraries alone costs
+/// ~0.3 s), and a crash inside torch on a hostile file cannot take `mdl` down.
 #[derive(Clone, Debug)]
 pub enum Verifier {
     /// Load with libtorch through the helper at `path`, with the libtorch found
@@ -249,12 +279,22 @@ pub enum Verifier {
         path: std::path::PathBuf,
         libtorch: Option<libtorch_dir::Libtorch>,
     },
+    /// Load in the torch of the Python environment `torch.python` names.
+    Python { torch: libtorch_dir::Libtorch },
     /// Only the structure can be checked, for this reason.
     StructureOnly { reason: String },
 }
 
 /// Environment variable naming the helper explicitly.
 pub const HELPER_ENV: &str = "MDL_TORCH";
+/// Environment variable choosing the verifier: `mdl-torch`, `python` or
+/// `structure` (default: `mdl-torch` when its version matches, else `python`).
+pub const VERIFIER_ENV: &str = "MDL_VERIFIER";
+/// The oldest torch the Python verifier runs in (`weights_only` loading and
+/// the dtypes it names).
+pub const OLDEST_PYTHON_TORCH: (u32, u32) = (2, 0);
+/// The Python verifier, run as `python -I -c` (see the file).
+const PYTHON_VERIFIER: &str = include_str!("python_torch.py");
 
 /// Where the helper is installed when it is not next to the running
 /// executable: the Python module's process is `python`, and pip put
@@ -268,38 +308,99 @@ pub fn set_installed_helper(path: std::path::PathBuf) {
 }
 
 impl Verifier {
-    /// The helper next to the running executable (or `$MDL_TORCH`).
+    /// The verifier for this machine: `mdl-torch` when the torch found
+    /// (`MDL_LIBTORCH`, `LIBTORCH`, `VIRTUAL_ENV`, `python3`) is the version it
+    /// was built for, else that torch's own Python, else structure only.
+    /// `MDL_VERIFIER` picks one.
     pub fn discover() -> Verifier {
-        if !LIBTORCH {
-            return Verifier::StructureOnly {
-                reason: "this mdl was built without the `libtorch` feature".into(),
-            };
-        }
-        let installed = || INSTALLED_HELPER.get().filter(|p| p.is_file()).cloned();
-        let helper = std::env::var_os(HELPER_ENV)
-            .map(std::path::PathBuf::from)
-            .or_else(installed)
-            .or_else(|| {
-                let exe = std::env::current_exe().ok()?;
-                let dir = exe.parent()?;
-                // `cargo test` runs test binaries from target/*/deps; the helper is one level up.
-                [dir.join("mdl-torch"), dir.join("../mdl-torch")]
-                    .into_iter()
-                    .find(|p| p.is_file())
-            });
-        match helper {
-            Some(path) if path.is_file() => Verifier::Helper {
-                path,
-                libtorch: libtorch_dir::find(),
+        let forced = std::env::var(VERIFIER_ENV).ok().filter(|v| !v.is_empty());
+        let helper = if LIBTORCH { helper_path() } else { None };
+        let torch = libtorch_dir::find();
+        let python = torch
+            .clone()
+            .filter(|t| t.python.is_some() && t.major_minor().is_some_and(|v| v >= OLDEST_PYTHON_TORCH));
+        let no_torch = || {
+            let looked = "`MDL_LIBTORCH`, `LIBTORCH`, `VIRTUAL_ENV`'s Python and `python3`";
+            match &torch {
+                Some(t) if t.python.is_some() => format!(
+                    "the torch found by {} is {}, older than the {}.{} the Python verifier needs{}",
+                    t.found_by,
+                    t.version.as_deref().unwrap_or("of unknown version"),
+                    OLDEST_PYTHON_TORCH.0,
+                    OLDEST_PYTHON_TORCH.1,
+                    if LIBTORCH {
+                        ""
+                    } else {
+                        ", and this mdl has no libtorch helper"
+                    }
+                ),
+                Some(t) => format!("the libtorch found by {} has no Python to verify in", t.found_by),
+                None if LIBTORCH => {
+                    format!("no torch was found ({looked}), and `mdl-torch` is not installed next to `mdl`")
+                }
+                None => format!("no torch was found ({looked}), and this mdl was built without the libtorch helper"),
+            }
+        };
+        let helper_verifier = |path: std::path::PathBuf| Verifier::Helper {
+            path,
+            libtorch: torch.clone(),
+        };
+        match forced.as_deref() {
+            Some("structure") => Verifier::StructureOnly {
+                reason: format!("`{VERIFIER_ENV}=structure` asks for structure checks only"),
             },
-            _ => Verifier::StructureOnly {
-                reason: "the libtorch helper `mdl-torch` is not installed next to `mdl`".into(),
+            Some("python") => match python {
+                Some(torch) => Verifier::Python { torch },
+                None => Verifier::StructureOnly {
+                    reason: format!("`{VERIFIER_ENV}=python`, but {}", no_torch()),
+                },
             },
+            Some("mdl-torch") => match helper {
+                Some(path) => helper_verifier(path),
+                None => Verifier::StructureOnly {
+                    reason: format!("`{VERIFIER_ENV}=mdl-torch`, but the libtorch helper `mdl-torch` is not installed next to `mdl`"),
+                },
+            },
+            _ => {
+                let helper_fits = torch.as_ref().is_none_or(|t| t.matches());
+                match (helper, python) {
+                    (Some(path), _) if helper_fits => helper_verifier(path),
+                    (_, Some(torch)) => Verifier::Python { torch },
+                    // A libtorch of another version with no Python beside it:
+                    // `check_libtorch` says which version is needed.
+                    (Some(path), None) => helper_verifier(path),
+                    (None, None) => Verifier::StructureOnly { reason: no_torch() },
+                }
+            }
         }
     }
 
     pub fn loads(&self) -> bool {
-        matches!(self, Verifier::Helper { .. })
+        matches!(self, Verifier::Helper { .. } | Verifier::Python { .. })
+    }
+
+    /// The torch this verifier loads with, for reports and `mdl doctor`.
+    pub fn torch(&self) -> Option<TorchUsed> {
+        match self {
+            Verifier::Helper { libtorch, .. } => Some(match libtorch {
+                Some(found) => TorchUsed {
+                    version: found.version.clone().unwrap_or_else(|| "of unknown version".into()),
+                    found_by: found.found_by.replace('`', ""),
+                    via: "mdl-torch".into(),
+                },
+                None => TorchUsed {
+                    version: libtorch_dir::NEEDED.into(),
+                    found_by: "mdl-torch's build".into(),
+                    via: "mdl-torch".into(),
+                },
+            }),
+            Verifier::Python { torch } => Some(TorchUsed {
+                version: torch.version.clone().unwrap_or_default(),
+                found_by: torch.found_by.replace('`', ""),
+                via: "python".into(),
+            }),
+            Verifier::StructureOnly { .. } => None,
+        }
     }
 
     /// Refuses a libtorch of another version than the helper's, saying which
@@ -366,14 +467,139 @@ impl Verifier {
         requests: &[Request],
         data_limit: Option<u64>,
     ) -> Vec<Result<Option<FileReport>, VerifyError>> {
-        match self {
+        let torch = self.torch();
+        let results = match self {
             Verifier::StructureOnly { .. } => requests
                 .iter()
                 .map(|r| check_file(&r.path, Device::parse(&r.device).unwrap_or_default()))
                 .collect(),
             Verifier::Helper { path, libtorch } => {
-                run_helper(path, libtorch.as_ref().map(|l| l.lib.as_path()), requests, data_limit)
+                let process = Process::Helper {
+                    path,
+                    libtorch: libtorch.as_ref().map(|l| l.lib.as_path()),
+                };
+                run_helper(&process, requests, data_limit)
             }
+            Verifier::Python { torch } => {
+                let python = torch.python.as_deref().unwrap_or(Path::new("python3"));
+                verify_in_python(python, requests, data_limit)
+            }
+        };
+        results
+            .into_iter()
+            .map(|r| {
+                r.map(|report| {
+                    report.map(|mut report| {
+                        if report.loaded {
+                            report.torch = torch.clone();
+                        }
+                        report
+                    })
+                })
+            })
+            .collect()
+    }
+}
+
+/// `$MDL_TORCH`, else where the installer put it, else next to the running
+/// executable (or one level up: `cargo test` runs from target/*/deps).
+fn helper_path() -> Option<std::path::PathBuf> {
+    let installed = || INSTALLED_HELPER.get().filter(|p| p.is_file()).cloned();
+    std::env::var_os(HELPER_ENV)
+        .map(std::path::PathBuf::from)
+        .filter(|p| p.is_file())
+        .or_else(installed)
+        .or_else(|| {
+            let exe = std::env::current_exe().ok()?;
+            let dir = exe.parent()?;
+            [dir.join("mdl-torch"), dir.join("../mdl-torch")]
+                .into_iter()
+                .find(|p| p.is_file())
+        })
+}
+
+/// The Python verifier: mdl's own structure checks first, in this process
+/// (the same ones mdl-torch runs, the pickle safety rules among them), then
+/// the weight files that passed are loaded in the environment's torch.
+fn verify_in_python(
+    python: &Path,
+    requests: &[Request],
+    data_limit: Option<u64>,
+) -> Vec<Result<Option<FileReport>, VerifyError>> {
+    let mut results: Vec<Option<Result<Option<FileReport>, VerifyError>>> = Vec::with_capacity(requests.len());
+    let mut to_load = Vec::new();
+    let mut positions = Vec::new();
+    for (i, request) in requests.iter().enumerate() {
+        match check_file(&request.path, Device::parse(&request.device).unwrap_or_default()) {
+            Ok(Some(report)) => {
+                to_load.push(Request {
+                    format: Some(report.format),
+                    ..request.clone()
+                });
+                positions.push(i);
+                results.push(None);
+            }
+            other => results.push(Some(other)),
+        }
+    }
+    if !to_load.is_empty() {
+        let loaded = run_helper(&Process::Python { python }, &to_load, data_limit);
+        for (i, result) in positions.into_iter().zip(loaded) {
+            results[i] = Some(result);
+        }
+    }
+    results
+        .into_iter()
+        .map(|r| r.expect("every request answered"))
+        .collect()
+}
+
+/// A verifier process: the libtorch helper, or Python running `python_torch.py`.
+enum Process<'a> {
+    Helper {
+        path: &'a Path,
+        /// Put first on `LD_LIBRARY_PATH`.
+        libtorch: Option<&'a Path>,
+    },
+    Python {
+        python: &'a Path,
+    },
+}
+
+impl Process<'_> {
+    fn command(&self) -> std::process::Command {
+        match self {
+            Process::Helper { path, libtorch } => {
+                let mut command = std::process::Command::new(path);
+                if let Some(lib) = libtorch {
+                    // Ahead of the helper's RUNPATH (the build-time location).
+                    let mut paths = vec![lib.to_path_buf()];
+                    paths.extend(
+                        std::env::var_os("LD_LIBRARY_PATH")
+                            .map(|v| std::env::split_paths(&v).collect::<Vec<_>>())
+                            .unwrap_or_default(),
+                    );
+                    if let Ok(joined) = std::env::join_paths(paths) {
+                        command.env("LD_LIBRARY_PATH", joined);
+                    }
+                }
+                command
+            }
+            Process::Python { python } => {
+                let mut command = std::process::Command::new(python);
+                // -I: isolated, so nothing from the current directory (a model
+                // directory), PYTHONPATH or user site-packages is imported.
+                command.args(["-I", "-c", PYTHON_VERIFIER]);
+                command
+            }
+        }
+    }
+
+    /// `the libtorch helper `…``, `Python (`…`)`: for messages.
+    fn describe(&self) -> String {
+        match self {
+            Process::Helper { path, .. } => format!("the libtorch helper `{}`", path.display()),
+            Process::Python { python } => format!("the Python verifier (`{}`)", python.display()),
         }
     }
 }
@@ -387,8 +613,7 @@ pub fn helper_memory_limit(budget: u64) -> u64 {
 }
 
 fn run_helper(
-    helper: &Path,
-    libtorch: Option<&Path>,
+    process: &Process<'_>,
     requests: &[Request],
     data_limit: Option<u64>,
 ) -> Vec<Result<Option<FileReport>, VerifyError>> {
@@ -398,19 +623,7 @@ fn run_helper(
         let pending: Vec<usize> = (0..requests.len()).filter(|i| results[*i].is_none()).collect();
         let Some(&first) = pending.first() else { break };
         let batch: Vec<&Request> = pending.iter().map(|i| &requests[*i]).collect();
-        let mut command = std::process::Command::new(helper);
-        if let Some(lib) = libtorch {
-            // Ahead of the helper's RUNPATH (the build-time location).
-            let mut paths = vec![lib.to_path_buf()];
-            paths.extend(
-                std::env::var_os("LD_LIBRARY_PATH")
-                    .map(|v| std::env::split_paths(&v).collect::<Vec<_>>())
-                    .unwrap_or_default(),
-            );
-            if let Ok(joined) = std::env::join_paths(paths) {
-                command.env("LD_LIBRARY_PATH", joined);
-            }
-        }
+        let mut command = process.command();
         command
             .stdin(std::process::Stdio::piped())
             .stdout(std::process::Stdio::piped())
@@ -439,7 +652,7 @@ fn run_helper(
                     results[i] = Some(Err(VerifyError::Load {
                         path: requests[i].path.clone(),
                         format: None,
-                        reason: format!("the libtorch helper `{}` could not start ({e})", helper.display()),
+                        reason: format!("{} could not start ({e})", process.describe()),
                     }));
                 }
                 break;
@@ -469,15 +682,28 @@ fn run_helper(
             let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
         }
         let status = child.wait();
-        if let Some(library) = missing_library(&stderr).filter(|_| answered == 0) {
+        if answered == 0 {
             // The helper never started: no file is to blame.
-            for i in pending {
-                results[i] = Some(Err(VerifyError::LibtorchMissing {
-                    helper: helper.to_path_buf(),
-                    library: library.clone(),
-                }));
+            let fatal = match process {
+                Process::Helper { path, .. } => missing_library(&stderr).map(|library| VerifyError::LibtorchMissing {
+                    helper: path.to_path_buf(),
+                    library,
+                }),
+                Process::Python { python } => stderr
+                    .lines()
+                    .find_map(|l| l.strip_prefix("mdl: `import torch` failed: "))
+                    .map(|detail| VerifyError::PythonTorch {
+                        python: python.to_path_buf(),
+                        detail: detail.trim().to_string(),
+                    }),
+            };
+            if let Some(error) = fatal {
+                let error = std::sync::Arc::new(error);
+                for i in pending {
+                    results[i] = Some(Err(VerifyError::Shared(error.clone())));
+                }
+                break;
             }
-            break;
         }
         if answered < pending.len() {
             // The helper stopped early: blame the first file it did not answer.
@@ -497,7 +723,7 @@ fn run_helper(
                 path: requests[culprit].path.clone(),
                 format: None,
                 reason: format!(
-                    "libtorch crashed while loading it ({how}){}",
+                    "torch crashed while loading it ({how}){}",
                     if last.is_empty() {
                         String::new()
                     } else {
@@ -602,6 +828,7 @@ pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<Fi
         device: device.to_string(),
         forward_output: None,
         load_ms: 0,
+        torch: None,
         details: Vec::new(),
     })
 }

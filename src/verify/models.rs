@@ -18,6 +18,8 @@ pub struct ModelCheck {
     pub verification: Verification,
     /// Served from the remembered result (no reload).
     pub cached: bool,
+    /// Why its files were checked but not loaded, when no torch could load them.
+    pub not_loaded: Option<String>,
 }
 
 /// Verifies each locked model on its configured device. Files whose
@@ -51,8 +53,10 @@ pub async fn verify_models(
                 device: device.clone(),
                 files: BTreeMap::new(),
                 error: None,
+                torch: None,
             },
             cached: true,
+            not_loaded: None,
         };
         if !spec.verify.load {
             check.verification.status = VerifyStatus::Skipped;
@@ -94,6 +98,7 @@ pub async fn verify_models(
                 path,
                 device: device.clone(),
                 forward: spec.verify.forward.clone(),
+                format: None,
             });
         }
         checks.push(check);
@@ -104,6 +109,10 @@ pub async fn verify_models(
         // no-op) must not pay for.
         let verifier = Verifier::discover();
         verifier.check_libtorch()?;
+        let not_loaded = match &verifier {
+            Verifier::StructureOnly { reason } => Some(reason.clone()),
+            _ => None,
+        };
         // Within the memory budget, spread over the cores.
         let budget = config
             .verify
@@ -147,15 +156,18 @@ pub async fn verify_models(
         for (p, result) in pending.into_iter().zip(results) {
             let check = &mut checks[p.model];
             check.cached = false;
+            check.not_loaded.clone_from(&not_loaded);
             match result {
                 Ok(Some(report)) => {
                     state.verified.insert(p.key, report.clone());
                     check.verification.files.insert(p.path, report);
                 }
                 Ok(None) => {}
-                Err(e @ (VerifyError::DeviceUnavailable { .. } | VerifyError::LibtorchMissing { .. })) => {
-                    return Err(e)
-                }
+                Err(
+                    e @ (VerifyError::DeviceUnavailable { .. }
+                    | VerifyError::LibtorchMissing { .. }
+                    | VerifyError::Shared(_)),
+                ) => return Err(e),
                 Err(e) => {
                     // Never remembered: the next sync tries again.
                     state.verified.remove(&p.key);
@@ -175,6 +187,7 @@ pub async fn verify_models(
         }
     }
     for check in &mut checks {
+        check.verification.torch = check.verification.files.values().find_map(|f| f.torch.clone());
         let loaded = check.verification.files.values().all(|f| f.loaded);
         if check.verification.status == VerifyStatus::Verified && !loaded {
             check.verification.status = VerifyStatus::FormatChecked;

@@ -86,6 +86,15 @@ impl Run {
         normalize_output(&text, &self.project, &self.hub)
     }
 
+    /// stderr with each `Verified` line's ` with torch X (found by, how)`
+    /// left out: which torch verified depends on the machine.
+    pub fn stderr_without_torch(&self) -> String {
+        regex::Regex::new(r" with torch \S+ \([^()]*\)")
+            .unwrap()
+            .replace_all(&self.stderr(), "")
+            .into_owned()
+    }
+
     #[track_caller]
     pub fn stderr_has(self, needle: &str) -> Run {
         assert!(
@@ -309,6 +318,12 @@ pub fn normalize_output(text: &str, project: &Path, hub: &str) -> String {
         (r"\b\d+\.\d+ s\b", "[T] s"),
         (r"\b\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", "[TIME]"),
         (r"/tmp/\.tmp[A-Za-z0-9]+", "[TMP]"),
+        // Which torch verified depends on the machine (its version, and
+        // whether `LIBTORCH`, `VIRTUAL_ENV` or `python3` found it).
+        (
+            r"with torch \S+ \([^,()]+, (through mdl-torch|in Python)\)",
+            "with torch [VERSION] ([FOUND BY], $1)",
+        ),
         // Wording owned by other crates (rustls, hyper, reqwest, serde_yaml):
         // a dependency update may change it without mdl changing.
         (

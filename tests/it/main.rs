@@ -1,6 +1,7 @@
 //! Integration tests: the real `mdl` binary against the hub emulator on
 //! 127.0.0.1. One test binary, a module per area.
 
+mod any_torch;
 mod api;
 mod cache;
 mod common;

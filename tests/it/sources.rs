@@ -27,7 +27,7 @@ fn torchvision_end_to_end_with_a_mirror_and_a_catalog_entry() {
     ctx.write_config(&tv_config(&ctx, "[\"torchvision:resnet18\"]", &[("resnet18", &file)]));
     let run = ctx.mdl(&["sync"]).success();
     assert!(
-        run.stderr()
+        run.stderr_without_torch()
             .contains("Verified resnet18 on cpu: 1 weight file(s) [torch_zip], 9 tensors"),
         "{}",
         run.stderr()
@@ -172,7 +172,7 @@ fn local_models_are_locked_verified_and_used_in_place() {
     ctx.write_config("models:\n  require: [./weights/tiny]\n");
     let run = ctx.mdl(&["sync"]).success();
     assert!(
-        run.stderr()
+        run.stderr_without_torch()
             .contains("Verified tiny on cpu: 1 weight file(s) [torch_zip]"),
         "{}",
         run.stderr()
@@ -232,13 +232,13 @@ fn pytorch_hub_pins_the_ref_and_locks_archive_and_weights() {
     ctx.write_config(&yaml);
     let run = ctx.mdl(&["sync"]).success();
     assert!(
-        run.stderr()
+        run.stderr_without_torch()
             .contains("Verified resnet18 on cpu: 1 weight file(s) [torch_zip]"),
         "{}",
         run.stderr()
     );
     assert!(
-        run.stderr()
+        run.stderr_without_torch()
             .contains("Verified tiny on cpu: 1 weight file(s) [torch_legacy]"),
         "{}",
         run.stderr()

@@ -2,7 +2,7 @@
 
 use crate::common::*;
 
-fn verify_hub(ctx: &TestContext) {
+pub(crate) fn verify_hub(ctx: &TestContext) {
     ctx.hub.commit(
         "acme/st",
         "main",
@@ -36,7 +36,11 @@ fn torchscript_state_dict_and_safetensors_load_on_cpu() {
     verify_hub(&ctx);
     ctx.write_config(THREE);
     let run = ctx.mdl(&["sync"]).success();
-    let err = run.stderr();
+    // Which torch did it, and how: here the workspace's (`LIBTORCH`), 2.13,
+    // through the libtorch helper.
+    assert!(run.stderr().contains("on cpu with torch 2.13"), "{}", run.stderr());
+    assert!(run.stderr().contains("through mdl-torch"), "{}", run.stderr());
+    let err = run.stderr_without_torch();
     assert!(
         err.contains("Verified acme/st on cpu: 1 weight file(s) [safetensors], 9 tensors"),
         "{err}"
@@ -140,9 +144,13 @@ fn a_filter_that_drops_a_shard_is_refused() {
         .stderr_has("`include: [\"*.json\", \"model-00001-*\"]` leaves out");
     // With every shard, the model verifies.
     ctx.write_config("models:\n  require: [acme/sharded]\n");
-    ctx.mdl(&["sync"])
-        .success()
-        .stderr_has("Verified acme/sharded on cpu: 2 weight file(s)");
+    let run = ctx.mdl(&["sync"]).success();
+    assert!(
+        run.stderr_without_torch()
+            .contains("Verified acme/sharded on cpu: 2 weight file(s)"),
+        "{}",
+        run.stderr()
+    );
 }
 
 #[test]
@@ -182,7 +190,8 @@ fn a_sharded_model_verifies_in_parallel_within_a_budget_smaller_than_itself() {
     );
     assert!(run.stderr().contains(&want), "{want}\n{}", run.stderr());
     assert!(
-        run.stderr().contains("Verified acme/llm on cpu: 8 weight file(s)"),
+        run.stderr_without_torch()
+            .contains("Verified acme/llm on cpu: 8 weight file(s)"),
         "{}",
         run.stderr()
     );
@@ -217,7 +226,7 @@ fn memo_bomb_pt() -> Vec<u8> {
 }
 
 /// A `torch.save` archive around `pickle`, stored uncompressed.
-fn torch_zip(pickle: &[u8]) -> Vec<u8> {
+pub(crate) fn torch_zip(pickle: &[u8]) -> Vec<u8> {
     use std::io::Write;
     let mut zip = zip::ZipWriter::new(std::io::Cursor::new(Vec::new()));
     let options = zip::write::SimpleFileOptions::default().compression_method(zip::CompressionMethod::Stored);

@@ -245,6 +245,7 @@ impl Summary {
             device: device.to_string(),
             forward_output,
             load_ms: 0,
+            torch: None,
             details: self.details,
         }
     }

@@ -109,21 +109,25 @@ mod tests {
                 path: fixtures.join("state_dict.pth"),
                 device: "cpu".into(),
                 forward: None,
+                format: None,
             },
             Request {
                 path: fixtures.join("broken_missing_record.pth"),
                 device: "cpu".into(),
                 forward: None,
+                format: None,
             },
             Request {
                 path: fixtures.join("manifest.json"),
                 device: "cpu".into(),
                 forward: None,
+                format: None,
             },
             Request {
                 path: fixtures.join("state_dict.pth"),
                 device: "cuda".into(),
                 forward: None,
+                format: None,
             },
         ];
         let mut out = Vec::new();

@@ -154,7 +154,7 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
 /// One line per model: what verification found.
 pub fn print_checks(context: &Context, checks: &[ModelCheck]) -> Result<(), Error> {
     let p = &context.printer;
-    let mut format_only = false;
+    let mut format_only = None;
     for c in checks {
         let v = &c.verification;
         let tensors: u64 = v.files.values().map(|f| f.tensors).sum();
@@ -174,8 +174,13 @@ pub fn print_checks(context: &Context, checks: &[ModelCheck]) -> Result<(), Erro
             .filter_map(|f| f.forward_output.as_ref())
             .map(|s| format!(", forward → {s:?}"))
             .collect();
+        let with = v
+            .torch
+            .as_ref()
+            .map(|t| format!(" with {}", t.describe()))
+            .unwrap_or_default();
         let detail = format!(
-            "{} on {}: {} weight file(s) [{}], {tensors} tensors, {params} parameters ({}){}",
+            "{} on {}{with}: {} weight file(s) [{}], {tensors} tensors, {params} parameters ({}){}",
             c.name,
             v.device,
             v.files.len(),
@@ -187,15 +192,18 @@ pub fn print_checks(context: &Context, checks: &[ModelCheck]) -> Result<(), Erro
             VerifyStatus::Verified if c.cached => p.status("Verified", &format!("{detail} (remembered)")),
             VerifyStatus::Verified => p.status("Verified", &format!("{detail} in {ms} ms")),
             VerifyStatus::FormatChecked => {
-                format_only = true;
+                format_only = Some(c.not_loaded.clone().or(format_only.flatten()));
                 p.status("Checked", &detail)
             }
             VerifyStatus::Skipped => p.status("Skipped", &format!("{} (verify: false)", c.name)),
             VerifyStatus::Failed => p.status("FAILED", &format!("{}: {}", c.name, v.error.as_deref().unwrap_or(""))),
         }
     }
-    if format_only {
-        p.warn("this mdl was built without the `libtorch` feature: hashes and file structure were checked, but models were not loaded; build with default features to load them");
+    if let Some(reason) = format_only {
+        let why = reason.unwrap_or_else(|| "no torch could load them when they were checked".into());
+        p.warn(&format!(
+            "hashes and file structure were checked, but models were not loaded: {why}; `pip install torch` (2.0 or newer) in the active Python environment to load them, and `mdl doctor` shows what mdl finds"
+        ));
     }
     Ok(())
 }

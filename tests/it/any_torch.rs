@@ -1,0 +1,154 @@
+//! Verification in the torch the user already has: every Python environment
+//! named by `MDL_TEST_TORCH_ENVS` (colon-separated venvs, each with a full
+//! torch install) loads the same files, through mdl-torch where its version
+//! matches and in its own Python otherwise, and the report says which torch
+//! did it. Ignored by default: a full torch is ~2.7 GB. `scripts/test` runs it
+//! with the Python tests' venv (torch 2.15); `scripts/test-torch-versions`
+//! with 2.9, 2.13 and 2.15.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::*;
+use crate::verify::{torch_zip, verify_hub};
+
+fn envs() -> Vec<PathBuf> {
+    let list = std::env::var("MDL_TEST_TORCH_ENVS").unwrap_or_default();
+    let envs: Vec<PathBuf> = std::env::split_paths(&list)
+        .filter(|p| !p.as_os_str().is_empty())
+        .collect();
+    assert!(
+        !envs.is_empty(),
+        "set MDL_TEST_TORCH_ENVS to Python environments with torch (scripts/test-torch-versions makes them)"
+    );
+    envs
+}
+
+/// `2.15.0+cu130`, from the environment's `torch/version.py`.
+fn torch_version(venv: &Path) -> String {
+    let lib = std::fs::read_dir(venv.join("lib"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let text = std::fs::read_to_string(lib.join("site-packages/torch/version.py")).unwrap();
+    let line = text.lines().find(|l| l.starts_with("__version__")).unwrap();
+    line.split(['\'', '"']).nth(1).unwrap().to_string()
+}
+
+/// A context whose `mdl` finds torch only as a user's shell would: through
+/// the active virtual environment, not the workspace's `LIBTORCH`.
+fn in_env(venv: &Path, verifier: Option<&str>) -> TestContext {
+    let mut ctx = TestContext::new();
+    ctx.env.push(("VIRTUAL_ENV".into(), venv.display().to_string()));
+    ctx.env.push(("LIBTORCH".into(), String::new()));
+    ctx.env.push(("MDL_LIBTORCH".into(), String::new()));
+    ctx.env.push(("MDL_VERIFIER".into(), verifier.unwrap_or("").into()));
+    ctx
+}
+
+const MODELS: &str = r#"
+models:
+  require:
+    - acme/st
+    - id: url:{hub}/files/w/scripted.pt
+      verify: { forward: [1, 3, 8, 8] }
+    - url:{hub}/files/w/resnet-tiny.pth
+    - url:{hub}/files/w/legacy.pth
+"#;
+
+#[test]
+#[ignore = "needs Python environments with a full torch: MDL_TEST_TORCH_ENVS (scripts/test-torch-versions)"]
+fn each_torch_verifies_state_dicts_safetensors_and_torchscript_and_says_which() {
+    for venv in envs() {
+        let version = torch_version(&venv);
+        let native = version.starts_with(mdl::verify::libtorch_dir::NEEDED);
+        // Automatic choice: mdl-torch where it matches, else this Python; and
+        // the Python verifier asked for by name, on every version.
+        for forced in [None, Some("python")] {
+            let ctx = in_env(&venv, forced);
+            verify_hub(&ctx);
+            ctx.write_config(MODELS);
+            let run = ctx.mdl(&["sync", "--json"]).success();
+            let via = if native && forced.is_none() {
+                "through mdl-torch"
+            } else {
+                "in Python"
+            };
+            let with = format!("with torch {version} (VIRTUAL_ENV, {via})");
+            let err = run.stderr();
+            for line in [
+                "Verified acme/st on cpu {with}: 1 weight file(s) [safetensors], 9 tensors, 139 parameters (float32, int64)",
+                "Verified scripted on cpu {with}: 1 weight file(s) [torchscript], 6 tensors, 130 parameters (float32), forward → [1, 2]",
+                "Verified resnet-tiny on cpu {with}: 1 weight file(s) [torch_zip], 9 tensors, 139 parameters (float32, int64)",
+                "Verified legacy on cpu {with}: 1 weight file(s) [torch_legacy], 9 tensors, 139 parameters (float32, int64)",
+            ] {
+                let line = line.replace("{with}", &with);
+                assert!(err.contains(&line), "{venv:?} {forced:?}: no `{line}` in\n{err}");
+            }
+            let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+            for model in json["models"].as_array().unwrap() {
+                assert_eq!(model["status"], "verified", "{model}");
+                assert_eq!(model["torch"]["version"], version.as_str(), "{model}");
+                assert_eq!(model["torch"]["found_by"], "VIRTUAL_ENV");
+            }
+            // model_info.json keeps which torch did it.
+            let info = ctx.json("models/url_scripted/model_info.json");
+            assert_eq!(info["verification"]["torch"]["version"], version.as_str());
+        }
+    }
+}
+
+#[test]
+#[ignore = "needs Python environments with a full torch: MDL_TEST_TORCH_ENVS (scripts/test-torch-versions)"]
+fn truncated_and_hostile_files_fail_by_name_in_every_torch() {
+    // A pickle that would run `touch` if it were unpickled by plain pickle.
+    let evil = torch_zip(b"cposix\nsystem\n(S'touch PWNED'\ntR.");
+    for venv in envs() {
+        let ctx = in_env(&venv, Some("python"));
+        verify_hub(&ctx);
+        ctx.hub.put_file("w/evil.pt", Blob::regular(evil.clone()));
+        ctx.hub.put_file(
+            "w/cut.safetensors",
+            Blob::regular(&SAFETENSORS[..SAFETENSORS.len() - 100]),
+        );
+        ctx.write_config(
+            "models:\n  require:\n    - url:{hub}/files/w/truncated.pth\n    - url:{hub}/files/w/cut.safetensors\n    - url:{hub}/files/w/evil.pt\n",
+        );
+        let run = ctx.mdl(&["sync"]).failure(1);
+        let err = run.stderr();
+        assert!(err.contains("`truncated.pth` cannot be loaded"), "{venv:?}: {err}");
+        assert!(err.contains("`cut.safetensors` cannot be loaded"), "{venv:?}: {err}");
+        assert!(err.contains("`evil.pt` cannot be loaded"), "{venv:?}: {err}");
+        // Refused by weights-only loading, and never with torch's advice to
+        // turn it off.
+        assert!(err.contains("posix.system"), "{venv:?}: {err}");
+        assert!(!err.contains("weights_only` set to `False"), "{venv:?}: {err}");
+        assert!(!ctx.path().join("models/url_evil/PWNED").exists());
+        assert!(!ctx.path().join("PWNED").exists());
+        assert!(!err.contains("crashed"), "{err}");
+    }
+}
+
+#[test]
+#[ignore = "needs Python environments with a full torch: MDL_TEST_TORCH_ENVS (scripts/test-torch-versions)"]
+fn doctor_names_the_torch_it_would_verify_with() {
+    for venv in envs() {
+        let version = torch_version(&venv);
+        let ctx = in_env(&venv, Some("python"));
+        ctx.write_config("models:\n  require: []\n");
+        let run = ctx.mdl(&["doctor", "--json"]);
+        let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
+        let findings = json["findings"].as_array().unwrap();
+        let verifier = findings.iter().find(|f| f["check"] == "verifier").unwrap();
+        assert!(
+            verifier["detail"]
+                .as_str()
+                .unwrap()
+                .contains(&format!("torch {version} in Python")),
+            "{verifier}"
+        );
+        let devices = findings.iter().find(|f| f["check"] == "devices").unwrap();
+        assert_eq!(devices["ok"], true, "{devices}");
+    }
+}
