@@ -156,5 +156,5 @@ def _build_executables(config_settings: Optional[Mapping[str, Any]]) -> None:
             continue
         shutil.copy2(built, os.path.join(scripts, name))
         if shutil.which("strip"):
-            # Debug info is most of a Rust binary's size; a wheel is for running.
-            subprocess.run(["strip", "--strip-debug", os.path.join(scripts, name)], check=False)
+            # Debug info and symbols are most of a Rust binary's size; a wheel is for running.
+            subprocess.run(["strip", os.path.join(scripts, name)], check=False)

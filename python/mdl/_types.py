@@ -60,6 +60,15 @@ class ModelInfo:
         return bool(self.verification) and self.verification.get("status") == "verified"  # type: ignore[union-attr]
 
     @property
+    def verified_with(self) -> Optional[str]:
+        """Which torch loaded it: ``torch 2.15.0 (VIRTUAL_ENV, in Python)``."""
+        torch = (self.verification or {}).get("torch")
+        if not torch:
+            return None
+        via = "in Python" if torch.get("via") == "python" else "through mdl-torch"
+        return f"torch {torch['version']} ({torch['found_by']}, {via})"
+
+    @property
     def verification_status(self) -> Optional[str]:
         """``verified``, ``format_checked``, ``failed``, ``skipped``, or ``None``."""
         return (self.verification or {}).get("status")
@@ -98,5 +107,6 @@ class ModelInfo:
             "url": self.url,
             "downloaded_at": self.downloaded_at,
             "verified": self.verified,
+            "verified_with": self.verified_with,
             "verification": self.verification,
         }

@@ -2,7 +2,8 @@
 //! whose Python already has `torch` (every ML Docker image) uses that one, and
 //! moving or deleting the checkout `mdl-torch` was built in does not stop
 //! verification. The order: `MDL_LIBTORCH` / `LIBTORCH`, else the `torch`
-//! package of the active Python (`$VIRTUAL_ENV`, else `python3` on `PATH`),
+//! package of the active Python (`$VIRTUAL_ENV`, else the Python mdl runs in
+//! when it is the Python module, else `python3` on `PATH`),
 //! else the location `mdl-torch` was built against (its rpath). The helper is
 //! started with that `lib/` first on `LD_LIBRARY_PATH` (which wins over a
 //! RUNPATH), after checking the version is the one it was built for.
@@ -49,6 +50,16 @@ impl Libtorch {
     }
 }
 
+/// The interpreter mdl runs inside, when it is the Python module: its torch
+/// is the one the user's code imports, so it comes before `python3` on `PATH`.
+static RUNNING_PYTHON: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+
+/// Tells [`find`] which Python this process is (the Python module does, with
+/// `sys.executable`).
+pub fn set_running_python(python: PathBuf) {
+    let _ = RUNNING_PYTHON.set(python);
+}
+
 /// The libtorch to use, by the order above; `None`: the helper's own rpath.
 pub fn find() -> Option<Libtorch> {
     for var in ["MDL_LIBTORCH", "LIBTORCH"] {
@@ -59,6 +70,7 @@ pub fn find() -> Option<Libtorch> {
     let (python, found_by) = std::env::var_os("VIRTUAL_ENV")
         .filter(|v| !v.is_empty())
         .map(|venv| (PathBuf::from(venv).join("bin/python"), "`VIRTUAL_ENV`"))
+        .or_else(|| RUNNING_PYTHON.get().map(|p| (p.clone(), "`sys.executable`")))
         .unwrap_or_else(|| (PathBuf::from("python3"), "`python3`"));
     python_torch(&python).map(|dir| Libtorch {
         python: Some(python),

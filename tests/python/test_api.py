@@ -39,8 +39,19 @@ def test_ensure_model_available_returns_path_and_typed_info(project: Path) -> No
     assert info.path == path
     assert info.size_mb > 0 and info.size_bytes == sum(f.size for f in info.files)
     assert len(info.commit or "") == 40
-    # Loaded with libtorch by the mdl-torch this wheel installed.
+    # Loaded in this environment's own torch, whatever its version: the
+    # wheel's mdl-torch is built for 2.13, this venv has the newest (2.15),
+    # so mdl verified in Python, and says so.
+    import torch
+
     assert info.verified, info.verification
+    used = info.verification["torch"]
+    assert used["version"] == torch.__version__
+    assert used["found_by"] == "VIRTUAL_ENV"
+    assert used["via"] == ("mdl-torch" if torch.__version__.startswith("2.13") else "python")
+    assert info.verified_with == f"torch {torch.__version__} (VIRTUAL_ENV, " + (
+        "through mdl-torch)" if used["via"] == "mdl-torch" else "in Python)"
+    )
     assert (project / "models.lock").is_file()
     # Again: nothing to do, same answer.
     assert mdl.ensure_model_available("acme/tiny-bert") == (path, info)
@@ -131,3 +142,15 @@ def test_the_gil_is_released_while_mdl_downloads(model_files, project: Path, mon
     finally:
         slow.process.kill()
         slow.process.wait()
+
+
+def test_without_an_activated_venv_the_running_pythons_torch_verifies(project: Path) -> None:
+    # `python script.py` with the venv's interpreter but nothing activated:
+    # the torch that script imports is the one mdl verifies with.
+    import torch
+
+    env = {k: v for k, v in os.environ.items() if k != "VIRTUAL_ENV"}
+    env["PATH"] = "/usr/bin:/bin"
+    code = "import mdl; _, info = mdl.ensure_model_available('acme/tiny-bert'); print(info.verified_with)"
+    out = subprocess.run([sys.executable, "-c", code], env=env, cwd=project, check=True, capture_output=True, text=True)
+    assert out.stdout.strip().startswith(f"torch {torch.__version__} (sys.executable, "), out

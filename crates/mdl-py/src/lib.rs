@@ -364,6 +364,10 @@ fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
         .call_method1("get_path", ("scripts",))?
         .extract()?;
     mdl::verify::set_installed_helper(scripts.join("mdl-torch"));
+    // Verification uses the torch this interpreter imports (when no
+    // `VIRTUAL_ENV` or `MDL_LIBTORCH` says otherwise), not `python3`'s.
+    let executable: PathBuf = m.py().import("sys")?.getattr("executable")?.extract()?;
+    mdl::verify::libtorch_dir::set_running_python(executable);
     m.add_class::<Project>()?;
     m.add_function(wrap_pyfunction!(hf_cache_snapshot, m)?)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
