@@ -63,26 +63,14 @@ impl Project {
                     None,
                 );
                 let script = "import json, torch\nprint(json.dumps({'torch': torch.__version__, 'cuda_devices': torch.cuda.device_count() if torch.cuda.is_available() else 0, 'threads': torch.get_num_threads()}))";
-                match std::process::Command::new(&python).args(["-I", "-c", script]).output() {
-                    Ok(o) if o.status.success() => add(
-                        out,
-                        "devices",
-                        true,
-                        String::from_utf8_lossy(&o.stdout).trim().to_string(),
-                        None,
-                    ),
-                    Ok(o) => add(
-                        out,
-                        "devices",
-                        false,
-                        format!(
-                            "`import torch` failed: {}",
-                            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").trim()
-                        ),
-                        Some("`pip install torch` in that environment (a full install: `import torch` needs its CUDA libraries)"),
-                    ),
-                    Err(e) => add(out, "devices", false, format!("`{}` did not run: {e}", python.display()), None),
-                }
+                let mut command = std::process::Command::new(&python);
+                command.args(["-I", "-c", script]);
+                add_devices(
+                    out,
+                    command,
+                    "`import torch` failed",
+                    "`pip install torch` in that environment (a full install: `import torch` needs its CUDA libraries)",
+                );
             }
             Verifier::Helper { path, libtorch } => {
                 add(out, "verifier", true, format!("`{}`", path.display()), None);
@@ -126,26 +114,12 @@ impl Project {
                 if let Some(found) = &libtorch {
                     command.env("LD_LIBRARY_PATH", &found.lib);
                 }
-                match command.output() {
-                    Ok(o) if o.status.success() => add(
-                        out,
-                        "devices",
-                        true,
-                        String::from_utf8_lossy(&o.stdout).trim().to_string(),
-                        None,
-                    ),
-                    Ok(o) => add(
-                        out,
-                        "devices",
-                        false,
-                        format!(
-                            "mdl-torch could not start libtorch: {}",
-                            String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").trim()
-                        ),
-                        Some("set `MDL_LIBTORCH` to a libtorch 2.13 directory, or `pip install torch==2.13.0`"),
-                    ),
-                    Err(e) => add(out, "devices", false, format!("mdl-torch did not run: {e}"), None),
-                }
+                add_devices(
+                    out,
+                    command,
+                    "mdl-torch could not start libtorch",
+                    "set `MDL_LIBTORCH` to a libtorch 2.13 directory, or `pip install torch==2.13.0`",
+                );
             }
         }
     }
@@ -295,4 +269,34 @@ fn add(out: &mut Vec<Finding>, check: &'static str, ok: bool, detail: String, hi
         detail,
         hint: hint.map(str::to_string),
     })
+}
+
+/// Runs the verifier's device probe: what its torch sees, or why it could not start.
+fn add_devices(out: &mut Vec<Finding>, mut command: std::process::Command, failed: &str, hint: &'static str) {
+    match command.output() {
+        Ok(o) if o.status.success() => add(
+            out,
+            "devices",
+            true,
+            String::from_utf8_lossy(&o.stdout).trim().to_string(),
+            None,
+        ),
+        Ok(o) => add(
+            out,
+            "devices",
+            false,
+            format!(
+                "{failed}: {}",
+                String::from_utf8_lossy(&o.stderr).lines().last().unwrap_or("").trim()
+            ),
+            Some(hint),
+        ),
+        Err(e) => add(
+            out,
+            "devices",
+            false,
+            format!("`{}` did not run: {e}", command.get_program().to_string_lossy()),
+            None,
+        ),
+    }
 }

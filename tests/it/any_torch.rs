@@ -9,7 +9,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::*;
-use crate::verify::{torch_zip, verify_hub};
+use crate::verify::{torch_zip, verify_hub, THREE};
 
 fn envs() -> Vec<PathBuf> {
     let list = std::env::var("MDL_TEST_TORCH_ENVS").unwrap_or_default();
@@ -47,16 +47,6 @@ fn in_env(venv: &Path, verifier: Option<&str>) -> TestContext {
     ctx
 }
 
-const MODELS: &str = r#"
-models:
-  require:
-    - acme/st
-    - id: url:{hub}/files/w/scripted.pt
-      verify: { forward: [1, 3, 8, 8] }
-    - url:{hub}/files/w/resnet-tiny.pth
-    - url:{hub}/files/w/legacy.pth
-"#;
-
 #[test]
 #[ignore = "needs Python environments with a full torch: MDL_TEST_TORCH_ENVS (scripts/test-torch-versions)"]
 fn each_torch_verifies_state_dicts_safetensors_and_torchscript_and_says_which() {
@@ -68,7 +58,7 @@ fn each_torch_verifies_state_dicts_safetensors_and_torchscript_and_says_which() 
         for forced in [None, Some("python")] {
             let ctx = in_env(&venv, forced);
             verify_hub(&ctx);
-            ctx.write_config(MODELS);
+            ctx.write_config(THREE);
             let run = ctx.mdl(&["sync", "--json"]).success();
             let via = if native && forced.is_none() {
                 "through mdl-torch"

@@ -20,7 +20,7 @@ pub(crate) fn verify_hub(ctx: &TestContext) {
         .put_file("w/not-a-model.pt", Blob::regular(&b"<html>502 Bad Gateway</html>"[..]));
 }
 
-const THREE: &str = r#"
+pub(crate) const THREE: &str = r#"
 models:
   require:
     - acme/st
