@@ -544,6 +544,26 @@ pub struct VerifySettings {
     /// of the memory available when the sync starts.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_memory: Option<ByteSize>,
+    /// What a weight file in a format mdl cannot load or check (ONNX, Keras,
+    /// an unrecognised `.bin`) does to a sync: `warn` (default: reported as
+    /// hash-checked only) or `error` (the sync fails).
+    #[serde(default, skip_serializing_if = "UnknownWeights::is_default")]
+    pub unknown: UnknownWeights,
+}
+
+/// `verify: { unknown: warn|error }`.
+#[derive(Clone, Copy, Debug, Default, Deserialize, Serialize, PartialEq, Eq, schemars::JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum UnknownWeights {
+    #[default]
+    Warn,
+    Error,
+}
+
+impl UnknownWeights {
+    fn is_default(&self) -> bool {
+        *self == UnknownWeights::Warn
+    }
 }
 
 /// A size in bytes, written as a number or with a unit (`512MiB`, `4 GB`).

@@ -15,6 +15,7 @@ pub enum Format {
     TorchZip,
     TorchLegacy,
     Safetensors,
+    Gguf,
 }
 
 impl Format {
@@ -24,6 +25,7 @@ impl Format {
             Format::TorchZip => "torch_zip",
             Format::TorchLegacy => "torch_legacy",
             Format::Safetensors => "safetensors",
+            Format::Gguf => "gguf",
         }
     }
 }
@@ -36,9 +38,16 @@ pub struct FileReport {
     pub parameters: u64,
     pub bytes: u64,
     pub dtypes: Vec<String>,
-    /// True when libtorch built every tensor on the device; false when only the
-    /// structure could be checked (a build without libtorch).
+    /// True when a torch loaded the file (every tensor it has a dtype for
+    /// built on the device); false when only the structure could be checked.
     pub loaded: bool,
+    /// Tensors of a loaded file checked by structure only: quantized GGUF
+    /// blocks, or a dtype the torch lacks (their `dtypes` entry says so).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub structure_only: u64,
+    /// A GGUF file's `general.architecture`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub architecture: Option<String>,
     pub device: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_output: Option<Vec<i64>>,
@@ -49,6 +58,10 @@ pub struct FileReport {
     /// Per-tensor detail, for tests and `--json` (not persisted).
     #[serde(skip)]
     pub details: Vec<TensorReport>,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 /// Which torch loaded a file, and how mdl found and ran it.
@@ -91,6 +104,9 @@ pub enum VerifyStatus {
     Verified,
     /// Hashes and file structure checked; this build cannot load with libtorch.
     FormatChecked,
+    /// A weight file is in a format mdl cannot load or check (ONNX, Keras,
+    /// …): its hash matched the lock, nothing more (`hash_only` says which).
+    HashChecked,
     /// A file failed to load; see `error`.
     Failed,
     /// `--no-verify`, or `verify: false` in the config.
@@ -105,6 +121,9 @@ pub struct Verification {
     pub files: BTreeMap<String, FileReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// Weight files checked against their hash only, and why.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hash_only: BTreeMap<String, String>,
     /// The torch that loaded its weight files (the same for all of them in
     /// one sync; a remembered verification keeps the torch that did it).
     #[serde(default, skip_serializing_if = "Option::is_none")]

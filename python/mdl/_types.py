@@ -70,7 +70,7 @@ class ModelInfo:
 
     @property
     def verification_status(self) -> Optional[str]:
-        """``verified``, ``format_checked``, ``failed``, ``skipped``, or ``None``."""
+        """``verified``, ``format_checked``, ``hash_checked`` (a weight file mdl cannot read was checked by hash only), ``failed``, ``skipped``, or ``None``."""
         return (self.verification or {}).get("status")
 
     @classmethod

@@ -58,6 +58,7 @@ pub fn checks(checks: &[ModelCheck]) -> Value {
                     "torch": c.verification.torch,
                     "not_loaded": c.not_loaded,
                     "files": c.verification.files,
+                    "hash_only": c.verification.hash_only,
                 })
             })
             .collect(),

@@ -220,9 +220,12 @@ fn verification_failures(checks: &[ModelCheck]) -> Result<()> {
     let failed: Vec<Error> = (checks.iter())
         .filter(|c| c.verification.status == VerifyStatus::Failed)
         .map(|c| {
-            Error::from(verify::VerifyError::Model {
-                model: c.name.clone(),
-                reason: c.verification.error.clone().unwrap_or_default(),
+            let model = c.name.clone();
+            let reason = c.verification.error.clone().unwrap_or_default();
+            Error::from(if c.verification.hash_only.is_empty() {
+                verify::VerifyError::Model { model, reason }
+            } else {
+                verify::VerifyError::Unverifiable { model, reason }
             })
         })
         .collect();

@@ -39,10 +39,33 @@ pub enum Detected {
     Unrecognized {
         reason: String,
     },
+    /// Weights in a format mdl cannot load or check: only its hash was
+    /// checked, for this reason.
+    Unknown {
+        reason: String,
+    },
 }
 
 /// Extensions that promise weights: a file named so must be a known format.
-const WEIGHT_EXTENSIONS: &[&str] = &["pt", "pth", "ckpt", "safetensors", "pkl", "jit", "torchscript"];
+const WEIGHT_EXTENSIONS: &[&str] = &["pt", "pth", "ckpt", "safetensors", "pkl", "jit", "torchscript", "gguf"];
+/// Weight formats mdl reads neither with torch nor by structure: a file of
+/// one is checked against its hash only, and reports say so.
+const FOREIGN_WEIGHT_EXTENSIONS: &[(&str, &str)] = &[
+    ("onnx", "ONNX"),
+    ("h5", "Keras/HDF5"),
+    ("hdf5", "HDF5"),
+    ("keras", "Keras"),
+    ("msgpack", "Flax msgpack"),
+    ("tflite", "TensorFlow Lite"),
+    ("pb", "TensorFlow graph"),
+    ("npz", "NumPy archive"),
+    ("npy", "NumPy array"),
+    ("ggml", "GGML (before GGUF)"),
+    ("mlmodel", "Core ML"),
+    ("ot", "tch's own tensor archive"),
+    ("nemo", "NeMo archive"),
+    ("engine", "TensorRT engine"),
+];
 /// Extensions that often hold weights but not always (`.bin`): checked when recognised.
 const MAYBE_WEIGHT_EXTENSIONS: &[&str] = &["bin", "model", "tar"];
 
@@ -53,6 +76,11 @@ pub fn detect(path: &Path) -> std::io::Result<Detected> {
         .and_then(|e| e.to_str())
         .unwrap_or("")
         .to_ascii_lowercase();
+    if let Some((_, kind)) = FOREIGN_WEIGHT_EXTENSIONS.iter().find(|(e, _)| *e == ext) {
+        return Ok(Detected::Unknown {
+            reason: format!("{kind} weights, a format mdl cannot load or check"),
+        });
+    }
     let strict = WEIGHT_EXTENSIONS.contains(&ext.as_str());
     if !strict && !MAYBE_WEIGHT_EXTENSIONS.contains(&ext.as_str()) {
         return Ok(Detected::Other);
@@ -78,6 +106,13 @@ pub fn detect(path: &Path) -> std::io::Result<Detected> {
             reason: format!("`.{ext}` file of unknown format: {what}"),
         });
     }
+    if ext == "bin" || ext == "tar" {
+        // `pytorch_model.bin`, `ggml-model-q4_0.bin`: weights, in a format
+        // mdl did not recognise (a tokenizer's `.model` is not weights).
+        return Ok(Detected::Unknown {
+            reason: format!("a `.{ext}` file that is not torch, safetensors or GGUF"),
+        });
+    }
     Ok(Detected::Other)
 }
 
@@ -97,6 +132,8 @@ pub enum VerifyError {
     },
     #[error("model `{model}` failed verification: {reason}")]
     Model { model: String, reason: String },
+    #[error("model `{model}` cannot be verified: {reason}")]
+    Unverifiable { model: String, reason: String },
     #[error("I/O error on `{}`", path.display())]
     Io {
         path: std::path::PathBuf,
@@ -154,6 +191,7 @@ impl VerifyError {
     pub fn is_setup(&self) -> bool {
         match self {
             VerifyError::MissingShard { .. }
+            | VerifyError::Unverifiable { .. }
             | VerifyError::OverBudget { .. }
             | VerifyError::LibtorchVersion { .. }
             | VerifyError::LibtorchMissing { .. }
@@ -170,6 +208,9 @@ impl VerifyError {
             )),
             VerifyError::Load { .. } | VerifyError::Model { .. } => Some(
                 "the file's hash matches the lock, so upstream serves it this way: report it upstream, pin another revision, or `exclude:` the file".into(),
+            ),
+            VerifyError::Unverifiable { .. } => Some(
+                "`exclude:` the files mdl cannot read, or write `verify: { unknown: warn }` in config.yaml to accept them checked by hash only".into(),
             ),
             VerifyError::MissingShard { .. } => Some(
                 "widen `include:` (or narrow `exclude:`) so every shard is synced, e.g. `include: [\"*.safetensors\", \"*.json\"]`; then run `mdl sync`".into(),
@@ -215,6 +256,20 @@ pub struct Request {
     /// mdl-torch detects and checks again itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub format: Option<Format>,
+    /// A GGUF file's tensors as mdl's reader checked them, for the Python
+    /// verifier (one GGUF reader, mdl's; the helper reads it itself).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub spans: Vec<Span>,
+}
+
+/// One tensor's place in a file: `dtype` in the format's own naming.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Span {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+    pub offset: u64,
+    pub bytes: u64,
 }
 
 /// The helper's answer for one request (one JSON line on its stdout).
@@ -487,11 +542,17 @@ impl Verifier {
         };
         results
             .into_iter()
-            .map(|r| {
+            .zip(requests)
+            .map(|(r, request)| {
                 r.map(|report| {
                     report.map(|mut report| {
                         if report.loaded {
                             report.torch = torch.clone();
+                        }
+                        // One place for every verifier: mdl's reader says
+                        // what the model is.
+                        if report.format == Format::Gguf && report.architecture.is_none() {
+                            report.architecture = formats::gguf::read(&request.path).ok().and_then(|g| g.architecture);
                         }
                         report
                     })
@@ -532,8 +593,26 @@ fn verify_in_python(
     for (i, request) in requests.iter().enumerate() {
         match check_file(&request.path, Device::parse(&request.device).unwrap_or_default()) {
             Ok(Some(report)) => {
+                let spans = match report.format {
+                    Format::Gguf => formats::gguf::read(&request.path)
+                        .map(|g| {
+                            g.tensors
+                                .iter()
+                                .map(|t| Span {
+                                    name: t.name.clone(),
+                                    dtype: t.ggml_type.name().to_string(),
+                                    shape: t.torch_shape(),
+                                    offset: t.offset,
+                                    bytes: t.bytes,
+                                })
+                                .collect()
+                        })
+                        .unwrap_or_default(),
+                    _ => Vec::new(),
+                };
                 to_load.push(Request {
                     format: Some(report.format),
+                    spans,
                     ..request.clone()
                 });
                 positions.push(i);
@@ -768,7 +847,7 @@ pub fn verify_with(
         path: path.to_path_buf(),
         source,
     })? {
-        Detected::Other => return Ok(None),
+        Detected::Other | Detected::Unknown { .. } => return Ok(None),
         Detected::Unrecognized { reason } => {
             return Err(VerifyError::Load {
                 path: path.to_path_buf(),
@@ -825,6 +904,8 @@ pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<Fi
         bytes: found.bytes,
         dtypes: found.dtypes.into_iter().collect(),
         loaded: false,
+        structure_only: 0,
+        architecture: None,
         device: device.to_string(),
         forward_output: None,
         load_ms: 0,
@@ -927,7 +1008,7 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
         let mut count = 0;
         for kind in ["regressions", "corpus"] {
-            for target in ["pickle", "torch_file", "safetensors", "config", "lockfile"] {
+            for target in ["pickle", "torch_file", "safetensors", "gguf", "config", "lockfile"] {
                 for entry in std::fs::read_dir(root.join(kind).join(target))
                     .into_iter()
                     .flatten()
@@ -941,6 +1022,10 @@ mod tests {
                         }
                         "torch_file" => fuzz_weight_file(&data).unwrap(),
                         "safetensors" => fuzz_weight_file_named(&data, "model.safetensors").unwrap(),
+                        "gguf" => {
+                            let _ = formats::gguf::parse(&data[..], data.len() as u64);
+                            fuzz_weight_file_named(&data, "model.gguf").unwrap()
+                        }
                         "config" => {
                             let text = String::from_utf8_lossy(&data);
                             let _ = crate::config::Config::parse(Path::new("config.yaml"), &text, &[]);

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use super::{Verifier, VerifyError};
-use crate::config::Config;
+use crate::config::{Config, UnknownWeights};
 use crate::lock::Lockfile;
 use crate::report::{Verification, VerifyStatus};
 use crate::reporter::{Event, Reporter};
@@ -53,6 +53,7 @@ pub async fn verify_models(
                 device: device.clone(),
                 files: BTreeMap::new(),
                 error: None,
+                hash_only: BTreeMap::new(),
                 torch: None,
             },
             cached: true,
@@ -82,12 +83,16 @@ pub async fn verify_models(
             if state.not_weights.contains(&file.blake3) {
                 continue;
             }
-            if super::detect(&path)
-                .map(|d| d == super::Detected::Other)
-                .unwrap_or(false)
-            {
-                state.not_weights.insert(file.blake3.clone());
-                continue;
+            match super::detect(&path) {
+                Ok(super::Detected::Other) => {
+                    state.not_weights.insert(file.blake3.clone());
+                    continue;
+                }
+                Ok(super::Detected::Unknown { reason }) => {
+                    check.verification.hash_only.insert(file.path.clone(), reason);
+                    continue;
+                }
+                _ => {}
             }
             pending.push(Pending {
                 model: checks.len(),
@@ -99,6 +104,7 @@ pub async fn verify_models(
                 device: device.clone(),
                 forward: spec.verify.forward.clone(),
                 format: None,
+                spans: Vec::new(),
             });
         }
         checks.push(check);
@@ -187,10 +193,28 @@ pub async fn verify_models(
         }
     }
     for check in &mut checks {
-        check.verification.torch = check.verification.files.values().find_map(|f| f.torch.clone());
-        let loaded = check.verification.files.values().all(|f| f.loaded);
-        if check.verification.status == VerifyStatus::Verified && !loaded {
-            check.verification.status = VerifyStatus::FormatChecked;
+        let v = &mut check.verification;
+        v.torch = v.files.values().find_map(|f| f.torch.clone());
+        let loaded = v.files.values().all(|f| f.loaded);
+        if v.status == VerifyStatus::Verified && !loaded {
+            v.status = VerifyStatus::FormatChecked;
+        }
+        // Nothing unverified is called verified: a weight file no check
+        // could read keeps its model from being `verified`.
+        if !v.hash_only.is_empty() && matches!(v.status, VerifyStatus::Verified | VerifyStatus::FormatChecked) {
+            check.cached = false;
+            match config.verify.unknown {
+                UnknownWeights::Warn => v.status = VerifyStatus::HashChecked,
+                UnknownWeights::Error => {
+                    v.status = VerifyStatus::Failed;
+                    let files: Vec<String> = v.hash_only.iter().map(|(p, why)| format!("`{p}` ({why})")).collect();
+                    v.error = Some(format!(
+                        "{} can only be checked against {} hash, and `verify.unknown` is `error`",
+                        files.join(", "),
+                        if files.len() == 1 { "its" } else { "their" }
+                    ));
+                }
+            }
         }
     }
     Ok(checks)

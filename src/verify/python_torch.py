@@ -130,14 +130,14 @@ class Summary:
         self.dtypes.add(dtype_name(kind))
         del t
 
-    def add_structural(self, dtype, shape, nbytes):
+    def add_structural(self, dtype, shape, nbytes, label=None):
         n = 1
         for d in shape:
             n *= d
         self.tensors += 1
         self.parameters += n
         self.bytes += nbytes
-        self.dtypes.add("%s (structure only: this torch has no such dtype)" % dtype)
+        self.dtypes.add(label or "%s (structure only: this torch has no such dtype)" % dtype)
         self.structural += 1
 
     def report(self, fmt, device_name, forward_output=None):
@@ -147,7 +147,8 @@ class Summary:
             "parameters": self.parameters,
             "bytes": self.bytes,
             "dtypes": sorted(self.dtypes),
-            "loaded": self.structural == 0,
+            "loaded": True,
+            "structure_only": self.structural,
             "device": device_name,
             "load_ms": 0,
         }
@@ -176,6 +177,9 @@ def load(torch, request, device):
         return summary.report(fmt, device_name, output)
     if fmt == "safetensors":
         load_safetensors(torch, path, summary)
+        return summary.report(fmt, device_name)
+    if fmt == "gguf":
+        load_gguf(torch, path, request.get("spans", []), summary)
         return summary.report(fmt, device_name)
     if fmt in ("torch_zip", "torch_legacy"):
         kwargs = {"map_location": "cpu", "weights_only": True}
@@ -284,6 +288,47 @@ def load_safetensors(torch, path, summary):
                 else:
                     flat = torch.empty(0, dtype=dtype)
                 summary.add(torch, flat.reshape(meta["shape"]))
+                del flat
+        finally:
+            try:
+                mapped.close()
+            except BufferError:
+                pass  # a tensor still views it; the process ends soon
+
+
+# ggml's plain types and their torch dtypes; quantized blocks have none.
+GGML_DTYPES = {
+    "F32": "float32",
+    "F16": "float16",
+    "BF16": "bfloat16",
+    "F64": "float64",
+    "I8": "int8",
+    "I16": "int16",
+    "I32": "int32",
+    "I64": "int64",
+}
+
+
+def load_gguf(torch, path, spans, summary):
+    """The tensors mdl's GGUF reader found and checked (`spans`: name, ggml
+    dtype, torch shape, absolute offset, bytes), read from a memory map."""
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            for span in spans:
+                name = GGML_DTYPES.get(span["dtype"])
+                dtype = getattr(torch, name, None) if name else None
+                if dtype is None:
+                    label = "%s (quantized: structure only)" % span["dtype"]
+                    summary.add_structural(span["dtype"], span["shape"], span["bytes"], label)
+                    continue
+                size = torch.empty(0, dtype=dtype).element_size()
+                count = span["bytes"] // size
+                if count:
+                    flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=span["offset"])
+                else:
+                    flat = torch.empty(0, dtype=dtype)
+                summary.add(torch, flat.reshape(span["shape"]))
                 del flat
         finally:
             try:

@@ -142,3 +142,31 @@ fn doctor_names_the_torch_it_would_verify_with() {
         assert_eq!(devices["ok"], true, "{devices}");
     }
 }
+
+/// GGUF in every torch: the same tensors load (F32/F16/BF16) and the same
+/// quantized blocks are checked by structure, from mdl's one GGUF reader.
+#[test]
+#[ignore = "needs Python environments with a full torch: MDL_TEST_TORCH_ENVS (scripts/test-torch-versions)"]
+fn each_torch_loads_gguf_float_tensors_and_checks_quantized_ones() {
+    for venv in envs() {
+        let ctx = in_env(&venv, Some("python"));
+        crate::gguf::gguf_hub(&ctx);
+        ctx.write_config(
+            "models:\n  require:\n    - id: acme/tiny-GGUF\n      include: [\"*Q4_K_M.gguf\", \"*F16.gguf\"]\n",
+        );
+        let err = ctx.mdl(&["sync"]).success().stderr_without_torch();
+        assert!(
+            err.contains("Verified acme/tiny-GGUF on cpu: 2 weight file(s) [gguf (llama), gguf (llama)], 7 tensors, 2024 parameters (Q4_K (quantized: structure only), Q6_K (quantized: structure only), bfloat16, float16, float32)"),
+            "{venv:?}: {err}"
+        );
+        let info = ctx.json("models/huggingface_acme--tiny-GGUF/model_info.json");
+        assert_eq!(
+            info["verification"]["files"]["tiny-Q4_K_M.gguf"]["structure_only"], 2,
+            "{venv:?}"
+        );
+        assert_eq!(
+            info["verification"]["files"]["tiny-F16.gguf"]["torch"]["via"], "python",
+            "{venv:?}"
+        );
+    }
+}

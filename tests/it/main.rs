@@ -8,6 +8,7 @@ mod common;
 #[cfg(feature = "failpoints")]
 mod crash;
 mod examples;
+mod gguf;
 mod hostile;
 mod interop;
 mod lock;

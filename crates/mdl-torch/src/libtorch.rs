@@ -19,6 +19,7 @@ use std::path::Path;
 use tch::{Kind, Tensor};
 
 use mdl::config::Device;
+use mdl::verify::formats::gguf;
 use mdl::verify::torch_file::{self, Dtype};
 use mdl::verify::{FileReport, Format, TensorReport, VerifyError};
 
@@ -216,14 +217,14 @@ impl Summary {
         Ok(())
     }
 
-    /// Records a tensor whose dtype libtorch does not have: its header entry
-    /// and byte range were checked by the safetensors reader, nothing loaded.
-    fn add_structural(&mut self, name: &str, dtype: &str, shape: &[usize], bytes: u64) {
+    /// Records a tensor libtorch cannot hold (a dtype it lacks, quantized
+    /// blocks): its header entry and byte range were checked by the format's
+    /// reader, nothing loaded; `label` is how the report lists its dtype.
+    fn add_structural(&mut self, name: &str, dtype: &str, label: String, shape: &[usize], bytes: u64) {
         let numel: u64 = shape.iter().map(|&d| d as u64).product();
         self.parameters += numel;
         self.bytes += bytes;
-        self.dtypes
-            .insert(format!("{dtype} (structure only: libtorch has no such dtype)"));
+        self.dtypes.insert(label);
         self.structural += 1;
         self.details.push(TensorReport {
             name: name.to_string(),
@@ -240,8 +241,9 @@ impl Summary {
             parameters: self.parameters,
             bytes: self.bytes,
             dtypes: self.dtypes.into_iter().collect(),
-            // Only when libtorch built every tensor.
-            loaded: self.structural == 0,
+            loaded: true,
+            structure_only: self.structural as u64,
+            architecture: None,
             device: device.to_string(),
             forward_output,
             load_ms: 0,
@@ -272,6 +274,7 @@ pub fn load(path: &Path, format: Format, device: Device, forward: Option<&[i64]>
             Ok(summary.report(format, device, output))
         }
         Format::Safetensors => load_safetensors(path, target, device),
+        Format::Gguf => load_gguf(path, target, device),
         Format::TorchZip | Format::TorchLegacy => {
             let file = if format == Format::TorchZip {
                 torch_file::read_zip(path)
@@ -376,7 +379,9 @@ fn load_safetensors(path: &Path, target: tch::Device, device: Device) -> Result<
         let bytes = view.data();
         let shape: Vec<i64> = view.shape().iter().map(|&d| d as i64).collect();
         let Some(kind) = safetensors_kind(view.dtype()) else {
-            summary.add_structural(name, &view.dtype().to_string(), view.shape(), bytes.len() as u64);
+            let dtype = view.dtype().to_string();
+            let label = format!("{dtype} (structure only: libtorch has no such dtype)");
+            summary.add_structural(name, &dtype, label, view.shape(), bytes.len() as u64);
             continue;
         };
         let aligned = (bytes.as_ptr() as usize).is_multiple_of(kind.elt_size_in_bytes().max(1));
@@ -398,6 +403,70 @@ fn load_safetensors(path: &Path, target: tch::Device, device: Device) -> Result<
         drop(tensor);
     }
     Ok(summary.report(Format::Safetensors, device, None))
+}
+
+/// The libtorch kind of a plain (unquantized) ggml type.
+fn ggml_kind(t: gguf::GgmlType) -> Option<Kind> {
+    Some(match t.0 {
+        0 => Kind::Float,
+        1 => Kind::Half,
+        30 => Kind::BFloat16,
+        24 => Kind::Int8,
+        25 => Kind::Int16,
+        26 => Kind::Int,
+        27 => Kind::Int64,
+        28 => Kind::Double,
+        _ => return None,
+    })
+}
+
+/// A GGUF file, one tensor at a time from a memory map as for safetensors:
+/// the header and every tensor's extent were checked by mdl's reader
+/// (`gguf::read`); plain tensors (F32, F16, BF16, integers) are built in
+/// libtorch and summed, quantized blocks (Q4_K, …) have no libtorch dtype and
+/// are checked by structure, which the report says.
+fn load_gguf(path: &Path, target: tch::Device, device: Device) -> Result<FileReport, String> {
+    let header = gguf::read(path)?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // SAFETY: as for safetensors: mdl's own synced copy, read-only.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
+    let mut summary = Summary::new();
+    for t in &header.tensors {
+        let range = t.offset as usize..(t.offset + t.bytes) as usize;
+        let bytes = map
+            .get(range)
+            .ok_or_else(|| format!("tensor `{}` lies outside the file", t.name))?;
+        let Some(kind) = ggml_kind(t.ggml_type) else {
+            let dims: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
+            summary.add_structural(
+                &t.name,
+                t.ggml_type.name(),
+                gguf::dtype_label(t.ggml_type),
+                &dims,
+                t.bytes,
+            );
+            continue;
+        };
+        let shape = t.torch_shape();
+        let aligned = (bytes.as_ptr() as usize).is_multiple_of(kind.elt_size_in_bytes().max(1));
+        let tensor = if aligned && !bytes.is_empty() {
+            // SAFETY: `bytes` stays mapped (and unmodified) while `tensor` lives.
+            unsafe { Tensor::f_from_blob(bytes.as_ptr(), &shape, &[], kind, tch::Device::Cpu) }
+        } else {
+            Tensor::f_from_data_size(bytes, &shape, kind)
+        }
+        .and_then(|t| t.f_to_device(target))
+        .map_err(|e| format!("tensor `{}`: {}", t.name, first_line(e)))?;
+        let element = kind.elt_size_in_bytes();
+        let offset = t.offset as usize;
+        summary.add_chunked(&t.name, &tensor, &mut |first, count| {
+            torch_file::release_pages(&map, offset + first as usize * element, count as usize * element)
+        })?;
+        drop(tensor);
+    }
+    let mut report = summary.report(Format::Gguf, device, None);
+    report.architecture = header.architecture;
+    Ok(report)
 }
 
 #[cfg(test)]
@@ -485,7 +554,8 @@ mod tests {
             "{:?}",
             report.dtypes
         );
-        assert!(!report.loaded, "one tensor was only checked structurally");
+        assert!(report.loaded);
+        assert_eq!(report.structure_only, 1, "one tensor was only checked structurally");
     }
 
     /// Tensors larger than a chunk are summed chunk by chunk, and the sum is
@@ -544,6 +614,41 @@ mod tests {
                 assert_eq!(t.shape, shape, "{name}/{}", t.name);
             }
         }
+    }
+
+    /// GGUF files written by llama.cpp's `gguf` package: F32/F16/BF16
+    /// tensors load with the sums numpy computed before writing; quantized
+    /// ones are checked by structure and counted as such.
+    #[test]
+    fn gguf_plain_tensors_load_and_quantized_ones_are_checked() {
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture("manifest.json")).unwrap()).unwrap();
+        for name in ["tiny-F16.gguf", "tiny-v2.gguf", "tiny-Q4_K_M.gguf", "tiny-Q8_0.gguf"] {
+            let report =
+                load(&fixture(name), Format::Gguf, Device::Cpu, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let want = manifest[name]["tensors"].as_object().unwrap();
+            assert!(report.loaded, "{name}");
+            assert_eq!(report.tensors as usize, want.len(), "{name}");
+            assert_eq!(report.architecture.as_deref(), manifest[name]["architecture"].as_str());
+            let mut quantized = 0;
+            for t in &report.details {
+                let w = &want[&t.name];
+                let shape: Vec<i64> = serde_json::from_value(w["shape"].clone()).unwrap();
+                assert_eq!(t.shape, shape, "{name}/{}", t.name);
+                match (t.sum, w["sum"].as_f64()) {
+                    (Some(got), Some(sum)) => assert!(
+                        (got - sum).abs() <= 1e-2 * sum.abs().max(1.0),
+                        "{name}/{}: {got} vs {sum}",
+                        t.name
+                    ),
+                    (None, None) => quantized += 1,
+                    other => panic!("{name}/{}: {other:?}", t.name),
+                }
+            }
+            assert_eq!(report.structure_only, quantized, "{name}");
+        }
+        let err = load(&fixture("broken_truncated.gguf"), Format::Gguf, Device::Cpu, None).unwrap_err();
+        assert!(err.contains("truncated"), "{err}");
     }
 
     #[test]

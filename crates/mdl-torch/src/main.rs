@@ -110,24 +110,28 @@ mod tests {
                 device: "cpu".into(),
                 forward: None,
                 format: None,
+                spans: Vec::new(),
             },
             Request {
                 path: fixtures.join("broken_missing_record.pth"),
                 device: "cpu".into(),
                 forward: None,
                 format: None,
+                spans: Vec::new(),
             },
             Request {
                 path: fixtures.join("manifest.json"),
                 device: "cpu".into(),
                 forward: None,
                 format: None,
+                spans: Vec::new(),
             },
             Request {
                 path: fixtures.join("state_dict.pth"),
                 device: "cuda".into(),
                 forward: None,
                 format: None,
+                spans: Vec::new(),
             },
         ];
         let mut out = Vec::new();

@@ -155,6 +155,7 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
 pub fn print_checks(context: &Context, checks: &[ModelCheck]) -> Result<(), Error> {
     let p = &context.printer;
     let mut format_only = None;
+    let mut hash_only = false;
     for c in checks {
         let v = &c.verification;
         let tensors: u64 = v.files.values().map(|f| f.tensors).sum();
@@ -167,7 +168,12 @@ pub fn print_checks(context: &Context, checks: &[ModelCheck]) -> Result<(), Erro
             .collect();
         dtypes.sort();
         dtypes.dedup();
-        let formats: Vec<&str> = v.files.values().map(|f| f.format.as_str()).collect();
+        let formats: Vec<String> = (v.files.values())
+            .map(|f| match &f.architecture {
+                Some(arch) => format!("{} ({arch})", f.format.as_str()),
+                None => f.format.as_str().to_string(),
+            })
+            .collect();
         let forward: Vec<String> = v
             .files
             .values()
@@ -195,9 +201,20 @@ pub fn print_checks(context: &Context, checks: &[ModelCheck]) -> Result<(), Erro
                 format_only = Some(c.not_loaded.clone().or(format_only.flatten()));
                 p.status("Checked", &detail)
             }
+            VerifyStatus::HashChecked => {
+                let files: Vec<String> = v.hash_only.iter().map(|(f, why)| format!("`{f}` ({why})")).collect();
+                p.status(
+                    "Hashed",
+                    &format!("{detail}; checked by hash only: {}", files.join(", ")),
+                );
+                hash_only = true;
+            }
             VerifyStatus::Skipped => p.status("Skipped", &format!("{} (verify: false)", c.name)),
             VerifyStatus::Failed => p.status("FAILED", &format!("{}: {}", c.name, v.error.as_deref().unwrap_or(""))),
         }
+    }
+    if hash_only {
+        p.warn("some weight files are in formats mdl cannot load or check, so only their hashes were checked; write `verify: { unknown: error }` in config.yaml to make that fail the sync, or `exclude:` them");
     }
     if let Some(reason) = format_only {
         let why = reason.unwrap_or_else(|| "no torch could load them when they were checked".into());

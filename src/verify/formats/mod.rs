@@ -7,7 +7,7 @@
 //! against the file), and what is the largest tensor a load holds at once
 //! (`largest`, for the memory budget). [`Format`] (in `report.rs`, shared
 //! with the registry and `mdl-torch`) names them; `mdl-torch`'s
-//! `libtorch::load` loads each. Adding a format (GGUF is next) is a module
+//! `libtorch::load` loads each. Adding a format is a module
 //! here, a line in each `match` below and in [`DETECTION_ORDER`], a
 //! [`Format`] variant, and its loading in `mdl-torch`.
 
@@ -15,6 +15,7 @@ use std::path::Path;
 
 pub use crate::report::Format;
 
+pub mod gguf;
 mod safetensors;
 mod torch;
 mod torchscript;
@@ -29,7 +30,8 @@ pub struct Structure {
 }
 
 /// The order formats are tried in: the first whose `detect` says yes.
-pub const DETECTION_ORDER: [Format; 4] = [
+pub const DETECTION_ORDER: [Format; 5] = [
+    Format::Gguf,
     Format::TorchScript,
     Format::TorchZip,
     Format::TorchLegacy,
@@ -44,6 +46,7 @@ fn detects(format: Format, head: &[u8], len: u64, path: &Path) -> bool {
         Format::TorchZip => torch::detect_zip(head, path),
         Format::TorchLegacy => torch::detect_legacy(head),
         Format::Safetensors => safetensors::detect(head, len),
+        Format::Gguf => gguf::detect(head),
     }
 }
 
@@ -60,6 +63,7 @@ pub fn structure(format: Format, path: &Path) -> Result<Structure, String> {
         Format::TorchZip => torch::structure(path, false),
         Format::TorchLegacy => torch::structure(path, true),
         Format::Safetensors => safetensors::structure(path),
+        Format::Gguf => gguf::structure(path),
     }
 }
 
@@ -74,6 +78,7 @@ pub fn largest(format: Format, path: &Path) -> std::io::Result<(String, u64)> {
         Format::TorchZip => torch::largest(path, false),
         Format::TorchLegacy => torch::largest(path, true),
         Format::Safetensors => safetensors::largest(path)?,
+        Format::Gguf => gguf::largest(path),
     };
     match found {
         Some(largest) => Ok(largest),
