@@ -161,7 +161,7 @@ impl OciError {
                 "set the model's `name:` to one of them (the part after the last `/` will do), or pin one by digest: {}",
                 models.join(", ")
             ),
-            OciError::BadArtifact { .. } => "publish the model with `mdl push`, or as an artifact whose layers carry `org.opencontainers.image.title`".into(),
+            OciError::BadArtifact { .. } => "publish the model with `mdl push`, or as a ModelPack or ORAS artifact: one raw layer per file, named by `org.cncf.model.filepath` or `org.opencontainers.image.title`".into(),
         })
     }
 }

@@ -89,15 +89,9 @@ impl Project {
             .map(|(m, _)| m)
             .filter(|m| m.registry == target.registry && m.repository != target.repository)
             .collect();
-        if !registry.has_blob(&target, artifact::EMPTY_CONFIG_DIGEST).await? {
-            registry
-                .push_small_blob(
-                    &target,
-                    artifact::EMPTY_CONFIG_BYTES.to_vec(),
-                    artifact::EMPTY_CONFIG_DIGEST,
-                )
-                .await?;
-        }
+        // One request first: an untrusted certificate or refused login is
+        // one clear error, not one per blob.
+        registry.has_blob(&target, artifact::EMPTY_CONFIG_DIGEST).await?;
         let mut outcome = PushOutcome {
             target: target.to_string(),
             ..PushOutcome::default()
@@ -270,7 +264,8 @@ impl Project {
         Ok(())
     }
 
-    /// One manifest per model, then the index that names them all.
+    /// One manifest per model (its ModelPack config blob first), then the
+    /// index that names them all.
     async fn push_manifests(
         &self,
         registry: &crate::oci::Registry,
@@ -284,7 +279,13 @@ impl Project {
             let model = &lock.models[name];
             let tag = model_tag(model.files.iter().map(|f| (f.path.as_str(), f.size, f.blake3.as_str())));
             let entry = serde_json::to_value(model).expect("a lock entry serialises");
-            let manifest = artifact::model_manifest(name, &entry, model_layers);
+            let facts = model_facts(model, |file| self.store.locate(model, file));
+            let config = artifact::model_config(name, &facts, model_layers);
+            let config_digest = artifact::sha256_digest(&config);
+            if !registry.has_blob(target, &config_digest).await? {
+                registry.push_small_blob(target, config.clone(), &config_digest).await?;
+            }
+            let manifest = artifact::model_manifest(name, &entry, model_layers, &config);
             let size = manifest.len() as u64;
             let digest = registry
                 .push_manifest(&target.at_tag(&tag), manifest, artifact::OCI_MANIFEST)
@@ -297,4 +298,96 @@ impl Project {
             .await?;
         Ok(())
     }
+}
+
+/// What the ModelPack config says of a model, read from its files on disk
+/// (headers and pickles only, as the structure check reads them): the format
+/// holding most bytes, parameters, precision, GGUF quantization and
+/// architecture, config.json's `model_type`.
+pub fn model_facts(
+    model: &crate::lock::LockedModel,
+    locate: impl Fn(&crate::lock::LockedFile) -> PathBuf,
+) -> artifact::ModelFacts {
+    use crate::verify::{detect, formats, Detected, Format};
+    let mut bytes_by_format: BTreeMap<&'static str, u64> = BTreeMap::new();
+    let mut parameters = 0u64;
+    let mut counted = false;
+    let mut precisions = BTreeSet::new();
+    let mut quantized = BTreeSet::new();
+    let mut architecture = None;
+    for file in &model.files {
+        let path = locate(file);
+        let format = match detect(&path) {
+            Ok(Detected::Weights(format)) => format,
+            Ok(Detected::Unknown { .. }) if file.path.ends_with(".onnx") => {
+                *bytes_by_format.entry("onnx").or_default() += file.size;
+                continue;
+            }
+            _ => {
+                if file.path == "config.json" && file.size < (1 << 20) {
+                    let text = std::fs::read(&path).unwrap_or_default();
+                    let json: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+                    if let Some(t) = json["model_type"].as_str().filter(|t| t.len() < 64) {
+                        architecture.get_or_insert_with(|| t.to_string());
+                    }
+                }
+                continue;
+            }
+        };
+        let name = match format {
+            Format::Safetensors => "safetensors",
+            Format::Gguf => "gguf",
+            Format::TorchScript | Format::TorchZip | Format::TorchLegacy => "pytorch",
+        };
+        *bytes_by_format.entry(name).or_default() += file.size;
+        if let Ok(found) = formats::structure(format, &path) {
+            parameters += found.parameters;
+            counted = true;
+            for dtype in &found.dtypes {
+                match precision_of(dtype) {
+                    Some(p) => {
+                        precisions.insert(p);
+                    }
+                    None if dtype.contains("quantized") => {
+                        quantized.insert(dtype.split(' ').next().unwrap_or(dtype).to_string());
+                    }
+                    None => {}
+                }
+            }
+        }
+        if format == Format::Gguf {
+            if let Some(arch) = formats::gguf::read(&path).ok().and_then(|g| g.architecture) {
+                architecture = Some(arch);
+            }
+        }
+    }
+    let format = bytes_by_format
+        .iter()
+        .max_by_key(|(_, bytes)| **bytes)
+        .map(|(f, _)| f.to_string());
+    artifact::ModelFacts {
+        format,
+        parameters: counted.then_some(parameters),
+        precision: match precisions.len() {
+            0 => None,
+            1 => precisions.into_iter().next().map(str::to_string),
+            _ => Some("mixed".into()),
+        },
+        quantization: (!quantized.is_empty()).then(|| quantized.into_iter().collect::<Vec<_>>().join(",")),
+        architecture: architecture.filter(|a| a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))),
+        revision: model.commit.clone(),
+    }
+}
+
+/// ModelPack's precision name for a floating dtype (as torch, safetensors
+/// or GGUF name it); integers (buffers, counters) do not decide it.
+fn precision_of(dtype: &str) -> Option<&'static str> {
+    Some(match dtype.to_ascii_lowercase().as_str() {
+        "float32" | "f32" => "fp32",
+        "float16" | "f16" => "fp16",
+        "bfloat16" | "bf16" => "bf16",
+        "float64" | "f64" => "fp64",
+        d if d.starts_with("float8") || d.starts_with("f8") => "fp8",
+        _ => return None,
+    })
 }

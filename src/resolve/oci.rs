@@ -1,6 +1,6 @@
 //! OCI artifacts (`oci:HOST/REPO[:TAG|@sha256:…]`): a model published by
-//! `mdl push`, or by ORAS or ModelPack tooling, whose layers are files named
-//! by `org.opencontainers.image.title`. The tag resolves to the manifest's
+//! `mdl push`, ORAS, ModelPack tooling or `docker model package`, whose
+//! layers are files (`artifact::parse` says how each is named). The tag resolves to the manifest's
 //! digest, which the lock pins (as a Hub revision resolves to a commit); each
 //! layer's sha256 digest is the file's published hash.
 

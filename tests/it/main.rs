@@ -13,6 +13,7 @@ mod hostile;
 mod interop;
 mod lock;
 mod manage;
+mod modelpack;
 mod oci;
 mod output;
 mod realhub;

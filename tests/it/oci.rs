@@ -175,14 +175,14 @@ fn free_port() -> u16 {
 }
 
 /// A context whose mdl logs in to `registry`.
-fn logged_in(ctx: &mut TestContext, registry: &Registry) {
+pub(crate) fn logged_in(ctx: &mut TestContext, registry: &Registry) {
     ctx.env.push((
         "DOCKER_CONFIG".into(),
         registry.docker_config(USER, PASSWORD).display().to_string(),
     ));
 }
 
-fn json_of(run: &Run) -> serde_json::Value {
+pub(crate) fn json_of(run: &Run) -> serde_json::Value {
     serde_json::from_str(&run.stdout()).unwrap_or_else(|e| panic!("{e}: {}", run.stdout()))
 }
 
@@ -226,8 +226,8 @@ fn push_then_a_fresh_project_syncs_everything_from_the_mirror_with_the_hub_stopp
     assert_eq!(pushed["uploaded"]["files"], 5, "{pushed}");
     assert_eq!(
         registry.uploads_started("team/models"),
-        5 + 1,
-        "five files and the empty config"
+        5 + 2,
+        "five files and each model's ModelPack config"
     );
 
     // Again: nothing is sent twice.
@@ -235,7 +235,7 @@ fn push_then_a_fresh_project_syncs_everything_from_the_mirror_with_the_hub_stopp
     assert_eq!(again["uploaded"]["files"], 0, "{again}");
     assert_eq!(again["present"]["files"], 5, "{again}");
     assert_eq!(again["index"], pushed["index"], "the same lock makes the same index");
-    assert_eq!(registry.uploads_started("team/models"), 6, "no blob uploaded twice");
+    assert_eq!(registry.uploads_started("team/models"), 7, "no blob uploaded twice");
 
     // A fresh project with only the config and the lock, the Hub stopped.
     let mut fresh = TestContext::new();
@@ -518,7 +518,7 @@ fn an_oci_model_by_digest_or_by_name_in_a_pushed_lock() {
 }
 
 /// `curl` against the registry, as ORAS or a ModelPack tool would publish.
-fn curl(registry: &Registry, args: &[&str]) -> String {
+pub(crate) fn curl(registry: &Registry, args: &[&str]) -> String {
     let out = Command::new("curl")
         .args(["-sS", "-f", "-u", &format!("{USER}:{PASSWORD}")])
         .args(args)
@@ -533,7 +533,7 @@ fn curl(registry: &Registry, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-fn curl_push_blob(registry: &Registry, repo: &str, data: &[u8]) -> String {
+pub(crate) fn curl_push_blob(registry: &Registry, repo: &str, data: &[u8]) -> String {
     use sha2::Digest as _;
     let digest = format!("sha256:{}", hex::encode(sha2::Sha256::digest(data)));
     let file = tempfile::NamedTempFile::new().unwrap();
@@ -990,7 +990,7 @@ fn hostile_registry_manifests_are_refused_and_nothing_is_written_outside() {
 }
 
 /// PUTs an OCI manifest as any client would (plain distribution-API calls).
-fn curl_put_manifest(registry: &Registry, repo: &str, tag: &str, manifest: &serde_json::Value) {
+pub(crate) fn curl_put_manifest(registry: &Registry, repo: &str, tag: &str, manifest: &serde_json::Value) {
     let file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(file.path(), manifest.to_string()).unwrap();
     curl(
