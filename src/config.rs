@@ -471,7 +471,8 @@ pub struct Download {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub torch_hub: Option<bool>,
     /// OCI mirrors tried before upstream for every locked file
-    /// (`oci://HOST/REPO`, or `{ url: oci://HOST/REPO, insecure: true }`);
+    /// (`oci://HOST/REPO`, or `{ url: oci://HOST/REPO, insecure: true, push: true }`;
+    /// `push: true` fills it with what a sync fetched from upstream);
     /// `MDL_MIRROR` adds its own in front. A mirror never changes the lock.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub mirrors: Vec<MirrorSpec>,
@@ -488,6 +489,10 @@ pub enum MirrorSpec {
         url: String,
         #[serde(default)]
         insecure: bool,
+        /// Fill this mirror: a sync that fetched models from upstream pushes
+        /// them here after they verify, as `mdl push` would.
+        #[serde(default)]
+        push: bool,
     },
 }
 
@@ -500,6 +505,10 @@ impl MirrorSpec {
 
     pub fn insecure(&self) -> bool {
         matches!(self, MirrorSpec::Detailed { insecure: true, .. })
+    }
+
+    pub fn push(&self) -> bool {
+        matches!(self, MirrorSpec::Detailed { push: true, .. })
     }
 }
 

@@ -68,6 +68,15 @@ impl Acquired {
         }
         counts
     }
+
+    /// The models (`models_of`: each wanted file's model, in order) of which
+    /// at least one file was downloaded from upstream, not a mirror or cache.
+    pub fn models_fetched_upstream(&self, models_of: &[Option<String>]) -> std::collections::BTreeSet<String> {
+        (self.got.iter().zip(models_of))
+            .filter(|(got, _)| matches!(got, Some(Got::Fetched { mirrored: false, .. })))
+            .filter_map(|(_, model)| model.clone())
+            .collect()
+    }
 }
 
 impl Project {

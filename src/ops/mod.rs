@@ -122,6 +122,14 @@ impl Project {
         Ok(mirrors)
     }
 
+    /// The mirrors marked `push: true`, which syncs fill.
+    pub fn writable_mirrors(&self) -> Vec<crate::oci::OciRef> {
+        (self.config.models.download.mirrors.iter())
+            .filter(|m| m.push())
+            .filter_map(|m| crate::oci::OciRef::parse(m.url()).ok())
+            .collect()
+    }
+
     pub fn read_lock(&self) -> Result<Option<Lockfile>> {
         Ok(Lockfile::read(&self.lock_path())?)
     }

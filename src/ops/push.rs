@@ -18,6 +18,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use futures_util::StreamExt;
 
 use crate::error::{Error, Result};
+use crate::lock::Lockfile;
 use crate::oci::artifact::{self, model_tag, Layer};
 use crate::oci::{OciRef, Registry};
 use crate::plan::Plan;
@@ -32,8 +33,8 @@ pub struct PushOutcome {
     pub target: String,
     /// The digest of the lock's index at the tag.
     pub index_digest: String,
-    /// Per model: name, mirror tag, manifest digest.
-    pub models: Vec<(String, String, String)>,
+    /// Per model: name, mirror tag, manifest digest, manifest size.
+    pub models: Vec<(String, String, String, u64)>,
     pub uploaded_files: usize,
     pub uploaded_bytes: u64,
     /// Blobs the repository already had.
@@ -41,6 +42,18 @@ pub struct PushOutcome {
     pub present_bytes: u64,
     /// Blobs mounted from another repository of the same registry.
     pub mounted_files: usize,
+    pub elapsed_ms: u64,
+}
+
+/// What a sync pushed to one writable mirror.
+#[derive(Clone, Debug, Default)]
+pub struct WriteBack {
+    pub mirror: String,
+    pub models: usize,
+    pub uploaded_files: usize,
+    pub uploaded_bytes: u64,
+    /// Blobs the mirror already had (another runner pushed them first).
+    pub present_files: usize,
     pub elapsed_ms: u64,
 }
 
@@ -81,8 +94,31 @@ impl Project {
         })?;
 
         self.check_on_disk(&lock)?;
-        let (layers, blobs) = self.layers(&lock).await?;
-        // Blobs, a few at a time.
+        let mut outcome = self.publish(&target, &lock, &|_| true).await?;
+        outcome.index_digest = {
+            let fetcher = self.fetcher()?;
+            let registry = fetcher.registries().get(&target.registry).await?;
+            let index: Vec<(String, String, u64)> = (outcome.models.iter())
+                .map(|(name, _, digest, size)| (name.clone(), digest.clone(), *size))
+                .collect();
+            registry
+                .push_manifest(&target, artifact::lock_index(&index), artifact::OCI_INDEX)
+                .await?
+        };
+        outcome.elapsed_ms = started.elapsed().as_millis() as u64;
+        Ok(outcome)
+    }
+
+    /// Publishes the locked models `wanted` names, read from disk, to
+    /// `target`: blobs, then each model's config and manifest at its mirror
+    /// tag. The caller knows the files are as locked.
+    async fn publish(
+        &self,
+        target: &OciRef,
+        lock: &Lockfile,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
+    ) -> Result<PushOutcome> {
+        let (layers, blobs) = self.layers(lock, wanted).await?;
         let fetcher = self.fetcher()?;
         let registry = fetcher.registries().get(&target.registry).await?;
         let mount_from: Vec<OciRef> = (self.mirrors()?.into_iter())
@@ -91,17 +127,50 @@ impl Project {
             .collect();
         // One request first: an untrusted certificate or refused login is
         // one clear error, not one per blob.
-        registry.has_blob(&target, artifact::EMPTY_CONFIG_DIGEST).await?;
+        registry.has_blob(target, artifact::EMPTY_CONFIG_DIGEST).await?;
         let mut outcome = PushOutcome {
             target: target.to_string(),
             ..PushOutcome::default()
         };
-        self.send_blobs(&registry, &target, &mount_from, &blobs, &mut outcome)
+        self.send_blobs(&registry, target, &mount_from, &blobs, &mut outcome)
             .await?;
-        self.push_manifests(&registry, &target, &lock, &layers, &mut outcome)
+        self.push_manifests(&registry, target, lock, &layers, &mut outcome)
             .await?;
-        outcome.elapsed_ms = started.elapsed().as_millis() as u64;
         Ok(outcome)
+    }
+
+    /// A mirror that fills itself (`download.mirrors: [{ url: …, push: true }]`):
+    /// after a sync fetched `models` from upstream and they verified, each is
+    /// pushed to every writable mirror as `mdl push` would (its manifest at
+    /// its mirror tag, so the next runner finds it). A push that fails is a
+    /// warning, never a failed sync: the models are on disk and correct.
+    pub(crate) async fn write_back(&self, lock: &Lockfile, models: &BTreeSet<String>) -> Vec<WriteBack> {
+        let mut done = Vec::new();
+        if models.is_empty() {
+            return done;
+        }
+        for mirror in self.writable_mirrors() {
+            let started = std::time::Instant::now();
+            let result = self.publish(&mirror, lock, &|name| models.contains(name)).await;
+            match result {
+                Ok(outcome) => done.push(WriteBack {
+                    mirror: mirror.to_string(),
+                    models: outcome.models.len(),
+                    uploaded_files: outcome.uploaded_files,
+                    uploaded_bytes: outcome.uploaded_bytes,
+                    present_files: outcome.present_files,
+                    elapsed_ms: started.elapsed().as_millis() as u64,
+                }),
+                Err(e) => {
+                    let message = format!(
+                        "the models fetched from upstream could not be pushed to the mirror `oci://{mirror}` ({}); the sync itself succeeded, and the next sync that fetches them tries again",
+                        e.to_string().trim_end_matches('.')
+                    );
+                    self.reporter.report(Event::Warning { message: &message });
+                }
+            }
+        }
+        done
     }
 
     /// One blob: already there, mounted, or uploaded with progress.
@@ -179,11 +248,12 @@ impl Project {
     async fn layers(
         &self,
         lock: &crate::lock::Lockfile,
+        wanted: &(dyn Fn(&str) -> bool + Sync),
     ) -> Result<(BTreeMap<String, Vec<Layer>>, BTreeMap<String, Blob>)> {
         let mut layers: BTreeMap<String, Vec<Layer>> = BTreeMap::new();
         let mut blobs: BTreeMap<String, Blob> = BTreeMap::new();
         let mut to_hash = Vec::new();
-        for model in lock.models.values() {
+        for model in lock.models.values().filter(|m| wanted(&m.name)) {
             for file in &model.files {
                 let path = self.store.locate(model, file);
                 to_hash.push((model.name.clone(), file.clone(), path, file.sha256.clone()));
@@ -233,9 +303,12 @@ impl Project {
         blobs: &BTreeMap<String, Blob>,
         outcome: &mut PushOutcome,
     ) -> Result<()> {
-        let sends = blobs
+        // Collected first: a lazy `map` over borrowed blobs would make the
+        // future not `Send` when a sync (spawned by `watch`) writes back.
+        let sends: Vec<_> = blobs
             .values()
-            .map(|blob| self.send_blob(registry, target, mount_from, blob));
+            .map(|blob| self.send_blob(registry, target, mount_from, blob))
+            .collect();
         let results: Vec<(u64, Result<Sent>)> = futures_util::stream::iter(sends)
             .buffer_unordered(PARALLEL_BLOBS)
             .collect()
@@ -264,8 +337,8 @@ impl Project {
         Ok(())
     }
 
-    /// One manifest per model (its ModelPack config blob first), then the
-    /// index that names them all.
+    /// One manifest per model (its ModelPack config blob first), each at its
+    /// mirror tag.
     async fn push_manifests(
         &self,
         registry: &crate::oci::Registry,
@@ -274,7 +347,6 @@ impl Project {
         layers: &BTreeMap<String, Vec<Layer>>,
         outcome: &mut PushOutcome,
     ) -> Result<()> {
-        let mut index = Vec::new();
         for (name, model_layers) in layers {
             let model = &lock.models[name];
             let tag = model_tag(model.files.iter().map(|f| (f.path.as_str(), f.size, f.blake3.as_str())));
@@ -290,12 +362,8 @@ impl Project {
             let digest = registry
                 .push_manifest(&target.at_tag(&tag), manifest, artifact::OCI_MANIFEST)
                 .await?;
-            index.push((name.clone(), digest.clone(), size));
-            outcome.models.push((name.clone(), tag, digest));
+            outcome.models.push((name.clone(), tag, digest, size));
         }
-        outcome.index_digest = registry
-            .push_manifest(target, artifact::lock_index(&index), artifact::OCI_INDEX)
-            .await?;
         Ok(())
     }
 }

@@ -48,6 +48,8 @@ pub struct SyncOutcome {
     /// Files recognised by size and mtime in a copied tree (new inodes), not read.
     pub recognised_copies: usize,
     pub checks: Vec<ModelCheck>,
+    /// What was pushed to mirrors marked `push: true`.
+    pub written_back: Vec<super::push::WriteBack>,
     pub elapsed_ms: u64,
 }
 
@@ -89,8 +91,10 @@ impl Project {
                 download,
                 check: options.rehash || *reason == FetchReason::Changed,
             })
-            .collect();
+            .collect::<Vec<Want>>();
+        let models_of: Vec<Option<String>> = wants.iter().map(|w| w.model.clone()).collect();
         let acquired = self.acquire(wants, Some(&lock), &mut state).await?;
+        let from_upstream = acquired.models_fetched_upstream(&models_of);
         [
             (outcome.linked_files, outcome.linked_bytes),
             (outcome.fetched_files, outcome.fetched_bytes),
@@ -112,6 +116,19 @@ impl Project {
         // registry
         crate::failpoint::kill_point("sync::verified");
         self.record_sync(&lock, &outcome)?;
+
+        // write back: what came from upstream and verified, to the mirrors
+        // marked `push: true` (a failure there is a warning)
+        let verified: BTreeSet<String> = (from_upstream.iter())
+            .filter(|m| {
+                !outcome
+                    .checks
+                    .iter()
+                    .any(|c| &c.name == *m && c.verification.status == VerifyStatus::Failed)
+            })
+            .cloned()
+            .collect();
+        outcome.written_back = self.write_back(&lock, &verified).await;
         outcome.elapsed_ms = started.elapsed().as_millis() as u64;
         verification_failures(&outcome.checks)?;
         Ok(outcome)

@@ -24,3 +24,4 @@ mod sync;
 mod tls;
 mod verify;
 mod watch;
+mod writeback;

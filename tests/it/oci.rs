@@ -188,7 +188,7 @@ pub(crate) fn json_of(run: &Run) -> serde_json::Value {
 
 /// A Hub repo with one large file (fetched in ranged pieces) and the
 /// standard small ones.
-fn two_models_one_large(ctx: &TestContext) -> Vec<u8> {
+pub(crate) fn two_models_one_large(ctx: &TestContext) -> Vec<u8> {
     standard_hub(ctx);
     let large = hub_emulator::pseudo_random_bytes(7, 40 << 20).to_vec();
     ctx.hub.commit(
@@ -205,7 +205,7 @@ fn two_models_one_large(ctx: &TestContext) -> Vec<u8> {
     large
 }
 
-const TWO_MODELS: &str = r#"
+pub(crate) const TWO_MODELS: &str = r#"
 models:
   require:
     - huggingface:acme/tiny-bert

@@ -139,6 +139,20 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
         );
     }
     print_checks(context, &outcome.checks)?;
+    for w in &outcome.written_back {
+        p.status(
+            "Mirrored",
+            &format!(
+                "{} model(s) fetched from upstream into `oci://{}`: {} file(s) uploaded ({}), {} already there, in {} ms",
+                w.models,
+                w.mirror,
+                w.uploaded_files,
+                human_bytes(w.uploaded_bytes),
+                w.present_files,
+                w.elapsed_ms
+            ),
+        );
+    }
     let files = outcome.plan.cached.len() + outcome.plan.fetch.len();
     p.status(
         "Synced",
