@@ -389,6 +389,70 @@ def bench_fleet(work, size, nodes):
         hub.stop()
 
 
+def bench_fleet_uplink(work, size, nodes, uplink, latency_ms):
+    """Benchmark 9: a fleet behind one uplink. The upstream (the hub emulator)
+    has `latency_ms` per answer and `uplink` bytes/s shared by all its
+    connections (one site's link to the Hub); the registry is on loopback,
+    next to the runners. `nodes` runners sync one lock at once, three ways:
+    all from upstream (no mirror); cold, with a writable mirror (`push: true`:
+    one runner leads and pushes, the others wait for it); warm, the mirror
+    pushed first."""
+    log(f"[9] fleet behind a {uplink / 1e6:g} MB/s uplink ({latency_ms} ms): {nodes} runners, "
+        f"{size / GiB:g} GiB lock, all-from-upstream vs cold write-back vs warm mirror")
+    hub = Hub(work, "--synthetic", f"bench/fleet/model.bin={size}",
+              "--latency-ms", str(latency_ms), "--uplink", str(uplink))
+    registry = Registry(work)
+    try:
+        seed = project(work, "uplink-seed", "models:\n  require: [bench/fleet]\n")
+        env = mdl_env(hub)
+        timed([MDL, "lock", "-q"], cwd=seed, env=env)
+        plain = (seed / "config.yaml").read_text()
+        warm_repo = f"oci://{registry.host}/warm"
+        push_seconds, _ = timed([MDL, "push", "-q", warm_repo], cwd=seed, env=env)
+        cases = (
+            ("upstream", plain),
+            ("cold", plain + f"  download:\n    mirrors:\n      - {{ url: \"oci://{registry.host}/cold\", push: true }}\n"),
+            ("warm", plain + f"  download:\n    mirrors:\n      - {{ url: \"{warm_repo}\", push: true }}\n"),
+        )
+        result = dict(size=size, nodes=nodes, uplink=uplink, latency_ms=latency_ms, push_seconds=push_seconds)
+        for name, yaml in cases:
+            dirs = []
+            for i in range(nodes):
+                d = project(work, f"uplink-{name}-{i}", yaml)
+                shutil.copy(seed / "models.lock", d / "models.lock")
+                dirs.append(d)
+            hub.reset_log()
+            seconds, docs = concurrent_syncs(dirs, env)
+            fetched = sum(doc["fetched"]["bytes"] for doc in docs)
+            mirrored = sum(doc["mirrored"]["bytes"] for doc in docs)
+            pushed = sum(w["uploaded"]["bytes"] for doc in docs for w in doc.get("written_back", []))
+            result[name] = dict(seconds=seconds, upstream_bytes=fetched - mirrored, from_mirror=mirrored,
+                                pushed_bytes=pushed, hub_requests=len(hub.requests()))
+            log(f"    {name}: {seconds:.1f} s, {(fetched - mirrored) / GiB:.2f} GiB from upstream")
+            for d in dirs:
+                drop(d)
+        drop(seed)
+        result["warm_speedup"] = result["upstream"]["seconds"] / result["warm"]["seconds"]
+        result["cold_speedup"] = result["upstream"]["seconds"] / result["cold"]["seconds"]
+        result["cold_upstream_models"] = result["cold"]["upstream_bytes"] / size
+        return result
+    finally:
+        registry.stop()
+        hub.stop()
+
+
+def fleet_uplink_row(r9):
+    return ("9", f"fleet behind one uplink: {r9['nodes']} concurrent `mdl sync` of a {r9['size'] / GiB:g} GiB lock; upstream (hub emulator) with "
+                 f"{r9['latency_ms']} ms latency and a {r9['uplink'] / 1e6:g} MB/s cap shared by all connections (`--uplink`), registry on loopback",
+            f"all from upstream {r9['upstream']['seconds']:.1f} s ({r9['upstream']['upstream_bytes'] / GiB:.1f} GiB over the uplink); "
+            f"cold with write-back (`push: true`) {r9['cold']['seconds']:.1f} s → **{r9['cold_speedup']:.1f}×** faster, "
+            f"**{r9['cold_upstream_models']:.2f}×** the lock's size over the uplink; "
+            f"warm (pushed first, {r9['push_seconds']:.1f} s) {r9['warm']['seconds']:.1f} s → **{r9['warm_speedup']:.1f}×** faster, "
+            f"{r9['warm']['upstream_bytes'] / GiB:.1f} GiB over the uplink, {r9['warm']['hub_requests']} hub requests",
+            "warm ≥ 4× faster; cold ≤ 2× the lock's size over the uplink",
+            verdict(r9["warm_speedup"] >= 4 and r9["cold_upstream_models"] <= 2))
+
+
 def version(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
@@ -409,11 +473,50 @@ def verdict(ok):
     return "met" if ok else "**not met**"
 
 
+FLEET_UPLINK_NOTE = (
+    "Benchmark 9: runners share the upstream's one capped uplink, as a site's CI runners share its link to the Hub; "
+    "the registry sits next to them. Cold: no runner has the model and the mirror is empty; one runner claims the "
+    "mirror's lease (`src/oci/lease.rs`), fetches from upstream, verifies and pushes, the others wait for its push "
+    "and fetch from the mirror. Each runner writes and fsyncs its own copy, as separate nodes would."
+)
+
+
+def replace_fleet_uplink(path, r9):
+    """Benchmark 9 alone: its row, note and raw line replace the old ones."""
+    row = fleet_uplink_row(r9)
+    line = f"| {row[0]} | {row[1]} | {row[2]} | {row[3]} | {row[4]} |"
+    lines = path.read_text().splitlines()
+    rows = [i for i, l in enumerate(lines) if l.startswith("| ")]
+    old = [i for i in rows if lines[i].startswith("| 9 |")]
+    if old:
+        lines[old[0]] = line
+    else:
+        lines.insert(rows[-1] + 1, line)
+    lines = [l for l in lines if not l.startswith("Benchmark 9:") and not l.startswith("Raw 9:")]
+    raw = next(i for i, l in enumerate(lines) if l.startswith("Raw:"))
+    lines[raw:raw] = [FLEET_UPLINK_NOTE + f" (run alone on {time.strftime('%Y-%m-%d')}: `scripts/bench --only-fleet-uplink`)", ""]
+    lines.append("")
+    lines.append("Raw 9: " + json.dumps(r9, default=lambda x: round(x, 4)))
+    path.write_text("\n".join(lines) + "\n")
+    print(line)
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--only-fleet-uplink", action="store_true",
+                    help="run benchmark 9 alone and replace its row and raw figures in BENCHMARKS.md")
     args = ap.parse_args()
+    if args.only_fleet_uplink:
+        work = ROOT / "target" / "bench-work"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        size = 128 * MiB if args.quick else GiB
+        r9 = bench_fleet_uplink(work, size, 8, 100_000_000, 20)
+        shutil.rmtree(work, ignore_errors=True)
+        replace_fleet_uplink(Path(args.out), r9)
+        return
     big, huge, large, small, runs, fleet = (2 * GiB, 4 * GiB, 200 * MiB, 500, 3, GiB)
     if args.quick:
         big, huge, large, small, runs, fleet = (256 * MiB, 512 * MiB, 32 * MiB, 100, 1, 128 * MiB)
@@ -429,6 +532,7 @@ def main():
     r6 = bench_resume(work, big)
     r7 = bench_verify(work, big)
     r8 = bench_fleet(work, fleet, 8)
+    r9 = bench_fleet_uplink(work, fleet, 8, 100_000_000, 20)
     shutil.rmtree(work, ignore_errors=True)
 
     gib = big / GiB
@@ -462,6 +566,7 @@ def main():
          f"{r8['registry']['bytes'] / GiB:.1f} GiB moved, {r8['registry']['from_mirror'] / GiB:.1f} GiB from the registry, "
          f"**{r8['registry']['hub_requests']}** requests to the hub (hub run: {r8['hub']['hub_requests']}); `mdl push` of the lock {r8['push_seconds']:.1f} s",
          "≤ 1.25× the hub's time; 0 hub requests", verdict(r8["ratio"] <= 1.25 and r8["registry"]["hub_requests"] == 0)),
+        fleet_uplink_row(r9),
     ]
     lines = [
         "# Benchmarks",
@@ -483,7 +588,11 @@ def main():
         "",
         "Benchmark 8: the registry runs without auth, on the same disk; each sync writes and fsyncs its own copy, as separate nodes would.",
         "",
+        FLEET_UPLINK_NOTE,
+        "",
         "Raw: " + json.dumps(dict(loopback=r1, shaped=r2, mixed=r3, noop=r4, rss=r5, resume=r6, verify=r7, fleet=r8), default=lambda x: round(x, 4)),
+        "",
+        "Raw 9: " + json.dumps(r9, default=lambda x: round(x, 4)),
         "",
     ]
     Path(args.out).write_text("\n".join(lines))

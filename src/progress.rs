@@ -170,6 +170,10 @@ impl Reporter for Printer {
                     self.status("Verifying", model)
                 }
             }
+            Event::WaitingForPeer { model, mirror } => self.status(
+                "Waiting",
+                &format!("for another runner to push `{model}` to `oci://{mirror}` (it holds the lease and is fetching it from upstream)"),
+            ),
             Event::Warning { message } => self.warn(message),
             Event::VerifyPlan { files, helpers, budget } => {
                 if self.level == Level::Verbose {

@@ -48,6 +48,9 @@ pub enum Event<'a> {
     UploadStarted { id: usize, label: &'a str, size: u64 },
     /// Upload `id` ended.
     UploadFinished { id: usize, label: &'a str, ok: bool },
+    /// Another runner holds the lease on `model` and is fetching it from
+    /// upstream; this one waits for its push to `mirror`.
+    WaitingForPeer { model: &'a str, mirror: &'a str },
     /// Something the user should know that is not an error.
     Warning { message: &'a str },
 }

@@ -26,6 +26,7 @@ use oci_client::{Client, Reference, RegistryOperation};
 
 pub mod artifact;
 pub mod credentials;
+pub mod lease;
 
 pub use credentials::Credentials;
 

@@ -114,6 +114,7 @@ impl Project {
         self.check_space(todo.iter().map(|&i| &wants[i].download))?;
         let fetcher = self.fetcher()?;
         let alternatives = self.on_mirrors(&fetcher, &wants, &todo, lock).await?;
+        let alternatives = self.coordinate(&fetcher, &wants, &todo, alternatives, lock).await?;
         let mut upstream = Vec::new();
         let (mirrored, jobs): (Vec<usize>, Vec<Download>) = todo
             .iter()
@@ -162,6 +163,98 @@ impl Project {
             }
         }
         Ok(acquired)
+    }
+
+    /// With a writable mirror (`push: true`), runners of a fleet that start
+    /// cold together fetch each model from upstream once: for the models
+    /// with files no mirror has, this runner claims the mirror's lease on
+    /// that set (`oci::lease`) and either leads — fetches from upstream; the
+    /// sync's write-back pushes and releases — or waits for the leader's push
+    /// and takes the files from the mirror. A lease that cannot be claimed,
+    /// or a leader that gives up, leaves the files to upstream.
+    async fn coordinate(
+        &self,
+        fetcher: &crate::fetch::Fetcher,
+        wants: &[Want],
+        todo: &[usize],
+        mut alternatives: Vec<Option<Download>>,
+        lock: Option<&Lockfile>,
+    ) -> Result<Vec<Option<Download>>> {
+        use crate::oci::lease::{self, Claim, Waited};
+        let (Some(lock), Some(mirror)) = (lock, self.writable_mirrors().into_iter().next()) else {
+            return Ok(alternatives);
+        };
+        let mut missing = std::collections::BTreeSet::new();
+        for (&i, alt) in todo.iter().zip(&alternatives) {
+            if let (None, Some(model)) = (alt, &wants[i].model) {
+                if lock.models.contains_key(model) {
+                    missing.insert(model.clone());
+                }
+            }
+        }
+        if missing.is_empty() {
+            return Ok(alternatives);
+        }
+        let registry = match fetcher.registries().get(&mirror.registry).await {
+            Ok(r) => r,
+            Err(_) => return Ok(alternatives), // said by `on_mirrors` already
+        };
+        let tags: Vec<String> = (missing.iter())
+            .map(|name| {
+                let files = &lock.models[name].files;
+                crate::oci::artifact::model_tag(files.iter().map(|f| (f.path.as_str(), f.size, f.blake3.as_str())))
+            })
+            .collect();
+        let names: Vec<&str> = missing.iter().map(String::as_str).collect();
+        let names = names.join("`, `");
+        let pushed = match lease::claim(registry.clone(), &mirror, &tags).await {
+            Ok(Claim::Lead(held)) => {
+                self.leases.lock().unwrap().push(held);
+                false
+            }
+            Ok(Claim::Follow { .. }) => {
+                let label = mirror.to_string();
+                self.reporter.report(Event::WaitingForPeer {
+                    model: &names,
+                    mirror: &label,
+                });
+                match lease::wait_for_push(&registry, &mirror, &tags).await {
+                    Ok(Waited::Pushed) => true,
+                    Ok(Waited::Abandoned) => {
+                        let message = format!("the runner fetching `{names}` gave up its lease on `oci://{mirror}` (released, or left to expire) without pushing; fetching from upstream");
+                        self.reporter.report(Event::Warning { message: &message });
+                        false
+                    }
+                    Err(e) => {
+                        let message =
+                            format!("waiting for `{names}` on `oci://{mirror}` failed ({e}); fetching from upstream");
+                        self.reporter.report(Event::Warning { message: &message });
+                        false
+                    }
+                }
+            }
+            Err(e) => {
+                let message = format!(
+                    "the lease on `{names}` in `oci://{mirror}` could not be claimed ({e}); fetching from upstream"
+                );
+                self.reporter.report(Event::Warning { message: &message });
+                false
+            }
+        };
+        if !pushed {
+            return Ok(alternatives);
+        }
+        // The files of the models a peer pushed, from the mirror now.
+        let now: Vec<usize> = (todo.iter().zip(&alternatives))
+            .filter(|(&i, alt)| alt.is_none() && wants[i].model.as_ref().is_some_and(|m| missing.contains(m)))
+            .map(|(&i, _)| i)
+            .collect();
+        let found = self.on_mirrors(fetcher, wants, &now, Some(lock)).await?;
+        for (i, alt) in now.into_iter().zip(found) {
+            let slot = todo.iter().position(|&t| t == i).expect("a file to do");
+            alternatives[slot] = alt;
+        }
+        Ok(alternatives)
     }
 
     /// Per file still to fetch (`todo`, indices into `wants`): the same file

@@ -61,6 +61,9 @@ pub struct Project {
     pub check_free_space: bool,
     /// OCI registry clients, made on first use (see `fetcher`).
     registries: std::sync::OnceLock<Arc<crate::oci::Registries>>,
+    /// Leases this run holds on writable mirrors (`oci::lease`), released
+    /// after the write-back.
+    leases: std::sync::Mutex<Vec<crate::oci::lease::Held>>,
 }
 
 impl Project {
@@ -96,6 +99,7 @@ impl Project {
             },
             check_free_space: true,
             registries: Default::default(),
+            leases: Default::default(),
         }
     }
 

@@ -146,10 +146,7 @@ impl Project {
     /// warning, never a failed sync: the models are on disk and correct.
     pub(crate) async fn write_back(&self, lock: &Lockfile, models: &BTreeSet<String>) -> Vec<WriteBack> {
         let mut done = Vec::new();
-        if models.is_empty() {
-            return done;
-        }
-        for mirror in self.writable_mirrors() {
+        for mirror in self.writable_mirrors().into_iter().filter(|_| !models.is_empty()) {
             let started = std::time::Instant::now();
             let result = self.publish(&mirror, lock, &|name| models.contains(name)).await;
             match result {
@@ -169,6 +166,12 @@ impl Project {
                     self.reporter.report(Event::Warning { message: &message });
                 }
             }
+        }
+        // Pushed or not, the models this run led are done: its followers
+        // stop waiting now.
+        let held: Vec<_> = std::mem::take(&mut *self.leases.lock().unwrap());
+        for lease in held {
+            crate::oci::lease::release(lease).await;
         }
         done
     }

@@ -25,8 +25,9 @@ fn fleet_config(registry: &Registry) -> String {
     )
 }
 
-/// Four runners start cold at once: each fetches from upstream and pushes
-/// after verifying; the registry ends with one complete artifact per model,
+/// Four runners start cold at once: one leads each model (fetches it from
+/// upstream, verifies, pushes), the others wait for its push and take it
+/// from the mirror; the registry ends with one complete artifact per model,
 /// and a fifth runner makes no request upstream at all.
 #[test]
 fn four_cold_runners_fill_the_mirror_and_a_fifth_makes_no_upstream_request() {
@@ -48,20 +49,29 @@ fn four_cold_runners_fill_the_mirror_and_a_fifth_makes_no_upstream_request() {
                 .unwrap()
         })
         .collect();
-    let mut uploaded = 0;
+    let (mut uploaded, mut from_upstream, mut waited) = (0, 0, 0);
     for (i, child) in children.into_iter().enumerate() {
         let out = child.wait_with_output().unwrap();
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "runner {i}: {stderr}");
         let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
-        let back = &json["written_back"][0];
-        assert_eq!(back["models"], 2, "runner {i}: {json}");
-        uploaded += back["uploaded"]["files"].as_u64().unwrap();
+        for back in json["written_back"].as_array().unwrap() {
+            uploaded += back["uploaded"]["files"].as_u64().unwrap();
+        }
+        from_upstream += json["fetched"]["bytes"].as_u64().unwrap() - json["mirrored"]["bytes"].as_u64().unwrap();
+        waited += usize::from(stderr.contains("Waiting for another runner to push"));
         assert_eq!(runners[i].read("models/huggingface_acme--large/weights.bin"), large);
     }
-    // Five files, each uploaded by one runner or more (they raced), never lost.
-    assert!((5..=20).contains(&uploaded), "{uploaded}");
-    eprintln!("4 cold runners uploaded {uploaded} file(s) in all");
+    // One runner (two, if their claims straddled) led each model and pushed
+    // it; the others waited for the push and took it from the mirror.
+    let size: u64 = (large.len() + 1200) as u64;
+    assert!(
+        from_upstream <= 2 * size,
+        "{from_upstream} bytes from upstream for a {size}-byte lock"
+    );
+    assert!(waited >= 2, "{waited} runner(s) waited");
+    assert!((5..=10).contains(&uploaded), "{uploaded}");
+    eprintln!("4 cold runners: {from_upstream} bytes from upstream (the lock: {size}), {uploaded} file(s) pushed, {waited} waited");
 
     // One complete artifact: a fifth runner gets every file from the mirror
     // and asks upstream nothing.
@@ -114,4 +124,64 @@ fn a_failed_write_back_is_a_warning_not_a_failed_sync() {
     );
     assert!(err.contains("Verified acme/tiny-bert"), "{err}");
     eprintln!("{err}");
+}
+
+/// A leader that died holding the lease stops renewing it; a follower waits
+/// only until the lease expires, then fetches from upstream and fills the
+/// mirror itself.
+#[test]
+fn a_dead_leaders_lease_expires_and_the_follower_fetches_from_upstream() {
+    use crate::oci::{curl_push_blob, curl_put_manifest};
+    let registry = Registry::start();
+    let upstream = TestContext::new();
+    standard_hub(&upstream);
+    let config = format!(
+        "models:\n  require: [huggingface:acme/tiny-bert]\n  download:\n    mirrors:\n      - {{ url: \"oci://{}/fleet/models\", push: true }}\n",
+        registry.host
+    );
+    upstream.write_config("models:\n  require: [huggingface:acme/tiny-bert]\n");
+    upstream.mdl(&["lock"]).success();
+    let lock = mdl::lock::Lockfile::read(&upstream.path().join("models.lock"))
+        .unwrap()
+        .unwrap();
+    let tags: Vec<String> = (lock.models.values())
+        .map(|m| mdl::oci::artifact::model_tag(m.files.iter().map(|f| (f.path.as_str(), f.size, f.blake3.as_str()))))
+        .collect();
+    // The lease of a runner that died: it expires in 3 s and is never renewed.
+    let empty = curl_push_blob(&registry, "fleet/models", b"{}");
+    let expires = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 3;
+    let descriptor =
+        serde_json::json!({ "mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2 });
+    let lease = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.mdl.lease.v1",
+        "config": descriptor,
+        "layers": [descriptor],
+        "annotations": { "dev.mdl.lease.holder": "dead-runner", "dev.mdl.lease.expires": expires.to_string() },
+    });
+    curl_put_manifest(&registry, "fleet/models", &mdl::oci::lease::lease_tag(&tags), &lease);
+
+    let ctx = runner(&upstream, &registry, &config);
+    let run = ctx.mdl(&["sync", "--locked", "--json"]).success();
+    let err = run.stderr();
+    assert!(
+        err.contains("Waiting for another runner to push `acme/tiny-bert`"),
+        "{err}"
+    );
+    assert!(err.contains("without pushing; fetching from upstream"), "{err}");
+    let json = json_of(&run);
+    assert_eq!(json["mirrored"]["files"], 0, "{json}");
+    assert_eq!(
+        json["written_back"][0]["models"], 1,
+        "it filled the mirror itself: {json}"
+    );
+    // And the mirror now serves the next runner.
+    let next = runner(&upstream, &registry, &config);
+    let synced = json_of(&next.mdl(&["sync", "--locked", "--json"]).success());
+    assert_eq!(synced["mirrored"]["files"], 3, "{synced}");
 }

@@ -171,6 +171,37 @@ struct Repo {
     token: Option<String>,
 }
 
+/// A bandwidth cap shared by every connection: each piece of a body waits
+/// for its slot on one timeline, so the bodies together never exceed `rate`.
+#[derive(Clone, Debug)]
+pub struct Uplink {
+    rate: u64,
+    next_free: Arc<Mutex<Option<Instant>>>,
+}
+
+impl Uplink {
+    /// An uplink of `rate` bytes per second.
+    pub fn new(rate: u64) -> Uplink {
+        Uplink {
+            rate: rate.max(1),
+            next_free: Arc::new(Mutex::new(None)),
+        }
+    }
+
+    /// Waits until `n` more bytes have crossed the uplink.
+    async fn carry(&self, n: u64) {
+        let done = {
+            let mut next = self.next_free.lock().unwrap();
+            let now = Instant::now();
+            let start = next.map_or(now, |t| t.max(now));
+            let done = start + Duration::from_secs_f64(n as f64 / self.rate as f64);
+            *next = Some(done);
+            done
+        };
+        tokio::time::sleep_until(done.into()).await;
+    }
+}
+
 /// Switches for behaviours of real mirrors and networks. All off by default.
 #[derive(Clone, Debug, Default)]
 pub struct Behaviour {
@@ -187,6 +218,9 @@ pub struct Behaviour {
     /// Bytes per second for each response body (each connection, as every
     /// download connection carries one body at a time).
     pub bandwidth: Option<u64>,
+    /// A cap on the bytes per second of all bodies together: one site's
+    /// uplink, which every runner of a fleet shares.
+    pub uplink: Option<Uplink>,
     /// The next N body requests (`GET` on a file) fail with 503 and this
     /// `Retry-After` (seconds).
     pub fail_next: u32,
@@ -1153,6 +1187,9 @@ fn body_stream(content: Content, start: u64, end: u64, behaviour: Behaviour) -> 
                 if due > elapsed {
                     tokio::time::sleep(due - elapsed).await;
                 }
+            }
+            if let Some(uplink) = &behaviour.uplink {
+                uplink.carry(piece_end - at).await;
             }
             let bytes = content.slice(at, piece_end);
             let n = bytes.len() as u64;

@@ -2,7 +2,7 @@
 //!
 //! ```text
 //! mdl-hub [--port N] [--demo] [--files ORG/NAME[@REV]=DIR]... [--synthetic REPO/PATH=BYTES]...
-//!         [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--ignore-range]
+//!         [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--uplink BYTES_PER_SEC] [--ignore-range]
 //!         [--no-content-length] [--log FILE]
 //! ```
 //! `--files` serves every file under `DIR` as revision `REV` (default `main`)
@@ -12,9 +12,11 @@
 //! It prints `listening on http://127.0.0.1:PORT` on its first line and serves
 //! until killed. `--synthetic` files are generated as they are served, so
 //! gigabytes cost no memory; `url:` style copies are at `/files/{REPO/PATH}`.
+//! `--bandwidth` caps each response body; `--uplink` caps all of them
+//! together (a site's one uplink that every runner of a fleet shares).
 use std::time::Duration;
 
-use hub_emulator::{Behaviour, Blob, Content, Hub};
+use hub_emulator::{Behaviour, Blob, Content, Hub, Uplink};
 
 const DEMO_CONFIG: &[u8] = br#"{"architectures": ["Tiny"], "model_type": "tiny", "hidden_size": 4}
 "#;
@@ -23,7 +25,7 @@ const DEMO_STATE_DICT: &[u8] = include_bytes!("../../../tests/fixtures/state_dic
 const DEMO_SCRIPTED: &[u8] = include_bytes!("../../../tests/fixtures/scripted.pt");
 
 fn usage() -> ! {
-    eprintln!("usage: mdl-hub [--port N] [--demo] [--files ORG/NAME[@REV]=DIR]... [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--ignore-range] [--no-content-length] [--log FILE]");
+    eprintln!("usage: mdl-hub [--port N] [--demo] [--files ORG/NAME[@REV]=DIR]... [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--uplink BYTES_PER_SEC] [--ignore-range] [--no-content-length] [--log FILE]");
     std::process::exit(2);
 }
 
@@ -60,6 +62,7 @@ fn main() {
             }
             "--latency-ms" => behaviour.latency = Duration::from_millis(value().parse().unwrap_or_else(|_| usage())),
             "--bandwidth" => behaviour.bandwidth = Some(value().parse().unwrap_or_else(|_| usage())),
+            "--uplink" => behaviour.uplink = Some(Uplink::new(value().parse().unwrap_or_else(|_| usage()))),
             "--log" => log = Some(std::path::PathBuf::from(value())),
             "--ignore-range" => behaviour.ignore_range = true,
             "--no-content-length" => behaviour.no_content_length = true,

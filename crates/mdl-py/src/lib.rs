@@ -247,6 +247,11 @@ fn event_dict<'py>(py: Python<'py>, event: &Event<'_>) -> PyResult<Bound<'py, Py
             d.set_item("model", model)?;
             "verifying"
         }
+        Event::WaitingForPeer { model, mirror } => {
+            d.set_item("model", model)?;
+            d.set_item("mirror", mirror)?;
+            "waiting_for_peer"
+        }
         Event::VerifyPlan { files, helpers, budget } => {
             d.set_item("files", files)?;
             d.set_item("helpers", helpers)?;
