@@ -66,10 +66,20 @@ impl Fetcher {
                     let (Some(blake3), Some(size)) = (&download.expect.blake3, download.expect.size) else {
                         continue;
                     };
-                    let Some(layer) = layers
-                        .iter()
-                        .find(|l| l.blake3.as_ref() == Some(blake3) && l.size == size)
-                    else {
+                    // By mdl's blake3 annotation; for a layer another tool
+                    // wrote (no blake3), by the sha256 the lock has. Either
+                    // way the download is checked against the lock's blake3.
+                    let sha256 = (wanted_model.files.iter())
+                        .find(|f| &f.blake3 == blake3 && f.size == size)
+                        .and_then(|f| f.sha256.as_ref())
+                        .map(|h| format!("sha256:{h}"));
+                    let Some(layer) = layers.iter().find(|l| {
+                        l.size == size
+                            && match &l.blake3 {
+                                Some(b) => b == blake3,
+                                None => sha256.as_ref() == Some(&l.digest),
+                            }
+                    }) else {
                         continue;
                     };
                     plan.alternatives[i] = Some(Download {

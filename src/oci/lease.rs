@@ -9,8 +9,9 @@
 //!
 //! A registry has no compare-and-swap, so a lease is a small manifest at the
 //! tag `mdl-<hash>-lease` naming its holder and when it expires: a runner
-//! that finds no live lease writes its own, waits [`SETTLE`], and reads the
-//! tag back — whoever's lease is there then leads (fetches from upstream,
+//! that finds no live lease writes its own, waits [`SETTLE`] (longer on a
+//! loaded machine), and reads the tag back, twice — whoever's lease is there
+//! then leads (fetches from upstream,
 //! verifies, pushes); everyone else follows, polling until the model's
 //! manifest appears on the mirror, then fetches it from there. Two runners
 //! whose writes straddle a read-back can both lead: at worst the model
@@ -126,39 +127,88 @@ async fn live(registry: &Registry, at: &OciRef) -> Result<Option<String>, OciErr
 /// Claims the lease on the models whose mirror tags are `model_tags`.
 pub async fn claim(registry: Arc<Registry>, mirror: &OciRef, model_tags: &[String]) -> Result<Claim, OciError> {
     let at = mirror.at_tag(&lease_tag(model_tags));
+    // The lease manifest refers to the empty blob: put it there first, so
+    // that between reading the tag and writing it there is one request.
+    ensure_empty_blob(&registry, mirror).await?;
+    let started = std::time::Instant::now();
     if let Some(holder) = live(&registry, &at).await? {
         return Ok(Claim::Follow { holder });
     }
-    if !registry.has_blob(mirror, EMPTY_CONFIG_DIGEST).await? {
-        registry
-            .push_small_blob(mirror, EMPTY_CONFIG_BYTES.to_vec(), EMPTY_CONFIG_DIGEST)
-            .await?;
-    }
     let me = holder_id();
-    write(&registry, &at, &me, now_secs() + TTL.as_secs()).await?;
-    tokio::time::sleep(SETTLE).await;
-    match live(&registry, &at).await? {
-        Some(holder) if holder != me => Ok(Claim::Follow { holder }),
-        _ => {
-            let renewal = tokio::spawn({
-                let registry = registry.clone();
-                let at = at.clone();
-                let me = me.clone();
-                async move {
-                    loop {
-                        tokio::time::sleep(RENEW_EVERY).await;
-                        let _ = write(&registry, &at, &me, now_secs() + TTL.as_secs()).await;
-                    }
-                }
-            });
-            Ok(Claim::Lead(Held {
-                registry,
-                at,
-                holder: me,
-                renewal,
-            }))
+    retrying(|| write(&registry, &at, &me, now_secs() + TTL.as_secs())).await?;
+    // A racer's read-then-write takes about as long as this one's did: on
+    // a loaded machine, wait correspondingly longer before trusting the
+    // read-back, and read back twice, so a write that landed late is seen.
+    let settle = SETTLE.max(started.elapsed() * 4);
+    for _ in 0..2 {
+        tokio::time::sleep(settle).await;
+        if let Some(holder) = live(&registry, &at).await?.filter(|h| *h != me) {
+            return Ok(Claim::Follow { holder });
         }
     }
+    let renewal = tokio::spawn({
+        let registry = registry.clone();
+        let at = at.clone();
+        let me = me.clone();
+        async move {
+            loop {
+                tokio::time::sleep(RENEW_EVERY).await;
+                let _ = write(&registry, &at, &me, now_secs() + TTL.as_secs()).await;
+            }
+        }
+    });
+    Ok(Claim::Lead(Held {
+        registry,
+        at,
+        holder: me,
+        renewal,
+    }))
+}
+
+/// The empty blob in `mirror`. Runners that start together all upload it
+/// at once, and a registry may refuse some of those uploads (distribution
+/// answers `DIGEST_INVALID` to a racing one): it is there if anyone's
+/// upload landed.
+async fn ensure_empty_blob(registry: &Registry, mirror: &OciRef) -> Result<(), OciError> {
+    if registry.has_blob(mirror, EMPTY_CONFIG_DIGEST).await? {
+        return Ok(());
+    }
+    match registry
+        .push_small_blob(mirror, EMPTY_CONFIG_BYTES.to_vec(), EMPTY_CONFIG_DIGEST)
+        .await
+    {
+        Ok(()) => Ok(()),
+        Err(e) => {
+            retrying(|| async {
+                match registry.has_blob(mirror, EMPTY_CONFIG_DIGEST).await? {
+                    true => Ok(()),
+                    false => Err(OciError::Registry {
+                        registry: mirror.registry.clone(),
+                        message: format!("the empty blob could not be uploaded ({e})"),
+                    }),
+                }
+            })
+            .await
+        }
+    }
+}
+
+/// `attempt`, up to three times, 200 ms apart: a registry under a burst of
+/// concurrent writes refuses some of them for a moment.
+async fn retrying<F, Fut>(mut attempt: F) -> Result<(), OciError>
+where
+    F: FnMut() -> Fut,
+    Fut: std::future::Future<Output = Result<(), OciError>>,
+{
+    let mut last = None;
+    for _ in 0..3 {
+        match attempt().await {
+            Ok(()) => return Ok(()),
+            Err(e) => last = Some(e),
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    Err(last.expect("three attempts"))
 }
 
 async fn write(registry: &Registry, at: &OciRef, holder: &str, expires: u64) -> Result<(), OciError> {

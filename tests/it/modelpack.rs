@@ -238,3 +238,52 @@ fn kitops_modelkits_and_tar_layers_are_refused_with_the_reason() {
     assert!(!ctx.models().join("oci_tar").exists());
     assert!(!ctx.path().join("models.lock").exists());
 }
+
+/// A mirror filled by another ModelPack tool (no `dev.mdl.blake3` on its
+/// layers) still serves a lock: its layers are matched by the sha256 the
+/// lock holds, and what arrives is checked against the lock's blake3.
+#[test]
+fn a_mirror_artifact_without_mdls_annotations_is_matched_by_sha256() {
+    let registry = Registry::start();
+    let upstream = TestContext::new();
+    standard_hub(&upstream);
+    upstream.write_config("models:\n  require: [huggingface:acme/tiny-bert]\n");
+    upstream.mdl(&["sync", "--no-verify"]).success();
+    let lock = mdl::lock::Lockfile::read(&upstream.path().join("models.lock"))
+        .unwrap()
+        .unwrap();
+    let model = lock.models.values().next().unwrap();
+    let tag = mdl::oci::artifact::model_tag(model.files.iter().map(|f| (f.path.as_str(), f.size, f.blake3.as_str())));
+    let mut layers = Vec::new();
+    for file in &model.files {
+        let bytes = upstream.read(&format!("models/huggingface_acme--tiny-bert/{}", file.path));
+        let digest = curl_push_blob(&registry, "other/mirror", &bytes);
+        layers.push(serde_json::json!({
+            "mediaType": "application/vnd.cncf.model.weight.v1.raw", "digest": digest, "size": bytes.len(),
+            "annotations": { "org.cncf.model.filepath": file.path },
+        }));
+    }
+    let config = curl_push_blob(&registry, "other/mirror", b"{}");
+    let manifest = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "artifactType": "application/vnd.cncf.model.manifest.v1+json",
+        "config": { "mediaType": "application/vnd.cncf.model.config.v1+json", "digest": config, "size": 2 },
+        "layers": layers,
+    });
+    curl_put_manifest(&registry, "other/mirror", &tag, &manifest);
+
+    let mut ctx = TestContext::new();
+    logged_in(&mut ctx, &registry);
+    ctx.env.push(("HF_ENDPOINT".into(), upstream.hub.url()));
+    ctx.env
+        .push(("MDL_MIRROR".into(), format!("oci://{}/other/mirror", registry.host)));
+    ctx.write_config("models:\n  require: [huggingface:acme/tiny-bert]\n");
+    std::fs::write(ctx.path().join("models.lock"), upstream.read("models.lock")).unwrap();
+    let synced = json_of(&ctx.mdl(&["sync", "--locked", "--json"]).success());
+    // Files whose sha256 the lock has (LFS) come from the mirror; the lock
+    // has only a git blob id for small regular files, which upstream serves.
+    let with_sha256 = model.files.iter().filter(|f| f.sha256.is_some()).count();
+    assert!(with_sha256 >= 1);
+    assert_eq!(synced["mirrored"]["files"], with_sha256, "{synced}");
+}

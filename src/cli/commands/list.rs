@@ -39,7 +39,8 @@ pub fn run(context: &Context, args: ListArgs) -> Result<(), Error> {
         };
         let verified = s
             .verification
-            .map(|v| format!("{v:?}").to_lowercase())
+            .and_then(|v| serde_json::to_value(v).ok())
+            .and_then(|v| v.as_str().map(str::to_string))
             .unwrap_or_else(|| "-".into());
         let source = s.source.map(|s| s.to_string()).unwrap_or_else(|| "(auto)".into());
         let revision = s
