@@ -193,7 +193,13 @@ pub fn parse(input: impl BufRead, len: u64) -> Result<Gguf, String> {
         }
         let mut dims = Vec::with_capacity(n_dims as usize);
         for _ in 0..n_dims {
-            dims.push(r.u64()?);
+            let d = r.u64()?;
+            // A shape becomes torch's `i64`s: one that cannot is no real file
+            // (an empty tensor could otherwise claim any other dimension).
+            if d > i64::MAX as u64 {
+                return Err(format!("tensor `{name}` has a dimension of {d}"));
+            }
+            dims.push(d);
         }
         let ggml_type = GgmlType(r.u32()?);
         let offset = r.u64()?;
@@ -493,6 +499,17 @@ mod tests {
         let mut huge = good.clone();
         huge[8..16].copy_from_slice(&u64::MAX.to_le_bytes());
         assert!(parse(&huge[..], huge.len() as u64).unwrap_err().contains("claims"));
+        // A zero-sized tensor claiming a dimension torch cannot hold.
+        let first_dim = {
+            let g = parse(&good[..], good.len() as u64).unwrap();
+            let name = g.tensors[0].name.as_bytes();
+            good.windows(name.len()).position(|w| w == name).unwrap() + name.len() + 4
+        };
+        let mut huge_dim = good.clone();
+        huge_dim[first_dim..first_dim + 8].copy_from_slice(&u64::MAX.to_le_bytes());
+        assert!(parse(&huge_dim[..], huge_dim.len() as u64)
+            .unwrap_err()
+            .contains("has a dimension of"));
         let mut v1 = good.clone();
         v1[4] = 1;
         assert!(parse(&v1[..], v1.len() as u64).unwrap_err().contains("version 1"));
