@@ -23,6 +23,9 @@ pub struct LockOutcome {
     /// Files placed from the shared store or the Hugging Face cache.
     pub linked_files: usize,
     pub linked_bytes: u64,
+    /// Models with a file downloaded from upstream to lock it (a sync writes
+    /// them back to mirrors marked `push: true`).
+    pub fetched_models: std::collections::BTreeSet<String>,
 }
 
 impl Project {
@@ -88,8 +91,13 @@ impl Project {
             ));
         }
         let [(linked_files, linked_bytes), (downloaded_files, downloaded_bytes), _] = acquired.counts();
+        let mut fetched_models = std::collections::BTreeSet::new();
         for ((model_i, file_i), got) in slots.into_iter().zip(acquired.got) {
-            fill(&mut entries[model_i], file_i, got.expect("no failure"));
+            let got = got.expect("no failure");
+            if matches!(got, super::acquire::Got::Fetched { .. }) {
+                fetched_models.insert(entries[model_i].name.clone());
+            }
+            fill(&mut entries[model_i], file_i, got);
         }
         let mut outcome = LockOutcome {
             kept: delta.kept.keys().cloned().collect(),
@@ -98,6 +106,7 @@ impl Project {
             linked_bytes,
             downloaded_files,
             downloaded_bytes,
+            fetched_models,
             ..LockOutcome::default()
         };
 

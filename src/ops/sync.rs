@@ -119,7 +119,8 @@ impl Project {
 
         // write back: what came from upstream and verified, to the mirrors
         // marked `push: true` (a failure there is a warning)
-        let verified: BTreeSet<String> = (from_upstream.iter())
+        let locked_now = outcome.lock.iter().flat_map(|l| l.fetched_models.iter());
+        let verified: BTreeSet<String> = (from_upstream.iter().chain(locked_now))
             .filter(|m| {
                 !outcome
                     .checks

@@ -185,3 +185,20 @@ fn a_dead_leaders_lease_expires_and_the_follower_fetches_from_upstream() {
     let synced = json_of(&next.mdl(&["sync", "--locked", "--json"]).success());
     assert_eq!(synced["mirrored"]["files"], 3, "{synced}");
 }
+
+/// A sync that has to lock first downloads to hash; what it downloaded is
+/// written back too, so the first developer's sync fills the mirror.
+#[test]
+fn a_sync_that_locks_writes_back_what_it_downloaded() {
+    let registry = Registry::start();
+    let mut ctx = TestContext::new();
+    standard_hub(&ctx);
+    logged_in(&mut ctx, &registry);
+    ctx.write_config(&format!(
+        "models:\n  require: [huggingface:acme/tiny-bert]\n  download:\n    mirrors:\n      - {{ url: \"oci://{}/fleet/models\", push: true }}\n",
+        registry.host
+    ));
+    let json = json_of(&ctx.mdl(&["sync", "--json"]).success());
+    assert_eq!(json["written_back"][0]["models"], 1, "{json}");
+    assert_eq!(json["written_back"][0]["uploaded"]["files"], 3, "{json}");
+}
