@@ -64,7 +64,10 @@ fn four_cold_runners_fill_the_mirror_and_a_fifth_makes_no_upstream_request() {
     }
     // One runner (two, if their claims straddled) led each model and pushed
     // it; the others waited for the push and took it from the mirror.
-    let size: u64 = (large.len() + 1200) as u64;
+    let lock = mdl::lock::Lockfile::read(&upstream.path().join("models.lock"))
+        .unwrap()
+        .unwrap();
+    let size: u64 = lock.models.values().map(|m| m.size()).sum();
     assert!(
         from_upstream <= 2 * size,
         "{from_upstream} bytes from upstream for a {size}-byte lock"
