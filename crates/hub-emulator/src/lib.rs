@@ -29,6 +29,9 @@ use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use sha2::Digest;
 
+mod xet;
+pub use xet::XetSettings;
+
 /// The bytes of a file the emulator serves.
 #[derive(Clone)]
 pub enum Content {
@@ -253,6 +256,11 @@ pub struct Behaviour {
     /// Redirect every LFS `resolve` (under `lfs_redirect`) here instead of
     /// to the CDN: a hostile Hub pointing a client at another origin.
     pub redirect_location: Option<String>,
+    /// Serve LFS files through Xet storage as the Hub does (see [`xet`]):
+    /// read tokens, reconstructions, xorbs, `X-Xet-Hash` and `xetHash`,
+    /// with the resolve redirect kept as the bridge for clients without Xet.
+    /// Set before committing: files are cut into xorbs when committed.
+    pub xet: Option<XetSettings>,
 }
 
 /// One request the emulator answered, for tests that count traffic.
@@ -282,6 +290,8 @@ struct Inner {
     window: Option<(Instant, u32)>,
     /// Both origins serve HTTPS (with the certificate given at start).
     tls: bool,
+    /// The Xet CAS: xorbs, files and chunks (with `Behaviour::xet`).
+    xet: xet::Store,
 }
 
 fn scheme(state: &Shared) -> &'static str {
@@ -515,6 +525,12 @@ impl Hub {
         let mut inner = self.inner.lock().unwrap();
         inner.next_commit += 1;
         let counter = inner.next_commit;
+        let xet_settings = inner.behaviour.xet.clone();
+        if let Some(settings) = &xet_settings {
+            for blob in changes.iter().filter_map(|(_, b)| b.as_ref()).filter(|b| b.lfs) {
+                inner.xet.ingest(blob, settings);
+            }
+        }
         let repo_state = inner.repos.entry(repo.to_string()).or_default();
         let mut files = repo_state
             .refs
@@ -672,6 +688,9 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
 }
 
 fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &HeaderMap) -> Response {
+    if let Some(response) = xet::route(state, method, path, query, headers) {
+        return response;
+    }
     if let Some(rest) = path.strip_prefix("/api/models/") {
         return api_models(state, rest, query, headers);
     }
@@ -930,6 +949,9 @@ fn api_models(state: &Shared, rest: &str, query: &str, headers: &HeaderMap) -> R
                         "oid": blob.sha256, "size": blob.content.len(), "pointerSize": 134,
                     });
                 }
+                if let Some(hash) = inner.behaviour.xet.as_ref().and_then(|_| inner.xet.hash_of(blob)) {
+                    entry["xetHash"] = hash.into();
+                }
                 entry
             })
             .collect();
@@ -955,6 +977,9 @@ fn api_models(state: &Shared, rest: &str, query: &str, headers: &HeaderMap) -> R
                     sibling["lfs"] = serde_json::json!({
                         "sha256": blob.sha256, "size": blob.content.len(), "pointerSize": 134,
                     });
+                }
+                if let Some(hash) = inner.behaviour.xet.as_ref().and_then(|_| inner.xet.hash_of(blob)) {
+                    sibling["xetHash"] = hash.into();
                 }
             }
             sibling
@@ -989,7 +1014,12 @@ fn resolve(
             &format!("{file} does not exist on \"{revision}\""),
         );
     };
-    let mut response = if blob.lfs && (behaviour.lfs_redirect || behaviour.signed_urls.is_some()) {
+    let xet_hash = behaviour
+        .xet
+        .as_ref()
+        .and_then(|_| state.lock().unwrap().xet.hash_of(&blob));
+    let mut response = if blob.lfs && (behaviour.lfs_redirect || behaviour.signed_urls.is_some() || xet_hash.is_some())
+    {
         // To another origin, as the real Hub's CDN redirects are: clients read
         // the metadata from this 302, follow it only for the body, and do not
         // send the token there.
@@ -1012,9 +1042,12 @@ fn resolve(
             .unwrap();
         let h = r.headers_mut();
         h.insert("x-linked-size", HeaderValue::from(blob.content.len()));
-        if behaviour.signed_urls.is_some() {
-            // Xet-backed files also name their content hash and a token route.
-            let xet = blake3::hash(blob.sha256.as_bytes()).to_hex().to_string();
+        if behaviour.signed_urls.is_some() || xet_hash.is_some() {
+            // Xet-backed files also name their content hash and a token route
+            // (a stand-in hash when only the redirect manners are emulated).
+            let xet = xet_hash
+                .clone()
+                .unwrap_or_else(|| blake3::hash(blob.sha256.as_bytes()).to_hex().to_string());
             h.insert("x-xet-hash", HeaderValue::from_str(&xet).unwrap());
             h.insert(
                 "link",

@@ -4,7 +4,12 @@
 //! mdl-hub [--port N] [--demo] [--files ORG/NAME[@REV]=DIR]... [--synthetic REPO/PATH=BYTES]...
 //!         [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--uplink BYTES_PER_SEC] [--ignore-range]
 //!         [--no-content-length] [--log FILE]
+//!         [--xet] [--xet-token-ttl SECS] [--xet-v1-only] [--xet-compression none|lz4|bg4-lz4]
 //! ```
+//! `--xet` serves LFS files through the Hub's Xet storage protocol (read
+//! tokens, reconstructions v1 and v2, xorbs made by xet-core's own code,
+//! chunks shared across revisions), keeping the resolve redirect as the
+//! bridge for clients without Xet.
 //! `--files` serves every file under `DIR` as revision `REV` (default `main`)
 //! of the repo: weight files and files over 1 MiB as LFS files, the rest as
 //! regular git files, as the Hub stores them; given twice for one repo, the
@@ -25,7 +30,7 @@ const DEMO_STATE_DICT: &[u8] = include_bytes!("../../../tests/fixtures/state_dic
 const DEMO_SCRIPTED: &[u8] = include_bytes!("../../../tests/fixtures/scripted.pt");
 
 fn usage() -> ! {
-    eprintln!("usage: mdl-hub [--port N] [--demo] [--files ORG/NAME[@REV]=DIR]... [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--uplink BYTES_PER_SEC] [--ignore-range] [--no-content-length] [--log FILE]");
+    eprintln!("usage: mdl-hub [--port N] [--demo] [--files ORG/NAME[@REV]=DIR]... [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--uplink BYTES_PER_SEC] [--ignore-range] [--no-content-length] [--log FILE] [--xet] [--xet-token-ttl SECS] [--xet-v1-only] [--xet-compression none|lz4|bg4-lz4]");
     std::process::exit(2);
 }
 
@@ -66,6 +71,21 @@ fn main() {
             "--log" => log = Some(std::path::PathBuf::from(value())),
             "--ignore-range" => behaviour.ignore_range = true,
             "--no-content-length" => behaviour.no_content_length = true,
+            "--xet" => {
+                behaviour.xet.get_or_insert_with(Default::default);
+            }
+            "--xet-token-ttl" => {
+                let secs = value().parse().unwrap_or_else(|_| usage());
+                behaviour.xet.get_or_insert_with(Default::default).token_ttl = Duration::from_secs(secs);
+            }
+            "--xet-v1-only" => behaviour.xet.get_or_insert_with(Default::default).v2 = false,
+            "--xet-compression" => {
+                let scheme = value();
+                if !["none", "lz4", "bg4-lz4"].contains(&scheme.as_str()) {
+                    usage();
+                }
+                behaviour.xet.get_or_insert_with(Default::default).compression = Some(scheme);
+            }
             _ => usage(),
         }
     }
