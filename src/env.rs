@@ -49,7 +49,13 @@ pub fn hf_token() -> Option<String> {
 
 /// `HF_HUB_OFFLINE`, with the Python client's notion of true.
 pub fn hf_offline() -> bool {
-    std::env::var(HF_HUB_OFFLINE)
+    flag(HF_HUB_OFFLINE)
+}
+
+/// An environment switch, true as the Python client reads one (`1`, `ON`,
+/// `YES`, `TRUE`): `HF_HUB_OFFLINE`, `HF_HUB_DISABLE_XET`.
+pub fn flag(name: &str) -> bool {
+    std::env::var(name)
         .map(|v| matches!(v.trim().to_ascii_uppercase().as_str(), "1" | "ON" | "YES" | "TRUE"))
         .unwrap_or(false)
 }

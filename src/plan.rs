@@ -118,6 +118,47 @@ pub struct Download {
     pub insecure: bool,
     /// A Hub file's repo id and ETag: where the Hugging Face cache may hold it.
     pub hub_blob: Option<(String, String)>,
+    /// A Hub file stored in Xet: fetched by chunk through the Hub's CAS
+    /// (`fetch::xet`), with `url` (the resolve bridge) as the fallback.
+    pub xet: Option<XetSource>,
+}
+
+/// Where a Xet-backed Hub file is rebuilt from. Both values are derived or
+/// validated here: the hash is 64 hex (checked when the lock or the Hub's
+/// answer was read), the token URL is built from `HF_ENDPOINT` and the
+/// model's repo and commit, never taken from a server's `Link` header, so
+/// the Hub token goes to the Hub's own origin only.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct XetSource {
+    pub hash: String,
+    /// `{endpoint}/api/{models|datasets|spaces}/{repo}/xet-read-token/{commit}`.
+    pub token_url: String,
+}
+
+impl XetSource {
+    fn of(model: &LockedModel, hash: Option<&str>, origin: Origin<'_>) -> Option<XetSource> {
+        let hash = hash.filter(|h| crate::hash::is_blake3(h))?;
+        if model.source != crate::source::Source::Huggingface {
+            return None;
+        }
+        let commit = model.commit.as_deref().filter(|c| crate::hash::is_hex(c, 40))?;
+        let api = match model.id.split_once('/') {
+            Some(("datasets" | "spaces", _)) => model.id.clone(),
+            _ => format!("models/{}", model.id),
+        };
+        let repo: Vec<String> = api
+            .split('/')
+            .map(|s| percent_encoding::utf8_percent_encode(s, crate::resolve::SEGMENT).to_string())
+            .collect();
+        Some(XetSource {
+            hash: hash.to_string(),
+            token_url: format!(
+                "{}/api/{}/xet-read-token/{commit}",
+                origin.hub_endpoint.trim_end_matches('/'),
+                repo.join("/")
+            ),
+        })
+    }
 }
 
 impl Download {
@@ -151,6 +192,7 @@ impl Download {
             hub: model.source.sends_hub_token(),
             insecure: insecure_urls && model.source.id_is_the_file_url(),
             hub_blob: hub_blob(model, remote.etag.as_deref()),
+            xet: XetSource::of(model, remote.xet_hash.as_deref(), origin),
         })
     }
 }
@@ -339,6 +381,7 @@ impl Plan {
                 hub: model.source.sends_hub_token(),
                 insecure: origin.insecure_urls && model.source.id_is_the_file_url(),
                 hub_blob: hub_blob(model, f.file.etag.as_deref()),
+                xet: XetSource::of(model, f.file.xet_hash.as_deref(), origin),
             });
         }
         if !underivable.is_empty() {
@@ -440,6 +483,7 @@ mod tests {
             etag: None,
             sha256: None,
             url: String::new(),
+            xet_hash: None,
         };
         let mut lock = Lockfile::default();
         lock.models.insert(

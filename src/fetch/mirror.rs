@@ -92,6 +92,7 @@ impl Fetcher {
                         hub: false,
                         insecure: false,
                         hub_blob: None,
+                        xet: None,
                     });
                 }
             }

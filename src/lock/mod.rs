@@ -224,6 +224,10 @@ pub struct LockedFile {
     pub sha256: Option<String>,
     /// Where the bytes came from.
     pub url: String,
+    /// The Hub's Xet file hash for Xet-backed files (64 lowercase hex): sync
+    /// fetches such files by chunk and checks the chunks' Merkle root against it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub xet_hash: Option<String>,
 }
 
 impl LockedFile {
@@ -289,6 +293,7 @@ impl LockedModel {
                     etag: remote.etag.clone(),
                     sha256: remote.sha256.clone(),
                     url: remote.url.clone(),
+                    xet_hash: remote.xet_hash.clone(),
                 }
             })
             .collect();
@@ -681,6 +686,7 @@ mod tests {
             etag: Some("e".repeat(40)),
             sha256: None,
             url: format!("http://h/b/z/resolve/{}/{p}", "c".repeat(40)),
+            xet_hash: None,
         };
         let mut lock = Lockfile::default();
         lock.models.insert(

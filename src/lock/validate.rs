@@ -11,6 +11,7 @@
 //! | `commit` | Hub and PyTorch Hub: 40 hex; `oci:`: `sha256:` + 64 hex; else absent |
 //! | `blake3` | 64 lowercase hex |
 //! | `sha256` | 64 hex (Hub LFS files, registry layers) |
+//! | `xet_hash` | 64 lowercase hex (Hub files stored in Xet) |
 //! | `etag` | Hub: a git blob id (40 hex) or an LFS sha256 (64 hex); else a header-safe token |
 //! | `size` | at most [`MAX_FILE_SIZE`] |
 //! | `path` | a safe relative path, unique, and unique ignoring case |
@@ -122,6 +123,10 @@ pub fn check_model(model: &LockedModel) -> Result<(), Invalid> {
         }
         if file.sha256.as_deref().is_some_and(|s| !is_hex(s, 64)) {
             return Err(invalid(at, "sha256", "is not a sha256 (64 hex digits)"));
+        }
+        // It becomes a path segment of CAS requests: only the hash itself.
+        if file.xet_hash.as_deref().is_some_and(|s| !is_blake3(s)) {
+            return Err(invalid(at, "xet_hash", "is not a Xet hash (64 lowercase hex digits)"));
         }
         if let Some(etag) = &file.etag {
             let ok = match model.source {

@@ -28,6 +28,9 @@ struct Sibling {
     blob_id: Option<String>,
     #[serde(default)]
     lfs: Option<Lfs>,
+    /// Xet-backed files' content hash (the Hub may send it masked, `*` × 64).
+    #[serde(default, rename = "xetHash")]
+    xet_hash: Option<String>,
 }
 
 #[derive(Deserialize)]
@@ -155,6 +158,13 @@ impl Resolver<'_> {
                 },
                 needs_token: true,
                 sha256_prefix: None,
+                // Only a real hash is kept: a masked or malformed one would send
+                // the download to a file the CAS does not have (the resolve
+                // bridge serves such files).
+                xet_hash: sibling
+                    .xet_hash
+                    .filter(|h| crate::hash::is_hex(h, 64))
+                    .map(|h| h.to_ascii_lowercase()),
             });
         }
         super::check_case_collisions(model, &files)?;

@@ -29,6 +29,7 @@ impl Resolver<'_> {
             git_oid: None,
             needs_token: false,
             sha256_prefix: None,
+            xet_hash: None,
         };
         let mut files = Vec::new();
         if meta.is_file() {

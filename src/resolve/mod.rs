@@ -189,6 +189,9 @@ pub struct RemoteFile {
     pub needs_token: bool,
     /// torchvision names carry a sha256 prefix that the download must match.
     pub sha256_prefix: Option<String>,
+    /// The Hub's Xet file hash (64 lowercase hex) for Xet-backed files: what
+    /// the CAS rebuilds the file by, and the Merkle root its chunks must hash to.
+    pub xet_hash: Option<String>,
 }
 
 /// A model as the source describes it now.

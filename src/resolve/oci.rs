@@ -100,6 +100,7 @@ impl Resolver<'_> {
                 git_oid: None,
                 needs_token: false,
                 sha256_prefix: None,
+                xet_hash: None,
             });
         }
         super::check_case_collisions(model, &files)?;

@@ -73,6 +73,7 @@ impl Resolver<'_> {
                 git_oid: None,
                 needs_token: false,
                 sha256_prefix: None,
+                xet_hash: None,
             }],
         })
     }

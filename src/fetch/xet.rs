@@ -1,0 +1,1139 @@
+//! The Hub's own storage protocol, Xet (huggingface/hub-docs `docs/xet/`),
+//! written against the spec and checked against xet-core's code in the tests
+//! below. A Xet-backed file is rebuilt from content-defined chunks:
+//!
+//! 1. a read token from the Hub (`/api/{type}s/{repo}/xet-read-token/{commit}`,
+//!    derived from `HF_ENDPOINT`, carrying the Hub token to the Hub only);
+//! 2. the file's reconstruction from the CAS the token names
+//!    (`/v2/reconstructions/{hash}`, else `/v1/…`): terms (xorb, chunk range)
+//!    and signed xorb URLs with the exact byte ranges to ask for;
+//! 3. those ranges, decoded chunk by chunk (none, LZ4, byte-grouped LZ4),
+//!    written in order while hashing; each chunk's hash feeds the Merkle
+//!    root that must equal the file's Xet hash, and the whole file's blake3
+//!    must equal the lock's.
+//!
+//! What this adds over a plain download:
+//! * **Resume by term.** After each term the chunks' hashes and lengths are
+//!   appended to a log beside the partial file; a run that was killed keeps
+//!   every whole term and asks only for the rest.
+//! * **Upgrades by chunk.** Each placed file leaves an index of its chunks
+//!   (xorb hash and chunk index → offset in the file, and the chunk's hash) in
+//!   `models/.mdl/xet/`. A new revision's terms that name chunks mdl already
+//!   has are copied from the old file (each chunk's hash checked again) and
+//!   never fetched: the Hub stores a revision's unchanged chunks in the xorbs
+//!   of the revision that first had them.
+//!
+//! Every value from the Hub or the CAS is checked where it enters: URLs are
+//! http(s) without credentials, hashes are 64 hex, ranges and lengths are
+//! bounded by what a xorb can hold before anything is allocated, and a chunk's
+//! header must agree with its bytes.
+
+use std::collections::HashMap;
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use futures_util::StreamExt;
+use reqwest::StatusCode;
+use serde::Deserialize;
+
+use super::{
+    check_size, discard, io_error, open_partial, resumable_prefix, AttemptError, Ending, FetchError, Fetched, Fetcher,
+};
+use crate::plan::{Download, XetSource};
+use crate::reporter::Event;
+
+/// The spec's limits: a xorb holds at most 64 MiB and 8 Ki chunks, a chunk
+/// at most 128 KiB (xet-core's maximum chunk); anything past them is refused
+/// before it is allocated.
+const MAX_XORB_BYTES: u64 = 64 << 20;
+const MAX_XORB_CHUNKS: u32 = 8 * 1024;
+const MAX_CHUNK: usize = 128 << 10;
+/// A reconstruction's JSON (a file of 1 TiB has ~16 M chunks but far fewer terms).
+const MAX_ANSWER: usize = 64 << 20;
+/// Xorb ranges fetched at once for one file.
+const RANGES_IN_FLIGHT: usize = 4;
+
+// ---- hashes (spec: hashing.md) ----
+
+/// blake3 keys of the spec: chunk data, internal Merkle nodes.
+const DATA_KEY: [u8; 32] = [
+    102, 151, 245, 119, 91, 149, 80, 222, 49, 53, 203, 172, 165, 151, 24, 28, 157, 228, 33, 16, 155, 235, 43, 88, 180,
+    208, 176, 75, 147, 173, 242, 41,
+];
+const INTERNAL_NODE_KEY: [u8; 32] = [
+    1, 126, 197, 199, 165, 71, 41, 150, 253, 148, 102, 102, 180, 138, 2, 230, 93, 221, 83, 111, 55, 199, 109, 210, 248,
+    99, 82, 230, 74, 83, 113, 63,
+];
+
+pub type Hash = [u8; 32];
+
+pub fn chunk_hash(data: &[u8]) -> Hash {
+    *blake3::keyed_hash(&DATA_KEY, data).as_bytes()
+}
+
+/// The spec's hex form: four little-endian u64 words, each as 16 hex digits.
+pub fn to_hex(h: &Hash) -> String {
+    h.chunks_exact(8)
+        .map(|w| format!("{:016x}", u64::from_le_bytes(w.try_into().unwrap())))
+        .collect()
+}
+
+pub fn from_hex(s: &str) -> Option<Hash> {
+    if !crate::hash::is_hex(s, 64) {
+        return None;
+    }
+    let mut h = [0u8; 32];
+    for (i, w) in h.chunks_exact_mut(8).enumerate() {
+        let word = u64::from_str_radix(&s[i * 16..i * 16 + 16], 16).ok()?;
+        w.copy_from_slice(&word.to_le_bytes());
+    }
+    Some(h)
+}
+
+/// The Merkle root of `(chunk hash, length)` pairs: groups of 2 to 9 nodes,
+/// cut after a node whose last word is divisible by 4, hashed as their
+/// `hex : length` lines, until one node is left.
+fn merkle_root(chunks: &[(Hash, u64)]) -> Hash {
+    if chunks.is_empty() {
+        return [0; 32];
+    }
+    let mut level = chunks.to_vec();
+    while level.len() > 1 {
+        let mut next = Vec::with_capacity(level.len() / 4 + 1);
+        let mut at = 0;
+        while at < level.len() {
+            let rest = &level[at..];
+            let cut = if rest.len() <= 2 {
+                rest.len()
+            } else {
+                let end = rest.len().min(9);
+                (2..end)
+                    .find(|&i| u64::from_le_bytes(rest[i].0[24..].try_into().unwrap()) % 4 == 0)
+                    .map_or(end, |i| i + 1)
+            };
+            let mut text = String::with_capacity(cut * 88);
+            let mut total = 0u64;
+            for (h, len) in &rest[..cut] {
+                text.push_str(&to_hex(h));
+                text.push_str(" : ");
+                text.push_str(&len.to_string());
+                text.push('\n');
+                total += len;
+            }
+            next.push((
+                *blake3::keyed_hash(&INTERNAL_NODE_KEY, text.as_bytes()).as_bytes(),
+                total,
+            ));
+            at += cut;
+        }
+        level = next;
+    }
+    level[0].0
+}
+
+/// A file's Xet hash: its chunks' Merkle root, keyed once more with zeros.
+pub fn file_hash(chunks: &[(Hash, u64)]) -> Hash {
+    if chunks.is_empty() {
+        return [0; 32];
+    }
+    *blake3::keyed_hash(&[0; 32], &merkle_root(chunks)).as_bytes()
+}
+
+// ---- chunks (spec: xorb.md) ----
+
+/// Decodes the chunks of one xorb range: 8-byte headers (version 0, 3-byte
+/// compressed length, scheme, 3-byte uncompressed length), each followed by
+/// its bytes. `count` chunks must fill `data` exactly.
+fn decode_chunks(data: &[u8], count: usize) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::with_capacity(count);
+    let mut at = 0;
+    while at < data.len() {
+        let header = data.get(at..at + 8).ok_or("a chunk header is cut short")?;
+        if header[0] != 0 {
+            return Err(format!("chunk version {} is not one mdl reads", header[0]));
+        }
+        let stored = u32::from_le_bytes([header[1], header[2], header[3], 0]) as usize;
+        let scheme = header[4];
+        let len = u32::from_le_bytes([header[5], header[6], header[7], 0]) as usize;
+        if len > MAX_CHUNK || stored > MAX_CHUNK + 1024 {
+            return Err(format!(
+                "a chunk claims {len} bytes ({stored} stored), over the 128 KiB limit"
+            ));
+        }
+        at += 8;
+        let body = data.get(at..at + stored).ok_or("a chunk's bytes are cut short")?;
+        at += stored;
+        let chunk = match scheme {
+            0 => body.to_vec(),
+            1 | 2 => {
+                let mut plain = Vec::with_capacity(len);
+                lz4_flex::frame::FrameDecoder::new(body)
+                    .take(len as u64 + 1)
+                    .read_to_end(&mut plain)
+                    .map_err(|e| format!("a chunk's LZ4 frame is corrupt: {e}"))?;
+                if scheme == 2 {
+                    bg4_regroup(&plain)
+                } else {
+                    plain
+                }
+            }
+            other => return Err(format!("chunk compression {other} is not one the spec defines")),
+        };
+        if chunk.len() != len {
+            return Err(format!(
+                "a chunk decodes to {} bytes, its header says {len}",
+                chunk.len()
+            ));
+        }
+        out.push(chunk);
+        if out.len() > count {
+            break;
+        }
+    }
+    if out.len() != count {
+        return Err(format!("the range holds {} chunks, {count} were promised", out.len()));
+    }
+    Ok(out)
+}
+
+/// Undoes byte grouping: the bytes were split into 4 groups (byte 0 of each
+/// 4, byte 1, …; the first groups one longer when the length is not a
+/// multiple of 4).
+fn bg4_regroup(grouped: &[u8]) -> Vec<u8> {
+    let n = grouped.len();
+    let (split, rem) = (n / 4, n % 4);
+    let lens = [
+        split + usize::from(rem > 0),
+        split + usize::from(rem > 1),
+        split + usize::from(rem > 2),
+        split,
+    ];
+    let mut starts = [0usize; 4];
+    for g in 1..4 {
+        starts[g] = starts[g - 1] + lens[g - 1];
+    }
+    let mut out = vec![0u8; n];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = grouped[starts[i % 4] + i / 4];
+    }
+    out
+}
+
+// ---- the protocol ----
+
+/// A CAS the Hub sent us to, and the token for it.
+#[derive(Clone)]
+struct Access {
+    cas: String,
+    token: String,
+    expires: u64,
+}
+
+/// Tokens per token URL and the chunk index, shared by a run's downloads.
+#[derive(Default)]
+pub(crate) struct Session {
+    tokens: Mutex<HashMap<String, Access>>,
+    index: tokio::sync::OnceCell<Arc<ChunkIndex>>,
+    /// The CAS answered 404 for v2: ask v1 from now on.
+    v1_only: std::sync::atomic::AtomicBool,
+}
+
+#[derive(Clone, Debug)]
+struct Term {
+    xorb: Hash,
+    start: u32,
+    end: u32,
+    len: u64,
+}
+
+#[derive(Clone, Debug)]
+struct Range {
+    xorb: Hash,
+    start: u32,
+    end: u32,
+    url: String,
+    bytes: (u64, u64),
+}
+
+struct Reconstruction {
+    terms: Vec<Term>,
+    ranges: Vec<Range>,
+}
+
+#[derive(Deserialize)]
+struct ChunkRange {
+    start: u32,
+    end: u32,
+}
+
+#[derive(Deserialize)]
+struct ByteRange {
+    start: u64,
+    end: u64,
+}
+
+#[derive(Deserialize)]
+struct TermJson {
+    hash: String,
+    unpacked_length: u64,
+    range: ChunkRange,
+}
+
+#[derive(Deserialize)]
+struct FetchInfoJson {
+    range: ChunkRange,
+    url: String,
+    url_range: ByteRange,
+}
+
+#[derive(Deserialize)]
+struct MultiRangeJson {
+    url: String,
+    ranges: Vec<DescriptorJson>,
+}
+
+#[derive(Deserialize)]
+struct DescriptorJson {
+    chunks: ChunkRange,
+    bytes: ByteRange,
+}
+
+#[derive(Deserialize)]
+struct ReconstructionJson {
+    offset_into_first_range: u64,
+    terms: Vec<TermJson>,
+    #[serde(default)]
+    fetch_info: Option<HashMap<String, Vec<FetchInfoJson>>>,
+    #[serde(default)]
+    xorbs: Option<HashMap<String, Vec<MultiRangeJson>>>,
+}
+
+/// An http(s) URL without credentials in it: where a CAS or a xorb may be.
+fn checked_url(url: &str) -> Result<String, String> {
+    let parsed = reqwest::Url::parse(url).map_err(|_| format!("`{}` is not a URL", crate::http::redact(url)))?;
+    if !matches!(parsed.scheme(), "http" | "https") || !parsed.username().is_empty() || parsed.password().is_some() {
+        return Err(format!("`{}` is not an http(s) URL", crate::http::redact(url)));
+    }
+    Ok(url.to_string())
+}
+
+fn check_chunk_range(r: &ChunkRange) -> Result<(), String> {
+    if r.start >= r.end || r.end > MAX_XORB_CHUNKS {
+        return Err(format!("chunk range {}..{} is not inside a xorb", r.start, r.end));
+    }
+    Ok(())
+}
+
+fn check_byte_range(r: &ByteRange) -> Result<(u64, u64), String> {
+    if r.start > r.end || r.end - r.start >= MAX_XORB_BYTES + (MAX_XORB_CHUNKS as u64) * 8 {
+        return Err(format!("byte range {}-{} is not inside a xorb", r.start, r.end));
+    }
+    Ok((r.start, r.end))
+}
+
+impl ReconstructionJson {
+    /// The checked terms and ranges of a whole-file reconstruction.
+    fn check(self, size: Option<u64>) -> Result<Reconstruction, String> {
+        if self.offset_into_first_range != 0 {
+            return Err("the reconstruction of a whole file starts inside its first term".into());
+        }
+        let mut terms = Vec::with_capacity(self.terms.len());
+        let mut total = 0u64;
+        for t in self.terms {
+            let xorb = from_hex(&t.hash).ok_or("a term's xorb hash is not 64 hex digits")?;
+            check_chunk_range(&t.range)?;
+            if t.unpacked_length > MAX_XORB_BYTES {
+                return Err("a term is longer than a xorb".into());
+            }
+            total = total.checked_add(t.unpacked_length).ok_or("the terms overflow")?;
+            terms.push(Term {
+                xorb,
+                start: t.range.start,
+                end: t.range.end,
+                len: t.unpacked_length,
+            });
+        }
+        if size.is_some_and(|s| s != total) {
+            return Err(format!(
+                "the terms add up to {total} bytes, not the {} locked",
+                size.unwrap_or(0)
+            ));
+        }
+        let mut ranges = Vec::new();
+        for (hash, infos) in self.fetch_info.into_iter().flatten() {
+            let xorb = from_hex(&hash).ok_or("a xorb hash is not 64 hex digits")?;
+            for info in infos {
+                check_chunk_range(&info.range)?;
+                ranges.push(Range {
+                    xorb,
+                    start: info.range.start,
+                    end: info.range.end,
+                    url: checked_url(&info.url)?,
+                    bytes: check_byte_range(&info.url_range)?,
+                });
+            }
+        }
+        for (hash, fetches) in self.xorbs.into_iter().flatten() {
+            let xorb = from_hex(&hash).ok_or("a xorb hash is not 64 hex digits")?;
+            for fetch in fetches {
+                let url = checked_url(&fetch.url)?;
+                // One request per descriptor: a multi-range answer would have
+                // to be buffered whole, and the URL serves each range alone.
+                for d in fetch.ranges {
+                    check_chunk_range(&d.chunks)?;
+                    ranges.push(Range {
+                        xorb,
+                        start: d.chunks.start,
+                        end: d.chunks.end,
+                        url: url.clone(),
+                        bytes: check_byte_range(&d.bytes)?,
+                    });
+                }
+            }
+        }
+        for t in &terms {
+            if !ranges
+                .iter()
+                .any(|r| r.xorb == t.xorb && r.start <= t.start && t.end <= r.end)
+            {
+                return Err(format!(
+                    "no fetch range covers xorb {} chunks {}..{}",
+                    to_hex(&t.xorb),
+                    t.start,
+                    t.end
+                ));
+            }
+        }
+        Ok(Reconstruction { terms, ranges })
+    }
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+/// A retryable or fatal error from one of the protocol's answers.
+fn answer_error(job: &Download, url: &str, response: &reqwest::Response) -> AttemptError {
+    let status = response.status();
+    if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT {
+        return AttemptError::Retry {
+            reason: crate::http::retry_reason(status),
+            wait: crate::http::retry_after(response.headers()),
+        };
+    }
+    AttemptError::Fatal(FetchError::Status {
+        label: job.label.clone(),
+        url: crate::http::redact(url),
+        status: status.as_u16(),
+        message: crate::http::error_message(response.headers()),
+        hub: true,
+        registry: None,
+    })
+}
+
+fn bad_answer(job: &Download, url: &str, why: String) -> AttemptError {
+    AttemptError::Fatal(FetchError::GaveUp {
+        label: job.label.clone(),
+        attempts: 1,
+        reason: format!(
+            "the Xet storage answered `{}` with something mdl refuses: {why}",
+            crate::http::redact(url)
+        ),
+    })
+}
+
+async fn bounded_body(
+    job: &Download,
+    url: &str,
+    response: reqwest::Response,
+    limit: usize,
+) -> Result<Vec<u8>, AttemptError> {
+    if response.content_length().is_some_and(|l| l > limit as u64) {
+        return Err(bad_answer(job, url, format!("an answer of more than {limit} bytes")));
+    }
+    let mut body = Vec::new();
+    let mut stream = response.bytes_stream();
+    while let Some(piece) = stream.next().await {
+        let piece = piece.map_err(|e| AttemptError::Retry {
+            reason: crate::http::describe_reqwest(&e),
+            wait: None,
+        })?;
+        if body.len() + piece.len() > limit {
+            return Err(bad_answer(job, url, format!("an answer of more than {limit} bytes")));
+        }
+        body.extend_from_slice(&piece);
+    }
+    Ok(body)
+}
+
+impl Fetcher {
+    /// The CAS and a token for it, from the cache while it has 30 s left.
+    /// `None`: the Hub does not serve this file through Xet (404/501).
+    async fn xet_access(&self, job: &Download, xet: &XetSource, renew: bool) -> Result<Option<Access>, AttemptError> {
+        if !renew {
+            let tokens = self.xet.tokens.lock().unwrap();
+            if let Some(a) = tokens.get(&xet.token_url).filter(|a| a.expires > unix_now() + 30) {
+                return Ok(Some(a.clone()));
+            }
+        }
+        let url = &xet.token_url;
+        self.reporter.report(Event::Request { method: "GET", url });
+        let response = (self
+            .http
+            .get(url)
+            .headers(super::request_headers(job, None, None))
+            .send()
+            .await)
+            .map_err(|e| super::attempt_error(job, &e))?;
+        if matches!(response.status(), StatusCode::NOT_FOUND | StatusCode::NOT_IMPLEMENTED) {
+            return Ok(None);
+        }
+        if !response.status().is_success() {
+            return Err(answer_error(job, url, &response));
+        }
+        let header = |name: &str| {
+            response
+                .headers()
+                .get(name)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_string)
+        };
+        let from_headers = (
+            header("x-xet-cas-url"),
+            header("x-xet-access-token"),
+            header("x-xet-token-expiration").and_then(|e| e.parse::<u64>().ok()),
+        );
+        let (cas, token, expires) = match from_headers {
+            (Some(c), Some(t), Some(e)) => (c, t, e),
+            _ => {
+                #[derive(Deserialize)]
+                #[serde(rename_all = "camelCase")]
+                struct TokenJson {
+                    access_token: String,
+                    exp: u64,
+                    cas_url: String,
+                }
+                let body = bounded_body(job, url, response, 64 << 10).await?;
+                let t: TokenJson = serde_json::from_slice(&body).map_err(|e| bad_answer(job, url, e.to_string()))?;
+                (t.cas_url, t.access_token, t.exp)
+            }
+        };
+        let cas = checked_url(&cas).map_err(|why| bad_answer(job, url, why))?;
+        if token.is_empty() || token.len() > 8192 || reqwest::header::HeaderValue::from_str(&token).is_err() {
+            return Err(bad_answer(job, url, "a token that cannot be sent as a header".into()));
+        }
+        let access = Access {
+            cas: cas.trim_end_matches('/').to_string(),
+            token,
+            expires,
+        };
+        self.xet.tokens.lock().unwrap().insert(url.clone(), access.clone());
+        Ok(Some(access))
+    }
+
+    /// The file's reconstruction: v2 unless the CAS lacks it, with one token
+    /// renewal on 401. `None`: the Hub does not serve the file through Xet.
+    async fn xet_reconstruction(
+        &self,
+        job: &Download,
+        xet: &XetSource,
+    ) -> Result<Option<Reconstruction>, AttemptError> {
+        use std::sync::atomic::Ordering;
+        let mut renewed = false;
+        loop {
+            let Some(access) = self.xet_access(job, xet, renewed).await? else {
+                return Ok(None);
+            };
+            let version = if self.xet.v1_only.load(Ordering::Relaxed) { 1 } else { 2 };
+            let url = format!("{}/v{version}/reconstructions/{}", access.cas, xet.hash);
+            self.reporter.report(Event::Request {
+                method: "GET",
+                url: &url,
+            });
+            // The CAS token goes to the CAS the Hub named, and nothing else does.
+            let response = (self.http.get(&url).bearer_auth(&access.token).send().await)
+                .map_err(|e| super::attempt_error(job, &e))?;
+            match response.status() {
+                StatusCode::NOT_FOUND | StatusCode::NOT_IMPLEMENTED if version == 2 => {
+                    self.xet.v1_only.store(true, Ordering::Relaxed);
+                    continue;
+                }
+                StatusCode::UNAUTHORIZED if !renewed => {
+                    renewed = true;
+                    continue;
+                }
+                s if s.is_success() => {
+                    let body = bounded_body(job, &url, response, MAX_ANSWER).await?;
+                    let parsed: ReconstructionJson =
+                        serde_json::from_slice(&body).map_err(|e| bad_answer(job, &url, e.to_string()))?;
+                    return parsed
+                        .check(job.expect.size)
+                        .map(Some)
+                        .map_err(|why| bad_answer(job, &url, why));
+                }
+                _ => return Err(answer_error(job, &url, &response)),
+            }
+        }
+    }
+
+    /// The chunks of one xorb range, fetched with exactly its byte range and
+    /// decoded.
+    async fn xet_range(&self, job: &Download, range: &Range) -> Result<Vec<Vec<u8>>, AttemptError> {
+        let (a, b) = range.bytes;
+        let response = (self
+            .http
+            .get(&range.url)
+            .header("range", format!("bytes={a}-{b}"))
+            .send()
+            .await)
+            .map_err(|e| super::attempt_error(job, &e))?;
+        if response.status() == StatusCode::FORBIDDEN {
+            // A signed URL that expired: a new reconstruction signs new ones.
+            return Err(AttemptError::Retry {
+                reason: "a signed xorb URL expired".into(),
+                wait: Some(Duration::ZERO),
+            });
+        }
+        if response.status() != StatusCode::PARTIAL_CONTENT && response.status() != StatusCode::OK {
+            return Err(answer_error(job, &range.url, &response));
+        }
+        let body = bounded_body(job, &range.url, response, (b - a + 1) as usize).await?;
+        if body.len() as u64 != b - a + 1 {
+            return Err(AttemptError::Retry {
+                reason: format!("a xorb range ended after {} of {} bytes", body.len(), b - a + 1),
+                wait: None,
+            });
+        }
+        let count = (range.end - range.start) as usize;
+        let decoded = tokio::task::spawn_blocking(move || decode_chunks(&body, count))
+            .await
+            .expect("decoding does not panic");
+        decoded.map_err(|why| bad_answer(job, &range.url, why))
+    }
+
+    /// The chunk index of files this project holds (loaded once per run).
+    async fn xet_index(&self) -> Arc<ChunkIndex> {
+        let dir = self.xet_dir();
+        self.xet
+            .index
+            .get_or_init(|| async move {
+                tokio::task::spawn_blocking(move || ChunkIndex::load(dir.as_deref()))
+                    .await
+                    .map(Arc::new)
+                    .unwrap_or_default()
+            })
+            .await
+            .clone()
+    }
+
+    fn xet_dir(&self) -> Option<PathBuf> {
+        self.tmp_dir.parent().map(|meta| meta.join("xet"))
+    }
+
+    /// One attempt at a Xet download. `Ok(None)`: not served through Xet;
+    /// the caller falls back to the resolve bridge.
+    pub(super) async fn attempt_xet(
+        &self,
+        id: usize,
+        job: &Download,
+        xet: &XetSource,
+        part_path: &Path,
+        state_path: &Path,
+    ) -> Result<Option<Fetched>, AttemptError> {
+        let Some(plan) = self.xet_reconstruction(job, xet).await? else {
+            return Ok(None);
+        };
+        let fatal_io = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source: std::io::Error| AttemptError::Fatal(io_error(job, path, source))
+        };
+        // The partial file is a prefix of this Xet file, checked by term.
+        let as_xet = Download {
+            url: format!("xet:{}", xet.hash),
+            ..job.clone()
+        };
+        let log_path = state_path.with_extension("xet");
+        let prefix = resumable_prefix(&as_xet, part_path, state_path).map(|(len, _)| len);
+        let mut records = match prefix {
+            Some(_) => read_log(&log_path),
+            None => Vec::new(),
+        };
+        let have = prefix.unwrap_or(0).min(records.iter().map(|r| r.1).sum());
+        // Whole terms only, whose chunks the log lists.
+        let (mut done_terms, mut done_bytes, mut done_chunks) = (0, 0u64, 0usize);
+        for t in &plan.terms {
+            let chunks = (t.end - t.start) as usize;
+            if done_bytes + t.len > have || done_chunks + chunks > records.len() {
+                break;
+            }
+            let listed: u64 = records[done_chunks..done_chunks + chunks].iter().map(|r| r.1).sum();
+            if listed != t.len {
+                break;
+            }
+            done_terms += 1;
+            done_bytes += t.len;
+            done_chunks += chunks;
+        }
+        records.truncate(done_chunks);
+        if done_bytes > 0 {
+            let f = std::fs::OpenOptions::new()
+                .write(true)
+                .open(part_path)
+                .map_err(fatal_io(part_path))?;
+            f.set_len(done_bytes).map_err(fatal_io(part_path))?;
+        }
+        let (file, mut hashers, resumed_from) = open_partial(
+            &as_xet,
+            part_path,
+            state_path,
+            (done_bytes > 0).then_some(done_bytes),
+            &None,
+        )?;
+        write_log(&log_path, &records).map_err(fatal_io(&log_path))?;
+        self.reporter.report(Event::DownloadStarted {
+            id,
+            label: &job.label,
+            size: job.expect.size,
+            resumed_from,
+        });
+
+        // Which terms are on disk already (an earlier revision's chunks).
+        let index = self.xet_index().await;
+        let remaining = &plan.terms[done_terms..];
+        let local: Vec<bool> = remaining.iter().map(|t| index.has_term(t)).collect();
+        let mut needed: Vec<usize> = Vec::new();
+        for (t, is_local) in remaining.iter().zip(&local) {
+            if *is_local {
+                continue;
+            }
+            let r = (plan.ranges.iter())
+                .position(|r| r.xorb == t.xorb && r.start <= t.start && t.end <= r.end)
+                .expect("checked: a range covers every term");
+            if !needed.contains(&r) {
+                needed.push(r);
+            }
+        }
+        let mut fetches = futures_util::stream::iter(needed.clone())
+            .map(|r| {
+                let range = &plan.ranges[r];
+                async move { self.xet_range(job, range).await.map(|chunks| (r, chunks)) }
+            })
+            .buffered(RANGES_IN_FLIGHT);
+        let mut decoded: HashMap<usize, Vec<Vec<u8>>> = HashMap::new();
+        // How many remaining terms still need each range (dropped at zero).
+        let mut uses: HashMap<usize, usize> = HashMap::new();
+        let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
+        let mut log = std::fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .open(&log_path)
+            .map_err(fatal_io(&log_path))?;
+        let mut written = done_bytes;
+        let mut chunk_places: Vec<ChunkPlace> = Vec::new();
+        // Chunks of the resumed prefix, for the index.
+        let mut offset = 0u64;
+        let mut r_at = 0;
+        for t in &plan.terms[..done_terms] {
+            for idx in t.start..t.end {
+                let (hash, len) = records[r_at];
+                chunk_places.push(ChunkPlace {
+                    xorb: t.xorb,
+                    index: idx,
+                    hash,
+                    offset,
+                    len: len as u32,
+                });
+                offset += len;
+                r_at += 1;
+            }
+        }
+        let range_of = |t: &Term| {
+            (plan.ranges.iter())
+                .position(|r| r.xorb == t.xorb && r.start <= t.start && t.end <= r.end)
+                .expect("checked")
+        };
+        for (t, is_local) in remaining.iter().zip(&local) {
+            if !*is_local {
+                *uses.entry(range_of(t)).or_default() += 1;
+            }
+        }
+        let mut reused = 0u64;
+        for (t, is_local) in remaining.iter().zip(local) {
+            let chunks: Vec<Vec<u8>> = if is_local {
+                match index.read_term(t) {
+                    Some(chunks) => {
+                        reused += t.len;
+                        chunks
+                    }
+                    None => {
+                        // The old file changed under us: fetch the term next time.
+                        out.flush().map_err(fatal_io(part_path))?;
+                        self.xet.index.get().map(|i| i.forget(t));
+                        return Err(AttemptError::Retry {
+                            reason: "a local copy of some chunks changed".into(),
+                            wait: Some(Duration::ZERO),
+                        });
+                    }
+                }
+            } else {
+                let r = range_of(t);
+                while !decoded.contains_key(&r) {
+                    let Some(next) = fetches.next().await else {
+                        unreachable!("every needed range is fetched")
+                    };
+                    match next {
+                        Ok((i, chunks)) => {
+                            decoded.insert(i, chunks);
+                        }
+                        Err(e) => {
+                            out.flush().map_err(fatal_io(part_path))?;
+                            return Err(e);
+                        }
+                    }
+                }
+                let range = &plan.ranges[r];
+                let all = &decoded[&r];
+                let chunks = all[(t.start - range.start) as usize..(t.end - range.start) as usize].to_vec();
+                let left = uses.get_mut(&r).expect("counted");
+                *left -= 1;
+                if *left == 0 {
+                    decoded.remove(&r);
+                }
+                chunks
+            };
+            let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
+            if len != t.len {
+                return Err(bad_answer(
+                    job,
+                    &xet.hash,
+                    format!("a term decodes to {len} bytes, not {}", t.len),
+                ));
+            }
+            let mut term_records = Vec::with_capacity(chunks.len());
+            for (i, chunk) in chunks.iter().enumerate() {
+                let hash = chunk_hash(chunk);
+                hashers.update(chunk);
+                out.write_all(chunk).map_err(fatal_io(part_path))?;
+                term_records.push((hash, chunk.len() as u64));
+                chunk_places.push(ChunkPlace {
+                    xorb: t.xorb,
+                    index: t.start + i as u32,
+                    hash,
+                    offset: written,
+                    len: chunk.len() as u32,
+                });
+                written += chunk.len() as u64;
+            }
+            // The term's bytes reach the file before the log says so.
+            out.flush().map_err(fatal_io(part_path))?;
+            append_log(&mut log, &term_records).map_err(fatal_io(&log_path))?;
+            records.extend(term_records);
+            crate::failpoint::kill_point("fetch::bytes_written");
+            self.reporter.report(Event::DownloadProgress { id, bytes: len });
+        }
+        drop(out);
+        drop(fetches);
+        check_size(job, written, job.expect.size)?;
+        let got = file_hash(&records);
+        if to_hex(&got) != xet.hash {
+            discard(part_path, state_path);
+            let _ = std::fs::remove_file(&log_path);
+            return Err(AttemptError::Fatal(FetchError::Hash {
+                label: job.label.clone(),
+                algorithm: "Xet hash",
+                expected: xet.hash.clone(),
+                actual: to_hex(&got),
+            }));
+        }
+        let ending = Ending {
+            id,
+            job,
+            part_path,
+            state_path,
+            size: written,
+            etag: None,
+            final_url: job.url.clone(),
+            resumed_from,
+            before_rename: "fetch::before_rename",
+        };
+        let mut fetched = self.finish(ending, file, hashers.finish())?;
+        let _ = std::fs::remove_file(&log_path);
+        fetched.xet_reused = reused;
+        if let Some(dir) = self.xet_dir() {
+            // Best effort: without it the next upgrade fetches these chunks.
+            let _ = ChunkIndex::record(&dir, &xet.hash, &job.dest, &chunk_places);
+        }
+        Ok(Some(fetched))
+    }
+}
+
+// ---- the resume log: (chunk hash, length) per chunk, appended per term ----
+
+const RECORD: usize = 32 + 8;
+
+fn read_log(path: &Path) -> Vec<(Hash, u64)> {
+    let bytes = std::fs::read(path).unwrap_or_default();
+    // A record cut by a kill is dropped with everything after it.
+    bytes
+        .chunks_exact(RECORD)
+        .map(|r| {
+            (
+                r[..32].try_into().unwrap(),
+                u64::from_le_bytes(r[32..].try_into().unwrap()),
+            )
+        })
+        .collect()
+}
+
+fn write_log(path: &Path, records: &[(Hash, u64)]) -> std::io::Result<()> {
+    let mut f = std::fs::File::create(path)?;
+    append_log(&mut f, records)
+}
+
+fn append_log(f: &mut std::fs::File, records: &[(Hash, u64)]) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(records.len() * RECORD);
+    for (h, len) in records {
+        buf.extend_from_slice(h);
+        buf.extend_from_slice(&len.to_le_bytes());
+    }
+    f.write_all(&buf)
+}
+
+// ---- the chunk index: which chunks the project's files hold ----
+
+#[derive(Clone, Copy)]
+struct ChunkPlace {
+    xorb: Hash,
+    index: u32,
+    hash: Hash,
+    offset: u64,
+    len: u32,
+}
+
+const PLACE: usize = 32 + 4 + 32 + 8 + 4;
+
+#[derive(Default)]
+pub(crate) struct ChunkIndex {
+    files: Vec<PathBuf>,
+    /// (xorb, chunk index) → (file, offset, length, chunk hash).
+    chunks: Mutex<HashMap<(Hash, u32), (usize, u64, u32, Hash)>>,
+}
+
+impl ChunkIndex {
+    /// Every index in `dir` whose file is still there with its size.
+    fn load(dir: Option<&Path>) -> ChunkIndex {
+        let mut index = ChunkIndex::default();
+        let Some(entries) = dir.and_then(|d| std::fs::read_dir(d).ok()) else {
+            return index;
+        };
+        let chunks = index.chunks.get_mut().unwrap();
+        for entry in entries.flatten() {
+            let Ok(bytes) = std::fs::read(entry.path()) else {
+                continue;
+            };
+            let Some(nl) = bytes.iter().position(|&b| b == b'\n') else {
+                continue;
+            };
+            #[derive(Deserialize)]
+            struct Header {
+                path: PathBuf,
+                size: u64,
+            }
+            let Ok(header) = serde_json::from_slice::<Header>(&bytes[..nl]) else {
+                continue;
+            };
+            if std::fs::metadata(&header.path).map(|m| m.len()).ok() != Some(header.size) {
+                continue;
+            }
+            let file = index.files.len();
+            index.files.push(header.path);
+            for p in bytes[nl + 1..].chunks_exact(PLACE) {
+                let xorb: Hash = p[..32].try_into().unwrap();
+                let i = u32::from_le_bytes(p[32..36].try_into().unwrap());
+                let hash: Hash = p[36..68].try_into().unwrap();
+                let offset = u64::from_le_bytes(p[68..76].try_into().unwrap());
+                let len = u32::from_le_bytes(p[76..80].try_into().unwrap());
+                chunks.insert((xorb, i), (file, offset, len, hash));
+            }
+        }
+        index
+    }
+
+    fn record(dir: &Path, xet_hash: &str, dest: &Path, places: &[ChunkPlace]) -> std::io::Result<()> {
+        std::fs::create_dir_all(dir)?;
+        let size = std::fs::metadata(dest)?.len();
+        let mut buf = serde_json::to_vec(&serde_json::json!({ "path": dest, "size": size })).unwrap();
+        buf.push(b'\n');
+        for p in places {
+            buf.extend_from_slice(&p.xorb);
+            buf.extend_from_slice(&p.index.to_le_bytes());
+            buf.extend_from_slice(&p.hash);
+            buf.extend_from_slice(&p.offset.to_le_bytes());
+            buf.extend_from_slice(&p.len.to_le_bytes());
+        }
+        crate::fs::write_atomic(&dir.join(xet_hash), &buf)
+    }
+
+    fn has_term(&self, t: &Term) -> bool {
+        let chunks = self.chunks.lock().unwrap();
+        (t.start..t.end).all(|i| chunks.contains_key(&(t.xorb, i)))
+    }
+
+    fn forget(&self, t: &Term) {
+        let mut chunks = self.chunks.lock().unwrap();
+        for i in t.start..t.end {
+            chunks.remove(&(t.xorb, i));
+        }
+    }
+
+    /// A term's chunks read from local files, each checked against its hash.
+    fn read_term(&self, t: &Term) -> Option<Vec<Vec<u8>>> {
+        let places: Vec<_> = {
+            let chunks = self.chunks.lock().unwrap();
+            (t.start..t.end)
+                .map(|i| chunks.get(&(t.xorb, i)).copied())
+                .collect::<Option<_>>()?
+        };
+        let mut open: Option<(usize, std::fs::File)> = None;
+        let mut out = Vec::with_capacity(places.len());
+        for (file, offset, len, hash) in places {
+            if open.as_ref().is_none_or(|(f, _)| *f != file) {
+                open = Some((file, std::fs::File::open(&self.files[file]).ok()?));
+            }
+            let f = &mut open.as_mut()?.1;
+            f.seek(SeekFrom::Start(offset)).ok()?;
+            let mut chunk = vec![0u8; len as usize];
+            f.read_exact(&mut chunk).ok()?;
+            if chunk_hash(&chunk) != hash {
+                return None;
+            }
+            out.push(chunk);
+        }
+        Some(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use xet_core_structures::merklehash::{self, MerkleHash};
+    use xet_core_structures::xorb_object::{Chunk, CompressionScheme, RawXorbData, SerializedXorbObject};
+
+    fn bytes(seed: u64, n: usize) -> Vec<u8> {
+        let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+        (0..n)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                x as u8
+            })
+            .collect()
+    }
+
+    fn ours(h: &MerkleHash) -> Hash {
+        let mut out = [0u8; 32];
+        out.copy_from_slice(h.as_bytes());
+        out
+    }
+
+    #[test]
+    fn hashes_agree_with_xet_core() {
+        for n in [0usize, 1, 2, 3, 9, 10, 100, 1000] {
+            let chunks: Vec<(MerkleHash, u64)> = (0..n)
+                .map(|i| {
+                    let data = bytes(i as u64, 100 + i);
+                    (merklehash::compute_data_hash(&data), data.len() as u64)
+                })
+                .collect();
+            let mine: Vec<(Hash, u64)> = chunks.iter().map(|(h, l)| (ours(h), *l)).collect();
+            for (i, (h, _)) in chunks.iter().enumerate() {
+                assert_eq!(chunk_hash(&bytes(i as u64, 100 + i)), ours(h));
+                assert_eq!(to_hex(&ours(h)), h.hex());
+                assert_eq!(from_hex(&h.hex()), Some(ours(h)));
+            }
+            assert_eq!(
+                to_hex(&file_hash(&mine)),
+                merklehash::file_hash(&chunks).hex(),
+                "{n} chunks"
+            );
+        }
+    }
+
+    #[test]
+    fn chunks_decode_as_xet_core_wrote_them() {
+        for scheme in [
+            CompressionScheme::None,
+            CompressionScheme::LZ4,
+            CompressionScheme::ByteGrouping4LZ4,
+        ] {
+            // Compressible, float-like data and odd lengths (byte grouping's tail).
+            let datas: Vec<Vec<u8>> = (0..5)
+                .map(|i| {
+                    let mut d: Vec<u8> = (0..(4000 + i * 333) as u32)
+                        .flat_map(|v| (v as f32 * 0.5).to_le_bytes())
+                        .collect();
+                    d.truncate(d.len() - i);
+                    d
+                })
+                .collect();
+            let chunks: Vec<Chunk> = datas.iter().map(|d| Chunk::new(d.clone().into())).collect();
+            let raw = RawXorbData::from_chunks(&chunks, vec![0]);
+            let xorb = SerializedXorbObject::from_xorb_with_compression(raw, scheme, false, 0).unwrap();
+            let decoded = decode_chunks(&xorb.serialized_data, datas.len()).unwrap();
+            assert_eq!(decoded, datas, "{scheme:?}");
+        }
+    }
+
+    #[test]
+    fn hostile_chunks_are_refused() {
+        let chunk = Chunk::new(bytes(1, 1000).into());
+        let raw = RawXorbData::from_chunks(&[chunk], vec![0]);
+        let good = SerializedXorbObject::from_xorb_with_compression(raw, CompressionScheme::LZ4, false, 0)
+            .unwrap()
+            .serialized_data;
+        assert!(decode_chunks(&good, 1).is_ok());
+        assert!(decode_chunks(&good, 2).is_err(), "fewer chunks than promised");
+        assert!(decode_chunks(&good[..good.len() - 1], 1).is_err(), "cut short");
+        let mut huge = good.clone();
+        huge[5..8].copy_from_slice(&[0xff, 0xff, 0xff]);
+        assert!(decode_chunks(&huge, 1).unwrap_err().contains("limit"));
+        let mut lying = good.clone();
+        lying[5] ^= 1;
+        assert!(decode_chunks(&lying, 1).is_err(), "length disagrees with the frame");
+        let mut scheme = good;
+        scheme[4] = 9;
+        assert!(decode_chunks(&scheme, 1).is_err());
+    }
+
+    #[test]
+    fn hostile_reconstructions_are_refused() {
+        let parse = |v: serde_json::Value| serde_json::from_value::<ReconstructionJson>(v).unwrap().check(Some(10));
+        let h = "a".repeat(64);
+        let ok = serde_json::json!({"offset_into_first_range": 0,
+            "terms": [{"hash": h, "unpacked_length": 10, "range": {"start": 0, "end": 1}}],
+            "fetch_info": {h.clone(): [{"range": {"start": 0, "end": 1}, "url": "http://127.0.0.1/x", "url_range": {"start": 0, "end": 17}}]}});
+        assert!(parse(ok.clone()).is_ok());
+        let mut v = ok.clone();
+        v["terms"][0]["hash"] = "../../x".into();
+        assert!(parse(v).is_err());
+        let mut v = ok.clone();
+        v["fetch_info"][&h][0]["url"] = "file:///etc/passwd".into();
+        assert!(parse(v).is_err());
+        let mut v = ok.clone();
+        v["fetch_info"][&h][0]["url_range"]["end"] = (1u64 << 40).into();
+        assert!(parse(v).is_err());
+        let mut v = ok.clone();
+        v["terms"][0]["unpacked_length"] = 11.into();
+        assert!(parse(v).is_err(), "terms must add up to the locked size");
+        let mut v = ok;
+        v["fetch_info"][&h][0]["range"]["start"] = 1.into();
+        v["fetch_info"][&h][0]["range"]["end"] = 2.into();
+        assert!(parse(v).is_err(), "a term no range covers");
+    }
+}
