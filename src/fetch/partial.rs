@@ -117,6 +117,10 @@ pub fn claim(tmp_dir: &Path, stem: &str, stale_after: Duration) -> (PathBuf, Pat
                 // Claimed a sidecar whose bytes are gone: start over.
                 let _ = std::fs::remove_file(&mine.1);
             }
+            // A Xet download's term log goes with its bytes (`fetch::xet`).
+            let log = part.with_extension("part.xet");
+            let _ = std::fs::remove_file(mine.0.with_extension("part.xet"));
+            let _ = std::fs::rename(&log, mine.0.with_extension("part.xet"));
             return mine;
         }
     }

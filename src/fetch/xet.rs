@@ -773,7 +773,7 @@ impl Fetcher {
                     None => {
                         // The old file changed under us: fetch the term next time.
                         out.flush().map_err(fatal_io(part_path))?;
-                        self.xet.index.get().map(|i| i.forget(t));
+                        index.forget(t);
                         return Err(AttemptError::Retry {
                             reason: "a local copy of some chunks changed".into(),
                             wait: Some(Duration::ZERO),
@@ -917,11 +917,14 @@ struct ChunkPlace {
 
 const PLACE: usize = 32 + 4 + 32 + 8 + 4;
 
+/// Where a chunk is: (file number, offset, length, chunk hash).
+type Located = (usize, u64, u32, Hash);
+
+/// (xorb, chunk index) → where the project's files hold that chunk.
 #[derive(Default)]
 pub(crate) struct ChunkIndex {
     files: Vec<PathBuf>,
-    /// (xorb, chunk index) → (file, offset, length, chunk hash).
-    chunks: Mutex<HashMap<(Hash, u32), (usize, u64, u32, Hash)>>,
+    chunks: Mutex<HashMap<(Hash, u32), Located>>,
 }
 
 impl ChunkIndex {

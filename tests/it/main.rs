@@ -25,3 +25,4 @@ mod tls;
 mod verify;
 mod watch;
 mod writeback;
+mod xet;
