@@ -470,6 +470,172 @@ def fleet_uplink_row(r9):
             verdict(r9["warm_speedup"] >= 4 and r9["cold_upstream_models"] <= 2))
 
 
+def xet_bytes(hub):
+    """Bytes of xorb ranges the emulator served (the Xet traffic)."""
+    total = 0
+    for method, status, rng, path in hub.requests():
+        if method == "GET" and path.startswith("/xorbs/") and rng.startswith("bytes="):
+            for part in rng[len("bytes="):].split(","):
+                a, b = part.split("-")
+                total += int(b) - int(a) + 1
+    return total
+
+
+def write_xet_revisions(work, size):
+    """Revision one: `size` random bytes; revision two: 100 bytes rewritten
+    every 2 MiB (about 5 % of the ~64 KiB chunks), the rest kept."""
+    one, two = work / "xet-r1", work / "xet-r2"
+    for d in (one, two):
+        d.mkdir(parents=True, exist_ok=True)
+        (d / "config.json").write_text("{}")
+    rng = __import__("random").Random(10)
+    with open(one / "model.safetensors", "wb") as a, open(two / "model.safetensors", "wb") as b:
+        for _ in range(size // (2 * MiB)):
+            block = bytearray(os.urandom(2 * MiB))
+            a.write(block)
+            at = rng.randrange(0, 2 * MiB - 100)
+            block[at:at + 100] = os.urandom(100)
+            b.write(block)
+    return one, two
+
+
+def hf_download(hub, home, revision, background=False):
+    env = dict(os.environ, HF_ENDPOINT=hub.url, HF_HOME=str(home), HF_HUB_DISABLE_TELEMETRY="1")
+    for k in ("HF_TOKEN", "HF_HUB_DISABLE_XET", "HF_HUB_OFFLINE"):
+        env.pop(k, None)
+    cmd = [str(HF), "download", "bench/xet", "model.safetensors", "--revision", revision]
+    if background:
+        return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return timed(cmd, env=env)[0]
+
+
+def kill_at_half(proc, partials, size):
+    """SIGKILLs `proc` once a partial file matching `partials()` holds half of `size`."""
+    while True:
+        if proc.poll() is not None:
+            raise SystemExit("the download finished before it could be killed")
+        have = max((f.stat().st_size for f in partials() if f.exists()), default=0)
+        if have >= size // 2:
+            break
+        time.sleep(0.005)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    return have / size
+
+
+def bench_xet(work, size):
+    """Benchmark 10: Xet against `huggingface_hub` + `hf_xet` on the same
+    emulator (`mdl-hub --xet`, xorbs made by xet-core's own code)."""
+    log(f"[10] Xet: {size // MiB} MiB, two revisions ~5 % apart")
+    one, two = write_xet_revisions(work, size)
+    hub = Hub(work, "--xet", "--files", f"bench/xet@main={one}", "--files", f"bench/xet@v2={two}")
+    out = dict(size=size)
+    try:
+        # Full download: mdl over Xet, mdl over the resolve bridge, hf_xet.
+        d = project(work, "b10", "models:\n  require:\n    - id: bench/xet\n      verify: false\n")
+        env = mdl_env(hub)
+        timed([MDL, "lock", "-q"], cwd=d, env=env)
+        drop(d / "models")
+        hub.reset_log()
+        out["mdl_xet_seconds"] = timed([MDL, "sync", "-q", "--no-verify"], cwd=d, env=env)[0]
+        out["mdl_xet_bytes"] = xet_bytes(hub)
+        drop(d / "models")
+        out["mdl_bridge_seconds"] = timed([MDL, "sync", "-q", "--no-verify"], cwd=d, env=dict(env, HF_HUB_DISABLE_XET="1"))[0]
+        drop(d / "models")
+        timed([MDL, "sync", "-q", "--no-verify"], cwd=d, env=env)  # leaves revision one and its chunk index
+        hf_home = work / "b10-hf"
+        drop(hf_home)
+        out["hf_xet_seconds"] = hf_download(hub, hf_home, "main")
+        subprocess.run(["sync"])
+
+        # Upgrade to revision two: bytes over the wire.
+        hub.reset_log()
+        (d / "config.yaml").write_text("models:\n  require:\n    - id: bench/xet\n      revision: v2\n      verify: false\n")
+        start = time.perf_counter()
+        timed([MDL, "sync", "-q", "--no-verify"], cwd=d, env=env)
+        out["mdl_upgrade_seconds"] = time.perf_counter() - start
+        out["mdl_upgrade_bytes"] = xet_bytes(hub)
+        hub.reset_log()
+        out["hf_upgrade_seconds"] = hf_download(hub, hf_home, "v2")
+        out["hf_upgrade_bytes"] = xet_bytes(hub)
+
+        # Killed at half, then run again: bytes fetched again.
+        (d / "config.yaml").write_text("models:\n  require:\n    - id: bench/xet\n      verify: false\n")
+        drop(d / "models")
+        hub_slow = Hub(work, "--xet", "--files", f"bench/xet@main={one}", "--bandwidth", str(60_000_000))
+        try:
+            env = mdl_env(hub_slow)
+            proc = subprocess.Popen([MDL, "sync", "-q", "--no-verify"], cwd=d, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            tmp = d / "models" / ".mdl" / "tmp"
+            out["mdl_killed_at"] = kill_at_half(proc, lambda: list(tmp.glob("*.part")) if tmp.exists() else [], size)
+            hub_slow.reset_log()
+            timed([MDL, "sync", "-q", "--no-verify"], cwd=d, env=env)
+            out["mdl_refetched"] = xet_bytes(hub_slow) / size
+            drop(hf_home)
+            proc = hf_download(hub_slow, hf_home, "main", background=True)
+            blobs = hf_home / "hub" / "models--bench--xet" / "blobs"
+            out["hf_killed_at"] = kill_at_half(proc, lambda: list(blobs.glob("*.incomplete")) if blobs.exists() else [], size)
+            hub_slow.reset_log()
+            hf_download(hub_slow, hf_home, "main")
+            out["hf_refetched"] = xet_bytes(hub_slow) / size
+        finally:
+            hub_slow.stop()
+        drop(d)
+        drop(hf_home)
+    finally:
+        hub.stop()
+        drop(one)
+        drop(two)
+    out["upgrade_fraction"] = out["mdl_upgrade_bytes"] / size
+    out["vs_hf_xet"] = out["hf_xet_seconds"] / out["mdl_xet_seconds"]
+    out["vs_bridge"] = out["mdl_bridge_seconds"] / out["mdl_xet_seconds"]
+    return out
+
+
+def xet_row(r):
+    mib = r["size"] / MiB
+    return ("10", f"Xet (`mdl-hub --xet`, xorbs by xet-core): a {mib:g} MiB file and a second revision with ~5 % of its chunks changed; "
+                  f"peer `huggingface_hub` + `hf_xet` on the same emulator",
+            f"upgrade: mdl fetched **{r['upgrade_fraction'] * 100:.1f} %** of the file ({r['mdl_upgrade_bytes'] / MiB:.1f} MiB), "
+            f"hf_xet {r['hf_upgrade_bytes'] / MiB:.1f} MiB ({r['hf_upgrade_bytes'] / r['size'] * 100:.0f} %); "
+            f"full download: mdl over Xet {r['mdl_xet_seconds']:.2f} s, over the resolve bridge {r['mdl_bridge_seconds']:.2f} s "
+            f"(→ **{r['vs_bridge']:.2f}×** the bridge's speed), hf_xet {r['hf_xet_seconds']:.2f} s (→ {r['vs_hf_xet']:.2f}×; mdl fsyncs, hf does not); "
+            f"killed at {r['mdl_killed_at'] * 100:.0f} % and run again: mdl fetched **{r['mdl_refetched'] * 100:.0f} %** again, "
+            f"hf_xet (killed at {r['hf_killed_at'] * 100:.0f} %) {r['hf_refetched'] * 100:.0f} %",
+            "upgrade ≤ 10 % of the bytes; full download ≥ the HTTP path's speed",
+            verdict(r["upgrade_fraction"] <= 0.10 and r["vs_bridge"] >= 1.0))
+
+
+XET_NOTE = (
+    "Benchmark 10: the emulator cuts files into content-defined chunks and packs them into xorbs with xet-core's own code, "
+    "deduplicating chunks across revisions as the Hub's storage does; the upgrade counts xorb bytes served for revision two "
+    "after revision one is on disk. mdl copies the chunks it already has from the old file (`src/fetch/xet.rs`, the chunk index "
+    "in `models/.mdl/xet/`); hf_xet's chunk cache is off in the Python wheel, so it fetches the file's ranges again. "
+    "The kill is a SIGKILL once the partial file holds half the bytes, each response capped at 60 MB/s."
+)
+
+
+def replace_row(path, row, note, raw_key, raw):
+    """One benchmark alone: its row, note and raw line replace the old ones."""
+    line = f"| {row[0]} | {row[1]} | {row[2]} | {row[3]} | {row[4]} |"
+    lines = path.read_text().splitlines()
+    rows = [i for i, l in enumerate(lines) if l.startswith("| ")]
+    old = [i for i in rows if lines[i].startswith(f"| {row[0]} |")]
+    if old:
+        lines[old[0]] = line
+    else:
+        lines.insert(rows[-1] + 1, line)
+    tag = note.split(":", 1)[0] + ":"
+    lines = [l for l in lines if not l.startswith(tag) and not l.startswith(f"{raw_key}:")]
+    raw_at = next(i for i, l in enumerate(lines) if l.startswith("Raw:"))
+    lines[raw_at:raw_at] = [note + f" (run alone on {time.strftime('%Y-%m-%d')})", ""]
+    lines.append("")
+    lines.append(f"{raw_key}: " + json.dumps(raw, default=lambda x: round(x, 4)))
+    lines = [l for i, l in enumerate(lines) if l or (i > 0 and lines[i - 1])]
+    path.write_text("\n".join(lines).strip("\n") + "\n")
+    print(line)
+
+
 def version(cmd):
     try:
         return subprocess.run(cmd, capture_output=True, text=True).stdout.splitlines()[0].strip()
@@ -524,9 +690,19 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="smaller sizes, for a smoke run")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
+    ap.add_argument("--only-xet", action="store_true",
+                    help="run benchmark 10 (Xet) alone and replace its row and raw figures in BENCHMARKS.md")
     ap.add_argument("--only-fleet-uplink", action="store_true",
                     help="run benchmark 9 alone and replace its row and raw figures in BENCHMARKS.md")
     args = ap.parse_args()
+    if args.only_xet:
+        work = ROOT / "target" / "bench-work"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        r10 = bench_xet(work, 128 * MiB if args.quick else GiB)
+        shutil.rmtree(work, ignore_errors=True)
+        replace_row(Path(args.out), xet_row(r10), XET_NOTE, "Raw 10", r10)
+        return
     if args.only_fleet_uplink:
         work = ROOT / "target" / "bench-work"
         shutil.rmtree(work, ignore_errors=True)
@@ -552,6 +728,7 @@ def main():
     r7 = bench_verify(work, big)
     r8 = bench_fleet(work, fleet, 8)
     r9 = bench_fleet_uplink(work, fleet, 8, 100_000_000, 20)
+    r10 = bench_xet(work, fleet)
     shutil.rmtree(work, ignore_errors=True)
 
     gib = big / GiB
@@ -586,6 +763,7 @@ def main():
          f"**{r8['registry']['hub_requests']}** requests to the hub (hub run: {r8['hub']['hub_requests']}); `mdl push` of the lock {r8['push_seconds']:.1f} s",
          "≤ 1.25× the hub's time; 0 hub requests", verdict(r8["ratio"] <= 1.25 and r8["registry"]["hub_requests"] == 0)),
         fleet_uplink_row(r9),
+        xet_row(r10),
     ]
     lines = [
         "# Benchmarks",
@@ -609,9 +787,13 @@ def main():
         "",
         FLEET_UPLINK_NOTE,
         "",
+        XET_NOTE,
+        "",
         "Raw: " + json.dumps(dict(loopback=r1, shaped=r2, mixed=r3, noop=r4, rss=r5, resume=r6, verify=r7, fleet=r8), default=lambda x: round(x, 4)),
         "",
         "Raw 9: " + json.dumps(r9, default=lambda x: round(x, 4)),
+        "",
+        "Raw 10: " + json.dumps(r10, default=lambda x: round(x, 4)),
         "",
     ]
     Path(args.out).write_text("\n".join(lines))

@@ -146,7 +146,7 @@ pub fn file_hash(chunks: &[(Hash, u64)]) -> Hash {
 /// Decodes the chunks of one xorb range: 8-byte headers (version 0, 3-byte
 /// compressed length, scheme, 3-byte uncompressed length), each followed by
 /// its bytes. `count` chunks must fill `data` exactly.
-fn decode_chunks(data: &[u8], count: usize) -> Result<Vec<Vec<u8>>, String> {
+fn decode_chunks(data: &[u8], count: usize) -> Result<Vec<bytes::Bytes>, String> {
     let mut out = Vec::with_capacity(count);
     let mut at = 0;
     while at < data.len() {
@@ -187,7 +187,7 @@ fn decode_chunks(data: &[u8], count: usize) -> Result<Vec<Vec<u8>>, String> {
                 chunk.len()
             ));
         }
-        out.push(chunk);
+        out.push(bytes::Bytes::from(chunk));
         if out.len() > count {
             break;
         }
@@ -583,7 +583,7 @@ impl Fetcher {
 
     /// The chunks of one xorb range, fetched with exactly its byte range and
     /// decoded.
-    async fn xet_range(&self, job: &Download, range: &Range) -> Result<Vec<Vec<u8>>, AttemptError> {
+    async fn xet_range(&self, job: &Download, range: &Range) -> Result<Vec<bytes::Bytes>, AttemptError> {
         let (a, b) = range.bytes;
         let response = (self
             .http
@@ -724,7 +724,7 @@ impl Fetcher {
                 async move { self.xet_range(job, range).await.map(|chunks| (r, chunks)) }
             })
             .buffered(RANGES_IN_FLIGHT);
-        let mut decoded: HashMap<usize, Vec<Vec<u8>>> = HashMap::new();
+        let mut decoded: HashMap<usize, Vec<bytes::Bytes>> = HashMap::new();
         // How many remaining terms still need each range (dropped at zero).
         let mut uses: HashMap<usize, usize> = HashMap::new();
         let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
@@ -764,7 +764,7 @@ impl Fetcher {
         }
         let mut reused = 0u64;
         for (t, is_local) in remaining.iter().zip(local) {
-            let chunks: Vec<Vec<u8>> = if is_local {
+            let chunks: Vec<bytes::Bytes> = if is_local {
                 match index.read_term(t) {
                     Some(chunks) => {
                         reused += t.len;
@@ -995,7 +995,7 @@ impl ChunkIndex {
     }
 
     /// A term's chunks read from local files, each checked against its hash.
-    fn read_term(&self, t: &Term) -> Option<Vec<Vec<u8>>> {
+    fn read_term(&self, t: &Term) -> Option<Vec<bytes::Bytes>> {
         let places: Vec<_> = {
             let chunks = self.chunks.lock().unwrap();
             (t.start..t.end)
@@ -1015,7 +1015,7 @@ impl ChunkIndex {
             if chunk_hash(&chunk) != hash {
                 return None;
             }
-            out.push(chunk);
+            out.push(bytes::Bytes::from(chunk));
         }
         Some(out)
     }
