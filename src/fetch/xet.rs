@@ -38,9 +38,7 @@ use futures_util::StreamExt;
 use reqwest::StatusCode;
 use serde::Deserialize;
 
-use super::{
-    check_size, discard, io_error, open_partial, resumable_prefix, AttemptError, Ending, FetchError, Fetched, Fetcher,
-};
+use super::{check_size, discard, io_error, resumable_prefix, AttemptError, Ending, FetchError, Fetched, Fetcher};
 use crate::plan::{Download, XetSource};
 use crate::reporter::Event;
 
@@ -146,7 +144,7 @@ pub fn file_hash(chunks: &[(Hash, u64)]) -> Hash {
 /// Decodes the chunks of one xorb range: 8-byte headers (version 0, 3-byte
 /// compressed length, scheme, 3-byte uncompressed length), each followed by
 /// its bytes. `count` chunks must fill `data` exactly.
-fn decode_chunks(data: &[u8], count: usize) -> Result<Vec<bytes::Bytes>, String> {
+fn decode_chunks(data: &bytes::Bytes, count: usize) -> Result<Vec<bytes::Bytes>, String> {
     let mut out = Vec::with_capacity(count);
     let mut at = 0;
     while at < data.len() {
@@ -166,18 +164,15 @@ fn decode_chunks(data: &[u8], count: usize) -> Result<Vec<bytes::Bytes>, String>
         let body = data.get(at..at + stored).ok_or("a chunk's bytes are cut short")?;
         at += stored;
         let chunk = match scheme {
-            0 => body.to_vec(),
+            // Stored as is: a view of the answer, not a copy.
+            0 => data.slice(at - stored..at),
             1 | 2 => {
                 let mut plain = Vec::with_capacity(len);
                 lz4_flex::frame::FrameDecoder::new(body)
                     .take(len as u64 + 1)
                     .read_to_end(&mut plain)
                     .map_err(|e| format!("a chunk's LZ4 frame is corrupt: {e}"))?;
-                if scheme == 2 {
-                    bg4_regroup(&plain)
-                } else {
-                    plain
-                }
+                bytes::Bytes::from(if scheme == 2 { bg4_regroup(&plain) } else { plain })
             }
             other => return Err(format!("chunk compression {other} is not one the spec defines")),
         };
@@ -187,7 +182,7 @@ fn decode_chunks(data: &[u8], count: usize) -> Result<Vec<bytes::Bytes>, String>
                 chunk.len()
             ));
         }
-        out.push(bytes::Bytes::from(chunk));
+        out.push(chunk);
         if out.len() > count {
             break;
         }
@@ -456,7 +451,7 @@ async fn bounded_body(
     if response.content_length().is_some_and(|l| l > limit as u64) {
         return Err(bad_answer(job, url, format!("an answer of more than {limit} bytes")));
     }
-    let mut body = Vec::new();
+    let mut body = Vec::with_capacity(response.content_length().unwrap_or(0).min(limit as u64) as usize);
     let mut stream = response.bytes_stream();
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|e| AttemptError::Retry {
@@ -581,9 +576,8 @@ impl Fetcher {
         }
     }
 
-    /// The chunks of one xorb range, fetched with exactly its byte range and
-    /// decoded.
-    async fn xet_range(&self, job: &Download, range: &Range) -> Result<Vec<bytes::Bytes>, AttemptError> {
+    /// The bytes of one xorb range, fetched with exactly its byte range.
+    async fn xet_range(&self, job: &Download, range: &Range) -> Result<bytes::Bytes, AttemptError> {
         let (a, b) = range.bytes;
         let response = (self
             .http
@@ -602,18 +596,14 @@ impl Fetcher {
         if response.status() != StatusCode::PARTIAL_CONTENT && response.status() != StatusCode::OK {
             return Err(answer_error(job, &range.url, &response));
         }
-        let body = bounded_body(job, &range.url, response, (b - a + 1) as usize).await?;
+        let body = bytes::Bytes::from(bounded_body(job, &range.url, response, (b - a + 1) as usize).await?);
         if body.len() as u64 != b - a + 1 {
             return Err(AttemptError::Retry {
                 reason: format!("a xorb range ended after {} of {} bytes", body.len(), b - a + 1),
                 wait: None,
             });
         }
-        let count = (range.end - range.start) as usize;
-        let decoded = tokio::task::spawn_blocking(move || decode_chunks(&body, count))
-            .await
-            .expect("decoding does not panic");
-        decoded.map_err(|why| bad_answer(job, &range.url, why))
+        Ok(body)
     }
 
     /// The chunk index of files this project holds (loaded once per run).
@@ -637,6 +627,13 @@ impl Fetcher {
 
     /// One attempt at a Xet download. `Ok(None)`: not served through Xet;
     /// the caller falls back to the resolve bridge.
+    ///
+    /// The partial file is sized up front and every term is written at its
+    /// own offset as soon as its range arrives and decodes (ranges in
+    /// parallel, decoding and chunk hashing on blocking threads), then the
+    /// term is appended to the log. The file's blake3 (and sha256 when one is
+    /// published) is computed once at the end from the page cache, on every
+    /// core, as the chunked HTTP path's merge would.
     pub(super) async fn attempt_xet(
         &self,
         id: usize,
@@ -652,193 +649,153 @@ impl Fetcher {
             let path = path.to_path_buf();
             move |source: std::io::Error| AttemptError::Fatal(io_error(job, path, source))
         };
-        // The partial file is a prefix of this Xet file, checked by term.
+        let mut starts = Vec::with_capacity(plan.terms.len());
+        let mut size = 0u64;
+        for t in &plan.terms {
+            starts.push(size);
+            size += t.len;
+        }
+        // The partial file holds these same terms: keep the ones the log lists.
         let as_xet = Download {
             url: format!("xet:{}", xet.hash),
             ..job.clone()
         };
         let log_path = state_path.with_extension("xet");
-        let prefix = resumable_prefix(&as_xet, part_path, state_path).map(|(len, _)| len);
-        let mut records = match prefix {
-            Some(_) => read_log(&log_path),
-            None => Vec::new(),
-        };
-        let have = prefix.unwrap_or(0).min(records.iter().map(|r| r.1).sum());
-        // Whole terms only, whose chunks the log lists.
-        let (mut done_terms, mut done_bytes, mut done_chunks) = (0, 0u64, 0usize);
-        for t in &plan.terms {
-            let chunks = (t.end - t.start) as usize;
-            if done_bytes + t.len > have || done_chunks + chunks > records.len() {
-                break;
+        let mut done: HashMap<usize, Vec<(Hash, u64)>> = HashMap::new();
+        if resumable_prefix(&as_xet, part_path, state_path).is_some() {
+            for (term, records) in read_log(&log_path) {
+                let t = plan.terms.get(term);
+                let fits = t.is_some_and(|t| {
+                    records.len() == (t.end - t.start) as usize && records.iter().map(|r| r.1).sum::<u64>() == t.len
+                });
+                if fits {
+                    done.insert(term, records);
+                }
             }
-            let listed: u64 = records[done_chunks..done_chunks + chunks].iter().map(|r| r.1).sum();
-            if listed != t.len {
-                break;
-            }
-            done_terms += 1;
-            done_bytes += t.len;
-            done_chunks += chunks;
+        } else {
+            discard(part_path, state_path);
+            let state = super::PartialState {
+                url: as_xet.url.clone(),
+                etag: None,
+                expect: job.expect.clone(),
+                pieces: None,
+            };
+            crate::fs::write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
         }
-        records.truncate(done_chunks);
-        if done_bytes > 0 {
-            let f = std::fs::OpenOptions::new()
-                .write(true)
-                .open(part_path)
-                .map_err(fatal_io(part_path))?;
-            f.set_len(done_bytes).map_err(fatal_io(part_path))?;
+        // The log again, with only what is kept (a torn last record dropped).
+        let mut log = std::fs::File::create(&log_path).map_err(fatal_io(&log_path))?;
+        for (term, records) in &done {
+            append_log(&mut log, *term, records).map_err(fatal_io(&log_path))?;
         }
-        let (file, mut hashers, resumed_from) = open_partial(
-            &as_xet,
-            part_path,
-            state_path,
-            (done_bytes > 0).then_some(done_bytes),
-            &None,
-        )?;
-        write_log(&log_path, &records).map_err(fatal_io(&log_path))?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .read(true)
+            .write(true)
+            .truncate(false)
+            .open(part_path)
+            .map_err(fatal_io(part_path))?;
+        file.set_len(size).map_err(fatal_io(part_path))?;
+        let file = Arc::new(file);
+        let resumed_from: u64 = done.keys().map(|&t| plan.terms[t].len).sum();
         self.reporter.report(Event::DownloadStarted {
             id,
             label: &job.label,
-            size: job.expect.size,
+            size: Some(size),
             resumed_from,
         });
 
-        // Which terms are on disk already (an earlier revision's chunks).
+        // Terms left: from chunks already on disk, else from a xorb range.
         let index = self.xet_index().await;
-        let remaining = &plan.terms[done_terms..];
-        let local: Vec<bool> = remaining.iter().map(|t| index.has_term(t)).collect();
-        let mut needed: Vec<usize> = Vec::new();
-        for (t, is_local) in remaining.iter().zip(&local) {
-            if *is_local {
+        let mut local: Vec<usize> = Vec::new();
+        let mut by_range: Vec<(usize, Vec<usize>)> = Vec::new();
+        for (i, t) in plan.terms.iter().enumerate() {
+            if done.contains_key(&i) {
+                continue;
+            }
+            if index.has_term(t) {
+                local.push(i);
                 continue;
             }
             let r = (plan.ranges.iter())
                 .position(|r| r.xorb == t.xorb && r.start <= t.start && t.end <= r.end)
                 .expect("checked: a range covers every term");
-            if !needed.contains(&r) {
-                needed.push(r);
+            match by_range.iter_mut().find(|(range, _)| *range == r) {
+                Some((_, terms)) => terms.push(i),
+                None => by_range.push((r, vec![i])),
             }
         }
-        let mut fetches = futures_util::stream::iter(needed.clone())
-            .map(|r| {
-                let range = &plan.ranges[r];
-                async move { self.xet_range(job, range).await.map(|chunks| (r, chunks)) }
+        let plan = Arc::new(plan);
+        let starts = Arc::new(starts);
+        let units = local
+            .into_iter()
+            .map(Unit::Local)
+            .chain(by_range.into_iter().map(|(r, terms)| Unit::Range(r, terms)));
+        let mut placed = futures_util::stream::iter(units)
+            .map(|unit| {
+                let (plan, starts, file, index) = (plan.clone(), starts.clone(), file.clone(), index.clone());
+                async move {
+                    let body = match &unit {
+                        Unit::Range(r, _) => Some(self.xet_range(job, &plan.ranges[*r]).await?),
+                        Unit::Local(_) => None,
+                    };
+                    let url = match &unit {
+                        Unit::Range(r, _) => plan.ranges[*r].url.clone(),
+                        Unit::Local(_) => String::new(),
+                    };
+                    let (p, i) = (plan.clone(), index.clone());
+                    tokio::task::spawn_blocking(move || place(&unit, body, &p, &starts, &file, &i))
+                        .await
+                        .expect("placing does not panic")
+                        .map_err(|e| match e {
+                            Placing::Io(e) => AttemptError::Fatal(io_error(job, part_path.to_path_buf(), e)),
+                            Placing::Bad(why) => bad_answer(job, &url, why),
+                            Placing::Changed(t) => {
+                                index.forget(&plan.terms[t]);
+                                AttemptError::Retry {
+                                    reason: "a local copy of some chunks changed".into(),
+                                    wait: Some(Duration::ZERO),
+                                }
+                            }
+                        })
+                }
             })
-            .buffered(RANGES_IN_FLIGHT);
-        let mut decoded: HashMap<usize, Vec<bytes::Bytes>> = HashMap::new();
-        // How many remaining terms still need each range (dropped at zero).
-        let mut uses: HashMap<usize, usize> = HashMap::new();
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, &file);
-        let mut log = std::fs::OpenOptions::new()
-            .append(true)
-            .create(true)
-            .open(&log_path)
-            .map_err(fatal_io(&log_path))?;
-        let mut written = done_bytes;
-        let mut chunk_places: Vec<ChunkPlace> = Vec::new();
-        // Chunks of the resumed prefix, for the index.
-        let mut offset = 0u64;
-        let mut r_at = 0;
-        for t in &plan.terms[..done_terms] {
-            for idx in t.start..t.end {
-                let (hash, len) = records[r_at];
-                chunk_places.push(ChunkPlace {
+            .buffer_unordered(RANGES_IN_FLIGHT);
+        let mut reused = 0u64;
+        while let Some(result) = placed.next().await {
+            let (terms, from_disk) = result?;
+            let mut bytes = 0;
+            for (term, records) in terms {
+                append_log(&mut log, term, &records).map_err(fatal_io(&log_path))?;
+                bytes += plan.terms[term].len;
+                if from_disk {
+                    reused += plan.terms[term].len;
+                }
+                done.insert(term, records);
+            }
+            crate::failpoint::kill_point("fetch::bytes_written");
+            self.reporter.report(Event::DownloadProgress { id, bytes });
+        }
+        drop(placed);
+        let file = Arc::into_inner(file).expect("every placing task ended");
+
+        // The file, checked: its chunks' Merkle root, then (in `finish`) its
+        // size and digests against the lock.
+        let mut records = Vec::new();
+        let mut places = Vec::new();
+        for (i, t) in plan.terms.iter().enumerate() {
+            let mut offset = starts[i];
+            for (k, &(hash, len)) in done[&i].iter().enumerate() {
+                records.push((hash, len));
+                places.push(ChunkPlace {
                     xorb: t.xorb,
-                    index: idx,
+                    index: t.start + k as u32,
                     hash,
                     offset,
                     len: len as u32,
                 });
                 offset += len;
-                r_at += 1;
             }
         }
-        let range_of = |t: &Term| {
-            (plan.ranges.iter())
-                .position(|r| r.xorb == t.xorb && r.start <= t.start && t.end <= r.end)
-                .expect("checked")
-        };
-        for (t, is_local) in remaining.iter().zip(&local) {
-            if !*is_local {
-                *uses.entry(range_of(t)).or_default() += 1;
-            }
-        }
-        let mut reused = 0u64;
-        for (t, is_local) in remaining.iter().zip(local) {
-            let chunks: Vec<bytes::Bytes> = if is_local {
-                match index.read_term(t) {
-                    Some(chunks) => {
-                        reused += t.len;
-                        chunks
-                    }
-                    None => {
-                        // The old file changed under us: fetch the term next time.
-                        out.flush().map_err(fatal_io(part_path))?;
-                        index.forget(t);
-                        return Err(AttemptError::Retry {
-                            reason: "a local copy of some chunks changed".into(),
-                            wait: Some(Duration::ZERO),
-                        });
-                    }
-                }
-            } else {
-                let r = range_of(t);
-                while !decoded.contains_key(&r) {
-                    let Some(next) = fetches.next().await else {
-                        unreachable!("every needed range is fetched")
-                    };
-                    match next {
-                        Ok((i, chunks)) => {
-                            decoded.insert(i, chunks);
-                        }
-                        Err(e) => {
-                            out.flush().map_err(fatal_io(part_path))?;
-                            return Err(e);
-                        }
-                    }
-                }
-                let range = &plan.ranges[r];
-                let all = &decoded[&r];
-                let chunks = all[(t.start - range.start) as usize..(t.end - range.start) as usize].to_vec();
-                let left = uses.get_mut(&r).expect("counted");
-                *left -= 1;
-                if *left == 0 {
-                    decoded.remove(&r);
-                }
-                chunks
-            };
-            let len: u64 = chunks.iter().map(|c| c.len() as u64).sum();
-            if len != t.len {
-                return Err(bad_answer(
-                    job,
-                    &xet.hash,
-                    format!("a term decodes to {len} bytes, not {}", t.len),
-                ));
-            }
-            let mut term_records = Vec::with_capacity(chunks.len());
-            for (i, chunk) in chunks.iter().enumerate() {
-                let hash = chunk_hash(chunk);
-                hashers.update(chunk);
-                out.write_all(chunk).map_err(fatal_io(part_path))?;
-                term_records.push((hash, chunk.len() as u64));
-                chunk_places.push(ChunkPlace {
-                    xorb: t.xorb,
-                    index: t.start + i as u32,
-                    hash,
-                    offset: written,
-                    len: chunk.len() as u32,
-                });
-                written += chunk.len() as u64;
-            }
-            // The term's bytes reach the file before the log says so.
-            out.flush().map_err(fatal_io(part_path))?;
-            append_log(&mut log, &term_records).map_err(fatal_io(&log_path))?;
-            records.extend(term_records);
-            crate::failpoint::kill_point("fetch::bytes_written");
-            self.reporter.report(Event::DownloadProgress { id, bytes: len });
-        }
-        drop(out);
-        drop(fetches);
-        check_size(job, written, job.expect.size)?;
         let got = file_hash(&records);
         if to_hex(&got) != xet.hash {
             discard(part_path, state_path);
@@ -850,53 +807,152 @@ impl Fetcher {
                 actual: to_hex(&got),
             }));
         }
+        check_size(job, size, Some(size))?;
+        let want_sha256 = job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some();
+        let part = part_path.to_path_buf();
+        let digests = tokio::task::spawn_blocking(move || -> std::io::Result<crate::hash::Digests> {
+            Ok(crate::hash::Digests {
+                blake3: crate::hash::hash_file(&part)?,
+                sha256: if want_sha256 {
+                    Some(crate::hash::sha256_file(&part)?)
+                } else {
+                    None
+                },
+                git_oid: None,
+            })
+        })
+        .await
+        .expect("hashing does not panic")
+        .map_err(fatal_io(part_path))?;
         let ending = Ending {
             id,
             job,
             part_path,
             state_path,
-            size: written,
+            size,
             etag: None,
             final_url: job.url.clone(),
             resumed_from,
             before_rename: "fetch::before_rename",
         };
-        let mut fetched = self.finish(ending, file, hashers.finish())?;
+        let mut fetched = self.finish(ending, file, digests)?;
         let _ = std::fs::remove_file(&log_path);
         fetched.xet_reused = reused;
         if let Some(dir) = self.xet_dir() {
             // Best effort: without it the next upgrade fetches these chunks.
-            let _ = ChunkIndex::record(&dir, &xet.hash, &job.dest, &chunk_places);
+            let _ = ChunkIndex::record(&dir, &xet.hash, &job.dest, &places);
         }
         Ok(Some(fetched))
     }
 }
 
-// ---- the resume log: (chunk hash, length) per chunk, appended per term ----
+/// What one placing task does: a term from chunks on disk, or the terms a
+/// xorb range serves.
+enum Unit {
+    Local(usize),
+    Range(usize, Vec<usize>),
+}
+
+enum Placing {
+    Io(std::io::Error),
+    Bad(String),
+    /// A local chunk no longer hashes to what the index recorded.
+    Changed(usize),
+}
+
+/// Writes a unit's terms at their offsets; returns each term's chunk records
+/// and whether they came from disk.
+#[allow(clippy::type_complexity)]
+fn place(
+    unit: &Unit,
+    body: Option<bytes::Bytes>,
+    plan: &Reconstruction,
+    starts: &[u64],
+    file: &std::fs::File,
+    index: &ChunkIndex,
+) -> Result<(Vec<(usize, Vec<(Hash, u64)>)>, bool), Placing> {
+    use std::os::unix::fs::FileExt;
+    let write = |term: usize, chunks: &[(Hash, bytes::Bytes)]| -> Result<(usize, Vec<(Hash, u64)>), Placing> {
+        let t = &plan.terms[term];
+        let len: u64 = chunks.iter().map(|(_, c)| c.len() as u64).sum();
+        if len != t.len {
+            return Err(Placing::Bad(format!("a term decodes to {len} bytes, not {}", t.len)));
+        }
+        let mut at = starts[term];
+        let mut records = Vec::with_capacity(chunks.len());
+        for (hash, chunk) in chunks {
+            file.write_all_at(chunk, at).map_err(Placing::Io)?;
+            at += chunk.len() as u64;
+            records.push((*hash, chunk.len() as u64));
+        }
+        Ok((term, records))
+    };
+    match unit {
+        Unit::Local(term) => {
+            let chunks = index.read_term(&plan.terms[*term]).ok_or(Placing::Changed(*term))?;
+            Ok((vec![write(*term, &chunks)?], true))
+        }
+        Unit::Range(r, terms) => {
+            let range = &plan.ranges[*r];
+            let body = body.expect("a range unit has its body");
+            let chunks: Vec<(Hash, bytes::Bytes)> = decode_chunks(&body, (range.end - range.start) as usize)
+                .map_err(Placing::Bad)?
+                .into_iter()
+                .map(|c| (chunk_hash(&c), c))
+                .collect();
+            let out = terms
+                .iter()
+                .map(|&term| {
+                    let t = &plan.terms[term];
+                    write(
+                        term,
+                        &chunks[(t.start - range.start) as usize..(t.end - range.start) as usize],
+                    )
+                })
+                .collect::<Result<_, _>>()?;
+            Ok((out, false))
+        }
+    }
+}
+
+// ---- the resume log: per finished term, its chunks' hashes and lengths ----
 
 const RECORD: usize = 32 + 8;
 
-fn read_log(path: &Path) -> Vec<(Hash, u64)> {
+/// Every whole entry of the log: (term, [(chunk hash, length)]). An entry
+/// cut by a kill is dropped with everything after it.
+fn read_log(path: &Path) -> Vec<(usize, Vec<(Hash, u64)>)> {
     let bytes = std::fs::read(path).unwrap_or_default();
-    // A record cut by a kill is dropped with everything after it.
-    bytes
-        .chunks_exact(RECORD)
-        .map(|r| {
-            (
-                r[..32].try_into().unwrap(),
-                u64::from_le_bytes(r[32..].try_into().unwrap()),
-            )
-        })
-        .collect()
+    let mut out = Vec::new();
+    let mut at = 0;
+    while let Some(head) = bytes.get(at..at + 8) {
+        let term = u32::from_le_bytes(head[..4].try_into().unwrap()) as usize;
+        let n = u32::from_le_bytes(head[4..].try_into().unwrap()) as usize;
+        if n > MAX_XORB_CHUNKS as usize {
+            break;
+        }
+        let Some(body) = bytes.get(at + 8..at + 8 + n * RECORD) else {
+            break;
+        };
+        let records = body
+            .chunks_exact(RECORD)
+            .map(|r| {
+                (
+                    r[..32].try_into().unwrap(),
+                    u64::from_le_bytes(r[32..].try_into().unwrap()),
+                )
+            })
+            .collect();
+        out.push((term, records));
+        at += 8 + n * RECORD;
+    }
+    out
 }
 
-fn write_log(path: &Path, records: &[(Hash, u64)]) -> std::io::Result<()> {
-    let mut f = std::fs::File::create(path)?;
-    append_log(&mut f, records)
-}
-
-fn append_log(f: &mut std::fs::File, records: &[(Hash, u64)]) -> std::io::Result<()> {
-    let mut buf = Vec::with_capacity(records.len() * RECORD);
+fn append_log(f: &mut std::fs::File, term: usize, records: &[(Hash, u64)]) -> std::io::Result<()> {
+    let mut buf = Vec::with_capacity(8 + records.len() * RECORD);
+    buf.extend_from_slice(&(term as u32).to_le_bytes());
+    buf.extend_from_slice(&(records.len() as u32).to_le_bytes());
     for (h, len) in records {
         buf.extend_from_slice(h);
         buf.extend_from_slice(&len.to_le_bytes());
@@ -995,7 +1051,7 @@ impl ChunkIndex {
     }
 
     /// A term's chunks read from local files, each checked against its hash.
-    fn read_term(&self, t: &Term) -> Option<Vec<bytes::Bytes>> {
+    fn read_term(&self, t: &Term) -> Option<Vec<(Hash, bytes::Bytes)>> {
         let places: Vec<_> = {
             let chunks = self.chunks.lock().unwrap();
             (t.start..t.end)
@@ -1015,7 +1071,7 @@ impl ChunkIndex {
             if chunk_hash(&chunk) != hash {
                 return None;
             }
-            out.push(bytes::Bytes::from(chunk));
+            out.push((hash, bytes::Bytes::from(chunk)));
         }
         Some(out)
     }
@@ -1088,7 +1144,7 @@ mod tests {
             let chunks: Vec<Chunk> = datas.iter().map(|d| Chunk::new(d.clone().into())).collect();
             let raw = RawXorbData::from_chunks(&chunks, vec![0]);
             let xorb = SerializedXorbObject::from_xorb_with_compression(raw, scheme, false, 0).unwrap();
-            let decoded = decode_chunks(&xorb.serialized_data, datas.len()).unwrap();
+            let decoded = decode_chunks(&xorb.serialized_data.into(), datas.len()).unwrap();
             assert_eq!(decoded, datas, "{scheme:?}");
         }
     }
@@ -1097,20 +1153,24 @@ mod tests {
     fn hostile_chunks_are_refused() {
         let chunk = Chunk::new(bytes(1, 1000).into());
         let raw = RawXorbData::from_chunks(&[chunk], vec![0]);
-        let good = SerializedXorbObject::from_xorb_with_compression(raw, CompressionScheme::LZ4, false, 0)
-            .unwrap()
-            .serialized_data;
+        let good: bytes::Bytes =
+            SerializedXorbObject::from_xorb_with_compression(raw, CompressionScheme::LZ4, false, 0)
+                .unwrap()
+                .serialized_data
+                .into();
         assert!(decode_chunks(&good, 1).is_ok());
         assert!(decode_chunks(&good, 2).is_err(), "fewer chunks than promised");
-        assert!(decode_chunks(&good[..good.len() - 1], 1).is_err(), "cut short");
-        let mut huge = good.clone();
-        huge[5..8].copy_from_slice(&[0xff, 0xff, 0xff]);
+        assert!(decode_chunks(&good.slice(..good.len() - 1), 1).is_err(), "cut short");
+        let edit = |f: &dyn Fn(&mut Vec<u8>)| {
+            let mut v = good.to_vec();
+            f(&mut v);
+            bytes::Bytes::from(v)
+        };
+        let huge = edit(&|v| v[5..8].copy_from_slice(&[0xff, 0xff, 0xff]));
         assert!(decode_chunks(&huge, 1).unwrap_err().contains("limit"));
-        let mut lying = good.clone();
-        lying[5] ^= 1;
+        let lying = edit(&|v| v[5] ^= 1);
         assert!(decode_chunks(&lying, 1).is_err(), "length disagrees with the frame");
-        let mut scheme = good;
-        scheme[4] = 9;
+        let scheme = edit(&|v| v[4] = 9);
         assert!(decode_chunks(&scheme, 1).is_err());
     }
 

@@ -271,23 +271,34 @@ def load_safetensors(torch, path, summary):
         return
     header = header_of(path)
     base = 8 + header.pop("__length__")
+    entries = []
+    for name in sorted(k for k in header if k != "__metadata__"):
+        meta = header[name]
+        begin, end = meta["data_offsets"]
+        torch_name = SAFETENSORS_DTYPES.get(meta["dtype"], (None, 0))[0]
+        entries.append(dict(dtype=meta["dtype"], torch=getattr(torch, torch_name, None) if torch_name else None,
+                            shape=meta["shape"], offset=base + begin, bytes=end - begin))
+    sum_mapped(torch, path, entries, summary)
+
+
+def sum_mapped(torch, path, entries, summary):
+    """Tensors read from a memory map with `torch.frombuffer`, one at a time,
+    at extents mdl's own reader checked (safetensors or GGUF); entries without
+    a torch dtype are counted by structure."""
     with open(path, "rb") as f:
         mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
         try:
-            for name in sorted(k for k in header if k != "__metadata__"):
-                meta = header[name]
-                begin, end = meta["data_offsets"]
-                torch_name, size = SAFETENSORS_DTYPES.get(meta["dtype"], (None, 0))
-                dtype = getattr(torch, torch_name, None) if torch_name else None
+            for e in entries:
+                dtype = e["torch"]
                 if dtype is None:
-                    summary.add_structural(meta["dtype"], meta["shape"], end - begin)
+                    summary.add_structural(e["dtype"], e["shape"], e["bytes"], *([e["label"]] if "label" in e else []))
                     continue
-                count = (end - begin) // size if size else 0
-                if end > begin:
-                    flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=base + begin)
+                count = e["bytes"] // torch.empty(0, dtype=dtype).element_size()
+                if count:
+                    flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=e["offset"])
                 else:
                     flat = torch.empty(0, dtype=dtype)
-                summary.add(torch, flat.reshape(meta["shape"]))
+                summary.add(torch, flat.reshape(e["shape"]))
                 del flat
         finally:
             try:
@@ -312,29 +323,15 @@ GGML_DTYPES = {
 def load_gguf(torch, path, spans, summary):
     """The tensors mdl's GGUF reader found and checked (`spans`: name, ggml
     dtype, torch shape, absolute offset, bytes), read from a memory map."""
-    with open(path, "rb") as f:
-        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        try:
-            for span in spans:
-                name = GGML_DTYPES.get(span["dtype"])
-                dtype = getattr(torch, name, None) if name else None
-                if dtype is None:
-                    label = "%s (quantized: structure only)" % span["dtype"]
-                    summary.add_structural(span["dtype"], span["shape"], span["bytes"], label)
-                    continue
-                size = torch.empty(0, dtype=dtype).element_size()
-                count = span["bytes"] // size
-                if count:
-                    flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=span["offset"])
-                else:
-                    flat = torch.empty(0, dtype=dtype)
-                summary.add(torch, flat.reshape(span["shape"]))
-                del flat
-        finally:
-            try:
-                mapped.close()
-            except BufferError:
-                pass  # a tensor still views it; the process ends soon
+    entries = []
+    for span in spans:
+        name = GGML_DTYPES.get(span["dtype"])
+        entry = dict(dtype=span["dtype"], torch=getattr(torch, name, None) if name else None,
+                     shape=span["shape"], offset=span["offset"], bytes=span["bytes"])
+        if entry["torch"] is None:
+            entry["label"] = "%s (quantized: structure only)" % span["dtype"]
+        entries.append(entry)
+    sum_mapped(torch, path, entries, summary)
 
 
 def header_of(path):

@@ -960,16 +960,29 @@ fn hostile_registry_manifests_are_refused_and_nothing_is_written_outside() {
     ];
     let mut ctx = TestContext::new();
     logged_in(&mut ctx, &registry);
-    for (i, (title, needle)) in cases.iter().enumerate() {
+    // Each name as an ORAS-style title, and as a ModelPack layer's
+    // `org.cncf.model.filepath` with no title at all.
+    let layouts = [
+        (
+            "application/vnd.oci.image.layer.v1.tar",
+            "org.opencontainers.image.title",
+        ),
+        ("application/vnd.cncf.model.weight.v1.raw", "org.cncf.model.filepath"),
+    ];
+    for (i, ((title, needle), (media_type, key))) in cases
+        .iter()
+        .flat_map(|c| layouts.iter().map(move |l| (c, l)))
+        .enumerate()
+    {
         let manifest = serde_json::json!({
             "schemaVersion": 2,
             "mediaType": "application/vnd.oci.image.manifest.v1+json",
             "config": { "mediaType": "application/vnd.oci.empty.v1+json", "digest": config, "size": 2 },
             "layers": [{
-                "mediaType": "application/vnd.oci.image.layer.v1.tar",
+                "mediaType": media_type,
                 "digest": weights,
                 "size": SAFETENSORS.len(),
-                "annotations": { "org.opencontainers.image.title": title },
+                "annotations": { *key: title },
             }],
         });
         curl_put_manifest(&registry, "evil/model", &format!("t{i}"), &manifest);
@@ -978,8 +991,8 @@ fn hostile_registry_manifests_are_refused_and_nothing_is_written_outside() {
             registry.host
         ));
         let run = ctx.mdl(&["sync", "--no-verify"]);
-        assert_eq!(run.output.status.code(), Some(1), "{title:?}: {}", run.stderr());
-        assert!(run.stderr().contains(needle), "{title:?}: {}", run.stderr());
+        assert_eq!(run.output.status.code(), Some(1), "{key} {title:?}: {}", run.stderr());
+        assert!(run.stderr().contains(needle), "{key} {title:?}: {}", run.stderr());
         assert!(!run.stderr().contains(PASSWORD), "the password was printed");
         assert!(!ctx.path().join("models.lock").exists(), "nothing was locked");
     }

@@ -384,25 +384,53 @@ fn load_safetensors(path: &Path, target: tch::Device, device: Device) -> Result<
             summary.add_structural(name, &dtype, label, view.shape(), bytes.len() as u64);
             continue;
         };
-        let aligned = (bytes.as_ptr() as usize).is_multiple_of(kind.elt_size_in_bytes().max(1));
-        let tensor = if aligned && !bytes.is_empty() {
-            // SAFETY: `bytes` stays mapped (and unmodified) while `t` lives.
-            unsafe { Tensor::f_from_blob(bytes.as_ptr(), &shape, &[], kind, tch::Device::Cpu) }
-        } else {
-            Tensor::f_from_data_size(bytes, &shape, kind)
-        }
-        .and_then(|t| t.f_to_device(target))
-        .map_err(|e| format!("tensor `{name}`: {}", first_line(e)))?;
-        // Give each chunk's pages back as soon as it is summed: they are clean
-        // and file-backed, so this only drops them from the resident set.
-        let offset = bytes.as_ptr() as usize - base;
-        let element = kind.elt_size_in_bytes();
-        summary.add_chunked(name, &tensor, &mut |first, count| {
-            torch_file::release_pages(&map, offset + first as usize * element, count as usize * element)
-        })?;
-        drop(tensor);
+        sum_mapped(
+            &mut summary,
+            &map,
+            bytes.as_ptr() as usize - base,
+            name,
+            &shape,
+            kind,
+            target,
+        )?;
     }
     Ok(summary.report(Format::Safetensors, device, None))
+}
+
+/// One tensor of a mapped file (safetensors or GGUF), at `offset` in `map`,
+/// whose extent its format's reader checked: built where it is mapped (a
+/// copy of that one tensor only when it is not aligned for its element
+/// type), moved to the device, summed in chunks, and each chunk's pages given
+/// back as soon as it is summed (they are clean and file-backed, so this only
+/// drops them from the resident set).
+fn sum_mapped(
+    summary: &mut Summary,
+    map: &memmap2::Mmap,
+    offset: usize,
+    name: &str,
+    shape: &[i64],
+    kind: Kind,
+    target: tch::Device,
+) -> Result<(), String> {
+    let element = kind.elt_size_in_bytes();
+    let len = shape.iter().product::<i64>().max(0) as usize * element;
+    let bytes = map
+        .get(offset..offset + len)
+        .ok_or_else(|| format!("tensor `{name}` lies outside the file"))?;
+    let aligned = (bytes.as_ptr() as usize).is_multiple_of(element.max(1));
+    let tensor = if aligned && !bytes.is_empty() {
+        // SAFETY: `bytes` stays mapped (and unmodified) while `tensor` lives.
+        unsafe { Tensor::f_from_blob(bytes.as_ptr(), shape, &[], kind, tch::Device::Cpu) }
+    } else {
+        Tensor::f_from_data_size(bytes, shape, kind)
+    }
+    .and_then(|t| t.f_to_device(target))
+    .map_err(|e| format!("tensor `{name}`: {}", first_line(e)))?;
+    summary.add_chunked(name, &tensor, &mut |first, count| {
+        torch_file::release_pages(map, offset + first as usize * element, count as usize * element)
+    })?;
+    drop(tensor);
+    Ok(())
 }
 
 /// The libtorch kind of a plain (unquantized) ggml type.
@@ -433,8 +461,7 @@ fn load_gguf(path: &Path, target: tch::Device, device: Device) -> Result<FileRep
     let mut summary = Summary::new();
     for t in &header.tensors {
         let range = t.offset as usize..(t.offset + t.bytes) as usize;
-        let bytes = map
-            .get(range)
+        map.get(range)
             .ok_or_else(|| format!("tensor `{}` lies outside the file", t.name))?;
         let Some(kind) = ggml_kind(t.ggml_type) else {
             let dims: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
@@ -447,22 +474,15 @@ fn load_gguf(path: &Path, target: tch::Device, device: Device) -> Result<FileRep
             );
             continue;
         };
-        let shape = t.torch_shape();
-        let aligned = (bytes.as_ptr() as usize).is_multiple_of(kind.elt_size_in_bytes().max(1));
-        let tensor = if aligned && !bytes.is_empty() {
-            // SAFETY: `bytes` stays mapped (and unmodified) while `tensor` lives.
-            unsafe { Tensor::f_from_blob(bytes.as_ptr(), &shape, &[], kind, tch::Device::Cpu) }
-        } else {
-            Tensor::f_from_data_size(bytes, &shape, kind)
-        }
-        .and_then(|t| t.f_to_device(target))
-        .map_err(|e| format!("tensor `{}`: {}", t.name, first_line(e)))?;
-        let element = kind.elt_size_in_bytes();
-        let offset = t.offset as usize;
-        summary.add_chunked(&t.name, &tensor, &mut |first, count| {
-            torch_file::release_pages(&map, offset + first as usize * element, count as usize * element)
-        })?;
-        drop(tensor);
+        sum_mapped(
+            &mut summary,
+            &map,
+            t.offset as usize,
+            &t.name,
+            &t.torch_shape(),
+            kind,
+            target,
+        )?;
     }
     let mut report = summary.report(Format::Gguf, device, None);
     report.architecture = header.architecture;
