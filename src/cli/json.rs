@@ -23,7 +23,7 @@ pub fn lock(outcome: &LockOutcome) -> Value {
         "resolved": outcome.resolved,
         "kept": outcome.kept,
         "removed": outcome.removed,
-        "downloaded": { "files": outcome.downloaded_files, "bytes": outcome.downloaded_bytes },
+        "downloaded": { "files": outcome.downloaded_files, "bytes": outcome.downloaded_bytes, "reused_chunk_bytes": outcome.reused_bytes },
         "linked": { "files": outcome.linked_files, "bytes": outcome.linked_bytes },
     })
 }
@@ -70,7 +70,7 @@ pub fn sync(outcome: &SyncOutcome) -> Value {
         "version": VERSION,
         "command": "sync",
         "lock": outcome.lock.as_ref().map(lock),
-        "fetched": { "files": outcome.fetched_files, "bytes": outcome.fetched_bytes },
+        "fetched": { "files": outcome.fetched_files, "bytes": outcome.fetched_bytes, "reused_chunk_bytes": outcome.reused_bytes },
         "linked": { "files": outcome.linked_files, "bytes": outcome.linked_bytes, "mode": outcome.link_mode.as_str() },
         "mirrored": { "files": outcome.mirrored_files, "bytes": outcome.mirrored_bytes },
         "written_back": outcome.written_back.iter().map(|w| json!({

@@ -69,6 +69,17 @@ impl Acquired {
         counts
     }
 
+    /// Bytes of fetched Xet files copied from chunks already on disk (an
+    /// earlier revision's) rather than downloaded.
+    pub fn xet_reused(&self) -> u64 {
+        (self.got.iter().flatten())
+            .map(|got| match got {
+                Got::Fetched { fetched, .. } => fetched.xet_reused,
+                Got::Placed(_) => 0,
+            })
+            .sum()
+    }
+
     /// The models (`models_of`: each wanted file's model, in order) of which
     /// at least one file was downloaded from upstream, not a mirror or cache.
     pub fn models_fetched_upstream(&self, models_of: &[Option<String>]) -> std::collections::BTreeSet<String> {

@@ -20,6 +20,8 @@ pub struct LockOutcome {
     pub removed: Vec<String>,
     pub downloaded_files: usize,
     pub downloaded_bytes: u64,
+    /// Of those, bytes of Xet files copied from chunks already on disk.
+    pub reused_bytes: u64,
     /// Files placed from the shared store or the Hugging Face cache.
     pub linked_files: usize,
     pub linked_bytes: u64,
@@ -91,6 +93,7 @@ impl Project {
             ));
         }
         let [(linked_files, linked_bytes), (downloaded_files, downloaded_bytes), _] = acquired.counts();
+        let reused_bytes = acquired.xet_reused();
         let mut fetched_models = std::collections::BTreeSet::new();
         for ((model_i, file_i), got) in slots.into_iter().zip(acquired.got) {
             let got = got.expect("no failure");
@@ -106,6 +109,7 @@ impl Project {
             linked_bytes,
             downloaded_files,
             downloaded_bytes,
+            reused_bytes,
             fetched_models,
             ..LockOutcome::default()
         };

@@ -35,6 +35,9 @@ pub struct SyncOutcome {
     pub plan: Plan,
     pub fetched_files: usize,
     pub fetched_bytes: u64,
+    /// Of those, bytes of Xet files copied from chunks already on disk (an
+    /// earlier revision's) instead of downloaded.
+    pub reused_bytes: u64,
     /// Files placed from the shared store or the Hugging Face cache.
     pub linked_files: usize,
     pub linked_bytes: u64,
@@ -100,6 +103,7 @@ impl Project {
             (outcome.fetched_files, outcome.fetched_bytes),
             (outcome.mirrored_files, outcome.mirrored_bytes),
         ] = acquired.counts();
+        outcome.reused_bytes = acquired.xet_reused();
         self.fail_on_fetch_errors(acquired.errors, &lock, &state)?;
         self.store.save_state(&state)?;
         self.share(&lock)?;

@@ -106,8 +106,14 @@ fn an_upgrade_fetches_only_the_chunks_that_changed() {
     ctx.mdl(&["sync"]).success();
     ctx.hub.clear_requests();
     ctx.write_config(&config("v2"));
-    ctx.mdl(&["sync"]).success();
+    let run = ctx.mdl(&["sync"]).success();
     assert_eq!(ctx.read(MODEL), two);
+    // The output says how much came from disk rather than the network.
+    assert!(
+        run.stderr().contains("copied from chunks already on disk"),
+        "{}",
+        run.stderr()
+    );
     let fetched = xorb_bytes(&ctx);
     // 4 changed spots × ~1–2 chunks of ~64 KiB: under the 10 % target.
     assert!(

@@ -44,9 +44,13 @@ pub fn run(context: &Context, args: LockArgs) -> Result<(), Error> {
         p.status(
             "Fetched",
             &format!(
-                "{} file(s), {}",
+                "{} file(s), {}{}",
                 outcome.downloaded_files,
-                human_bytes(outcome.downloaded_bytes)
+                human_bytes(outcome.downloaded_bytes),
+                match outcome.reused_bytes {
+                    0 => String::new(),
+                    n => format!(" ({} of it copied from chunks already on disk)", human_bytes(n)),
+                }
             ),
         );
     }

@@ -112,9 +112,14 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
             0 => String::new(),
             n => format!(" ({n} file(s), {} from a mirror)", human_bytes(outcome.mirrored_bytes)),
         };
+        let reused = outcome.reused_bytes + outcome.lock.as_ref().map_or(0, |l| l.reused_bytes);
+        let reused = match reused {
+            0 => String::new(),
+            n => format!(" ({} of it copied from chunks already on disk)", human_bytes(n)),
+        };
         p.status(
             "Fetched",
-            &format!("{fetched} file(s), {}{mirrored}", human_bytes(bytes)),
+            &format!("{fetched} file(s), {}{mirrored}{reused}", human_bytes(bytes)),
         );
     }
     let linked = outcome.linked_files + outcome.lock.as_ref().map_or(0, |l| l.linked_files);
