@@ -144,53 +144,67 @@ pub fn file_hash(chunks: &[(Hash, u64)]) -> Hash {
 /// Decodes the chunks of one xorb range: 8-byte headers (version 0, 3-byte
 /// compressed length, scheme, 3-byte uncompressed length), each followed by
 /// its bytes. `count` chunks must fill `data` exactly.
+#[cfg(test)]
 fn decode_chunks(data: &bytes::Bytes, count: usize) -> Result<Vec<bytes::Bytes>, String> {
+    let mut buf = bytes::BytesMut::from(&data[..]);
     let mut out = Vec::with_capacity(count);
-    let mut at = 0;
-    while at < data.len() {
-        let header = data.get(at..at + 8).ok_or("a chunk header is cut short")?;
-        if header[0] != 0 {
-            return Err(format!("chunk version {} is not one mdl reads", header[0]));
-        }
-        let stored = u32::from_le_bytes([header[1], header[2], header[3], 0]) as usize;
-        let scheme = header[4];
-        let len = u32::from_le_bytes([header[5], header[6], header[7], 0]) as usize;
-        if len > MAX_CHUNK || stored > MAX_CHUNK + 1024 {
-            return Err(format!(
-                "a chunk claims {len} bytes ({stored} stored), over the 128 KiB limit"
-            ));
-        }
-        at += 8;
-        let body = data.get(at..at + stored).ok_or("a chunk's bytes are cut short")?;
-        at += stored;
-        let chunk = match scheme {
-            // Stored as is: a view of the answer, not a copy.
-            0 => data.slice(at - stored..at),
-            1 | 2 => {
-                let mut plain = Vec::with_capacity(len);
-                lz4_flex::frame::FrameDecoder::new(body)
-                    .take(len as u64 + 1)
-                    .read_to_end(&mut plain)
-                    .map_err(|e| format!("a chunk's LZ4 frame is corrupt: {e}"))?;
-                bytes::Bytes::from(if scheme == 2 { bg4_regroup(&plain) } else { plain })
-            }
-            other => return Err(format!("chunk compression {other} is not one the spec defines")),
-        };
-        if chunk.len() != len {
-            return Err(format!(
-                "a chunk decodes to {} bytes, its header says {len}",
-                chunk.len()
-            ));
-        }
+    while let Some(chunk) = next_chunk(&mut buf)? {
         out.push(chunk);
         if out.len() > count {
             break;
         }
     }
+    if !buf.is_empty() {
+        return Err("a chunk's bytes are cut short".into());
+    }
     if out.len() != count {
         return Err(format!("the range holds {} chunks, {count} were promised", out.len()));
     }
     Ok(out)
+}
+
+/// The next whole chunk at the front of `buf`, decoded and taken off it;
+/// `None` while its header or bytes have not all arrived.
+fn next_chunk(buf: &mut bytes::BytesMut) -> Result<Option<bytes::Bytes>, String> {
+    let Some(header) = buf.get(..8) else {
+        return Ok(None);
+    };
+    if header[0] != 0 {
+        return Err(format!("chunk version {} is not one mdl reads", header[0]));
+    }
+    let stored = u32::from_le_bytes([header[1], header[2], header[3], 0]) as usize;
+    let scheme = header[4];
+    let len = u32::from_le_bytes([header[5], header[6], header[7], 0]) as usize;
+    if len > MAX_CHUNK || stored > MAX_CHUNK + 1024 {
+        return Err(format!(
+            "a chunk claims {len} bytes ({stored} stored), over the 128 KiB limit"
+        ));
+    }
+    if buf.len() < 8 + stored {
+        return Ok(None);
+    }
+    let _ = buf.split_to(8);
+    let body = buf.split_to(stored).freeze();
+    let chunk = match scheme {
+        // Stored as is: the received bytes themselves, not a copy.
+        0 => body,
+        1 | 2 => {
+            let mut plain = Vec::with_capacity(len);
+            lz4_flex::frame::FrameDecoder::new(&body[..])
+                .take(len as u64 + 1)
+                .read_to_end(&mut plain)
+                .map_err(|e| format!("a chunk's LZ4 frame is corrupt: {e}"))?;
+            bytes::Bytes::from(if scheme == 2 { bg4_regroup(&plain) } else { plain })
+        }
+        other => return Err(format!("chunk compression {other} is not one the spec defines")),
+    };
+    if chunk.len() != len {
+        return Err(format!(
+            "a chunk decodes to {} bytes, its header says {len}",
+            chunk.len()
+        ));
+    }
+    Ok(Some(chunk))
 }
 
 /// Undoes byte grouping: the bytes were split into 4 groups (byte 0 of each
@@ -576,8 +590,23 @@ impl Fetcher {
         }
     }
 
-    /// The bytes of one xorb range, fetched with exactly its byte range.
-    async fn xet_range(&self, job: &Download, range: &Range) -> Result<bytes::Bytes, AttemptError> {
+    /// One xorb range, fetched with exactly its byte range and placed as it
+    /// streams in: each chunk decoded, hashed and written at its offset in
+    /// every term that names it, through a buffer of a few chunks (no
+    /// allocation of the range's size). Returns each term's chunk records.
+    #[allow(clippy::too_many_arguments)]
+    async fn stream_range(
+        &self,
+        job: &Download,
+        plan: &Reconstruction,
+        r: usize,
+        terms: &[usize],
+        starts: &[u64],
+        file: &std::fs::File,
+        part_path: &Path,
+    ) -> Result<Vec<(usize, Vec<(Hash, u64)>)>, AttemptError> {
+        use std::os::unix::fs::FileExt;
+        let range = &plan.ranges[r];
         let (a, b) = range.bytes;
         let response = (self
             .http
@@ -596,14 +625,78 @@ impl Fetcher {
         if response.status() != StatusCode::PARTIAL_CONTENT && response.status() != StatusCode::OK {
             return Err(answer_error(job, &range.url, &response));
         }
-        let body = bytes::Bytes::from(bounded_body(job, &range.url, response, (b - a + 1) as usize).await?);
-        if body.len() as u64 != b - a + 1 {
+        let bad = |why: String| bad_answer(job, &range.url, why);
+        let count = (range.end - range.start) as usize;
+        // Which of `terms` hold each chunk of the range (a file may repeat one).
+        let mut users: Vec<Vec<usize>> = vec![Vec::new(); count];
+        for (k, &term) in terms.iter().enumerate() {
+            let t = &plan.terms[term];
+            for c in t.start..t.end {
+                users[(c - range.start) as usize].push(k);
+            }
+        }
+        let mut cursor: Vec<u64> = terms.iter().map(|&t| starts[t]).collect();
+        let mut records: Vec<Vec<(Hash, u64)>> = vec![Vec::new(); terms.len()];
+        let mut buf = bytes::BytesMut::with_capacity(512 << 10);
+        let (mut next, mut received, want) = (0usize, 0u64, b - a + 1);
+        let mut stream = response.bytes_stream();
+        loop {
+            let piece = match tokio::time::timeout(self.settings.stall_timeout, stream.next()).await {
+                Err(_) => {
+                    return Err(AttemptError::Retry {
+                        reason: format!("no data for {} s (stalled)", self.settings.stall_timeout.as_secs()),
+                        wait: Some(Duration::ZERO),
+                    })
+                }
+                Ok(None) => break,
+                Ok(Some(Err(e))) => {
+                    return Err(AttemptError::Retry {
+                        reason: crate::http::describe_reqwest(&e),
+                        wait: None,
+                    })
+                }
+                Ok(Some(Ok(piece))) => piece,
+            };
+            received += piece.len() as u64;
+            if received > want {
+                return Err(bad(format!("more than the {want} bytes asked for")));
+            }
+            buf.extend_from_slice(&piece);
+            while let Some(chunk) = next_chunk(&mut buf).map_err(bad)? {
+                let holders = users
+                    .get(next)
+                    .ok_or_else(|| bad(format!("more than the {count} chunks promised")))?;
+                let hash = chunk_hash(&chunk);
+                for &k in holders {
+                    file.write_all_at(&chunk, cursor[k])
+                        .map_err(|e| AttemptError::Fatal(io_error(job, part_path.to_path_buf(), e)))?;
+                    cursor[k] += chunk.len() as u64;
+                    records[k].push((hash, chunk.len() as u64));
+                }
+                next += 1;
+            }
+        }
+        if received < want {
             return Err(AttemptError::Retry {
-                reason: format!("a xorb range ended after {} of {} bytes", body.len(), b - a + 1),
+                reason: format!("a xorb range ended after {received} of {want} bytes"),
                 wait: None,
             });
         }
-        Ok(body)
+        if next != count || !buf.is_empty() {
+            return Err(bad(format!(
+                "the range holds {next} whole chunks, {count} were promised"
+            )));
+        }
+        for (k, &term) in terms.iter().enumerate() {
+            let len: u64 = records[k].iter().map(|r| r.1).sum();
+            if len != plan.terms[term].len {
+                return Err(bad(format!(
+                    "a term decodes to {len} bytes, not {}",
+                    plan.terms[term].len
+                )));
+            }
+        }
+        Ok(terms.iter().copied().zip(records).collect())
     }
 
     /// The chunk index of files this project holds (loaded once per run).
@@ -697,6 +790,12 @@ impl Fetcher {
         file.set_len(size).map_err(fatal_io(part_path))?;
         let file = Arc::new(file);
         let resumed_from: u64 = done.keys().map(|&t| plan.terms[t].len).sum();
+        // blake3 by aligned pieces, each hashed from the page cache as soon as
+        // every term over it is written, beside the download (`tree_hash`).
+        let mut pieces = Pieces::new(size, self.settings.piece_size, part_path);
+        for &t in done.keys() {
+            pieces.written(starts[t], plan.terms[t].len);
+        }
         self.reporter.report(Event::DownloadStarted {
             id,
             label: &job.label,
@@ -734,23 +833,25 @@ impl Fetcher {
             .map(|unit| {
                 let (plan, starts, file, index) = (plan.clone(), starts.clone(), file.clone(), index.clone());
                 async move {
-                    let body = match &unit {
-                        Unit::Range(r, _) => Some(self.xet_range(job, &plan.ranges[*r]).await?),
-                        Unit::Local(_) => None,
-                    };
-                    let url = match &unit {
-                        Unit::Range(r, _) => plan.ranges[*r].url.clone(),
-                        Unit::Local(_) => String::new(),
+                    let term = match unit {
+                        Unit::Range(r, terms) => {
+                            let placed = self
+                                .stream_range(job, &plan, r, &terms, &starts, &file, part_path)
+                                .await?;
+                            return Ok((placed, false));
+                        }
+                        Unit::Local(term) => term,
                     };
                     let (p, i) = (plan.clone(), index.clone());
-                    tokio::task::spawn_blocking(move || place(&unit, body, &p, &starts, &file, &i))
+                    let placed = tokio::task::spawn_blocking(move || place_local(term, &p, &starts, &file, &i))
                         .await
-                        .expect("placing does not panic")
+                        .expect("placing does not panic");
+                    placed
+                        .map(|records| (vec![(term, records)], true))
                         .map_err(|e| match e {
-                            Placing::Io(e) => AttemptError::Fatal(io_error(job, part_path.to_path_buf(), e)),
-                            Placing::Bad(why) => bad_answer(job, &url, why),
-                            Placing::Changed(t) => {
-                                index.forget(&plan.terms[t]);
+                            Some(e) => AttemptError::Fatal(io_error(job, part_path.to_path_buf(), e)),
+                            None => {
+                                index.forget(&plan.terms[term]);
                                 AttemptError::Retry {
                                     reason: "a local copy of some chunks changed".into(),
                                     wait: Some(Duration::ZERO),
@@ -767,6 +868,7 @@ impl Fetcher {
             for (term, records) in terms {
                 append_log(&mut log, term, &records).map_err(fatal_io(&log_path))?;
                 bytes += plan.terms[term].len;
+                pieces.written(starts[term], plan.terms[term].len);
                 if from_disk {
                     reused += plan.terms[term].len;
                 }
@@ -809,10 +911,11 @@ impl Fetcher {
         }
         check_size(job, size, Some(size))?;
         let want_sha256 = job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some();
+        let blake3 = pieces.root().await.map_err(fatal_io(part_path))?;
         let part = part_path.to_path_buf();
         let digests = tokio::task::spawn_blocking(move || -> std::io::Result<crate::hash::Digests> {
             Ok(crate::hash::Digests {
-                blake3: crate::hash::hash_file(&part)?,
+                blake3,
                 sha256: if want_sha256 {
                     Some(crate::hash::sha256_file(&part)?)
                 } else {
@@ -846,6 +949,94 @@ impl Fetcher {
     }
 }
 
+/// The file's blake3, hashed piece by piece while it downloads: a piece
+/// (a power of two in size, aligned) is read back from the page cache and
+/// hashed on a blocking thread once all its bytes are written; the root is
+/// merged from the pieces' chaining values at the end.
+struct Pieces {
+    size: u64,
+    piece: u64,
+    part: PathBuf,
+    /// Bytes not yet written, per piece.
+    left: Vec<u64>,
+    hashing: Vec<(
+        usize,
+        tokio::task::JoinHandle<std::io::Result<blake3::hazmat::ChainingValue>>,
+    )>,
+}
+
+impl Pieces {
+    fn new(size: u64, piece: u64, part: &Path) -> Pieces {
+        let n = size.div_ceil(piece) as usize;
+        let left = (0..n as u64).map(|i| piece.min(size - i * piece)).collect();
+        Pieces {
+            size,
+            piece,
+            part: part.to_path_buf(),
+            left,
+            hashing: Vec::new(),
+        }
+    }
+
+    /// `len` bytes at `offset` are written: hash every piece that is now whole.
+    fn written(&mut self, offset: u64, len: u64) {
+        if self.size <= self.piece {
+            return; // one piece: hashed whole at the end
+        }
+        let (mut at, end) = (offset, offset + len);
+        while at < end {
+            let i = (at / self.piece) as usize;
+            let piece_end = ((i as u64 + 1) * self.piece).min(end);
+            self.left[i] -= piece_end - at;
+            if self.left[i] == 0 {
+                let (part, start, n) = (
+                    self.part.clone(),
+                    i as u64 * self.piece,
+                    self.piece.min(self.size - i as u64 * self.piece),
+                );
+                self.hashing.push((
+                    i,
+                    tokio::task::spawn_blocking(move || {
+                        let file = std::fs::File::open(&part)?;
+                        // SAFETY: mdl's own partial file; this piece's bytes
+                        // are all written and no longer change.
+                        let map = unsafe {
+                            memmap2::MmapOptions::new()
+                                .offset(start)
+                                .len(n as usize)
+                                .populate()
+                                .map(&file)?
+                        };
+                        let mut hasher = crate::fetch::tree_hash::piece_hasher(start);
+                        hasher.update(&map);
+                        Ok(crate::fetch::tree_hash::piece_cv(&hasher))
+                    }),
+                ));
+            }
+            at = piece_end;
+        }
+    }
+
+    async fn root(self) -> std::io::Result<String> {
+        if self.size <= self.piece {
+            let part = self.part.clone();
+            return tokio::task::spawn_blocking(move || crate::hash::hash_file_windowed(&part))
+                .await
+                .expect("hashing does not panic");
+        }
+        if self.left.iter().any(|&l| l != 0) {
+            return Err(std::io::Error::other("a piece of the file was never written"));
+        }
+        let mut cvs = vec![[0u8; 32]; self.left.len()];
+        for (i, handle) in self.hashing {
+            cvs[i] = handle.await.expect("hashing does not panic")?;
+        }
+        Ok(crate::fetch::tree_hash::root(&cvs, self.piece, self.size)
+            .to_hex()
+            .to_string())
+    }
+}
+
 /// What one placing task does: a term from chunks on disk, or the terms a
 /// xorb range serves.
 enum Unit {
@@ -853,66 +1044,25 @@ enum Unit {
     Range(usize, Vec<usize>),
 }
 
-enum Placing {
-    Io(std::io::Error),
-    Bad(String),
-    /// A local chunk no longer hashes to what the index recorded.
-    Changed(usize),
-}
-
-/// Writes a unit's terms at their offsets; returns each term's chunk records
-/// and whether they came from disk.
-#[allow(clippy::type_complexity)]
-fn place(
-    unit: &Unit,
-    body: Option<bytes::Bytes>,
+/// Writes a term from chunks already on disk at its offset; `Err(None)`: a
+/// local chunk no longer hashes to what the index recorded.
+fn place_local(
+    term: usize,
     plan: &Reconstruction,
     starts: &[u64],
     file: &std::fs::File,
     index: &ChunkIndex,
-) -> Result<(Vec<(usize, Vec<(Hash, u64)>)>, bool), Placing> {
+) -> Result<Vec<(Hash, u64)>, Option<std::io::Error>> {
     use std::os::unix::fs::FileExt;
-    let write = |term: usize, chunks: &[(Hash, bytes::Bytes)]| -> Result<(usize, Vec<(Hash, u64)>), Placing> {
-        let t = &plan.terms[term];
-        let len: u64 = chunks.iter().map(|(_, c)| c.len() as u64).sum();
-        if len != t.len {
-            return Err(Placing::Bad(format!("a term decodes to {len} bytes, not {}", t.len)));
-        }
-        let mut at = starts[term];
-        let mut records = Vec::with_capacity(chunks.len());
-        for (hash, chunk) in chunks {
-            file.write_all_at(chunk, at).map_err(Placing::Io)?;
-            at += chunk.len() as u64;
-            records.push((*hash, chunk.len() as u64));
-        }
-        Ok((term, records))
-    };
-    match unit {
-        Unit::Local(term) => {
-            let chunks = index.read_term(&plan.terms[*term]).ok_or(Placing::Changed(*term))?;
-            Ok((vec![write(*term, &chunks)?], true))
-        }
-        Unit::Range(r, terms) => {
-            let range = &plan.ranges[*r];
-            let body = body.expect("a range unit has its body");
-            let chunks: Vec<(Hash, bytes::Bytes)> = decode_chunks(&body, (range.end - range.start) as usize)
-                .map_err(Placing::Bad)?
-                .into_iter()
-                .map(|c| (chunk_hash(&c), c))
-                .collect();
-            let out = terms
-                .iter()
-                .map(|&term| {
-                    let t = &plan.terms[term];
-                    write(
-                        term,
-                        &chunks[(t.start - range.start) as usize..(t.end - range.start) as usize],
-                    )
-                })
-                .collect::<Result<_, _>>()?;
-            Ok((out, false))
-        }
+    let chunks = index.read_term(&plan.terms[term]).ok_or(None)?;
+    let mut at = starts[term];
+    let mut records = Vec::with_capacity(chunks.len());
+    for (hash, chunk) in chunks {
+        file.write_all_at(&chunk, at).map_err(Some)?;
+        at += chunk.len() as u64;
+        records.push((hash, chunk.len() as u64));
     }
+    Ok(records)
 }
 
 // ---- the resume log: per finished term, its chunks' hashes and lengths ----
