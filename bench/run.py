@@ -633,7 +633,7 @@ def xet_row(r):
             f"killed at {r['mdl_killed_at'] * 100:.0f} % and run again: mdl fetched **{r['mdl_refetched'] * 100:.0f} %** again, "
             f"hf_xet (killed at {r['hf_killed_at'] * 100:.0f} %) {r['hf_refetched'] * 100:.0f} %",
             "upgrade ≤ 10 % of the bytes; full download ≥ the HTTP path's speed",
-            verdict(r["upgrade_fraction"] <= 0.10 and r["vs_bridge"] >= 1.0))
+            f"upgrade {verdict(r['upgrade_fraction'] <= 0.10)}; speed {verdict(r['vs_bridge'] >= 1.0)}")
 
 
 XET_NOTE = (
