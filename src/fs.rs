@@ -139,6 +139,29 @@ pub fn sync_dir(dir: &Path) {
     }
 }
 
+/// Starts writing `len` bytes at `offset` out to disk, without waiting: a
+/// file fetched piece by piece is then mostly on disk by the time its fsync
+/// comes, where otherwise the fsync began writing the whole file (0.6 s a GiB
+/// here) after the last byte arrived. Advisory, so failure is ignored: the
+/// fsync still decides.
+pub fn start_writeback(file: &std::fs::File, offset: u64, len: u64) {
+    #[cfg(target_os = "linux")]
+    {
+        use std::os::fd::AsRawFd;
+        // SAFETY: an open descriptor; the call only schedules writeback.
+        unsafe {
+            libc::sync_file_range(
+                file.as_raw_fd(),
+                offset as libc::off64_t,
+                len as libc::off64_t,
+                libc::SYNC_FILE_RANGE_WRITE,
+            )
+        };
+    }
+    #[cfg(not(target_os = "linux"))]
+    let _ = (file, offset, len);
+}
+
 /// Bytes free for an unprivileged writer on the file system holding `path`
 /// (or its nearest existing ancestor).
 pub fn free_space(path: &Path) -> Option<u64> {

@@ -451,6 +451,8 @@ impl Fetcher {
                     first = false;
                     match result {
                         Ok(cv) => {
+                            let start = index as u64 * piece;
+                            crate::fs::start_writeback(&file, start, piece.min(size - start));
                             let mut s = shared.lock().unwrap();
                             s.done[index] = Some(cv);
                             save_state(state_path, job, &s, piece);
