@@ -131,7 +131,9 @@ fn a_killed_xet_download_resumes_by_term() {
     let (ctx, one, _) = xet_hub(small_xorbs());
     // ~2 s for the file: time to kill it in the middle.
     ctx.hub.update_behaviour(|b| b.bandwidth = Some(1 << 20));
-    ctx.write_config(&config("main"));
+    // 4 ranges at once (the setting the HTTP path's connections share): the
+    // log then fills term by term, and the kill lands between terms.
+    ctx.write_config(&format!("{}  download:\n    connections_per_file: 4\n", config("main")));
     ctx.mdl(&["lock"]).success();
     // Locking fetched the file to learn its blake3: start from nothing.
     std::fs::remove_dir_all(ctx.models()).unwrap();
