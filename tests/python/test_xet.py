@@ -62,3 +62,52 @@ def test_hf_xet_downloads_from_the_emulator_over_xet(tmp_path: Path, monkeypatch
     assert any(" 206 " in l and "/xorbs/default/" in l for l in lines), lines
     # Over Xet, not the bridge: no body came from the resolve redirect's target.
     assert not any(l.startswith("GET") and "/cdn/" in l for l in lines), lines
+
+
+def _xorb_bytes(log: Path) -> int:
+    """Bytes of xorb ranges the emulator served (`GET 206 bytes=A-B /xorbs/…`)."""
+    total = 0
+    for line in log.read_text().splitlines():
+        parts = line.split()
+        if len(parts) >= 4 and parts[1] == "206" and parts[3].startswith("/xorbs/"):
+            a, b = parts[2].removeprefix("bytes=").split("-")
+            total += int(b) - int(a) + 1
+    return total
+
+
+def test_the_wheel_syncs_over_xet_and_upgrades_by_chunk(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, project: Path) -> None:
+    """`import mdl` is the same library as the command: over Xet when the Hub
+    offers it, and a revision bump fetches only the chunks that changed."""
+    import mdl
+
+    r1, r2 = _revisions(tmp_path)
+    log = tmp_path / "hub.log"
+    args = [hub_binary(), "--xet", "--files", f"acme/xet@main={r1}", "--files", f"acme/xet@v2={r2}", "--log", str(log)]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, text=True)
+    try:
+        monkeypatch.setenv("HF_ENDPOINT", process.stdout.readline().split()[-1])
+        monkeypatch.setattr(mdl, "_default", None)
+        config = "models:\n  require:\n    - id: acme/xet\n      revision: {}\n      verify: false\n"
+        (project / "config.yaml").write_text(config.format("main"))
+        path, info = mdl.ensure_model_available("acme/xet")
+        weights = Path(path) / "model.safetensors"
+        assert weights.read_bytes() == (r1 / "model.safetensors").read_bytes()
+        lines = log.read_text().splitlines()
+        assert any("/v2/reconstructions/" in l for l in lines), lines
+        assert not any(l.startswith("GET") and "/cdn/" in l for l in lines), lines
+        assert "xet_hash" in (project / "models.lock").read_text()
+
+        log.write_text("")
+        (project / "config.yaml").write_text(config.format("v2"))
+        # A new run, as after editing config.yaml: a downloader reads the
+        # project's config when it is made.
+        monkeypatch.setattr(mdl, "_default", None)
+        path, info = mdl.ensure_model_available("acme/xet")
+        assert (Path(path) / "model.safetensors").read_bytes() == (r2 / "model.safetensors").read_bytes()
+        fetched = _xorb_bytes(log)
+        size = (r2 / "model.safetensors").stat().st_size
+        # 3 places of 100 bytes changed: a few 64 KiB chunks, not the file.
+        assert 0 < fetched < size // 4, (fetched, size)
+    finally:
+        process.kill()
+        process.wait()
