@@ -636,8 +636,9 @@ impl Fetcher {
             }
         }
         let mut cursor: Vec<u64> = terms.iter().map(|&t| starts[t]).collect();
-        // Written out as the range goes (see `crate::fs::start_writeback`):
-        // the ranges in flight all end near the end of the file's download.
+        // Written out as the range goes, every WRITEBACK_BYTES and its tail at
+        // the end (see `crate::fs::start_writeback`): the ranges in flight all
+        // end near the end of the file's download.
         let mut flushed = cursor.clone();
         let mut records: Vec<Vec<(Hash, u64)>> = vec![Vec::new(); terms.len()];
         let mut buf = bytes::BytesMut::with_capacity(512 << 10);
@@ -702,6 +703,9 @@ impl Fetcher {
                     plan.terms[term].len
                 )));
             }
+        }
+        for (k, &at) in flushed.iter().enumerate() {
+            crate::fs::start_writeback(file, at, cursor[k] - at);
         }
         Ok(terms.iter().copied().zip(records).collect())
     }
@@ -878,9 +882,10 @@ impl Fetcher {
             for (term, records) in terms {
                 append_log(&mut log, term, &records).map_err(fatal_io(&log_path))?;
                 bytes += plan.terms[term].len;
-                crate::fs::start_writeback(&file, starts[term], plan.terms[term].len);
                 pieces.written(starts[term], plan.terms[term].len);
                 if from_disk {
+                    // A range's own bytes went out to disk as it wrote them.
+                    crate::fs::start_writeback(&file, starts[term], plan.terms[term].len);
                     reused += plan.terms[term].len;
                 }
                 done.insert(term, records);
