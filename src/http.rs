@@ -78,8 +78,16 @@ pub enum Trust {
 /// `follow_redirects`: follow up to 10 (the real Hub redirects LFS files to a
 /// CDN; reqwest drops the Authorization header when a redirect leaves the host,
 /// as the Python client does), or none, to read where a URL leads.
+///
+/// Every wait has a deadline: `connect_timeout` for the connection, and
+/// `stall` for the response's headers (counted from the request's start) and
+/// then for each read of its body (counted again after every byte that
+/// arrives). A server that accepts a request and then goes silent is a
+/// timeout, retried like any transient failure ([`describe_reqwest`] says
+/// which host stalled and where).
 pub fn client(
     connect_timeout: Duration,
+    stall: Duration,
     trust: Trust,
     roots: &[reqwest::Certificate],
     follow_redirects: bool,
@@ -105,6 +113,7 @@ pub fn client(
     let mut builder = reqwest::Client::builder()
         .user_agent(concat!("mdl/", env!("CARGO_PKG_VERSION")))
         .connect_timeout(connect_timeout)
+        .read_timeout(stall)
         .redirect(policy);
     match trust {
         Trust::Verified => {
@@ -343,11 +352,56 @@ pub fn backoff(attempt: u32) -> Duration {
     Duration::from_millis(base / 2 + jitter)
 }
 
+/// Why a body read was given up: `url`'s host sent nothing for `stall`.
+pub fn stalled_body(url: &reqwest::Url, stall: Duration) -> String {
+    format!(
+        "`{}` stopped sending the answer's body: no data for {} s (stalled)",
+        host_of(url),
+        stall.as_secs()
+    )
+}
+
+/// `host[:port]` of a URL, as messages name a server.
+fn host_of(url: &reqwest::Url) -> String {
+    match (url.host_str(), url.port()) {
+        (Some(host), Some(port)) => format!("{host}:{port}"),
+        (Some(host), None) => host.to_string(),
+        (None, _) => "the server".to_string(),
+    }
+}
+
+/// An error while reading the body of `url`'s answer, in words: a timeout is
+/// the host having stopped sending.
+pub fn describe_body(e: &reqwest::Error, url: &str) -> String {
+    let host = reqwest::Url::parse(url).map(|u| host_of(&u));
+    let host = host.as_deref().unwrap_or("the server");
+    if e.is_timeout() {
+        let mut text = format!("`{host}` stopped sending the answer's body (stalled)");
+        chain(e, &mut text);
+        return text;
+    }
+    describe_reqwest(e)
+}
+
+fn chain(e: &reqwest::Error, text: &mut String) {
+    let mut source = std::error::Error::source(e);
+    while let Some(s) = source {
+        let next = s.to_string();
+        if !text.contains(&next) {
+            text.push_str(&format!(": {next}"));
+        }
+        source = s.source();
+    }
+}
+
 /// A transport error in words: what went wrong, then reqwest's causes (the URL
-/// is already in the caller's message).
+/// is already in the caller's message). A timeout names the host that
+/// stalled, and whether it was before its answer's headers or in its body.
 pub fn describe_reqwest(e: &reqwest::Error) -> String {
+    let host = e.url().map(|u| format!("`{}`", host_of(u)));
+    let host = host.as_deref().unwrap_or("the server");
     let mut text = if e.is_timeout() {
-        "the request timed out".to_string()
+        format!("{host} sent no answer (no response headers before the stall deadline)")
     } else if e.is_connect() {
         "could not connect".to_string()
     } else if e.is_body() || e.is_decode() {
@@ -355,11 +409,7 @@ pub fn describe_reqwest(e: &reqwest::Error) -> String {
     } else {
         "the request failed".to_string()
     };
-    let mut source = std::error::Error::source(e);
-    while let Some(s) = source {
-        text.push_str(&format!(": {s}"));
-        source = s.source();
-    }
+    chain(e, &mut text);
     text
 }
 

@@ -25,7 +25,7 @@ use reqwest::StatusCode;
 
 use super::location::Locator;
 use super::{discard, status_error, tree_hash, AttemptError, FetchError, Fetched, Fetcher, PartialState, Pieces};
-use crate::http::{content_range_start, describe_reqwest, pause_before_retry, response_etag, retry_after};
+use crate::http::{content_range_start, pause_before_retry, response_etag, retry_after};
 use crate::plan::Download;
 use crate::reporter::Event;
 
@@ -257,13 +257,14 @@ impl Fetcher {
     ) -> Result<ChainingValue, PieceError> {
         let mut hasher = tree_hash::piece_hasher(start);
         let mut at = start;
+        let from = response.url().clone();
         let mut body = response.bytes_stream();
         while at < end {
             let next = match tokio::time::timeout(self.settings.stall_timeout, body.next()).await {
                 Ok(next) => next,
                 Err(_) => {
                     return Err(PieceError::Retry {
-                        reason: format!("no data for {} s (stalled)", self.settings.stall_timeout.as_secs()),
+                        reason: crate::http::stalled_body(&from, self.settings.stall_timeout),
                         wait: Some(Duration::ZERO),
                     })
                 }
@@ -280,7 +281,7 @@ impl Fetcher {
                 }
                 Some(Err(e)) => {
                     return Err(PieceError::Retry {
-                        reason: describe_reqwest(&e),
+                        reason: crate::http::describe_body(&e, from.as_str()),
                         wait: None,
                     })
                 }

@@ -228,14 +228,14 @@ impl Fetcher {
         roots: &[reqwest::Certificate],
     ) -> Fetcher {
         use crate::http::{client, Trust};
-        let timeout = settings.connect_timeout;
+        let (timeout, stall) = (settings.connect_timeout, settings.stall_timeout);
         Fetcher {
-            http: client(timeout, Trust::Verified, roots, true),
-            locate_http: client(timeout, Trust::Verified, roots, false),
+            http: client(timeout, stall, Trust::Verified, roots, true),
+            locate_http: client(timeout, stall, Trust::Verified, roots, false),
             unverified: (!settings.verify_ssl).then(|| {
                 (
-                    client(timeout, Trust::Unverified, &[], true),
-                    client(timeout, Trust::Unverified, &[], false),
+                    client(timeout, stall, Trust::Unverified, &[], true),
+                    client(timeout, stall, Trust::Unverified, &[], false),
                 )
             }),
             settings,
@@ -566,13 +566,14 @@ impl Fetcher {
             state_path,
         } = *body;
         let fatal_io = |source| AttemptError::Fatal(io_error(job, part_path.to_path_buf(), source));
+        let from = response.url().clone();
         let mut stream = response.bytes_stream();
         let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         loop {
             let Ok(next) = tokio::time::timeout(self.settings.stall_timeout, stream.next()).await else {
                 out.flush().map_err(fatal_io)?;
                 return Err(AttemptError::Retry {
-                    reason: format!("no data for {} s (stalled)", self.settings.stall_timeout.as_secs()),
+                    reason: crate::http::stalled_body(&from, self.settings.stall_timeout),
                     wait: Some(Duration::ZERO),
                 });
             };
@@ -596,7 +597,7 @@ impl Fetcher {
                 Some(Err(e)) => {
                     out.flush().map_err(fatal_io)?;
                     return Err(AttemptError::Retry {
-                        reason: describe_reqwest(&e),
+                        reason: crate::http::describe_body(&e, from.as_str()),
                         wait: None,
                     });
                 }

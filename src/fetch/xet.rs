@@ -469,7 +469,7 @@ async fn bounded_body(
     let mut stream = response.bytes_stream();
     while let Some(piece) = stream.next().await {
         let piece = piece.map_err(|e| AttemptError::Retry {
-            reason: crate::http::describe_reqwest(&e),
+            reason: crate::http::describe_body(&e, url),
             wait: None,
         })?;
         if body.len() + piece.len() > limit {
@@ -643,19 +643,20 @@ impl Fetcher {
         let mut records: Vec<Vec<(Hash, u64)>> = vec![Vec::new(); terms.len()];
         let mut buf = bytes::BytesMut::with_capacity(512 << 10);
         let (mut next, mut received, want) = (0usize, 0u64, b - a + 1);
+        let from = response.url().clone();
         let mut stream = response.bytes_stream();
         loop {
             let piece = match tokio::time::timeout(self.settings.stall_timeout, stream.next()).await {
                 Err(_) => {
                     return Err(AttemptError::Retry {
-                        reason: format!("no data for {} s (stalled)", self.settings.stall_timeout.as_secs()),
+                        reason: crate::http::stalled_body(&from, self.settings.stall_timeout),
                         wait: Some(Duration::ZERO),
                     })
                 }
                 Ok(None) => break,
                 Ok(Some(Err(e))) => {
                     return Err(AttemptError::Retry {
-                        reason: crate::http::describe_reqwest(&e),
+                        reason: crate::http::describe_body(&e, from.as_str()),
                         wait: None,
                     })
                 }

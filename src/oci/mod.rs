@@ -185,6 +185,11 @@ pub struct Registries {
     /// Hosts that may be reached over plain HTTP although not on loopback
     /// (`insecure: true`).
     insecure: BTreeSet<String>,
+    /// The deadline for an answer's headers, and for each read of its body
+    /// (`download.stall_timeout_seconds`): manifests, tokens, pushes.
+    stall: std::time::Duration,
+    /// Tries of a manifest request (`download.retries`).
+    attempts: u32,
     clients: Mutex<HashMap<String, Arc<Registry>>>,
 }
 
@@ -193,8 +198,18 @@ impl Registries {
         Registries {
             roots,
             insecure,
+            stall: std::time::Duration::from_secs(30),
+            attempts: 5,
             clients: Mutex::new(HashMap::new()),
         }
+    }
+
+    /// Registries whose requests stall out after `stall` with no answer, a
+    /// manifest request tried `attempts` times.
+    pub fn with_deadlines(mut self, stall: std::time::Duration, attempts: u32) -> Registries {
+        self.stall = stall;
+        self.attempts = attempts.max(1);
+        self
     }
 
     pub async fn get(&self, registry: &str) -> Result<Arc<Registry>, OciError> {
@@ -203,7 +218,12 @@ impl Registries {
         }
         let may_be_http = is_loopback(registry) || self.insecure.contains(registry);
         let http = may_be_http && !self.speaks_tls(registry).await;
-        let client = Arc::new(Registry::new(registry, http, &self.roots.pems)?);
+        let client = Arc::new(Registry::new(
+            registry,
+            http,
+            &self.roots.pems,
+            (self.stall, self.attempts),
+        )?);
         let mut clients = self.clients.lock().unwrap();
         Ok(clients.entry(registry.to_string()).or_insert(client).clone())
     }
@@ -213,7 +233,13 @@ impl Registries {
     /// says so instead of falling back to plain HTTP).
     async fn speaks_tls(&self, registry: &str) -> bool {
         let timeout = std::time::Duration::from_secs(5);
-        let client = crate::http::client(timeout, crate::http::Trust::Verified, &self.roots.certificates, false);
+        let client = crate::http::client(
+            timeout,
+            timeout,
+            crate::http::Trust::Verified,
+            &self.roots.certificates,
+            false,
+        );
         match client
             .get(format!("https://{registry}/v2/"))
             .timeout(timeout)
@@ -229,6 +255,10 @@ impl Registries {
 /// A registry, with the credentials Docker has for it.
 pub struct Registry {
     client: Client,
+    /// The deadline each answer had (for messages).
+    stall: std::time::Duration,
+    /// Tries of a manifest request that failed on the network.
+    attempts: u32,
     credentials: Credentials,
     registry: String,
     scheme: &'static str,
@@ -245,7 +275,12 @@ const MANIFEST_TYPES: [&str; 4] = [
 ];
 
 impl Registry {
-    fn new(registry: &str, http: bool, roots: &[Vec<u8>]) -> Result<Registry, OciError> {
+    fn new(
+        registry: &str,
+        http: bool,
+        roots: &[Vec<u8>],
+        (stall, attempts): (std::time::Duration, u32),
+    ) -> Result<Registry, OciError> {
         // oci-client's reqwest is built without a TLS provider of its own: use
         // the ring provider mdl's other client uses (a no-op when one is set).
         let _ = rustls::crypto::ring::default_provider().install_default();
@@ -277,10 +312,15 @@ impl Registry {
                 })
                 .collect(),
             connect_timeout: Some(std::time::Duration::from_secs(30)),
+            // Each PATCH of a push is one 4 MiB chunk: an answer that takes
+            // longer than the stall deadline is a stalled registry.
+            read_timeout: Some(stall),
             ..ClientConfig::default()
         };
         Ok(Registry {
             client: Client::new(config),
+            stall,
+            attempts,
             credentials,
             registry: registry.to_string(),
             scheme: if http { "http" } else { "https" },
@@ -293,19 +333,27 @@ impl Registry {
     }
 
     /// The manifest (or index) `at` names, with its digest; `None` when the
-    /// registry has no such tag, digest or repository.
+    /// registry has no such tag, digest or repository. A failure of the
+    /// network (a stall, a broken connection) is tried again, as downloads are.
     pub async fn manifest(&self, at: &OciRef) -> Result<Option<(Vec<u8>, String)>, OciError> {
         let auth = self.credentials.to_registry_auth();
-        match self
-            .client
-            .pull_manifest_raw(&at.reference(), &auth, &MANIFEST_TYPES)
-            .await
-        {
-            Ok((bytes, digest)) => Ok(Some((bytes.to_vec(), digest))),
-            Err(e) => match self.error(e, &at.to_string()) {
-                OciError::NotFound { .. } => Ok(None),
-                e => Err(e),
-            },
+        let mut attempt = 0;
+        loop {
+            attempt += 1;
+            let pulled = (self.client)
+                .pull_manifest_raw(&at.reference(), &auth, &MANIFEST_TYPES)
+                .await;
+            return match pulled {
+                Ok((bytes, digest)) => Ok(Some((bytes.to_vec(), digest))),
+                Err(e) => match self.error(e, &at.to_string()) {
+                    OciError::NotFound { .. } => Ok(None),
+                    OciError::Network { .. } if attempt < self.attempts => {
+                        tokio::time::sleep(crate::http::backoff(attempt)).await;
+                        continue;
+                    }
+                    e => Err(e),
+                },
+            };
         }
     }
 
@@ -515,6 +563,14 @@ impl Registry {
             OciDistributionError::RequestError(e) if error_chain(&e).contains("certificate") => OciError::Untrusted {
                 registry,
                 reason: error_chain(&e),
+            },
+            OciDistributionError::RequestError(e) if e.is_timeout() => OciError::Network {
+                registry,
+                reason: format!(
+                    "it stalled: no answer to a request for `{reference}` within {} s ({})",
+                    self.stall.as_secs(),
+                    error_chain(&e)
+                ),
             },
             OciDistributionError::RequestError(e) => OciError::Network {
                 registry,

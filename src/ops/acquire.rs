@@ -99,6 +99,7 @@ impl Project {
         wants: Vec<Want>,
         lock: Option<&Lockfile>,
         state: &mut StoreState,
+        mode: crate::lock::LockMode,
     ) -> Result<Acquired> {
         let mut acquired = Acquired {
             got: (0..wants.len()).map(|_| None).collect(),
@@ -119,6 +120,18 @@ impl Project {
             }
         }
         if todo.is_empty() {
+            return Ok(acquired);
+        }
+        if mode.offline() {
+            // Offline, only a cache may place a file (the plan of a locked
+            // sync refused earlier; this is a file being locked).
+            let frozen = mode == crate::lock::LockMode::Frozen;
+            for &i in &todo {
+                let label = wants[i].download.label.clone();
+                acquired
+                    .errors
+                    .push(crate::plan::PlanError::Offline { label, frozen }.into());
+            }
             return Ok(acquired);
         }
         // fetch, if it fits: from a mirror where one has the file, else upstream

@@ -63,14 +63,18 @@ impl Project {
         let path = self.lock_path();
         let existing = Lockfile::read(&path)?.unwrap_or_default();
         let delta = LockDelta::new(&existing, &self.config.specs, upgrade, self.url_context());
-        delta.allowed(mode, &existing, &self.config.specs, &path, self.url_context())?;
+        // Offline, what the Hugging Face cache holds is resolved from it, as
+        // huggingface_hub's offline mode does; anything else needs the network.
+        let from_cache = mode == LockMode::Offline && self.hf_cache_holds(&delta.to_resolve);
+        if !from_cache {
+            delta.allowed(mode, &existing, &self.config.specs, &path, self.url_context())?;
+        }
 
         // resolve
         let fetcher = self.fetcher()?;
-        let resolved = self
-            .resolver(&fetcher)
-            .resolve_all(&delta.to_resolve, self.settings.jobs)
-            .await;
+        let mut resolver = self.resolver(&fetcher);
+        resolver.offline = mode.offline();
+        let resolved = resolver.resolve_all(&delta.to_resolve, self.settings.jobs).await;
         crate::failpoint::kill_point("lock::resolved");
         let (resolved, errors): (Vec<_>, Vec<_>) = resolved.into_iter().partition(|r| r.is_ok());
         if !errors.is_empty() {
@@ -85,7 +89,7 @@ impl Project {
         let (mut entries, wants, slots) = self.new_entries(&delta, resolved, &existing, state)?;
 
         // acquire: from a cache, else upstream
-        let acquired = self.acquire(wants, None, &mut *state).await?;
+        let acquired = self.acquire(wants, None, &mut *state, mode).await?;
         if !acquired.errors.is_empty() {
             return Err(Error::many(
                 "could not download every file to lock; the lockfile was not changed",
@@ -164,6 +168,19 @@ impl Project {
             entries.push(entry);
         }
         Ok((entries, wants, slots))
+    }
+}
+
+impl Project {
+    /// Whether the Hugging Face cache holds every one of `specs` (all Hub
+    /// models) at its revision: then an offline lock resolves them from it.
+    fn hf_cache_holds(&self, specs: &[&crate::config::ModelSpec]) -> bool {
+        specs.iter().all(|spec| match &spec.id {
+            crate::model_id::ModelId::Huggingface { repo, revision } => {
+                (self.caches.hf.commit_of(repo, revision.as_deref().unwrap_or("main"))).is_some()
+            }
+            _ => false,
+        })
     }
 }
 

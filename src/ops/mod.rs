@@ -161,7 +161,10 @@ impl Project {
                         .map(|(mirror, _)| mirror.registry),
                 )
                 .collect();
-            Arc::new(crate::oci::Registries::new(roots.clone(), insecure))
+            Arc::new(
+                crate::oci::Registries::new(roots.clone(), insecure)
+                    .with_deadlines(self.settings.stall_timeout, self.settings.attempts),
+            )
         });
         Ok(Fetcher::new(
             self.settings.clone(),
@@ -183,6 +186,8 @@ impl Project {
             sources: &self.config.models.download.sources,
             project_dir: self.config.project_dir(),
             registries: fetcher.registries(),
+            hf_cache: &self.caches.hf,
+            offline: false,
         }
     }
 

@@ -96,7 +96,7 @@ impl Project {
             })
             .collect::<Vec<Want>>();
         let models_of: Vec<Option<String>> = wants.iter().map(|w| w.model.clone()).collect();
-        let acquired = self.acquire(wants, Some(&lock), &mut state).await?;
+        let acquired = self.acquire(wants, Some(&lock), &mut state, options.mode).await?;
         let from_upstream = acquired.models_fetched_upstream(&models_of);
         [
             (outcome.linked_files, outcome.linked_bytes),

@@ -145,7 +145,7 @@ impl Resolver<'_> {
                     None,
                 ),
             };
-            files.push(RemoteFile {
+            let mut remote = RemoteFile {
                 url: self.file_url(repo, &commit, &path),
                 path,
                 size,
@@ -165,7 +165,15 @@ impl Resolver<'_> {
                     .xet_hash
                     .filter(|h| crate::hash::is_hex(h, 64))
                     .map(|h| h.to_ascii_lowercase()),
-            });
+            };
+            // A mirror that lists bare names: the cache's own map answers
+            // (its blob checked by content), so `hf download`'s copy is used.
+            if remote.size.is_none() && remote.etag.is_none() {
+                if let Some(cached) = super::huggingface_cache::cached(self.hf_cache, repo, &commit, &remote.path) {
+                    cached.fill(&mut remote);
+                }
+            }
+            files.push(remote);
         }
         super::check_case_collisions(model, &files)?;
         if files.is_empty() {

@@ -30,6 +30,7 @@ use crate::source::Source;
 
 mod auto;
 mod huggingface;
+mod huggingface_cache;
 mod local;
 mod oci;
 mod pytorch_hub;
@@ -68,6 +69,15 @@ pub enum ResolveError {
         status: u16,
         message: Option<String>,
     },
+    #[error("model `{model}` cannot be resolved offline: the Hugging Face cache does not hold `{repo}` at `{revision}` ({reason})")]
+    NotInHfCache {
+        model: String,
+        repo: String,
+        revision: String,
+        reason: String,
+    },
+    #[error("model `{model}` cannot be resolved offline: only Hub models are resolved from the Hugging Face cache")]
+    OfflineSource { model: String },
     #[error("resolving `{model}` failed: could not reach `{url}`: {reason}")]
     Network { model: String, url: String, reason: String },
     #[error("resolving `{model}` failed: the certificate of `{url}` is not trusted ({reason})")]
@@ -146,6 +156,10 @@ impl ResolveError {
             ResolveError::Network { .. } => {
                 "check the network, `HF_ENDPOINT`, and proxies; `--offline` syncs what is already locked".into()
             }
+            ResolveError::NotInHfCache { repo, revision, .. } => format!(
+                "run `mdl lock` online, or fill the cache first (`hf download {repo} --revision {revision}`)"
+            ),
+            ResolveError::OfflineSource { .. } => "run `mdl lock` online; `--offline` syncs what is already locked".into(),
             ResolveError::NothingMatches { .. } => "loosen `include:` / `exclude:` for this model".into(),
             ResolveError::CaseCollision { second, .. } => {
                 format!("exclude one of them (`exclude: [\"{second}\"]`), or report the repository upstream")
@@ -228,7 +242,7 @@ async fn read_answer(model: &str, url: &str, response: reqwest::Response) -> Res
         let chunk = chunk.map_err(|e| ResolveError::Network {
             model: model.into(),
             url: url.into(),
-            reason: crate::http::describe_reqwest(&e),
+            reason: crate::http::describe_body(&e, url),
         })?;
         if body.len() + chunk.len() > MAX_ANSWER_BYTES {
             return Err(too_big());
@@ -265,6 +279,12 @@ pub struct Resolver<'a> {
     pub project_dir: std::path::PathBuf,
     /// OCI registries, for `oci:` models.
     pub registries: &'a crate::oci::Registries,
+    /// The Hugging Face cache: what a bare listing leaves out, and every Hub
+    /// model when `offline`.
+    pub hf_cache: &'a crate::store::HfCache,
+    /// No request at all (`--offline`, `HF_HUB_OFFLINE=1`): Hub models are
+    /// resolved from the Hugging Face cache, other sources refused.
+    pub offline: bool,
 }
 
 pub(crate) fn filters(spec: &ModelSpec) -> (Option<GlobSet>, GlobSet) {
@@ -290,6 +310,12 @@ impl Resolver<'_> {
         self.reporter.report(Event::Resolving { model: &spec.name });
         crate::failpoint::kill_point("resolve::model");
         match &spec.id {
+            ModelId::Huggingface { repo, revision } if self.offline => {
+                self.resolve_hub_offline(spec, repo, revision.as_deref())
+            }
+            _ if self.offline => Err(ResolveError::OfflineSource {
+                model: spec.name.clone(),
+            }),
             ModelId::Huggingface { repo, revision } => self.resolve_hub(spec, repo, revision.as_deref()).await,
             ModelId::Url { url } => self.resolve_url(spec, url).await,
             ModelId::Torchvision { model, weights } => self.resolve_torchvision(spec, model, weights.as_deref()).await,

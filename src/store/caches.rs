@@ -110,9 +110,7 @@ impl Caches {
         let from = match &self.shared {
             Some(shared) => {
                 let _guard = shared.lock(false).map_err(StoreError::io(shared.root()))?;
-                shared
-                    .insert(source, blake3, self.mode)
-                    .map_err(StoreError::io(shared.root()))?
+                shared.insert(source, blake3, self.mode)?
             }
             None => source.to_path_buf(),
         };
@@ -125,9 +123,7 @@ impl Caches {
     pub fn keep(&self, file: &Path, blake3: &str) -> Result<(), StoreError> {
         if let Some(shared) = &self.shared {
             let _guard = shared.lock(false).map_err(StoreError::io(shared.root()))?;
-            shared
-                .insert(file, blake3, self.mode)
-                .map_err(StoreError::io(shared.root()))?;
+            shared.insert(file, blake3, self.mode)?;
         }
         Ok(())
     }
@@ -141,6 +137,7 @@ impl Caches {
         }
         for model in lock.models.values().filter(|m| m.source.fetched_from_hub_endpoint()) {
             let Some(commit) = &model.commit else { continue };
+            let repo_dir = self.hf.root().join(HfCache::repo_folder(&model.id));
             for file in &model.files {
                 let Some(etag) = &file.etag else { continue };
                 let in_place = store.locate(model, file);
@@ -154,15 +151,22 @@ impl Caches {
                     etag,
                     size: file.size,
                     source: &source,
+                    blake3: &file.blake3,
+                    xet_hash: file.xet_hash.as_deref(),
                 };
                 self.hf
                     .add_file(&model.id, commit, &snapshot_file, self.mode)
-                    .map_err(StoreError::io(self.hf.root()))?;
+                    .map_err(StoreError::io(&repo_dir))?;
+            }
+            if let Some(tree) = tree_of(model) {
+                self.hf
+                    .write_tree(&model.id, commit, tree)
+                    .map_err(StoreError::io(&repo_dir))?;
             }
             let revision = model.revision.as_deref().unwrap_or("main");
             self.hf
                 .set_ref(&model.id, revision, commit)
-                .map_err(StoreError::io(self.hf.root()))?;
+                .map_err(StoreError::io(&repo_dir.join("refs")))?;
         }
         Ok(())
     }
@@ -207,6 +211,31 @@ impl Caches {
         }
         Ok(())
     }
+}
+
+/// A locked Hub model's `trees/<commit>.json`, when the lock holds the
+/// commit's whole file list (no `include:`/`exclude:`) with every file's
+/// ETag: huggingface_hub reads it as the complete list, so a partial one
+/// would hide files from it.
+fn tree_of(model: &crate::lock::LockedModel) -> Option<std::collections::BTreeMap<String, super::hf_cache::TreeEntry>> {
+    if !model.include.is_empty() || !model.exclude.is_empty() {
+        return None;
+    }
+    let entry = |file: &crate::lock::LockedFile| {
+        let etag = file.etag.as_deref()?;
+        let lfs = file.sha256.as_deref().filter(|s| *s == etag);
+        Some(super::hf_cache::TreeEntry {
+            size: file.size,
+            blob_id: match lfs {
+                Some(sha) => super::hf_cache::tree::lfs_pointer_oid(sha, file.size),
+                None => etag.to_string(),
+            },
+            lfs_sha256: lfs.map(str::to_string),
+            lfs_size: lfs.map(|_| file.size),
+            xet_hash: file.xet_hash.clone(),
+        })
+    };
+    model.files.iter().map(|f| Some((f.path.clone(), entry(f)?))).collect()
 }
 
 fn placed(dest: &Path, blake3: &str, from: &'static str) -> Result<Placed, StoreError> {

@@ -114,20 +114,32 @@ impl SharedStore {
     /// Adds `file` (whose blake3 the caller checked) unless the store has it,
     /// placing it by `mode` (a hard link shares the file's inode, which is then
     /// made read-only). Returns the blob's path.
-    pub fn insert(&self, file: &Path, blake3: &str, mode: LinkMode) -> std::io::Result<PathBuf> {
-        let size = std::fs::metadata(file)?.len();
-        if let Some(existing) = self.get(blake3, size) {
+    /// Every error names the path that failed.
+    pub fn insert(&self, file: &Path, blake3: &str, mode: LinkMode) -> Result<PathBuf, super::StoreError> {
+        use super::StoreError;
+        // A link is never followed into the store: the caller hands over the
+        // file itself (a Hugging Face cache blob is resolved by `HfCache`).
+        let meta = std::fs::symlink_metadata(file).map_err(StoreError::io(file))?;
+        if !meta.is_file() {
+            let not_a_file = std::io::Error::other("not a regular file");
+            return Err(StoreError::io(file)(not_a_file));
+        }
+        if let Some(existing) = self.get(blake3, meta.len()) {
             return Ok(existing);
         }
-        let blob = self
-            .blob(blake3)
-            .ok_or_else(|| std::io::Error::other(format!("`{}` is not a blake3", blake3.escape_debug())))?;
+        let blob = self.blob(blake3).ok_or_else(|| {
+            StoreError::io(file)(std::io::Error::other(format!(
+                "`{}` is not a blake3",
+                blake3.escape_debug()
+            )))
+        })?;
         // Read-only whichever way it was placed: a blob is never rewritten, and
         // a hard-linked file in `models/` shares its inode.
         crate::failpoint::kill_point("shared::inserting");
-        link::place(file, &blob, mode)?;
-        link::make_read_only(&blob)?;
-        self.prove(blake3)?;
+        link::place(file, &blob, mode).map_err(StoreError::io(&blob))?;
+        link::make_read_only(&blob).map_err(StoreError::io(&blob))?;
+        let record = self.record_path(blake3).unwrap_or_else(|| self.root.join("records"));
+        self.prove(blake3).map_err(StoreError::io(&record))?;
         Ok(blob)
     }
 

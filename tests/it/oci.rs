@@ -384,7 +384,7 @@ fn synced_tiny_bert() -> TestContext {
 }
 
 /// A lock of the one standard Hub model, synced and pushed to `repo`.
-fn pushed_tiny_bert(registry: &Registry, repo: &str) -> (TestContext, serde_json::Value) {
+pub(crate) fn pushed_tiny_bert(registry: &Registry, repo: &str) -> (TestContext, serde_json::Value) {
     let mut ctx = synced_tiny_bert();
     logged_in(&mut ctx, registry);
     let pushed = json_of(

@@ -106,8 +106,9 @@ pub struct Blob {
     /// Stored with git-lfs upstream: the Hub then reports its sha256 and size.
     pub lfs: bool,
     pub sha256: String,
-    /// The git blob id (`sha1("blob {len}\0" + bytes)`), the Hub's ETag for
-    /// non-LFS files.
+    /// The git blob id the Hub lists as `blobId`: `sha1("blob {len}\0" +
+    /// bytes)` of the file (the ETag of a non-LFS file), or of its Git LFS
+    /// pointer for an LFS file, as git stores it.
     pub git_oid: String,
 }
 
@@ -116,9 +117,8 @@ impl Blob {
         let mut sha256 = sha2::Sha256::new();
         let mut git = sha1::Sha1::new();
         git.update(format!("blob {}\0", content.len()).as_bytes());
-        // Big synthetic LFS files only need their sha256 (the git blob id of an
-        // LFS file is that of its pointer, which clients never check).
-        let need_git = !(lfs && matches!(content, Content::Synthetic { .. }));
+        // An LFS file's git blob id is its pointer's, made from the sha256.
+        let need_git = !lfs;
         content.for_each_piece(|piece| {
             sha256.update(piece);
             if need_git {
@@ -129,7 +129,11 @@ impl Blob {
         let git_oid = if need_git {
             hex::encode(git.finalize())
         } else {
-            hex::encode(sha1::Sha1::digest(sha256.as_bytes()))
+            let pointer = format!(
+                "version https://git-lfs.github.com/spec/v1\noid sha256:{sha256}\nsize {}\n",
+                content.len()
+            );
+            hex::encode(sha1::Sha1::digest(format!("blob {}\0{pointer}", pointer.len())))
         };
         Blob {
             content,
@@ -261,10 +265,57 @@ pub struct Behaviour {
     /// with the resolve redirect kept as the bridge for clients without Xet.
     /// Set before committing: files are cut into xorbs when committed.
     pub xet: Option<XetSettings>,
+    /// Requests that meet a server gone silent (see [`Silence`]).
+    pub silences: Vec<Silence>,
+    /// Answer `?blobs=true` with bare `siblings` (`rfilename` only: no size,
+    /// `blobId`, `lfs` or `xetHash`), as some mirrors do.
+    pub bare_listing: bool,
+}
+
+/// A server that accepts a request and then goes quiet, keeping the
+/// connection open: the hang today's clients meet most. Matches requests by
+/// method and path prefix (`/api/models/`, `/cdn/`, `/v2/reconstructions/`,
+/// `/xorbs/`, …), on either origin.
+#[derive(Clone, Debug)]
+pub struct Silence {
+    /// `GET`, `HEAD`, …; `None`: any.
+    pub method: Option<String>,
+    pub path_prefix: String,
+    /// `None`: no response headers ever; `Some(n)`: the headers and `n` bytes
+    /// of the body, then nothing.
+    pub after_bytes: Option<u64>,
+    /// How many matching requests go silent (then it answers again).
+    pub times: u32,
+}
+
+impl Silence {
+    /// Every matching request, before its response headers.
+    pub fn before_headers(method: &str, path_prefix: &str) -> Silence {
+        Silence {
+            method: Some(method.to_string()),
+            path_prefix: path_prefix.to_string(),
+            after_bytes: None,
+            times: u32::MAX,
+        }
+    }
+
+    /// Every matching request, after its headers and `n` bytes of its body.
+    pub fn mid_body(method: &str, path_prefix: &str, n: u64) -> Silence {
+        Silence {
+            after_bytes: Some(n),
+            ..Silence::before_headers(method, path_prefix)
+        }
+    }
+
+    fn matches(&self, method: &Method, path: &str) -> bool {
+        self.times > 0
+            && self.method.as_deref().is_none_or(|m| m == method.as_str())
+            && path.starts_with(&self.path_prefix)
+    }
 }
 
 /// One request the emulator answered, for tests that count traffic.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub struct RequestRecord {
     pub method: String,
     pub path: String,
@@ -661,7 +712,62 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
     if !latency.is_zero() {
         tokio::time::sleep(latency).await;
     }
-    let response = route(&state, &method, &raw_path, &query, &headers);
+    let silence = take_silence(&state, &method, &raw_path);
+    if let Some(Silence { after_bytes: None, .. }) = silence {
+        // Recorded with status 0 (no answer), then silent for good.
+        record(&state, &method, &raw_path, &query, &headers, 0);
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+    }
+    let mut response = route(&state, &method, &raw_path, &query, &headers);
+    if let Some(Silence {
+        after_bytes: Some(n), ..
+    }) = silence
+    {
+        let body = std::mem::replace(response.body_mut(), Body::empty());
+        *response.body_mut() = silent_after(body, n);
+    }
+    record(&state, &method, &raw_path, &query, &headers, response.status().as_u16());
+    response
+}
+
+/// The first silence that matches this request, counted down.
+fn take_silence(state: &Shared, method: &Method, path: &str) -> Option<Silence> {
+    let mut inner = state.lock().unwrap();
+    let silence = inner.behaviour.silences.iter_mut().find(|s| s.matches(method, path))?;
+    silence.times = silence.times.saturating_sub(1);
+    Some(silence.clone())
+}
+
+/// `body`'s first `n` bytes, then nothing (the connection stays open).
+fn silent_after(body: Body, n: u64) -> Body {
+    use futures_util::StreamExt;
+    let stream = body.into_data_stream().scan(n, |left, piece| {
+        let piece = match piece {
+            Ok(bytes) if *left == 0 => {
+                let _ = bytes;
+                return futures_util::future::Either::Left(async {
+                    tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+                    None
+                });
+            }
+            Ok(bytes) => {
+                let keep = bytes.slice(..(*left).min(bytes.len() as u64) as usize);
+                *left -= keep.len() as u64;
+                Ok::<Bytes, axum::Error>(keep)
+            }
+            Err(e) => Err(e),
+        };
+        futures_util::future::Either::Right(futures_util::future::ready(Some(piece)))
+    });
+    let tail = futures_util::stream::once(async {
+        tokio::time::sleep(Duration::from_secs(24 * 3600)).await;
+        Ok::<Bytes, axum::Error>(Bytes::new())
+    });
+    Body::from_stream(stream.chain(tail))
+}
+
+fn record(state: &Shared, method: &Method, raw_path: &str, query: &str, headers: &HeaderMap, status: u16) {
+    let raw_path = raw_path.to_string();
     let record = RequestRecord {
         method: method.to_string(),
         path: if query.is_empty() {
@@ -674,7 +780,7 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_string),
-        status: response.status().as_u16(),
+        status,
     };
     let mut inner = state.lock().unwrap();
     if let Some(file) = &mut inner.log_file {
@@ -683,8 +789,6 @@ async fn handle(State(state): State<Shared>, request: Request) -> Response {
         let _ = writeln!(file, "{} {} {range} {}", record.method, record.status, record.path);
     }
     inner.log.push(record);
-    drop(inner);
-    response
 }
 
 fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &HeaderMap) -> Response {
@@ -970,7 +1074,7 @@ fn api_models(state: &Shared, rest: &str, query: &str, headers: &HeaderMap) -> R
         .iter()
         .map(|(path, blob)| {
             let mut sibling = serde_json::json!({ "rfilename": path });
-            if blobs {
+            if blobs && !inner.behaviour.bare_listing {
                 sibling["size"] = blob.content.len().into();
                 sibling["blobId"] = blob.git_oid.clone().into();
                 if blob.lfs {

@@ -5,7 +5,14 @@
 //!         [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--uplink BYTES_PER_SEC] [--ignore-range]
 //!         [--no-content-length] [--log FILE]
 //!         [--xet] [--xet-token-ttl SECS] [--xet-v1-only] [--xet-compression none|lz4|bg4-lz4]
+//!         [--silent METHOD:PATH_PREFIX[:AFTER_BYTES]]... [--bare-listing]
 //! ```
+//! `--bare-listing` answers `?blobs=true` with `siblings` of names only, as
+//! some mirrors do.
+//! `--silent` makes matching requests meet a server gone quiet: no response
+//! headers at all, or the headers and `AFTER_BYTES` of the body, then nothing
+//! (the connection stays open). `--silent GET:/api/models/` stalls every model
+//! listing; `--silent GET:/xorbs/:1000` every xorb range after 1,000 bytes.
 //! `--xet` serves LFS files through the Hub's Xet storage protocol (read
 //! tokens, reconstructions v1 and v2, xorbs made by xet-core's own code,
 //! chunks shared across revisions), keeping the resolve redirect as the
@@ -21,7 +28,7 @@
 //! together (a site's one uplink that every runner of a fleet shares).
 use std::time::Duration;
 
-use hub_emulator::{Behaviour, Blob, Content, Hub, Uplink};
+use hub_emulator::{Behaviour, Blob, Content, Hub, Silence, Uplink};
 
 const DEMO_CONFIG: &[u8] = br#"{"architectures": ["Tiny"], "model_type": "tiny", "hidden_size": 4}
 "#;
@@ -30,7 +37,7 @@ const DEMO_STATE_DICT: &[u8] = include_bytes!("../../../tests/fixtures/state_dic
 const DEMO_SCRIPTED: &[u8] = include_bytes!("../../../tests/fixtures/scripted.pt");
 
 fn usage() -> ! {
-    eprintln!("usage: mdl-hub [--port N] [--demo] [--files ORG/NAME[@REV]=DIR]... [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--uplink BYTES_PER_SEC] [--ignore-range] [--no-content-length] [--log FILE] [--xet] [--xet-token-ttl SECS] [--xet-v1-only] [--xet-compression none|lz4|bg4-lz4]");
+    eprintln!("usage: mdl-hub [--port N] [--demo] [--files ORG/NAME[@REV]=DIR]... [--synthetic REPO/PATH=BYTES]... [--small-files REPO=N] [--latency-ms N] [--bandwidth BYTES_PER_SEC] [--uplink BYTES_PER_SEC] [--ignore-range] [--no-content-length] [--log FILE] [--xet] [--xet-token-ttl SECS] [--xet-v1-only] [--xet-compression none|lz4|bg4-lz4] [--silent METHOD:PATH_PREFIX[:AFTER_BYTES]] [--bare-listing]");
     std::process::exit(2);
 }
 
@@ -71,6 +78,7 @@ fn main() {
             "--log" => log = Some(std::path::PathBuf::from(value())),
             "--ignore-range" => behaviour.ignore_range = true,
             "--no-content-length" => behaviour.no_content_length = true,
+            "--bare-listing" => behaviour.bare_listing = true,
             "--xet" => {
                 behaviour.xet.get_or_insert_with(Default::default);
             }
@@ -85,6 +93,17 @@ fn main() {
                     usage();
                 }
                 behaviour.xet.get_or_insert_with(Default::default).compression = Some(scheme);
+            }
+            "--silent" => {
+                let v = value();
+                let mut parts = v.splitn(3, ':');
+                let (Some(method), Some(prefix)) = (parts.next(), parts.next()) else {
+                    usage()
+                };
+                behaviour.silences.push(match parts.next() {
+                    None => Silence::before_headers(method, prefix),
+                    Some(n) => Silence::mid_body(method, prefix, n.parse().unwrap_or_else(|_| usage())),
+                });
             }
             _ => usage(),
         }

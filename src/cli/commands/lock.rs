@@ -12,6 +12,10 @@ pub struct LockArgs {
     /// Fail instead of changing the lockfile.
     #[arg(long)]
     pub locked: bool,
+    /// Make no request: lock Hub models from the Hugging Face cache alone, as
+    /// huggingface_hub's offline mode finds them (also `HF_HUB_OFFLINE=1`).
+    #[arg(long)]
+    pub offline: bool,
     /// Print what was done as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -34,7 +38,18 @@ pub fn run(context: &Context, args: LockArgs) -> Result<(), Error> {
         ));
     }
     let project = context.project(config);
-    let mode = if args.locked { LockMode::Locked } else { LockMode::Write };
+    let offline = args.offline || mdl::env::hf_offline();
+    if offline && args.upgrade.is_some() {
+        return Err(Error::usage(
+            "`--offline` cannot `--upgrade`: upgrading asks the network",
+            Some("drop `--upgrade`, or run online".to_string()),
+        ));
+    }
+    let mode = match (args.locked, offline) {
+        (true, _) => LockMode::Locked,
+        (false, true) => LockMode::Offline,
+        (false, false) => LockMode::Write,
+    };
     let outcome = runtime().block_on(project.lock(&upgrade_from(args.upgrade), mode))?;
     let p = &context.printer;
     if args.json {

@@ -2,19 +2,30 @@
 //!
 //! ```text
 //! $HF_HUB_CACHE (else $HF_HOME/hub, else ~/.cache/huggingface/hub)
+//! ├── blobs/<xet[:2]>/<xet hash>   2.5: each Xet file once per cache (`shared_blobs`)
 //! └── models--org--name/           (datasets--…, spaces--… for other types)
-//!     ├── blobs/<etag>             bytes; etag = sha256 (LFS) or git blob id
+//!     ├── blobs/<etag>             bytes (≤ 2.4), or 2.5's link into `../../blobs/`;
+//!     │                            etag = sha256 (LFS) or git blob id
 //!     ├── refs/<revision>          the commit, no newline (only when revision ≠ commit)
-//!     └── snapshots/<commit>/<path> -> ../../blobs/<etag>  (relative symlink)
+//!     ├── snapshots/<commit>/<path> -> ../../blobs/<etag>  (relative symlink)
+//!     └── trees/<commit>.json      2.5: the commit's whole file list (`tree`)
 //! ```
 //! Reading: a Hub file `hf download` already fetched is taken from `blobs/`
 //! instead of downloaded (still checked against the lock). Writing
 //! (`download.hf_cache: true`): Python code with `HF_HUB_OFFLINE=1` then loads
-//! the model by repo id, from the same bytes.
+//! the model by repo id, from the same bytes. Both layouts are read; Xet
+//! files are written in 2.5's (one copy for `hf`, transformers and mdl)
+//! unless `HF_HUB_DISABLE_SHARED_BLOBS` is set, as huggingface_hub does.
 
-use std::path::{Path, PathBuf};
+mod shared_blobs;
+pub mod tree;
+
+use std::collections::BTreeMap;
+use std::path::{Component, Path, PathBuf};
 
 use super::link::{self, LinkMode};
+use shared_blobs::SharedBlobs;
+pub use tree::TreeEntry;
 
 /// One file of a snapshot, and where its bytes are now.
 #[derive(Clone, Copy, Debug)]
@@ -24,6 +35,10 @@ pub struct SnapshotFile<'a> {
     pub etag: &'a str,
     pub size: u64,
     pub source: &'a Path,
+    /// The source's blake3 (checked against the lock).
+    pub blake3: &'a str,
+    /// The Hub's Xet hash: such a file goes to the cache-wide store.
+    pub xet_hash: Option<&'a str>,
 }
 
 /// The Hugging Face cache directory.
@@ -65,16 +80,119 @@ impl HfCache {
     }
 
     /// The cached blob with this etag, if it has `size` bytes (a partial
-    /// download is never named like a blob, but a damaged cache might be).
+    /// download is never named like a blob, but a damaged cache might be):
+    /// the repo's own file, or the cache-wide store's entry its link names.
+    /// No other link is followed.
     pub fn blob(&self, repo: &str, etag: &str, size: u64) -> Option<PathBuf> {
         if !crate::hash::is_hub_etag(etag) {
             return None;
         }
+        self.blob_of(repo, etag)
+            .filter(|(_, len)| *len == size)
+            .map(|(path, _)| path)
+    }
+
+    /// [`HfCache::blob`] of any size: the file and its size.
+    pub fn blob_of(&self, repo: &str, etag: &str) -> Option<(PathBuf, u64)> {
+        if !crate::hash::is_hub_etag(etag) {
+            return None;
+        }
         let path = self.repo_dir(repo).join("blobs").join(etag);
-        std::fs::metadata(&path)
-            .ok()
-            .filter(|m| m.is_file() && m.len() == size)
-            .map(|_| path)
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        if meta.file_type().is_symlink() {
+            return SharedBlobs::of(&self.root).target_of(&path);
+        }
+        meta.is_file().then_some((path, meta.len()))
+    }
+
+    /// The commit `revision` names in the cache: itself when it is a commit
+    /// id, else what `refs/<revision>` holds (when that is a commit id).
+    pub fn commit_of(&self, repo: &str, revision: &str) -> Option<String> {
+        if crate::hash::is_git_commit(revision) {
+            return Some(revision.to_string());
+        }
+        let rel = crate::fs::safe_relative_path(revision).ok()?;
+        let path = self.repo_dir(repo).join("refs").join(rel);
+        let meta = std::fs::symlink_metadata(&path).ok()?;
+        if !meta.is_file() || meta.len() > 1024 {
+            return None;
+        }
+        let commit = std::fs::read_to_string(path).ok()?.trim().to_string();
+        crate::hash::is_git_commit(&commit).then_some(commit)
+    }
+
+    /// The ETag of the file `path` of `repo` at `commit`, by the cache's own
+    /// map: the snapshot's link (`snapshots/<commit>/<path>` ->
+    /// `../…/blobs/<etag>`), else `trees/<commit>.json`. A hint: the blob it
+    /// names is checked by content before it is used.
+    pub fn etag_at(&self, repo: &str, commit: &str, path: &str) -> Option<String> {
+        if !crate::hash::is_git_commit(commit) {
+            return None;
+        }
+        let rel = crate::fs::safe_relative_path(path).ok()?;
+        let pointer = self.repo_dir(repo).join("snapshots").join(commit).join(&rel);
+        let from_link = std::fs::read_link(&pointer).ok().and_then(|target| {
+            let depth = rel.components().count() + 1;
+            let parts: Vec<Component<'_>> = target.components().collect();
+            let (ups, rest) = parts.split_at_checked(depth)?;
+            let etag = match rest {
+                [Component::Normal(b), Component::Normal(e)] if *b == "blobs" => e.to_str()?,
+                _ => return None,
+            };
+            let ups_ok = ups.iter().all(|c| *c == Component::ParentDir);
+            (ups_ok && crate::hash::is_hub_etag(etag)).then(|| etag.to_string())
+        });
+        from_link.or_else(|| Some(self.tree(repo, commit)?.get(path)?.etag().to_string()))
+    }
+
+    /// `trees/<commit>.json`: the commit's whole file list, when the cache
+    /// holds a valid one.
+    pub fn tree(&self, repo: &str, commit: &str) -> Option<BTreeMap<String, TreeEntry>> {
+        if !crate::hash::is_git_commit(commit) {
+            return None;
+        }
+        tree::read(&self.repo_dir(repo).join("trees").join(format!("{commit}.json")))
+    }
+
+    /// Records a commit's whole file list as huggingface_hub 2.5 does.
+    pub fn write_tree(&self, repo: &str, commit: &str, files: BTreeMap<String, TreeEntry>) -> std::io::Result<()> {
+        if !crate::hash::is_git_commit(commit) {
+            return Err(std::io::Error::other(format!(
+                "`{}` is not a commit",
+                commit.escape_debug()
+            )));
+        }
+        crate::fs::safe_relative_path(repo).map_err(std::io::Error::other)?;
+        let path = self.repo_dir(repo).join("trees").join(format!("{commit}.json"));
+        tree::write(&path, files).map_err(|e| std::io::Error::new(e.kind(), format!("`{}`: {e}", path.display())))
+    }
+
+    /// The files of a snapshot directory, by path: each a link to
+    /// `blobs/<etag>` (what huggingface_hub ≤ 2.4 leaves without a tree
+    /// listing). Entries that are not such links are skipped.
+    pub fn snapshot_etags(&self, repo: &str, commit: &str) -> BTreeMap<String, String> {
+        let mut found = BTreeMap::new();
+        let Some(root) = self.snapshot(repo, commit) else {
+            return found;
+        };
+        let mut dirs = vec![root.clone()];
+        while let Some(dir) = dirs.pop() {
+            for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+                let Ok(kind) = entry.file_type() else { continue };
+                let path = entry.path();
+                if kind.is_dir() {
+                    dirs.push(path);
+                    continue;
+                }
+                let Some(rel) = path.strip_prefix(&root).ok().and_then(|r| r.to_str()) else {
+                    continue;
+                };
+                if let Some(etag) = self.etag_at(repo, commit, rel).filter(|_| kind.is_symlink()) {
+                    found.insert(rel.to_string(), etag);
+                }
+            }
+        }
+        found
     }
 
     /// Adds one file of a Hub snapshot: `blobs/<etag>` (placed from `source` by
@@ -87,6 +205,8 @@ impl HfCache {
             etag,
             size,
             source,
+            blake3,
+            xet_hash,
         } = *file;
         // Each name joined below was checked where it entered (lock, Hub
         // answer); checked again here, where it becomes a path to write.
@@ -101,7 +221,16 @@ impl HfCache {
         let dir = self.repo_dir(repo);
         let blob = dir.join("blobs").join(etag);
         if self.blob(repo, etag, size).is_none() {
-            link::place(source, &blob, mode)?;
+            let reference = format!("{}/blobs/{etag}", HfCache::repo_folder(repo));
+            let shared = match xet_hash {
+                Some(xet) if SharedBlobs::enabled() => {
+                    SharedBlobs::of(&self.root).publish(xet, (source, blake3, size), &blob, &reference)?
+                }
+                _ => false,
+            };
+            if !shared {
+                link::place(source, &blob, mode)?;
+            }
         }
         let rel = crate::fs::safe_relative_path(path).map_err(std::io::Error::other)?;
         let pointer = dir.join("snapshots").join(commit).join(&rel);
@@ -129,17 +258,11 @@ impl HfCache {
     /// loads from with `local_files_only=True`. A ref that does not hold a
     /// commit id is not followed.
     pub fn snapshot(&self, repo: &str, revision: &str) -> Option<PathBuf> {
-        let dir = self.repo_dir(repo);
-        let commit = if crate::hash::is_git_commit(revision) {
-            revision.to_string()
-        } else {
-            let rel = crate::fs::safe_relative_path(revision).ok()?;
-            let text = std::fs::read_to_string(dir.join("refs").join(rel)).ok()?;
-            let commit = text.trim().to_string();
-            crate::hash::is_git_commit(&commit).then_some(commit)?
-        };
-        let snapshot = dir.join("snapshots").join(commit);
-        snapshot.is_dir().then_some(snapshot)
+        let commit = self.commit_of(repo, revision)?;
+        let snapshot = self.repo_dir(repo).join("snapshots").join(commit);
+        std::fs::symlink_metadata(&snapshot)
+            .is_ok_and(|m| m.is_dir())
+            .then_some(snapshot)
     }
 
     /// `refs/<revision>` holding `commit`, as `huggingface_hub` writes it: only
@@ -198,6 +321,8 @@ mod tests {
             etag: &"e".repeat(40),
             size: 3,
             source: &source,
+            blake3: "",
+            xet_hash: None,
         };
         cache.add_file("acme/tiny", &commit, &file, LinkMode::Copy).unwrap();
         cache.set_ref("acme/tiny", "main", &commit).unwrap();

@@ -1,0 +1,107 @@
+//! The Hub as the Hugging Face cache remembers it: what a repo's files are
+//! when the listing does not say (a mirror that answers `siblings` with bare
+//! names), and a whole model at a revision with no network at all
+//! (`mdl lock --offline`, `HF_HUB_OFFLINE=1`), as huggingface_hub's offline
+//! mode resolves it: `refs/<revision>` → commit, `trees/<commit>.json` (else
+//! the snapshot's links) → each file's ETag → its blob.
+//!
+//! The cache is input like any other: each blob is checked by content
+//! against what its name claims — the sha256 of an LFS ETag, the git blob
+//! id of a plain one — before its ETag, size and hash are used.
+
+use super::{filters, RemoteFile, ResolveError, ResolvedModel, Resolver};
+use crate::config::ModelSpec;
+use crate::source::Source;
+use crate::store::HfCache;
+
+/// What the cache holds of one file, its content checked.
+pub(super) struct Cached {
+    pub etag: String,
+    pub size: u64,
+    pub xet_hash: Option<String>,
+}
+
+impl Cached {
+    /// `remote`, with what the listing left out filled in.
+    pub(super) fn fill(self, remote: &mut RemoteFile) {
+        let lfs = self.etag.len() == 64;
+        remote.size = Some(self.size);
+        remote.sha256 = lfs.then(|| self.etag.clone());
+        remote.git_oid = (!lfs).then(|| self.etag.clone());
+        remote.xet_hash = self.xet_hash;
+        remote.etag = Some(self.etag);
+    }
+}
+
+/// The file `path` of `repo` at `commit`, if the cache holds it and its
+/// bytes are what its ETag says.
+pub(super) fn cached(hf: &HfCache, repo: &str, commit: &str, path: &str) -> Option<Cached> {
+    let etag = hf.etag_at(repo, commit, path)?;
+    let (blob, size) = hf.blob_of(repo, &etag)?;
+    let lfs = etag.len() == 64;
+    let digests = crate::hash::digest_file(&blob, lfs, !lfs).ok()?;
+    let actual = if lfs { digests.sha256 } else { digests.git_oid };
+    if actual.as_deref() != Some(etag.as_str()) {
+        return None;
+    }
+    let xet_hash =
+        (hf.tree(repo, commit)).and_then(|tree| tree.get(path).filter(|e| e.etag() == etag)?.xet_hash.clone());
+    Some(Cached { etag, size, xet_hash })
+}
+
+impl Resolver<'_> {
+    /// The model from the Hugging Face cache alone: no request is made.
+    pub(super) fn resolve_hub_offline(
+        &self,
+        spec: &ModelSpec,
+        repo: &str,
+        requested: Option<&str>,
+    ) -> Result<ResolvedModel, ResolveError> {
+        let revision = requested.unwrap_or("main");
+        let missing = |reason: String| ResolveError::NotInHfCache {
+            model: spec.name.clone(),
+            repo: repo.to_string(),
+            revision: revision.to_string(),
+            reason,
+        };
+        let commit = (self.hf_cache.commit_of(repo, revision))
+            .ok_or_else(|| missing(format!("it has no `refs/{revision}` holding a commit")))?;
+        let listed: Vec<String> = match self.hf_cache.tree(repo, &commit) {
+            Some(tree) => tree.into_keys().collect(),
+            None => self.hf_cache.snapshot_etags(repo, &commit).into_keys().collect(),
+        };
+        let (include, exclude) = filters(spec);
+        let mut files = Vec::new();
+        for path in listed {
+            if include.as_ref().is_some_and(|g| !g.is_match(&path)) || exclude.is_match(&path) {
+                continue;
+            }
+            let cached = cached(self.hf_cache, repo, &commit, &path)
+                .ok_or_else(|| missing(format!("`{path}` of commit {commit} is missing or damaged")))?;
+            let mut remote = RemoteFile {
+                url: self.file_url(repo, &commit, &path),
+                path,
+                size: None,
+                etag: None,
+                sha256: None,
+                git_oid: None,
+                needs_token: true,
+                sha256_prefix: None,
+                xet_hash: None,
+            };
+            cached.fill(&mut remote);
+            files.push(remote);
+        }
+        if files.is_empty() {
+            return Err(missing(format!("it lists no file of commit {commit} for this model")));
+        }
+        super::check_case_collisions(&spec.name, &files)?;
+        Ok(ResolvedModel {
+            source: Source::Huggingface,
+            id: repo.to_string(),
+            revision: requested.map(str::to_string),
+            commit: Some(commit),
+            files,
+        })
+    }
+}
