@@ -108,9 +108,16 @@ fn lease_manifest(holder: &str, expires: u64) -> Vec<u8> {
     .expect("serialises")
 }
 
-/// The live lease at `at` (holder), if any. Only the two annotations are
-/// read; anything else there is treated as no lease.
+/// The live lease at `at` (holder), if any.
 async fn live(registry: &Registry, at: &OciRef) -> Result<Option<String>, OciError> {
+    Ok(lease_at(registry, at).await?.map(|(holder, _)| holder))
+}
+
+/// The live lease at `at`: its holder and its expiry as written. Only the
+/// two annotations are read; anything else there is treated as no lease.
+/// The expiry is the registry's word: a waiter counts it only up to a
+/// lease's life from when it last saw it change ([`wait_for_push`]).
+async fn lease_at(registry: &Registry, at: &OciRef) -> Result<Option<(String, u64)>, OciError> {
     let Some((bytes, _)) = registry.manifest(at).await? else {
         return Ok(None);
     };
@@ -121,7 +128,9 @@ async fn live(registry: &Registry, at: &OciRef) -> Result<Option<String>, OciErr
         .as_str()
         .and_then(|e| e.parse::<u64>().ok())
         .unwrap_or(0);
-    Ok(holder.filter(|_| expires > now_secs()).map(str::to_string))
+    Ok(holder
+        .filter(|_| expires > now_secs())
+        .map(|h| (h.to_string(), expires)))
 }
 
 /// Claims the lease on the models whose mirror tags are `model_tags`.
@@ -229,9 +238,17 @@ pub async fn release(held: Held) {
 
 /// Waits while another runner holds the lease on `model_tags`, until every
 /// one of those models' manifests is on the mirror or the lease ends first.
+///
+/// Every wait has a deadline: whatever expiry a lease claims, it counts only
+/// for [`TTL`] after this runner last saw it renewed (a leader rewrites it
+/// every [`RENEW_EVERY`] with a new expiry). A lease planted with a
+/// far-future expiry, or left by a leader that died, is therefore abandoned
+/// after one lease life, and the runner fetches from upstream itself.
 pub async fn wait_for_push(registry: &Registry, mirror: &OciRef, model_tags: &[String]) -> Result<Waited, OciError> {
     let lease = mirror.at_tag(&lease_tag(model_tags));
     let mut waiting: Vec<OciRef> = model_tags.iter().map(|t| mirror.at_tag(t)).collect();
+    let mut last_seen: Option<(String, u64)> = None;
+    let mut renewed_at = std::time::Instant::now();
     loop {
         let mut still = Vec::new();
         for model in waiting {
@@ -243,8 +260,13 @@ pub async fn wait_for_push(registry: &Registry, mirror: &OciRef, model_tags: &[S
         if waiting.is_empty() {
             return Ok(Waited::Pushed);
         }
-        if live(registry, &lease).await?.is_none() {
-            // Pushed between the two looks, or abandoned.
+        let now = lease_at(registry, &lease).await?;
+        if now.is_some() && now != last_seen {
+            (last_seen, renewed_at) = (now.clone(), std::time::Instant::now());
+        }
+        if now.is_none() || renewed_at.elapsed() > TTL {
+            // Pushed between the two looks, or abandoned (released, expired,
+            // or not renewed within a lease's life).
             for model in &waiting {
                 if registry.manifest(model).await?.is_none() {
                     return Ok(Waited::Abandoned);

@@ -129,13 +129,11 @@ fn a_failed_write_back_is_a_warning_not_a_failed_sync() {
     eprintln!("{err}");
 }
 
-/// A leader that died holding the lease stops renewing it; a follower waits
-/// only until the lease expires, then fetches from upstream and fills the
-/// mirror itself.
-#[test]
-fn a_dead_leaders_lease_expires_and_the_follower_fetches_from_upstream() {
+/// A lock of the standard Hub model, and a lease planted on its mirror tag
+/// by "another runner" that never renews it, expiring `expires` seconds
+/// from now as its annotation claims.
+fn planted_lease(registry: &Registry, expires: u64) -> (TestContext, String) {
     use crate::oci::{curl_push_blob, curl_put_manifest};
-    let registry = Registry::start();
     let upstream = TestContext::new();
     standard_hub(&upstream);
     let config = format!(
@@ -150,13 +148,12 @@ fn a_dead_leaders_lease_expires_and_the_follower_fetches_from_upstream() {
     let tags: Vec<String> = (lock.models.values())
         .map(|m| mdl::oci::artifact::model_tag(m.files.iter().map(|f| (f.path.as_str(), f.size, f.blake3.as_str()))))
         .collect();
-    // The lease of a runner that died: it expires in 3 s and is never renewed.
-    let empty = curl_push_blob(&registry, "fleet/models", b"{}");
+    let empty = curl_push_blob(registry, "fleet/models", b"{}");
     let expires = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs()
-        + 3;
+        .saturating_add(expires);
     let descriptor =
         serde_json::json!({ "mediaType": "application/vnd.oci.empty.v1+json", "digest": empty, "size": 2 });
     let lease = serde_json::json!({
@@ -167,8 +164,18 @@ fn a_dead_leaders_lease_expires_and_the_follower_fetches_from_upstream() {
         "layers": [descriptor],
         "annotations": { "dev.mdl.lease.holder": "dead-runner", "dev.mdl.lease.expires": expires.to_string() },
     });
-    curl_put_manifest(&registry, "fleet/models", &mdl::oci::lease::lease_tag(&tags), &lease);
+    curl_put_manifest(registry, "fleet/models", &mdl::oci::lease::lease_tag(&tags), &lease);
+    (upstream, config)
+}
 
+/// A leader that died holding the lease stops renewing it; a follower waits
+/// only until the lease expires, then fetches from upstream and fills the
+/// mirror itself.
+#[test]
+fn a_dead_leaders_lease_expires_and_the_follower_fetches_from_upstream() {
+    let registry = Registry::start();
+    // The lease of a runner that died: it expires in 3 s and is never renewed.
+    let (upstream, config) = planted_lease(&registry, 3);
     let ctx = runner(&upstream, &registry, &config);
     let run = ctx.mdl(&["sync", "--locked", "--json"]).success();
     let err = run.stderr();
@@ -187,6 +194,26 @@ fn a_dead_leaders_lease_expires_and_the_follower_fetches_from_upstream() {
     let next = runner(&upstream, &registry, &config);
     let synced = json_of(&next.mdl(&["sync", "--locked", "--json"]).success());
     assert_eq!(synced["mirrored"]["files"], 3, "{synced}");
+}
+
+/// A lease planted with an expiry centuries away (only the lock is needed to
+/// derive its tag) holds no runner past a lease's life: the expiry counts
+/// only while the lease is seen renewed, and the runner then fetches from
+/// upstream itself.
+#[test]
+fn a_planted_far_future_lease_delays_a_runner_one_lease_life_at_most() {
+    let registry = Registry::start();
+    let (upstream, config) = planted_lease(&registry, 99_999_999_999 - 1_800_000_000);
+    let ctx = runner(&upstream, &registry, &config);
+    let started = std::time::Instant::now();
+    let run = ctx.mdl(&["sync", "--locked", "--json"]).success();
+    let took = started.elapsed();
+    let limit = mdl::oci::lease::TTL * 2;
+    assert!(took < limit, "took {took:?}, more than two lease lives");
+    assert!(took >= mdl::oci::lease::TTL, "it waited one life ({took:?})");
+    let err = run.stderr();
+    assert!(err.contains("without pushing; fetching from upstream"), "{err}");
+    assert_eq!(json_of(&run)["written_back"][0]["models"], 1);
 }
 
 /// A sync that has to lock first downloads to hash; what it downloaded is
