@@ -99,9 +99,24 @@ pub struct VerifyOptions {
     /// Load the weights with libtorch (default true). `verify: false` skips it.
     #[serde(default = "yes")]
     pub load: bool,
-    /// For TorchScript models: run `forward` once on a zero input of this shape.
+    /// For TorchScript models: load the module and run `forward` once on a
+    /// zero input of this shape (this runs the checkpoint's code).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<Vec<i64>>,
+    /// Load formats whose loading runs the checkpoint's code (a TorchScript
+    /// module, its `__setstate__` included) the way torch does. Off by
+    /// default: such a file is checked by structure and its weights loaded
+    /// without running anything. Only this model's own entry in config.yaml
+    /// turns it on, never a lock, a server or a file name.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub run_code: bool,
+}
+
+impl VerifyOptions {
+    /// Whether this model's checkpoint code may run: asked for here only.
+    pub fn runs_code(&self) -> bool {
+        self.run_code || self.forward.is_some()
+    }
 }
 
 fn yes() -> bool {
@@ -193,10 +208,15 @@ fn verify_options<'de, D: Deserializer<'de>>(d: D) -> Result<Option<VerifyOption
     impl<'de> Visitor<'de> for V {
         type Value = VerifyOptions;
         fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("`true`, `false`, or a table `{ load: true|false, forward: [1, 3, 224, 224] }`")
+            f.write_str(
+                "`true`, `false`, or a table `{ load: true|false, forward: [1, 3, 224, 224], run_code: true|false }`",
+            )
         }
         fn visit_bool<E: de::Error>(self, load: bool) -> Result<VerifyOptions, E> {
-            Ok(VerifyOptions { load, forward: None })
+            Ok(VerifyOptions {
+                load,
+                ..VerifyOptions::default()
+            })
         }
         fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<VerifyOptions, A::Error> {
             VerifyOptions::deserialize(de::value::MapAccessDeserializer::new(map))
@@ -481,34 +501,60 @@ pub struct Download {
 }
 
 /// A mirror: its `oci://` URL, and whether it may be reached over plain HTTP.
-#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq)]
+/// Read as a string or a table (not an untagged enum, which would accept a
+/// table with keys it does not know).
+#[derive(Clone, Debug, Serialize, schemars::JsonSchema, PartialEq, Eq)]
 #[serde(untagged)]
 pub enum MirrorSpec {
     Url(String),
-    Detailed {
-        url: String,
-        #[serde(default)]
-        insecure: bool,
-        /// Fill this mirror: a sync that fetched models from upstream pushes
-        /// them here after they verify, as `mdl push` would.
-        #[serde(default)]
-        push: bool,
-    },
+    Detailed(MirrorTable),
+}
+
+/// A mirror written as a table.
+#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema, PartialEq, Eq)]
+#[serde(deny_unknown_fields)]
+pub struct MirrorTable {
+    pub url: String,
+    #[serde(default)]
+    pub insecure: bool,
+    /// Fill this mirror: a sync that fetched models from upstream pushes
+    /// them here after they verify, as `mdl push` would.
+    #[serde(default)]
+    pub push: bool,
+}
+
+impl<'de> Deserialize<'de> for MirrorSpec {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = MirrorSpec;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("an `oci://HOST/REPO` URL or a table `{ url, insecure, push }`")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<MirrorSpec, E> {
+                Ok(MirrorSpec::Url(s.to_string()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<MirrorSpec, A::Error> {
+                MirrorTable::deserialize(de::value::MapAccessDeserializer::new(map)).map(MirrorSpec::Detailed)
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 impl MirrorSpec {
     pub fn url(&self) -> &str {
         match self {
-            MirrorSpec::Url(url) | MirrorSpec::Detailed { url, .. } => url,
+            MirrorSpec::Url(url) | MirrorSpec::Detailed(MirrorTable { url, .. }) => url,
         }
     }
 
     pub fn insecure(&self) -> bool {
-        matches!(self, MirrorSpec::Detailed { insecure: true, .. })
+        matches!(self, MirrorSpec::Detailed(MirrorTable { insecure: true, .. }))
     }
 
     pub fn push(&self) -> bool {
-        matches!(self, MirrorSpec::Detailed { push: true, .. })
+        matches!(self, MirrorSpec::Detailed(MirrorTable { push: true, .. }))
     }
 }
 
@@ -919,7 +965,7 @@ impl Config {
                 device,
                 verify: req.verify.clone().unwrap_or(VerifyOptions {
                     load: true,
-                    forward: None,
+                    ..VerifyOptions::default()
                 }),
             };
             // `seen_dirs` maps each directory name to its spec: one lookup per model.
@@ -1055,6 +1101,94 @@ mod tests {
 
     fn parse(raw: &str) -> Result<Config, ConfigError> {
         Config::parse(Path::new("config.yaml"), raw, &[])
+    }
+
+    type Wrap = std::rc::Rc<dyn Fn(serde_json::Value) -> serde_json::Value>;
+
+    /// Every place of the schema that holds a mapping with named keys: a
+    /// document putting only `key` there, and where it is (for messages).
+    fn mappings(
+        node: &serde_json::Value,
+        schema: &serde_json::Value,
+        wrap: Wrap,
+        at: String,
+        seen: &mut Vec<String>,
+        out: &mut Vec<(String, serde_json::Value)>,
+    ) {
+        use serde_json::{json, Value};
+        if let Some(name) = node["$ref"].as_str().and_then(|r| r.strip_prefix("#/$defs/")) {
+            if seen.iter().filter(|s| *s == name).count() < 1 {
+                seen.push(name.to_string());
+                mappings(&schema["$defs"][name], schema, wrap, at, seen, out);
+                seen.pop();
+            }
+            return;
+        }
+        for alternative in ["anyOf", "oneOf", "allOf"].iter().filter_map(|k| node[*k].as_array()) {
+            for a in alternative {
+                mappings(a, schema, wrap.clone(), at.clone(), seen, out);
+            }
+        }
+        if let Some(properties) = node["properties"].as_object() {
+            out.push((at.clone(), wrap(json!({ "bogus_key_xyz": 1 }))));
+            for (key, sub) in properties {
+                let (outer, key2) = (wrap.clone(), key.clone());
+                let inner: Wrap = std::rc::Rc::new(move |v| outer(json!({ key2.clone(): v })));
+                mappings(sub, schema, inner, format!("{at}.{key}"), seen, out);
+            }
+        }
+        if let Some(values) = node.get("additionalProperties").filter(|v| v.is_object()) {
+            let outer = wrap.clone();
+            let inner: Wrap = std::rc::Rc::new(move |v| outer(json!({ "some_name": v })));
+            mappings(values, schema, inner, format!("{at}.*"), seen, out);
+        }
+        if let Some(items) = node.get("items").filter(|v| v.is_object()) {
+            let outer = wrap.clone();
+            let inner: Wrap = std::rc::Rc::new(move |v| outer(Value::Array(vec![v])));
+            mappings(items, schema, inner, format!("{at}[]"), seen, out);
+        }
+    }
+
+    /// A test generated from `config.schema.json`: every mapping it allows
+    /// refuses a key it does not know, naming the key with its line:column.
+    #[test]
+    fn every_mapping_the_schema_allows_refuses_an_unknown_key() {
+        let schema = json_schema();
+        let mut documents = Vec::new();
+        mappings(
+            &schema,
+            &schema,
+            std::rc::Rc::new(|v| v),
+            "config".into(),
+            &mut Vec::new(),
+            &mut documents,
+        );
+        assert!(documents.len() >= 15, "{} mappings: {documents:?}", documents.len());
+        assert!(
+            documents.iter().any(|(at, _)| at == "config.models.download.mirrors[]"),
+            "{documents:?}"
+        );
+        for (at, document) in documents {
+            let yaml = serde_yaml_ng::to_string(&document).unwrap();
+            let err = match parse(&yaml) {
+                Ok(_) => panic!("{at}: an unknown key was accepted:\n{yaml}"),
+                Err(e) => e.to_string(),
+            };
+            assert!(err.contains("bogus_key_xyz"), "{at}: {err}\n{yaml}");
+            let place = regex_lite_line_column(&err);
+            assert!(place, "{at}: no line:column in {err}");
+        }
+    }
+
+    /// `config.yaml:L:C` in a message.
+    fn regex_lite_line_column(text: &str) -> bool {
+        text.split("config.yaml:").skip(1).any(|rest| {
+            let mut parts = rest.splitn(3, ':');
+            let (line, column) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            !line.is_empty()
+                && line.bytes().all(|b| b.is_ascii_digit())
+                && column.bytes().take_while(u8::is_ascii_digit).count() > 0
+        })
     }
 
     #[test]

@@ -51,6 +51,12 @@ pub struct FileReport {
     pub device: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward_output: Option<Vec<i64>>,
+    /// For a format whose loading runs the checkpoint's code (TorchScript):
+    /// whether it ran (`verify.run_code` or `verify.forward` in config.yaml),
+    /// or the file was checked by structure and its weights loaded without
+    /// running anything. `None` for formats that hold no code.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub code_ran: Option<bool>,
     pub load_ms: u64,
     /// The torch that loaded it (set by `mdl`, not by the helper).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -58,6 +64,19 @@ pub struct FileReport {
     /// Per-tensor detail, for tests and `--json` (not persisted).
     #[serde(skip)]
     pub details: Vec<TensorReport>,
+}
+
+impl FileReport {
+    /// How reports name what was checked: `torchscript (structure and
+    /// weights; code not run)`, `gguf (llama)`, `safetensors`.
+    pub fn format_label(&self) -> String {
+        match (&self.architecture, self.code_ran) {
+            (Some(arch), _) => format!("{} ({arch})", self.format.as_str()),
+            (None, Some(false)) => format!("{} (structure and weights; code not run)", self.format.as_str()),
+            (None, Some(true)) => format!("{} (code ran)", self.format.as_str()),
+            (None, None) => self.format.as_str().to_string(),
+        }
+    }
 }
 
 fn is_zero(n: &u64) -> bool {

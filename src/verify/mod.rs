@@ -252,6 +252,11 @@ pub struct Request {
     pub device: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub forward: Option<Vec<i64>>,
+    /// Load a format whose loading runs code the way torch does (config.yaml's
+    /// `verify.run_code`, or `verify.forward`); else it is checked by
+    /// structure and its weights loaded without running anything.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub run_code: bool,
     /// The format mdl detected and checked (the Python verifier loads by it;
     /// mdl-torch detects and checks again itself).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -270,6 +275,18 @@ pub struct Span {
     pub shape: Vec<i64>,
     pub offset: u64,
     pub bytes: u64,
+    /// A view into a storage (TorchScript's tensors, `dtype` a torch name):
+    /// `offset`/`bytes` are the whole storage's, the tensor is
+    /// `as_strided(shape, stride, element_offset)` over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<View>,
+}
+
+/// A strided view of a storage, in elements.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct View {
+    pub stride: Vec<i64>,
+    pub element_offset: i64,
 }
 
 /// The helper's answer for one request (one JSON line on its stdout).
@@ -604,10 +621,12 @@ fn verify_in_python(
                                     shape: t.torch_shape(),
                                     offset: t.offset,
                                     bytes: t.bytes,
+                                    view: None,
                                 })
                                 .collect()
                         })
                         .unwrap_or_default(),
+                    Format::TorchScript if !request.run_code => script_spans(&request.path),
                     _ => Vec::new(),
                 };
                 to_load.push(Request {
@@ -630,6 +649,31 @@ fn verify_in_python(
     results
         .into_iter()
         .map(|r| r.expect("every request answered"))
+        .collect()
+}
+
+/// A TorchScript archive's tensors as mdl's reader checked them, for the
+/// Python verifier to load from a memory map without `torch.jit.load`.
+fn script_spans(path: &Path) -> Vec<Span> {
+    let Ok((file, _)) = torch_file::read_torchscript(path) else {
+        return Vec::new();
+    };
+    (file.tensors.iter())
+        .filter_map(|t| {
+            let storage = file.storages.get(&t.storage)?;
+            let offset = file.offset_of(storage)?;
+            Some(Span {
+                name: t.name.clone(),
+                dtype: storage.dtype.name().to_string(),
+                shape: t.shape.clone(),
+                offset: offset as u64,
+                bytes: storage.len() as u64,
+                view: Some(View {
+                    stride: t.stride.clone(),
+                    element_offset: t.offset,
+                }),
+            })
+        })
         .collect()
 }
 
@@ -908,6 +952,7 @@ pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<Fi
         architecture: None,
         device: device.to_string(),
         forward_output: None,
+        code_ran: (format == Format::TorchScript).then_some(false),
         load_ms: 0,
         torch: None,
         details: Vec::new(),

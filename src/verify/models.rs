@@ -70,7 +70,7 @@ pub async fn verify_models(
             let key = format!(
                 "{}@{device}#{}",
                 file.blake3,
-                forward_key(spec.verify.forward.as_deref())
+                forward_key(spec.verify.forward.as_deref(), spec.verify.run_code)
             );
             if !reload.contains(&model.name) {
                 if let Some(record) = state.verified.get(&key) {
@@ -103,6 +103,7 @@ pub async fn verify_models(
                 path,
                 device: device.clone(),
                 forward: spec.verify.forward.clone(),
+                run_code: spec.verify.runs_code(),
                 format: None,
                 spans: Vec::new(),
             });
@@ -220,8 +221,15 @@ pub async fn verify_models(
     Ok(checks)
 }
 
-fn forward_key(forward: Option<&[i64]>) -> String {
-    forward
+/// What a remembered verification depended on besides the bytes and the
+/// device: the forward shape, and whether code was allowed to run.
+fn forward_key(forward: Option<&[i64]>, run_code: bool) -> String {
+    let shape = forward
         .map(|s| s.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("x"))
-        .unwrap_or_default()
+        .unwrap_or_default();
+    if run_code && forward.is_none() {
+        format!("{shape}+code")
+    } else {
+        shape
+    }
 }

@@ -4,7 +4,11 @@
 # directory, PYTHONPATH or user site-packages is imported, and never anything
 # from a checkpoint: state dicts load with `weights_only=True` (only tensors,
 # containers and plain values are unpickled), after mdl's own pickle reader
-# has already refused anything else.
+# has already refused anything else. A TorchScript archive is code: it is
+# loaded with `torch.jit.load` (which runs its `__setstate__`) only when the
+# request says `run_code` (config.yaml's `verify.run_code` or
+# `verify.forward` for that model); otherwise its tensors are read from a
+# memory map at the places mdl's own reader checked, and nothing runs.
 #
 # The protocol is mdl-torch's: a JSON array of requests on stdin
 # ({"path", "device", "forward"?, "format"}), one JSON answer per line on
@@ -162,6 +166,11 @@ def load(torch, request, device):
     path = request["path"]
     summary = Summary(device)
     device_name = device_label(device)
+    if fmt == "torch_script" and not request.get("run_code"):
+        load_views(torch, path, request.get("spans", []), summary)
+        report = summary.report(fmt, device_name)
+        report["code_ran"] = False
+        return report
     if fmt == "torch_script":
         module = torch.jit.load(path, map_location=device)
         for _name, p in module.named_parameters():
@@ -174,7 +183,9 @@ def load(torch, request, device):
             except BaseException as e:
                 raise RuntimeError("forward on a zero input of shape %s failed: %s" % (list(shape), reason(e)))
             output = list(out.shape)
-        return summary.report(fmt, device_name, output)
+        report = summary.report(fmt, device_name, output)
+        report["code_ran"] = True
+        return report
     if fmt == "safetensors":
         load_safetensors(torch, path, summary)
         return summary.report(fmt, device_name)
@@ -332,6 +343,33 @@ def load_gguf(torch, path, spans, summary):
             entry["label"] = "%s (quantized: structure only)" % span["dtype"]
         entries.append(entry)
     sum_mapped(torch, path, entries, summary)
+
+
+def load_views(torch, path, spans, summary):
+    """A TorchScript archive's tensors without `torch.jit.load`: each span is
+    a storage mdl's reader checked (torch dtype name, absolute offset, bytes)
+    and the tensor's strided view of it."""
+    with open(path, "rb") as f:
+        mapped = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+        try:
+            for span in spans:
+                dtype = getattr(torch, span["dtype"], None)
+                view = span["view"]
+                if dtype is None:
+                    summary.add_structural(span["dtype"], span["shape"], span["bytes"])
+                    continue
+                count = span["bytes"] // torch.empty(0, dtype=dtype).element_size()
+                if count:
+                    flat = torch.frombuffer(mapped, dtype=dtype, count=count, offset=span["offset"])
+                else:
+                    flat = torch.empty(0, dtype=dtype)
+                summary.add(torch, flat.as_strided(span["shape"], view["stride"], view["element_offset"]))
+                del flat
+        finally:
+            try:
+                mapped.close()
+            except BufferError:
+                pass  # a tensor still views it; the process ends soon
 
 
 def header_of(path):

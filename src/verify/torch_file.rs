@@ -179,6 +179,15 @@ impl TorchFile {
         }
     }
 
+    /// Where a storage's bytes start in the file, when they are stored as
+    /// they are (not deflated).
+    pub fn offset_of(&self, storage: &Storage) -> Option<usize> {
+        match storage.bytes {
+            Bytes::Mapped { offset } => Some(offset),
+            Bytes::Owned(_) => None,
+        }
+    }
+
     /// Drops a mapped storage's pages from this process's resident set (they
     /// are clean and file-backed: reading them again faults them back in), so
     /// verifying a file holds about one storage in memory, not the file.
@@ -238,35 +247,117 @@ fn invalid(msg: impl Into<String>) -> TorchFileError {
 
 /// Reads a zip-format `torch.save` file.
 pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
+    let (mut zip, root) = open_archive(path)?;
+    let map = map_file(path)?;
+    let object = read_pickle(&mut zip, &format!("{root}data.pkl"))?;
+    let (tensors, storages) = tensors_of(&mut zip, &map, &object, &format!("{root}data/"), "")?;
+    check_extents(&tensors, &storages)?;
+    Ok(TorchFile {
+        legacy: false,
+        tensors,
+        storages,
+        map,
+    })
+}
+
+/// What a TorchScript archive holds besides its weights: the number of code
+/// files (`code/**.py`), which are never run by this reader.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScriptCode {
+    pub files: usize,
+}
+
+/// Reads a TorchScript archive (`torch.jit.save`) as weights, running
+/// nothing: `data.pkl` (the module tree: `__torch__.*` classes are opaque
+/// names here, their state only data) and `constants.pkl` through the same
+/// safe pickle reader, every tensor's storage in `data/` or `constants/`
+/// checked against the archive as for a state dict. The code files must be
+/// there; they are counted, never executed.
+pub fn read_torchscript(path: &Path) -> Result<(TorchFile, ScriptCode), TorchFileError> {
+    let (mut zip, root) = open_archive(path)?;
+    let code_dir = format!("{root}code/");
+    let files = (0..zip.len())
+        .filter_map(|i| zip.name_for_index(i))
+        .filter(|n| n.starts_with(&code_dir) && n.ends_with(".py"))
+        .count();
+    if files == 0 {
+        return Err(invalid(format!(
+            "it has no `{code_dir}*.py`: not a TorchScript archive"
+        )));
+    }
+    let map = map_file(path)?;
+    let object = read_pickle(&mut zip, &format!("{root}data.pkl"))?;
+    let (mut tensors, mut storages) = tensors_of(&mut zip, &map, &object, &format!("{root}data/"), "")?;
+    let constants = read_pickle(&mut zip, &format!("{root}constants.pkl"))?;
+    let (more, more_storages) = tensors_of(&mut zip, &map, &constants, &format!("{root}constants/"), "constants/")?;
+    tensors.extend(more);
+    storages.extend(more_storages);
+    check_extents(&tensors, &storages)?;
+    let file = TorchFile {
+        legacy: false,
+        tensors,
+        storages,
+        map,
+    };
+    Ok((file, ScriptCode { files }))
+}
+
+/// A `torch.save` or TorchScript zip and its root folder (`archive/`).
+fn open_archive(path: &Path) -> Result<(zip::ZipArchive<std::fs::File>, String), TorchFileError> {
     let file = std::fs::File::open(path)?;
-    let mut zip =
+    let zip =
         zip::ZipArchive::new(file).map_err(|e| TorchFileError::Zip(format!("the zip archive is unreadable ({e})")))?;
     let pkl_name = (0..zip.len())
         .filter_map(|i| zip.name_for_index(i).map(str::to_string))
         .find(|n| n.ends_with("/data.pkl") && n.matches('/').count() == 1)
         .ok_or_else(|| invalid("the archive has no `data.pkl`"))?;
     let root = pkl_name.trim_end_matches("data.pkl").to_string();
+    Ok((zip, root))
+}
+
+/// One pickle record of the archive, through mdl's safe reader.
+fn read_pickle(zip: &mut zip::ZipArchive<std::fs::File>, name: &str) -> Result<Value, TorchFileError> {
     let mut pkl = Vec::new();
     // Read to what the pickle reader would accept at most, whatever the
     // archive declares: a deflated pickle cannot inflate past it.
     let limit = pickle::MAX_VALUE_BYTES as u64;
-    zip.by_name(&pkl_name)
-        .map_err(|e| TorchFileError::Zip(e.to_string()))?
+    zip.by_name(name)
+        .map_err(|e| TorchFileError::Zip(format!("`{name}`: {e}")))?
         .take(limit + 1)
         .read_to_end(&mut pkl)
-        .map_err(|e| TorchFileError::Zip(format!("`{pkl_name}` is corrupt ({e})")))?;
+        .map_err(|e| TorchFileError::Zip(format!("`{name}` is corrupt ({e})")))?;
     if pkl.len() as u64 > limit {
-        return Err(invalid(format!("`{pkl_name}` is larger than {} MiB", limit >> 20)));
+        return Err(invalid(format!("`{name}` is larger than {} MiB", limit >> 20)));
     }
     let mut pos = 0;
-    let object = pickle::read(&pkl, &mut pos)?;
+    Ok(pickle::read(&pkl, &mut pos)?)
+}
+
+/// The tensors a pickle describes, and their storages from the records in
+/// `dir` (each storage keyed `{key_prefix}{key}`, tensors named likewise).
+#[allow(clippy::type_complexity)]
+fn tensors_of(
+    zip: &mut zip::ZipArchive<std::fs::File>,
+    map: &memmap2::Mmap,
+    object: &Value,
+    dir: &str,
+    key_prefix: &str,
+) -> Result<(Vec<TensorRef>, BTreeMap<String, Storage>), TorchFileError> {
     let mut tensors = Vec::new();
     let mut storage_ids = BTreeMap::new();
-    collect(&object, String::new(), &mut tensors, &mut storage_ids, 0)?;
+    collect(
+        object,
+        key_prefix.trim_end_matches('/').to_string(),
+        &mut tensors,
+        &mut storage_ids,
+        0,
+    )?;
+    for t in &mut tensors {
+        t.storage = format!("{key_prefix}{}", t.storage);
+    }
     let mut storages = BTreeMap::new();
-    let map = map_file(path)?;
     for (key, (dtype, numel)) in storage_ids {
-        let record = format!("{root}data/{key}");
+        let record = format!("{dir}{key}");
         let mut entry = zip.by_name(&record).map_err(|_| {
             invalid(format!(
                 "the pickle references storage `{key}`, but the archive has no record `{record}`"
@@ -315,15 +406,9 @@ pub fn read_zip(path: &Path) -> Result<TorchFile, TorchFileError> {
                 Bytes::Owned(bytes)
             }
         };
-        storages.insert(key, Storage { dtype, numel, bytes });
+        storages.insert(format!("{key_prefix}{key}"), Storage { dtype, numel, bytes });
     }
-    check_extents(&tensors, &storages)?;
-    Ok(TorchFile {
-        legacy: false,
-        tensors,
-        storages,
-        map,
-    })
+    Ok((tensors, storages))
 }
 
 const LEGACY_MAGIC: [u8; 10] = [0x6c, 0xfc, 0x9c, 0x46, 0xf9, 0x20, 0x6a, 0xa8, 0x50, 0x19];

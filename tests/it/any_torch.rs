@@ -69,7 +69,7 @@ fn each_torch_verifies_state_dicts_safetensors_and_torchscript_and_says_which() 
             let err = run.stderr();
             for line in [
                 "Verified acme/st on cpu {with}: 1 weight file(s) [safetensors], 9 tensors, 139 parameters (float32, int64)",
-                "Verified scripted on cpu {with}: 1 weight file(s) [torchscript], 6 tensors, 130 parameters (float32), forward → [1, 2]",
+                "Verified scripted on cpu {with}: 1 weight file(s) [torchscript (code ran)], 6 tensors, 130 parameters (float32), forward → [1, 2]",
                 "Verified resnet-tiny on cpu {with}: 1 weight file(s) [torch_zip], 9 tensors, 139 parameters (float32, int64)",
                 "Verified legacy on cpu {with}: 1 weight file(s) [torch_legacy], 9 tensors, 139 parameters (float32, int64)",
             ] {
@@ -118,6 +118,36 @@ fn truncated_and_hostile_files_fail_by_name_in_every_torch() {
         assert!(!ctx.path().join("PWNED").exists());
         assert!(!err.contains("crashed"), "{err}");
     }
+}
+
+/// Loading is not running, in every torch: the hostile TorchScript module
+/// (its `__setstate__` overwrites a file) is verified by structure with its
+/// weights loaded from a memory map, and `torch.jit.load` runs it only when
+/// config.yaml says `run_code: true`.
+#[test]
+#[ignore = "needs Python environments with a full torch: MDL_TEST_TORCH_ENVS (scripts/test-torch-versions)"]
+fn the_python_verifier_runs_no_torchscript_code_unless_config_asks() {
+    let envs = envs();
+    for venv in &envs {
+        let ctx = in_env(venv, Some("python"));
+        crate::verify::hostile_script(&ctx, "");
+        let err = ctx.mdl(&["sync"]).success().stderr_without_torch();
+        assert_eq!(
+            ctx.read("hostile-victim.bin"),
+            b"ORIGINAL",
+            "{venv:?}: nothing ran: {err}"
+        );
+        assert!(
+            err.contains("[torchscript (structure and weights; code not run)], 1 tensors, 8 parameters (float32)"),
+            "{venv:?}: {err}"
+        );
+        let ctx = in_env(venv, Some("python"));
+        crate::verify::hostile_script(&ctx, "      verify: { run_code: true }\n");
+        let err = ctx.mdl(&["sync"]).success().stderr_without_torch();
+        assert_eq!(ctx.read("hostile-victim.bin"), b"XXXXXXXX", "{venv:?}: {err}");
+        assert!(err.contains("[torchscript (code ran)]"), "{venv:?}: {err}");
+    }
+    assert!(!envs.is_empty());
 }
 
 #[test]

@@ -11,6 +11,9 @@ pub const STATE_DICT: &[u8] = include_bytes!("../fixtures/state_dict.pth");
 pub const SCRIPTED: &[u8] = include_bytes!("../fixtures/scripted.pt");
 pub const SAFETENSORS: &[u8] = include_bytes!("../fixtures/model.safetensors");
 pub const LEGACY: &[u8] = include_bytes!("../fixtures/legacy.pth");
+/// A scripted module whose `__setstate__` overwrites `hostile-victim.bin`
+/// in the current directory (scripts/make-torchscript-fixtures.py).
+pub const HOSTILE_SCRIPT: &[u8] = include_bytes!("../fixtures/hostile_setstate.pt");
 
 pub struct TestContext {
     pub dir: tempfile::TempDir,

@@ -45,7 +45,7 @@ fn torchscript_state_dict_and_safetensors_load_on_cpu() {
         err.contains("Verified acme/st on cpu: 1 weight file(s) [safetensors], 9 tensors"),
         "{err}"
     );
-    assert!(err.contains("Verified scripted on cpu: 1 weight file(s) [torchscript], 6 tensors, 130 parameters (float32), forward → [1, 2]"), "{err}");
+    assert!(err.contains("Verified scripted on cpu: 1 weight file(s) [torchscript (code ran)], 6 tensors, 130 parameters (float32), forward → [1, 2]"), "{err}");
     assert!(
         err.contains(
             "Verified resnet-tiny on cpu: 1 weight file(s) [torch_zip], 9 tensors, 139 parameters (float32, int64)"
@@ -382,4 +382,54 @@ fn a_noop_sync_does_not_look_for_libtorch() {
     std::fs::remove_file(&marker).unwrap();
     assert!(run(&ctx).status.success());
     assert!(!marker.exists(), "a no-op sync looked for libtorch");
+}
+
+/// The hostile module served at `w/hostile.pt`, and a victim file beside
+/// the project that its `__setstate__` would overwrite.
+pub(crate) fn hostile_script(ctx: &TestContext, verify: &str) {
+    ctx.hub.put_file("w/hostile.pt", Blob::regular(HOSTILE_SCRIPT));
+    std::fs::write(ctx.path().join("hostile-victim.bin"), b"ORIGINAL").unwrap();
+    ctx.write_config(&format!(
+        "models:\n  require:\n    - id: url:{{hub}}/files/w/hostile.pt\n      name: hostile\n{verify}"
+    ));
+}
+
+#[test]
+fn a_torchscript_file_is_verified_without_running_its_code() {
+    let ctx = TestContext::new();
+    hostile_script(&ctx, "");
+    let run = ctx.mdl(&["sync"]).success();
+    assert_eq!(
+        ctx.read("hostile-victim.bin"),
+        b"ORIGINAL",
+        "nothing ran: {}",
+        run.stderr()
+    );
+    let err = run.stderr_without_torch();
+    assert!(
+        err.contains("Verified hostile on cpu: 1 weight file(s) [torchscript (structure and weights; code not run)], 1 tensors, 8 parameters (float32)"),
+        "{err}"
+    );
+    // The scripted fixture's weights, buffers included, read the same way.
+    let ctx = TestContext::new();
+    verify_hub(&ctx);
+    ctx.write_config("models:\n  require:\n    - url:{hub}/files/w/scripted.pt\n");
+    let err = ctx.mdl(&["sync"]).success().stderr_without_torch();
+    assert!(
+        err.contains("Verified scripted on cpu: 1 weight file(s) [torchscript (structure and weights; code not run)], 9 tensors, 139 parameters (float32, int64)"),
+        "{err}"
+    );
+}
+
+#[test]
+fn run_code_in_config_yaml_loads_the_module_and_says_its_code_ran() {
+    let ctx = TestContext::new();
+    hostile_script(&ctx, "      verify: { run_code: true }\n");
+    let err = ctx.mdl(&["sync"]).success().stderr_without_torch();
+    assert_eq!(
+        ctx.read("hostile-victim.bin"),
+        b"XXXXXXXX",
+        "the module's own code ran, as asked"
+    );
+    assert!(err.contains("[torchscript (code ran)]"), "{err}");
 }

@@ -246,6 +246,7 @@ impl Summary {
             architecture: None,
             device: device.to_string(),
             forward_output,
+            code_ran: None,
             load_ms: 0,
             torch: None,
             details: self.details,
@@ -253,25 +254,26 @@ impl Summary {
     }
 }
 
-pub fn load(path: &Path, format: Format, device: Device, forward: Option<&[i64]>) -> Result<FileReport, String> {
+/// What config.yaml allows for one model's files: `code`, to load a format
+/// whose loading runs the checkpoint's code as torch does (a TorchScript
+/// module, its `__setstate__` included); `forward`, a shape to run it on.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Run<'a> {
+    pub forward: Option<&'a [i64]>,
+    pub code: bool,
+}
+
+pub fn load(path: &Path, format: Format, device: Device, run: Run<'_>) -> Result<FileReport, String> {
     let target = tch_device(device);
     guarded(|| match format {
+        Format::TorchScript if run.code => load_script_module(path, target, device, run.forward),
         Format::TorchScript => {
-            let module = tch::CModule::load_on_device(path, target).map_err(first_line)?;
-            let mut summary = Summary::new();
-            for (name, t) in module.named_parameters().map_err(first_line)? {
-                summary.add(&name, &t)?;
-            }
-            let output = match forward {
-                Some(shape) => {
-                    let input = Tensor::f_zeros(shape, (Kind::Float, target)).map_err(first_line)?;
-                    let out = tch::no_grad(|| module.forward_ts(&[input]))
-                        .map_err(|e| format!("forward on a zero input of shape {shape:?} failed: {}", first_line(e)))?;
-                    Some(out.size())
-                }
-                None => None,
-            };
-            Ok(summary.report(format, device, output))
+            // Loading is not running: the archive's weights, read as a state
+            // dict is, and its code left unrun.
+            let (file, _) = torch_file::read_torchscript(path).map_err(|e| e.to_string())?;
+            let mut report = load_torch_file(&file, target, device, format)?;
+            report.code_ran = Some(false);
+            Ok(report)
         }
         Format::Safetensors => load_safetensors(path, target, device),
         Format::Gguf => load_gguf(path, target, device),
@@ -282,59 +284,97 @@ pub fn load(path: &Path, format: Format, device: Device, forward: Option<&[i64]>
                 torch_file::read_legacy(path)
             };
             let file = file.map_err(|e| e.to_string())?;
-            let mut summary = Summary::new();
-            // One storage at a time: it becomes one libtorch tensor on the
-            // device (read where it is mapped when aligned, else from one copy),
-            // every view of it is built and summed, then its memory is released.
-            let mut views: std::collections::BTreeMap<&str, Vec<&torch_file::TensorRef>> = Default::default();
-            for t in &file.tensors {
-                views.entry(t.storage.as_str()).or_default().push(t);
-            }
-            for (key, storage) in &file.storages {
-                let Some(refs) = views.get(key.as_str()) else {
-                    continue;
-                };
-                let bytes = file.bytes(storage);
-                let kind = kind(storage.dtype);
-                let aligned = (bytes.as_ptr() as usize).is_multiple_of(kind.elt_size_in_bytes().max(1));
-                let flat = if aligned && !bytes.is_empty() {
-                    // SAFETY: `bytes` stays mapped and unmodified while `flat` and
-                    // its views live (all dropped before `release`).
-                    unsafe { Tensor::f_from_blob(bytes.as_ptr(), &[storage.numel], &[], kind, tch::Device::Cpu) }
-                } else {
-                    Tensor::f_from_data_size(bytes, &[storage.numel], kind)
-                }
-                .and_then(|t| t.f_to_device(target))
-                .map_err(|e| format!("storage `{key}`: {}", first_line(e)))?;
-                // The common case, one tensor per storage: its pages go back
-                // chunk by chunk as they are summed; shared storages at the end.
-                let alone = refs.len() == 1;
-                let element = storage.dtype.size();
-                for t in refs {
-                    let tensor = flat
-                        .f_as_strided(t.shape.as_slice(), t.stride.as_slice(), t.offset)
-                        .map_err(|e| format!("tensor `{}`: {}", t.name, first_line(e)))?;
-                    if tensor.size() != t.shape {
-                        return Err(format!(
-                            "tensor `{}` came out with shape {:?}, not {:?}",
-                            t.name,
-                            tensor.size(),
-                            t.shape
-                        ));
-                    }
-                    summary.add_chunked(&t.name, &tensor, &mut |first, count| {
-                        if alone {
-                            let start = (t.offset + first) as usize * element;
-                            file.release_range(storage, start, count as usize * element);
-                        }
-                    })?;
-                }
-                drop(flat);
-                file.release(storage);
-            }
-            Ok(summary.report(format, device, None))
+            load_torch_file(&file, target, device, format)
         }
     })
+}
+
+/// `CModule::load_on_device`, which runs the module's code, then optionally
+/// one `forward` on a zero input: only when config.yaml asked.
+fn load_script_module(
+    path: &Path,
+    target: tch::Device,
+    device: Device,
+    forward: Option<&[i64]>,
+) -> Result<FileReport, String> {
+    let module = tch::CModule::load_on_device(path, target).map_err(first_line)?;
+    let mut summary = Summary::new();
+    for (name, t) in module.named_parameters().map_err(first_line)? {
+        summary.add(&name, &t)?;
+    }
+    let output = match forward {
+        Some(shape) => {
+            let input = Tensor::f_zeros(shape, (Kind::Float, target)).map_err(first_line)?;
+            let out = tch::no_grad(|| module.forward_ts(&[input]))
+                .map_err(|e| format!("forward on a zero input of shape {shape:?} failed: {}", first_line(e)))?;
+            Some(out.size())
+        }
+        None => None,
+    };
+    let mut report = summary.report(Format::TorchScript, device, output);
+    report.code_ran = Some(true);
+    Ok(report)
+}
+
+/// Every tensor of a file mdl's reader parsed (a `torch.save` file, or a
+/// TorchScript archive's weights), built in libtorch from its real bytes.
+fn load_torch_file(
+    file: &torch_file::TorchFile,
+    target: tch::Device,
+    device: Device,
+    format: Format,
+) -> Result<FileReport, String> {
+    let mut summary = Summary::new();
+    // One storage at a time: it becomes one libtorch tensor on the
+    // device (read where it is mapped when aligned, else from one copy),
+    // every view of it is built and summed, then its memory is released.
+    let mut views: std::collections::BTreeMap<&str, Vec<&torch_file::TensorRef>> = Default::default();
+    for t in &file.tensors {
+        views.entry(t.storage.as_str()).or_default().push(t);
+    }
+    for (key, storage) in &file.storages {
+        let Some(refs) = views.get(key.as_str()) else {
+            continue;
+        };
+        let bytes = file.bytes(storage);
+        let kind = kind(storage.dtype);
+        let aligned = (bytes.as_ptr() as usize).is_multiple_of(kind.elt_size_in_bytes().max(1));
+        let flat = if aligned && !bytes.is_empty() {
+            // SAFETY: `bytes` stays mapped and unmodified while `flat` and
+            // its views live (all dropped before `release`).
+            unsafe { Tensor::f_from_blob(bytes.as_ptr(), &[storage.numel], &[], kind, tch::Device::Cpu) }
+        } else {
+            Tensor::f_from_data_size(bytes, &[storage.numel], kind)
+        }
+        .and_then(|t| t.f_to_device(target))
+        .map_err(|e| format!("storage `{key}`: {}", first_line(e)))?;
+        // The common case, one tensor per storage: its pages go back
+        // chunk by chunk as they are summed; shared storages at the end.
+        let alone = refs.len() == 1;
+        let element = storage.dtype.size();
+        for t in refs {
+            let tensor = flat
+                .f_as_strided(t.shape.as_slice(), t.stride.as_slice(), t.offset)
+                .map_err(|e| format!("tensor `{}`: {}", t.name, first_line(e)))?;
+            if tensor.size() != t.shape {
+                return Err(format!(
+                    "tensor `{}` came out with shape {:?}, not {:?}",
+                    t.name,
+                    tensor.size(),
+                    t.shape
+                ));
+            }
+            summary.add_chunked(&t.name, &tensor, &mut |first, count| {
+                if alone {
+                    let start = (t.offset + first) as usize * element;
+                    file.release_range(storage, start, count as usize * element);
+                }
+            })?;
+        }
+        drop(flat);
+        file.release(storage);
+    }
+    Ok(summary.report(format, device, None))
 }
 
 /// The libtorch kind of a safetensors dtype, where libtorch has one.
@@ -554,7 +594,7 @@ mod tests {
         let path = dir.path().join("model.safetensors");
         safetensors::serialize_to_file(views, None, &path).unwrap();
 
-        let report = load(&path, Format::Safetensors, Device::Cpu, None).unwrap();
+        let report = load(&path, Format::Safetensors, Device::Cpu, Run::default()).unwrap();
         assert_eq!(report.tensors, 12);
         for detail in &report.details {
             match sums.get(&detail.name) {
@@ -595,7 +635,7 @@ mod tests {
         let view = TensorView::new(D::F32, vec![numel], &bytes).unwrap();
         let path = dir.path().join("big.safetensors");
         safetensors::serialize_to_file(vec![("w", view)], None, &path).unwrap();
-        let report = load(&path, Format::Safetensors, Device::Cpu, None).unwrap();
+        let report = load(&path, Format::Safetensors, Device::Cpu, Run::default()).unwrap();
         assert_eq!(report.details[0].sum, Some(0.25 * (numel / 4) as f64));
         assert_eq!(report.parameters, numel as u64);
     }
@@ -615,7 +655,13 @@ mod tests {
             ("scripted.pt", Format::TorchScript, ""),
         ];
         for (name, format, _) in cases {
-            let report = load(&fixture(name), format, Device::Cpu, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+            // The manifest lists a TorchScript module's parameters, which
+            // libtorch shows once the module is loaded (its code run).
+            let run = Run {
+                code: format == Format::TorchScript,
+                ..Run::default()
+            };
+            let report = load(&fixture(name), format, Device::Cpu, run).unwrap_or_else(|e| panic!("{name}: {e}"));
             let want = &manifest[name];
             assert_eq!(report.tensors, want["tensors"].as_u64().unwrap(), "{name}");
             assert_eq!(report.parameters, want["parameters"].as_u64().unwrap(), "{name}");
@@ -644,8 +690,8 @@ mod tests {
         let manifest: serde_json::Value =
             serde_json::from_slice(&std::fs::read(fixture("manifest.json")).unwrap()).unwrap();
         for name in ["tiny-F16.gguf", "tiny-v2.gguf", "tiny-Q4_K_M.gguf", "tiny-Q8_0.gguf"] {
-            let report =
-                load(&fixture(name), Format::Gguf, Device::Cpu, None).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let report = load(&fixture(name), Format::Gguf, Device::Cpu, Run::default())
+                .unwrap_or_else(|e| panic!("{name}: {e}"));
             let want = manifest[name]["tensors"].as_object().unwrap();
             assert!(report.loaded, "{name}");
             assert_eq!(report.tensors as usize, want.len(), "{name}");
@@ -667,21 +713,65 @@ mod tests {
             }
             assert_eq!(report.structure_only, quantized, "{name}");
         }
-        let err = load(&fixture("broken_truncated.gguf"), Format::Gguf, Device::Cpu, None).unwrap_err();
+        let err = load(
+            &fixture("broken_truncated.gguf"),
+            Format::Gguf,
+            Device::Cpu,
+            Run::default(),
+        )
+        .unwrap_err();
         assert!(err.contains("truncated"), "{err}");
     }
 
     #[test]
     fn forward_runs_on_zero_input() {
-        let report = load(
+        let run = Run {
+            forward: Some(&[1, 3, 8, 8]),
+            code: true,
+        };
+        let report = load(&fixture("scripted.pt"), Format::TorchScript, Device::Cpu, run).unwrap();
+        assert_eq!(report.forward_output, Some(vec![1, 2]));
+        assert_eq!(report.code_ran, Some(true));
+        // By default the same archive is read as weights, its code not run.
+        let weights = load(
             &fixture("scripted.pt"),
             Format::TorchScript,
             Device::Cpu,
-            Some(&[1, 3, 8, 8]),
+            Run::default(),
         )
         .unwrap();
-        assert_eq!(report.forward_output, Some(vec![1, 2]));
-        let err = load(&fixture("scripted.pt"), Format::TorchScript, Device::Cpu, Some(&[1, 5])).unwrap_err();
+        assert_eq!(weights.code_ran, Some(false));
+        // Read as weights: the same parameters with the same sums, and the
+        // batch norm's buffers besides.
+        let manifest: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(fixture("manifest.json")).unwrap()).unwrap();
+        let sums = manifest["scripted.pt"]["sums"].as_object().unwrap();
+        assert_eq!(weights.tensors, 9);
+        let mut matched = 0;
+        for t in weights.details.iter().filter(|t| sums.contains_key(&t.name)) {
+            let want = sums[&t.name].as_f64().unwrap();
+            assert!(
+                (t.sum.unwrap() - want).abs() <= 1e-3 * want.abs().max(1.0),
+                "{}",
+                t.name
+            );
+            matched += 1;
+        }
+        assert_eq!(matched, sums.len(), "{:?}", weights.details);
+        assert!(
+            weights.parameters >= report.parameters,
+            "buffers and constants too: {weights:?}"
+        );
+        let err = load(
+            &fixture("scripted.pt"),
+            Format::TorchScript,
+            Device::Cpu,
+            Run {
+                forward: Some(&[1, 5]),
+                code: true,
+            },
+        )
+        .unwrap_err();
         assert!(err.contains("forward on a zero input"), "{err}");
     }
 
@@ -694,7 +784,7 @@ mod tests {
             ("broken_not_a_model.pt", Format::TorchScript),
             ("state_dict.pth", Format::TorchScript),
         ] {
-            let err = load(&fixture(name), format, Device::Cpu, None).unwrap_err();
+            let err = load(&fixture(name), format, Device::Cpu, Run::default()).unwrap_err();
             assert!(!err.is_empty(), "{name}");
         }
     }

@@ -74,7 +74,7 @@ pub fn serve_helper(requests: Vec<Request>, out: &mut impl std::io::Write) -> st
                 format: None,
                 reason: e.to_string(),
             },
-            Ok(device) => match load_file(&request.path, *device, request.forward.as_deref()) {
+            Ok(device) => match load_file(&request.path, *device, request.forward.as_deref(), request.run_code) {
                 Ok(report) => Answer::Loaded { index, report },
                 Err(VerifyError::Load { format, reason, .. }) => Answer::LoadFailed { index, format, reason },
                 Err(e) => Answer::LoadFailed {
@@ -92,9 +92,19 @@ pub fn serve_helper(requests: Vec<Request>, out: &mut impl std::io::Write) -> st
 }
 
 /// Detects a file's format and loads it with libtorch. `Ok(None)` for files
-/// that are not weights.
-pub fn load_file(path: &Path, device: Device, forward: Option<&[i64]>) -> Result<Option<FileReport>, VerifyError> {
-    mdl::verify::verify_with(path, |format| libtorch::load(path, format, device, forward))
+/// that are not weights. `run_code`: a TorchScript module is loaded (and its
+/// code run) only when config.yaml asked for it.
+pub fn load_file(
+    path: &Path,
+    device: Device,
+    forward: Option<&[i64]>,
+    run_code: bool,
+) -> Result<Option<FileReport>, VerifyError> {
+    let run = libtorch::Run {
+        forward,
+        code: run_code || forward.is_some(),
+    };
+    mdl::verify::verify_with(path, |format| libtorch::load(path, format, device, run))
 }
 
 #[cfg(test)]
@@ -109,6 +119,7 @@ mod tests {
                 path: fixtures.join("state_dict.pth"),
                 device: "cpu".into(),
                 forward: None,
+                run_code: false,
                 format: None,
                 spans: Vec::new(),
             },
@@ -116,6 +127,7 @@ mod tests {
                 path: fixtures.join("broken_missing_record.pth"),
                 device: "cpu".into(),
                 forward: None,
+                run_code: false,
                 format: None,
                 spans: Vec::new(),
             },
@@ -123,6 +135,7 @@ mod tests {
                 path: fixtures.join("manifest.json"),
                 device: "cpu".into(),
                 forward: None,
+                run_code: false,
                 format: None,
                 spans: Vec::new(),
             },
@@ -130,6 +143,7 @@ mod tests {
                 path: fixtures.join("state_dict.pth"),
                 device: "cuda".into(),
                 forward: None,
+                run_code: false,
                 format: None,
                 spans: Vec::new(),
             },

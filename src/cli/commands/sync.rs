@@ -187,12 +187,7 @@ pub fn print_checks(context: &Context, checks: &[ModelCheck]) -> Result<(), Erro
             .collect();
         dtypes.sort();
         dtypes.dedup();
-        let formats: Vec<String> = (v.files.values())
-            .map(|f| match &f.architecture {
-                Some(arch) => format!("{} ({arch})", f.format.as_str()),
-                None => f.format.as_str().to_string(),
-            })
-            .collect();
+        let formats: Vec<String> = v.files.values().map(|f| f.format_label()).collect();
         let forward: Vec<String> = v
             .files
             .values()

@@ -74,7 +74,7 @@ pub fn largest(format: Format, path: &Path) -> std::io::Result<(String, u64)> {
     let whole =
         || -> std::io::Result<(String, u64)> { Ok(("(the whole file)".to_string(), std::fs::metadata(path)?.len())) };
     let found = match format {
-        Format::TorchScript => None,
+        Format::TorchScript => torchscript::largest(path),
         Format::TorchZip => torch::largest(path, false),
         Format::TorchLegacy => torch::largest(path, true),
         Format::Safetensors => safetensors::largest(path)?,

@@ -28,6 +28,11 @@ fn read(path: &Path, legacy: bool) -> Result<torch_file::TorchFile, torch_file::
 
 pub fn structure(path: &Path, legacy: bool) -> Result<Structure, String> {
     let file = read(path, legacy).map_err(|e| e.to_string())?;
+    Ok(summarize(&file))
+}
+
+/// Tensors, parameters, bytes and dtypes of a parsed file.
+pub fn summarize(file: &torch_file::TorchFile) -> Structure {
     let mut found = Structure {
         tensors: file.tensors.len() as u64,
         ..Structure::default()
@@ -42,13 +47,17 @@ pub fn structure(path: &Path, legacy: bool) -> Result<Structure, String> {
     });
     found.parameters = params as u64;
     found.bytes = bytes as u64;
-    Ok(found)
+    found
 }
 
 /// The largest storage, named by a tensor that views it; `None` when the
 /// file cannot be read.
 pub fn largest(path: &Path, legacy: bool) -> Option<(String, u64)> {
-    let file = read(path, legacy).ok()?;
+    largest_of(&read(path, legacy).ok()?)
+}
+
+/// The largest storage of a parsed file, named by a tensor that views it.
+pub fn largest_of(file: &torch_file::TorchFile) -> Option<(String, u64)> {
     file.storages
         .iter()
         .map(|(key, storage)| {
