@@ -210,12 +210,67 @@ pub struct JournalEntry {
 /// costs a re-hash or a download later.
 pub fn append_journal(journal: &Path, entry: &JournalEntry) {
     use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
     let Ok(mut line) = serde_json::to_vec(entry) else {
         return;
     };
     line.push(b'\n');
-    if let Ok(mut file) = std::fs::OpenOptions::new().create(true).append(true).open(journal) {
+    let opened = (std::fs::OpenOptions::new().create(true).append(true))
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(journal);
+    if let Ok(mut file) = opened.and_then(regular) {
         let _ = file.write_all(&line);
+    }
+}
+
+// Files mdl writes under `models/.mdl/` and the caches are input too (a pull
+// request can commit a link there, a CI cache can restore one): they are
+// opened without following links (`O_NOFOLLOW`), and must be regular files.
+
+/// How [`open_nofollow`] opens a file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Open {
+    /// Read and write; created if missing; kept as it is.
+    Keep,
+    /// Read and write; created if missing; emptied.
+    Truncate,
+}
+
+/// Opens `path` for reading and writing without following a link: a link
+/// there is an error (`ELOOP`), as is anything but a regular file.
+pub fn open_nofollow(path: &Path, how: Open) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(how == Open::Truncate)
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)?;
+    regular(file)
+}
+
+/// A file's bytes, read without following a link; `None` when it is missing,
+/// a link, not a regular file, or larger than `limit`.
+pub fn read_nofollow(path: &Path, limit: u64) -> Option<Vec<u8>> {
+    use std::io::Read as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = (std::fs::OpenOptions::new().read(true))
+        .custom_flags(libc::O_NOFOLLOW)
+        .open(path)
+        .and_then(regular)
+        .ok()?;
+    let mut bytes = Vec::new();
+    file.take(limit + 1).read_to_end(&mut bytes).ok()?;
+    (bytes.len() as u64 <= limit).then_some(bytes)
+}
+
+/// `file`, if it is a regular file (not a FIFO or a device).
+fn regular(file: std::fs::File) -> std::io::Result<std::fs::File> {
+    if file.metadata()?.is_file() {
+        Ok(file)
+    } else {
+        Err(std::io::Error::other("not a regular file"))
     }
 }
 

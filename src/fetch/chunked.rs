@@ -320,13 +320,7 @@ fn open_pieced(
         failure: None,
     };
     save_state(state_path, job, &shared, piece);
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .read(true)
-        .write(true)
-        .truncate(false)
-        .open(part_path)
-        .map_err(fatal_io)?;
+    let file = crate::fs::open_nofollow(part_path, crate::fs::Open::Keep).map_err(fatal_io)?;
     if done.iter().all(Option::is_none) {
         file.set_len(0).map_err(fatal_io)?;
     }
@@ -344,10 +338,9 @@ async fn finished_pieces(
     size: u64,
 ) -> (Vec<Option<ChainingValue>>, Option<String>) {
     let count = size.div_ceil(piece) as usize;
-    let previous: Option<PartialState> = std::fs::read(state_path)
-        .ok()
-        .and_then(|b| serde_json::from_slice(&b).ok());
-    let part_len = std::fs::metadata(part_path).map(|m| m.len()).ok();
+    let previous: Option<PartialState> =
+        crate::fs::read_nofollow(state_path, 64 << 20).and_then(|b| serde_json::from_slice(&b).ok());
+    let part_len = std::fs::symlink_metadata(part_path).map(|m| m.len()).ok();
     let mut done: Vec<Option<ChainingValue>> = vec![None; count];
     let mut etag = None;
     if let Some(p) = previous {
@@ -494,7 +487,7 @@ fn confirm_pieces(
     piece: u64,
     size: u64,
 ) -> Vec<Option<ChainingValue>> {
-    let Ok(file) = std::fs::File::open(path) else {
+    let Ok(file) = crate::fs::open_nofollow(path, crate::fs::Open::Keep) else {
         return vec![None; recorded.len()];
     };
     let mut buf = vec![0u8; piece as usize];
@@ -531,8 +524,11 @@ fn save_state(state_path: &Path, job: &Download, s: &Shared, piece: u64) {
             done: s.done.iter().map(|d| d.map(hex::encode)).collect(),
         }),
     };
+    use std::io::Write as _;
     let tmp = state_path.with_extension("json.tmp");
-    if std::fs::write(&tmp, serde_json::to_vec(&state).unwrap()).is_ok() {
+    let written = crate::fs::open_nofollow(&tmp, crate::fs::Open::Truncate)
+        .and_then(|mut f| f.write_all(&serde_json::to_vec(&state).unwrap()));
+    if written.is_ok() {
         let _ = std::fs::rename(&tmp, state_path);
     }
 }

@@ -672,8 +672,8 @@ struct Body<'a> {
 /// prefix of this same download (same URL and expectations, and something to
 /// check the whole against).
 fn resumable_prefix(job: &Download, part_path: &Path, state_path: &Path) -> Option<(u64, Option<String>)> {
-    let previous: PartialState = serde_json::from_slice(&std::fs::read(state_path).ok()?).ok()?;
-    let part_len = std::fs::metadata(part_path).map(|m| m.len()).unwrap_or(0);
+    let previous: PartialState = serde_json::from_slice(&crate::fs::read_nofollow(state_path, 1 << 20)?).ok()?;
+    let part_len = std::fs::symlink_metadata(part_path).map(|m| m.len()).unwrap_or(0);
     let checkable = previous.etag.is_some() || job.expect.blake3.is_some() || job.expect.sha256.is_some();
     (previous.url == job.url && previous.expect == job.expect && checkable && part_len > 0)
         .then_some((part_len, previous.etag))
@@ -695,8 +695,8 @@ fn open_partial(
         let path = path.to_path_buf();
         move |source: std::io::Error| AttemptError::Fatal(io_error(job, path, source))
     };
-    if continuing.is_none() && std::fs::metadata(part_path).is_ok_and(|m| m.len() > 0) {
-        std::fs::File::create(part_path).map_err(fatal_io(part_path))?;
+    if continuing.is_none() && std::fs::symlink_metadata(part_path).is_ok_and(|m| m.len() > 0) {
+        crate::fs::open_nofollow(part_path, crate::fs::Open::Truncate).map_err(fatal_io(part_path))?;
     }
     let state = PartialState {
         url: job.url.clone(),
@@ -706,13 +706,7 @@ fn open_partial(
     };
     write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
     crate::failpoint::kill_point("fetch::sidecar_written");
-    let mut file = std::fs::OpenOptions::new()
-        .create(true)
-        .read(true)
-        .write(true)
-        .truncate(false)
-        .open(part_path)
-        .map_err(fatal_io(part_path))?;
+    let mut file = crate::fs::open_nofollow(part_path, crate::fs::Open::Keep).map_err(fatal_io(part_path))?;
     let want_sha256 = job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some();
     let mut hashers = Hashers::new(want_sha256, job.expect.git_oid.is_some(), job.expect.size);
     let written = match continuing {

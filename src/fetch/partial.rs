@@ -66,7 +66,7 @@ fn abandoned(writer: &str, part: &Path, stale_after: Duration) -> bool {
     let sidecar = PathBuf::from(format!("{}.json", part.display()));
     let touched = [part, sidecar.as_path()]
         .iter()
-        .filter_map(|p| std::fs::metadata(p).and_then(|m| m.modified()).ok())
+        .filter_map(|p| std::fs::symlink_metadata(p).and_then(|m| m.modified()).ok())
         .max()
         .unwrap_or(SystemTime::UNIX_EPOCH);
     SystemTime::now().duration_since(touched).unwrap_or_default() > stale_after
@@ -74,8 +74,10 @@ fn abandoned(writer: &str, part: &Path, stale_after: Duration) -> bool {
 
 /// Renews this writer's lease on a partial it is about to work on again.
 pub fn renew(part: &Path) {
-    if let Ok(file) = std::fs::File::options().write(true).open(part) {
-        let _ = file.set_modified(SystemTime::now());
+    if std::fs::symlink_metadata(part).is_ok_and(|m| m.is_file()) {
+        if let Ok(file) = crate::fs::open_nofollow(part, crate::fs::Open::Keep) {
+            let _ = file.set_modified(SystemTime::now());
+        }
     }
 }
 
@@ -87,7 +89,7 @@ pub fn claim(tmp_dir: &Path, stem: &str, stale_after: Duration) -> (PathBuf, Pat
         tmp_dir.join(format!("{stem}.{me}.part")),
         tmp_dir.join(format!("{stem}.{me}.part.json")),
     );
-    if mine.1.exists() {
+    if std::fs::symlink_metadata(&mine.1).is_ok_and(|m| m.is_file()) {
         return mine;
     }
     let Ok(entries) = std::fs::read_dir(tmp_dir) else {
@@ -108,6 +110,16 @@ pub fn claim(tmp_dir: &Path, stem: &str, stale_after: Duration) -> (PathBuf, Pat
             (tmp_dir.join(format!("{stem}.{other}.part")), entry.path())
         };
         let writer = if other == "part" { "0" } else { other };
+        // Only regular files are partials: a link planted here (by a pull
+        // request, a restored cache) is removed, never followed or claimed.
+        if !is_regular_or_missing(&sidecar) || !is_regular_or_missing(&part) {
+            for planted in [&sidecar, &part] {
+                if std::fs::symlink_metadata(planted).is_ok_and(|m| !m.is_file()) {
+                    let _ = std::fs::remove_file(planted);
+                }
+            }
+            continue;
+        }
         if !abandoned(writer, &part, stale_after) {
             continue;
         }
@@ -125,6 +137,13 @@ pub fn claim(tmp_dir: &Path, stem: &str, stale_after: Duration) -> (PathBuf, Pat
         }
     }
     mine
+}
+
+fn is_regular_or_missing(path: &Path) -> bool {
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) => meta.is_file(),
+        Err(e) => e.kind() == std::io::ErrorKind::NotFound,
+    }
 }
 
 /// Partial downloads no live writer is using (`mdl clean --partial`).

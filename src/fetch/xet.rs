@@ -269,6 +269,45 @@ struct Range {
 struct Reconstruction {
     terms: Vec<Term>,
     ranges: Vec<Range>,
+    /// For each term, the range that covers it (checked: one does).
+    cover: Vec<usize>,
+}
+
+/// The ranges of each xorb sorted by first chunk, each with the
+/// furthest-reaching range among it and those before: the range covering a
+/// term is found in O(log n), not by scanning every range (a hostile answer
+/// may list 320,000 terms and ranges).
+struct RangeIndex {
+    by_xorb: HashMap<Hash, Vec<(u32, u32, usize)>>,
+}
+
+impl RangeIndex {
+    fn of(ranges: &[Range]) -> RangeIndex {
+        let mut by_xorb: HashMap<Hash, Vec<(u32, u32, usize)>> = HashMap::new();
+        for (i, r) in ranges.iter().enumerate() {
+            by_xorb.entry(r.xorb).or_default().push((r.start, r.end, i));
+        }
+        for list in by_xorb.values_mut() {
+            list.sort_unstable();
+            // Each entry's end and index become the furthest reach so far.
+            let mut best = (0u32, usize::MAX);
+            for entry in list.iter_mut() {
+                if entry.1 > best.0 || best.1 == usize::MAX {
+                    best = (entry.1, entry.2);
+                }
+                (entry.1, entry.2) = best;
+            }
+        }
+        RangeIndex { by_xorb }
+    }
+
+    /// A range of `t`'s xorb that starts at or before it and reaches its end.
+    fn covering(&self, t: &Term) -> Option<usize> {
+        let list = self.by_xorb.get(&t.xorb)?;
+        let last = list.partition_point(|(start, _, _)| *start <= t.start).checked_sub(1)?;
+        let (_, reach, index) = list[last];
+        (reach >= t.end).then_some(index)
+    }
 }
 
 #[derive(Deserialize)]
@@ -402,20 +441,19 @@ impl ReconstructionJson {
                 }
             }
         }
+        let index = RangeIndex::of(&ranges);
+        let mut cover = Vec::with_capacity(terms.len());
         for t in &terms {
-            if !ranges
-                .iter()
-                .any(|r| r.xorb == t.xorb && r.start <= t.start && t.end <= r.end)
-            {
-                return Err(format!(
+            cover.push(index.covering(t).ok_or_else(|| {
+                format!(
                     "no fetch range covers xorb {} chunks {}..{}",
                     to_hex(&t.xorb),
                     t.start,
                     t.end
-                ));
-            }
+                )
+            })?);
         }
-        Ok(Reconstruction { terms, ranges })
+        Ok(Reconstruction { terms, ranges, cover })
     }
 }
 
@@ -717,7 +755,8 @@ impl Fetcher {
         self.xet
             .index
             .get_or_init(|| async move {
-                tokio::task::spawn_blocking(move || ChunkIndex::load(dir.as_deref()))
+                let root = dir.as_ref().and_then(|d| d.parent()?.parent()).map(Path::to_path_buf);
+                tokio::task::spawn_blocking(move || ChunkIndex::load(dir.as_deref(), root.as_deref()))
                     .await
                     .map(Arc::new)
                     .unwrap_or_default()
@@ -788,17 +827,11 @@ impl Fetcher {
             crate::fs::write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
         }
         // The log again, with only what is kept (a torn last record dropped).
-        let mut log = std::fs::File::create(&log_path).map_err(fatal_io(&log_path))?;
+        let mut log = crate::fs::open_nofollow(&log_path, crate::fs::Open::Truncate).map_err(fatal_io(&log_path))?;
         for (term, records) in &done {
             append_log(&mut log, *term, records).map_err(fatal_io(&log_path))?;
         }
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .read(true)
-            .write(true)
-            .truncate(false)
-            .open(part_path)
-            .map_err(fatal_io(part_path))?;
+        let file = crate::fs::open_nofollow(part_path, crate::fs::Open::Keep).map_err(fatal_io(part_path))?;
         file.set_len(size).map_err(fatal_io(part_path))?;
         let file = Arc::new(file);
         let resumed_from: u64 = done.keys().map(|&t| plan.terms[t].len).sum();
@@ -819,6 +852,7 @@ impl Fetcher {
         let index = self.xet_index().await;
         let mut local: Vec<usize> = Vec::new();
         let mut by_range: Vec<(usize, Vec<usize>)> = Vec::new();
+        let mut slot_of_range: HashMap<usize, usize> = HashMap::new();
         for (i, t) in plan.terms.iter().enumerate() {
             if done.contains_key(&i) {
                 continue;
@@ -827,12 +861,13 @@ impl Fetcher {
                 local.push(i);
                 continue;
             }
-            let r = (plan.ranges.iter())
-                .position(|r| r.xorb == t.xorb && r.start <= t.start && t.end <= r.end)
-                .expect("checked: a range covers every term");
-            match by_range.iter_mut().find(|(range, _)| *range == r) {
-                Some((_, terms)) => terms.push(i),
-                None => by_range.push((r, vec![i])),
+            let r = plan.cover[i];
+            match slot_of_range.get(&r) {
+                Some(&slot) => by_range[slot].1.push(i),
+                None => {
+                    slot_of_range.insert(r, by_range.len());
+                    by_range.push((r, vec![i]));
+                }
             }
         }
         let plan = Arc::new(plan);
@@ -1089,7 +1124,7 @@ const RECORD: usize = 32 + 8;
 /// Every whole entry of the log: (term, [(chunk hash, length)]). An entry
 /// cut by a kill is dropped with everything after it.
 fn read_log(path: &Path) -> Vec<(usize, Vec<(Hash, u64)>)> {
-    let bytes = std::fs::read(path).unwrap_or_default();
+    let bytes = crate::fs::read_nofollow(path, 1 << 30).unwrap_or_default();
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(head) = bytes.get(at..at + 8) {
@@ -1129,6 +1164,45 @@ fn append_log(f: &mut std::fs::File, term: usize, records: &[(Hash, u64)]) -> st
 
 // ---- the chunk index: which chunks the project's files hold ----
 
+/// The places an index lists for a file of `size` bytes: (xorb, chunk
+/// index) → (offset, length, chunk hash), only those inside the file, of at
+/// most 128 KiB and at a chunk index a xorb can have.
+#[allow(clippy::type_complexity)]
+fn places(body: &[u8], size: u64) -> impl Iterator<Item = ((Hash, u32), (u64, u32, Hash))> + '_ {
+    body.chunks_exact(PLACE).filter_map(move |p| {
+        let xorb: Hash = p[..32].try_into().unwrap();
+        let i = u32::from_le_bytes(p[32..36].try_into().unwrap());
+        let hash: Hash = p[36..68].try_into().unwrap();
+        let offset = u64::from_le_bytes(p[68..76].try_into().unwrap());
+        let len = u32::from_le_bytes(p[76..80].try_into().unwrap());
+        let fits = offset.checked_add(u64::from(len)).is_some_and(|end| end <= size);
+        (fits && len as usize <= MAX_CHUNK && i < MAX_XORB_CHUNKS).then_some(((xorb, i), (offset, len, hash)))
+    })
+}
+
+/// Every parser of what a CAS answers and what `models/.mdl/xet/` holds, on
+/// any bytes, for the fuzz target (`fuzz/fuzz_targets/xet.rs`) and its
+/// regression inputs: a reconstruction (checked as for a file of any size
+/// and of 1 GiB), a term log, and a chunk index's places. Never a panic, a
+/// hang or unbounded memory.
+#[doc(hidden)]
+pub fn fuzz_xet(data: &[u8]) {
+    if let Ok(json) = serde_json::from_slice::<ReconstructionJson>(data) {
+        let _ = json.check(Some(1 << 30));
+    }
+    if let Ok(json) = serde_json::from_slice::<ReconstructionJson>(data) {
+        let _ = json.check(None);
+    }
+    let dir = tempfile::tempdir().expect("a temporary directory");
+    let log = dir.path().join("log");
+    if std::fs::write(&log, data).is_ok() {
+        let _ = read_log(&log);
+    }
+    let _ = places(data, u64::MAX).count();
+    let mut index = ChunkIndex::default();
+    index.add(data, dir.path());
+}
+
 #[derive(Clone, Copy)]
 struct ChunkPlace {
     xorb: Hash,
@@ -1150,44 +1224,62 @@ pub(crate) struct ChunkIndex {
     chunks: Mutex<HashMap<(Hash, u32), Located>>,
 }
 
+/// The largest chunk index read (a 100 GiB file of 64 KiB chunks needs
+/// ~130 MiB of places; more is not an index mdl wrote).
+const MAX_INDEX_BYTES: u64 = 256 << 20;
+
 impl ChunkIndex {
-    /// Every index in `dir` whose file is still there with its size.
-    fn load(dir: Option<&Path>) -> ChunkIndex {
+    /// Every index in `dir` (`models/.mdl/xet/`) whose file is still there
+    /// with its size. The folder is input like any other under `models/` (a
+    /// pull request or a restored cache can plant one): an index or a file
+    /// reached through a link is skipped, a file must be a regular file
+    /// inside `models_root`, and a chunk must lie inside it and be at most
+    /// 128 KiB before anything is allocated for it.
+    fn load(dir: Option<&Path>, models_root: Option<&Path>) -> ChunkIndex {
         let mut index = ChunkIndex::default();
-        let Some(entries) = dir.and_then(|d| std::fs::read_dir(d).ok()) else {
+        let (Some(entries), Some(root)) = (dir.and_then(|d| std::fs::read_dir(d).ok()), models_root) else {
             return index;
         };
-        let chunks = index.chunks.get_mut().unwrap();
         for entry in entries.flatten() {
-            let Ok(bytes) = std::fs::read(entry.path()) else {
-                continue;
-            };
-            let Some(nl) = bytes.iter().position(|&b| b == b'\n') else {
-                continue;
-            };
-            #[derive(Deserialize)]
-            struct Header {
-                path: PathBuf,
-                size: u64,
-            }
-            let Ok(header) = serde_json::from_slice::<Header>(&bytes[..nl]) else {
-                continue;
-            };
-            if std::fs::metadata(&header.path).map(|m| m.len()).ok() != Some(header.size) {
-                continue;
-            }
-            let file = index.files.len();
-            index.files.push(header.path);
-            for p in bytes[nl + 1..].chunks_exact(PLACE) {
-                let xorb: Hash = p[..32].try_into().unwrap();
-                let i = u32::from_le_bytes(p[32..36].try_into().unwrap());
-                let hash: Hash = p[36..68].try_into().unwrap();
-                let offset = u64::from_le_bytes(p[68..76].try_into().unwrap());
-                let len = u32::from_le_bytes(p[76..80].try_into().unwrap());
-                chunks.insert((xorb, i), (file, offset, len, hash));
+            let is_small_file = entry
+                .path()
+                .symlink_metadata()
+                .is_ok_and(|m| m.is_file() && m.len() <= MAX_INDEX_BYTES);
+            if let Some(bytes) = is_small_file.then(|| std::fs::read(entry.path()).ok()).flatten() {
+                index.add(&bytes, root);
             }
         }
         index
+    }
+
+    /// One index file's bytes: a JSON header line, then fixed-size places.
+    fn add(&mut self, bytes: &[u8], root: &Path) {
+        #[derive(Deserialize)]
+        struct Header {
+            path: PathBuf,
+            size: u64,
+        }
+        let Some(nl) = bytes.iter().position(|&b| b == b'\n') else {
+            return;
+        };
+        let Ok(header) = serde_json::from_slice::<Header>(&bytes[..nl]) else {
+            return;
+        };
+        let inside = header.path.starts_with(root)
+            && header
+                .path
+                .components()
+                .all(|c| !matches!(c, std::path::Component::ParentDir));
+        let regular = std::fs::symlink_metadata(&header.path).is_ok_and(|m| m.is_file() && m.len() == header.size);
+        if !inside || !regular {
+            return;
+        }
+        let file = self.files.len();
+        self.files.push(header.path);
+        let chunks = self.chunks.get_mut().unwrap();
+        for (key, (offset, len, hash)) in places(&bytes[nl + 1..], header.size) {
+            chunks.insert(key, (file, offset, len, hash));
+        }
     }
 
     fn record(dir: &Path, xet_hash: &str, dest: &Path, places: &[ChunkPlace]) -> std::io::Result<()> {
@@ -1229,7 +1321,11 @@ impl ChunkIndex {
         let mut out = Vec::with_capacity(places.len());
         for (file, offset, len, hash) in places {
             if open.as_ref().is_none_or(|(f, _)| *f != file) {
-                open = Some((file, std::fs::File::open(&self.files[file]).ok()?));
+                use std::os::unix::fs::OpenOptionsExt as _;
+                let opened = (std::fs::OpenOptions::new().read(true))
+                    .custom_flags(libc::O_NOFOLLOW)
+                    .open(&self.files[file]);
+                open = Some((file, opened.ok()?));
             }
             let f = &mut open.as_mut()?.1;
             f.seek(SeekFrom::Start(offset)).ok()?;
@@ -1365,5 +1461,87 @@ mod tests {
         v["fetch_info"][&h][0]["range"]["start"] = 1.into();
         v["fetch_info"][&h][0]["range"]["end"] = 2.into();
         assert!(parse(v).is_err(), "a term no range covers");
+    }
+
+    /// Each term finds the range that covers it through the index: many
+    /// terms, many ranges of one xorb, the covering one listed last, and
+    /// overlapping ranges where only a later, longer one reaches far enough.
+    #[test]
+    fn terms_find_their_covering_range_through_the_index() {
+        let h = "a".repeat(64);
+        let n = 40_000u32;
+        let terms: Vec<_> = (0..n)
+            .map(|i| serde_json::json!({"hash": h, "unpacked_length": 1, "range": {"start": i % 8000, "end": i % 8000 + 1}}))
+            .collect();
+        let mut ranges: Vec<_> = (0..n)
+            .map(|i| serde_json::json!({"range": {"start": 8000 + i % 100, "end": 8001 + i % 100}, "url": "http://127.0.0.1/x", "url_range": {"start": 0, "end": 1}}))
+            .collect();
+        ranges.push(serde_json::json!({"range": {"start": 0, "end": 4000}, "url": "http://127.0.0.1/x", "url_range": {"start": 0, "end": 1}}));
+        ranges.push(serde_json::json!({"range": {"start": 0, "end": 8000}, "url": "http://127.0.0.1/x", "url_range": {"start": 0, "end": 1}}));
+        let answer =
+            serde_json::json!({"offset_into_first_range": 0, "terms": terms, "fetch_info": {h.clone(): ranges}});
+        let plan = serde_json::from_value::<ReconstructionJson>(answer)
+            .unwrap()
+            .check(Some(u64::from(n)))
+            .unwrap();
+        assert_eq!(plan.cover.len(), n as usize);
+        for (t, &r) in plan.terms.iter().zip(&plan.cover) {
+            let range = &plan.ranges[r];
+            assert!(range.xorb == t.xorb && range.start <= t.start && t.end <= range.end);
+        }
+        // Covered only by a range of another xorb: refused.
+        let other = serde_json::json!({"offset_into_first_range": 0,
+            "terms": [{"hash": h, "unpacked_length": 1, "range": {"start": 0, "end": 1}}],
+            "fetch_info": {"b".repeat(64): [{"range": {"start": 0, "end": 9}, "url": "http://127.0.0.1/x", "url_range": {"start": 0, "end": 1}}]}});
+        assert!(serde_json::from_value::<ReconstructionJson>(other)
+            .unwrap()
+            .check(Some(1))
+            .is_err());
+    }
+
+    /// A planted chunk index: a file outside `models/`, a file reached
+    /// through a link, chunks past the file or over 128 KiB are all left out
+    /// before anything is allocated for them.
+    #[test]
+    fn a_hostile_chunk_index_names_nothing_outside_and_allocates_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let models = dir.path().join("models");
+        std::fs::create_dir_all(&models).unwrap();
+        let file = models.join("m.bin");
+        std::fs::write(&file, vec![0u8; 1000]).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", models.join("zero")).unwrap();
+        let place = |index: u32, offset: u64, len: u32| {
+            let mut p = vec![1u8; 32];
+            p.extend_from_slice(&index.to_le_bytes());
+            p.extend_from_slice(&[7u8; 32]);
+            p.extend_from_slice(&offset.to_le_bytes());
+            p.extend_from_slice(&len.to_le_bytes());
+            p
+        };
+        let index_of = |path: &Path, size: u64, places: &[Vec<u8>]| {
+            let mut bytes = serde_json::to_vec(&serde_json::json!({"path": path, "size": size})).unwrap();
+            bytes.push(b'\n');
+            places.iter().for_each(|p| bytes.extend_from_slice(p));
+            let mut index = ChunkIndex::default();
+            index.add(&bytes, &models);
+            index
+        };
+        let good = index_of(
+            &file,
+            1000,
+            &[place(0, 0, 100), place(1, 900, 200), place(2, 0, u32::MAX)],
+        );
+        let chunks = good.chunks.lock().unwrap();
+        assert_eq!(chunks.len(), 1, "only the chunk inside the file");
+        assert!(chunks.contains_key(&([1u8; 32], 0)));
+        drop(chunks);
+        for (path, size) in [
+            (Path::new("/etc/hostname"), 1u64),
+            (&models.join("zero"), 0),
+            (&models.join("../models/m.bin"), 1000),
+        ] {
+            let index = index_of(path, size, &[place(0, 0, 1)]);
+            assert!(index.files.is_empty(), "{}", path.display());
+        }
     }
 }

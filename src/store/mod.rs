@@ -177,14 +177,13 @@ impl Store {
     /// Reads the recorded state. A missing or unreadable state only costs a
     /// rehash, so it is never an error.
     pub fn load_state(&self) -> StoreState {
-        let mut state: StoreState = std::fs::read(self.state_path())
-            .ok()
+        let mut state: StoreState = crate::fs::read_nofollow(&self.state_path(), 1 << 30)
             .and_then(|b| serde_json::from_slice(&b).ok())
             .unwrap_or_default();
         *self.last_state.lock().unwrap() = Some(state.clone());
         // Files that completed after the state was last saved (a run that was
         // killed, or is still going): their records count too.
-        for line in std::fs::read(self.journal_path())
+        for line in crate::fs::read_nofollow(&self.journal_path(), 1 << 30)
             .unwrap_or_default()
             .split(|&b| b == b'\n')
         {
@@ -230,13 +229,9 @@ impl Store {
             move |source| StoreError::Io { path, source }
         };
         fs_err::create_dir_all(&dir).map_err(io(&dir))?;
+        self.check_meta_dir()?;
         let path = dir.join("lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .map_err(io(&path))?;
+        let file = crate::fs::open_nofollow(&path, crate::fs::Open::Keep).map_err(io(&path))?;
         if std::env::var_os("MDL_TEST_FLOCK_NOOP").is_some() {
             // Tests only: a file system where `flock` succeeds for everyone
             // (NFS and friends), to prove correctness does not depend on it.
@@ -407,6 +402,25 @@ impl Store {
     /// through symbolic links already there (a model directory replaced by a
     /// link to elsewhere): its nearest existing ancestor, resolved, must be
     /// inside the resolved models directory.
+    /// `models/.mdl/` is mdl's own: it must be a directory here, not a link
+    /// (refused), and a link planted among its folders and files (`tmp/`,
+    /// `xet/`, the state, the journal) is removed before anything is written.
+    fn check_meta_dir(&self) -> Result<(), StoreError> {
+        let dir = self.meta_dir();
+        let meta = std::fs::symlink_metadata(&dir).map_err(StoreError::io(&dir))?;
+        if !meta.is_dir() {
+            let target = std::fs::read_link(&dir).unwrap_or_default();
+            return Err(StoreError::Escapes { path: dir, target });
+        }
+        for name in ["tmp", "xet", "state.json", "journal.jsonl", "lock"] {
+            let path = dir.join(name);
+            if std::fs::symlink_metadata(&path).is_ok_and(|m| m.file_type().is_symlink()) {
+                std::fs::remove_file(&path).map_err(StoreError::io(&path))?;
+            }
+        }
+        Ok(())
+    }
+
     pub fn check_contained(&self, path: &Path) -> Result<(), StoreError> {
         let Ok(root) = self.root.canonicalize() else {
             return Ok(()); // nothing exists yet: nothing can redirect a write

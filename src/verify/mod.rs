@@ -1053,7 +1053,15 @@ mod tests {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("fuzz");
         let mut count = 0;
         for kind in ["regressions", "corpus"] {
-            for target in ["pickle", "torch_file", "safetensors", "gguf", "config", "lockfile"] {
+            for target in [
+                "pickle",
+                "torch_file",
+                "safetensors",
+                "gguf",
+                "config",
+                "lockfile",
+                "xet",
+            ] {
                 for entry in std::fs::read_dir(root.join(kind).join(target))
                     .into_iter()
                     .flatten()
@@ -1075,6 +1083,7 @@ mod tests {
                             let text = String::from_utf8_lossy(&data);
                             let _ = crate::config::Config::parse(Path::new("config.yaml"), &text, &[]);
                         }
+                        "xet" => crate::fetch::xet::fuzz_xet(&data),
                         _ => crate::lock::validate::fuzz_check(&String::from_utf8_lossy(&data)),
                     }
                     assert!(started.elapsed().as_secs() < 10, "{}", entry.path().display());

@@ -471,3 +471,75 @@ fn a_config_endpoint_gets_the_token_only_when_it_opts_in() {
         "the opted-in endpoint (loopback) gets the token"
     );
 }
+
+/// Links planted under `models/.mdl/` (a pull request can commit them, a CI
+/// cache can restore them) are never followed: a "partial download" whose
+/// sidecar and bytes are links to an old file and a victim, a `tmp/` that is
+/// a link out of the project, and `.mdl` itself a link.
+#[test]
+fn links_planted_under_models_mdl_are_never_followed() {
+    use std::os::unix::fs::symlink;
+    let setup = || {
+        let ctx = TestContext::new();
+        ctx.hub.put_file("w/model.pt", Blob::regular(STATE_DICT));
+        ctx.write_config(
+            "models:\n  require:\n    - id: url:{hub}/files/w/model.pt\n      name: m\n      verify: false\n",
+        );
+        std::fs::write(ctx.path().join("victim.bin"), b"precious").unwrap();
+        ctx
+    };
+    // The stem is predictable: the blake3 of the destination path.
+    let ctx = setup();
+    let tmp = ctx.path().join("models/.mdl/tmp");
+    std::fs::create_dir_all(&tmp).unwrap();
+    let old = ctx.path().join("old.json");
+    std::fs::write(&old, b"{}").unwrap();
+    let hour_ago = std::time::SystemTime::now() - std::time::Duration::from_secs(3600);
+    std::fs::File::options()
+        .write(true)
+        .open(&old)
+        .unwrap()
+        .set_modified(hour_ago)
+        .unwrap();
+    let stem = blake3::hash(b"./models/url_m/model.pt").to_hex()[..32].to_string();
+    symlink(&old, tmp.join(format!("{stem}.x.part.json"))).unwrap();
+    symlink(ctx.path().join("victim.bin"), tmp.join(format!("{stem}.x.part"))).unwrap();
+    ctx.mdl(&["sync"]).success();
+    assert_eq!(ctx.read("victim.bin"), b"precious");
+    let model = ctx.path().join("models/url_m/model.pt");
+    assert!(
+        std::fs::symlink_metadata(&model).unwrap().is_file(),
+        "the model is a file, not a link"
+    );
+    assert_eq!(std::fs::read(&model).unwrap(), STATE_DICT);
+    assert!(
+        !tmp.join(format!("{stem}.x.part")).exists(),
+        "the planted links are removed"
+    );
+
+    // `tmp/` as a link to a folder outside the project: removed, not used.
+    let ctx = setup();
+    let outside = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(ctx.path().join("models/.mdl")).unwrap();
+    symlink(outside.path(), ctx.path().join("models/.mdl/tmp")).unwrap();
+    ctx.mdl(&["sync"]).success();
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
+    assert!(std::fs::symlink_metadata(ctx.path().join("models/.mdl/tmp"))
+        .unwrap()
+        .is_dir());
+
+    // `.mdl` itself a link: refused, naming it.
+    let ctx = setup();
+    std::fs::create_dir_all(ctx.path().join("models")).unwrap();
+    symlink(outside.path(), ctx.path().join("models/.mdl")).unwrap();
+    ctx.mdl(&["sync"]).failure(1).stderr_has("models/.mdl");
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
+}
