@@ -146,9 +146,12 @@ impl Printer {
         }
     }
 
-    /// Warnings are printed in every style: a Python user is told too.
+    /// Warnings are printed in every style (a Python user is told too), but
+    /// not under `-q`, which prints only errors.
     pub fn warn(&self, message: &str) {
-        eprintln!("{}: {message}", paint(WARNING, "warning"));
+        if self.level != Level::Quiet {
+            eprintln!("{}: {message}", paint(WARNING, "warning"));
+        }
     }
 }
 

@@ -98,6 +98,11 @@ pub struct StoreState {
     /// files of other formats), so a no-op sync does not sniff them again.
     #[serde(default)]
     pub not_weights: BTreeSet<String>,
+    /// blake3 of weight files in formats mdl cannot load or check, with why:
+    /// a no-op sync reports them from here, without opening them, and warns
+    /// about them only when they are new.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub hash_only: BTreeMap<String, String>,
 }
 
 /// The models directory.

@@ -20,6 +20,9 @@ pub struct ModelCheck {
     pub cached: bool,
     /// Why its files were checked but not loaded, when no torch could load them.
     pub not_loaded: Option<String>,
+    /// Some file is checked by hash only for the first time (its format was
+    /// just sniffed, not remembered): the one time to warn about it.
+    pub new_hash_only: bool,
 }
 
 /// Verifies each locked model on its configured device. Files whose
@@ -58,6 +61,7 @@ pub async fn verify_models(
             },
             cached: true,
             not_loaded: None,
+            new_hash_only: false,
         };
         if !spec.verify.load {
             check.verification.status = VerifyStatus::Skipped;
@@ -83,13 +87,20 @@ pub async fn verify_models(
             if state.not_weights.contains(&file.blake3) {
                 continue;
             }
+            // Remembered: a no-op opens no weight file.
+            if let Some(reason) = state.hash_only.get(&file.blake3) {
+                check.verification.hash_only.insert(file.path.clone(), reason.clone());
+                continue;
+            }
             match super::detect(&path) {
                 Ok(super::Detected::Other) => {
                     state.not_weights.insert(file.blake3.clone());
                     continue;
                 }
                 Ok(super::Detected::Unknown { reason }) => {
+                    state.hash_only.insert(file.blake3.clone(), reason.clone());
                     check.verification.hash_only.insert(file.path.clone(), reason);
+                    check.new_hash_only = true;
                     continue;
                 }
                 _ => {}

@@ -304,3 +304,70 @@ fn a_copied_tree_without_its_times_is_rehashed_and_says_why() {
     run.stderr_has("Hashing")
         .stderr_has("thread(s): they were copied without their modification times");
 }
+
+/// A no-op sync reads no weight file: what the last sync found (formats,
+/// hash-only reasons, verifications) comes from mdl's own state. Counted
+/// with strace: the files under `models/` it opens are O(models) (none
+/// here), not O(files). And `-q` prints no warning, while a plain no-op
+/// does not repeat the hash-only warning the placing sync printed.
+#[test]
+fn a_noop_sync_opens_no_weight_file_and_quiet_is_quiet() {
+    let ctx = TestContext::new();
+    for m in 0..3 {
+        let files: Vec<(String, Blob)> = (0..40)
+            .map(|i| {
+                let bytes = hub_emulator::pseudo_random_bytes(m * 100 + i, 3000);
+                (format!("w/file_{i:03}.bin"), Blob::regular(bytes))
+            })
+            .collect();
+        let mut changes: Vec<(&str, Option<Blob>)> = files.iter().map(|(p, b)| (p.as_str(), Some(b.clone()))).collect();
+        changes.push(("model.safetensors", Some(Blob::lfs(SAFETENSORS))));
+        ctx.hub.commit(&format!("acme/m{m}"), "main", changes);
+    }
+    ctx.write_config("models:\n  require: [acme/m0, acme/m1, acme/m2]\n");
+    let first = ctx.mdl(&["sync"]).success();
+    assert!(
+        first.stderr().contains("warning: some weight files are in formats"),
+        "{}",
+        first.stderr()
+    );
+    // Without -q: the status lines, but the warning is not repeated.
+    let again = ctx.mdl(&["sync"]).success();
+    assert!(again.stderr().contains("Hashed acme/m0"), "{}", again.stderr());
+    assert!(!again.stderr().contains("warning"), "{}", again.stderr());
+
+    let trace = ctx.path().join("trace.txt");
+    let cmd = ctx.command(&["sync", "-q"]);
+    let program = cmd.get_program().to_os_string();
+    let args: Vec<_> = cmd.get_args().map(|a| a.to_os_string()).collect();
+    let mut strace = std::process::Command::new("strace");
+    strace
+        .args(["-f", "-qq", "-e", "trace=open,openat,openat2", "-o"])
+        .arg(&trace)
+        .arg(program)
+        .args(args)
+        .current_dir(ctx.path());
+    for (k, v) in cmd.get_envs() {
+        match v {
+            Some(v) => strace.env(k, v),
+            None => strace.env_remove(k),
+        };
+    }
+    let out = strace.output().expect("strace (scripts/setup installs it)");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stderr), "", "-q prints nothing");
+    let log = std::fs::read_to_string(&trace).unwrap();
+    let opens: Vec<&str> = log.lines().filter(|l| l.contains("open")).collect();
+    assert!(opens.len() > 10, "strace saw the run: {log}");
+    let models: Vec<&str> = (opens.iter().copied())
+        .filter(|l| l.contains("models/") && !l.contains("models/.mdl/") && !l.contains("ENOENT"))
+        .collect();
+    let weights: Vec<&&str> = models
+        .iter()
+        .filter(|l| l.contains(".bin") || l.contains(".safetensors"))
+        .collect();
+    assert_eq!(weights, Vec::<&&str>::new(), "no weight file opened");
+    // Per model: its folders (to find files that are not in the lock) and
+    // its model_info.json; then the registry. 123 files, 3 models.
+    assert!(models.len() <= 6 * 3 + 3, "O(models), not O(files): {models:#?}");
+}

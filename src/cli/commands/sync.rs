@@ -221,7 +221,7 @@ pub fn print_checks(context: &Context, checks: &[ModelCheck]) -> Result<(), Erro
                     "Hashed",
                     &format!("{detail}; checked by hash only: {}", files.join(", ")),
                 );
-                hash_only = true;
+                hash_only |= c.new_hash_only;
             }
             VerifyStatus::Skipped => p.status("Skipped", &format!("{} (verify: false)", c.name)),
             VerifyStatus::Failed => p.status("FAILED", &format!("{}: {}", c.name, v.error.as_deref().unwrap_or(""))),
