@@ -127,7 +127,8 @@ impl Error {
                 | lock::LockError::OfflineNeedsResolve { .. }
                 | lock::LockError::Parse { .. }
                 | lock::LockError::Invalid { .. }
-                | lock::LockError::Version { .. },
+                | lock::LockError::Version { .. }
+                | lock::LockError::Unconfirmed { .. },
             ) => 2,
             Error::Verify(e) if e.is_setup() => 2,
             Error::Many { errors, .. } if errors.iter().all(|e| e.exit_code() == 2) => 2,

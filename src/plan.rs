@@ -121,6 +121,14 @@ pub struct Download {
     /// A Hub file stored in Xet: fetched by chunk through the Hub's CAS
     /// (`fetch::xet`), with `url` (the resolve bridge) as the fallback.
     pub xet: Option<XetSource>,
+    /// The source's own digest for this file at the locked commit, once its
+    /// listing confirmed the lock's entry (`lock::confirm`): bytes taken
+    /// from a cache or a mirror must hash to it too.
+    pub source_digest: Option<crate::lock::confirm::SourceDigest>,
+    /// The source was asked and states nothing of this file's content (a
+    /// listing without hashes): no cache, mirror or Xet address taken from
+    /// the lock selects its bytes; it is downloaded from the source.
+    pub unconfirmed: bool,
 }
 
 /// Where a Xet-backed Hub file is rebuilt from. Both values are derived or
@@ -193,6 +201,8 @@ impl Download {
             insecure: insecure_urls && model.source.id_is_the_file_url(),
             hub_blob: hub_blob(model, remote.etag.as_deref()),
             xet: XetSource::of(model, remote.xet_hash.as_deref(), origin),
+            source_digest: None,
+            unconfirmed: false,
         })
     }
 }
@@ -382,6 +392,8 @@ impl Plan {
                 insecure: origin.insecure_urls && model.source.id_is_the_file_url(),
                 hub_blob: hub_blob(model, f.file.etag.as_deref()),
                 xet: XetSource::of(model, f.file.xet_hash.as_deref(), origin),
+                source_digest: None,
+                unconfirmed: false,
             });
         }
         if !underivable.is_empty() {
@@ -446,7 +458,7 @@ impl fmt::Display for Plan {
             "{} file(s) up to date, {} to fetch ({}), {} extraneous",
             self.cached.len(),
             self.fetch.len(),
-            crate::human_bytes(self.fetch_bytes()),
+            crate::units::human_bytes(self.fetch_bytes()),
             self.extraneous.len()
         )?;
         for (file, reason) in &self.fetch {
@@ -460,7 +472,7 @@ impl fmt::Display for Plan {
                 "  fetch  {}/{}  ({}, {why})",
                 file.dir,
                 file.file.path,
-                crate::human_bytes(file.file.size)
+                crate::units::human_bytes(file.file.size)
             )?;
         }
         for path in &self.extraneous {

@@ -9,6 +9,7 @@
 
 use std::collections::BTreeMap;
 
+use crate::lock::confirm::SourceDigest;
 use crate::lock::LockedModel;
 use crate::oci::artifact::{self, model_tag, Artifact};
 use crate::oci::OciRef;
@@ -66,6 +67,9 @@ impl Fetcher {
                     let (Some(blake3), Some(size)) = (&download.expect.blake3, download.expect.size) else {
                         continue;
                     };
+                    if download.unconfirmed {
+                        continue;
+                    }
                     // By mdl's blake3 annotation; for a layer another tool
                     // wrote (no blake3), by the sha256 the lock has. Either
                     // way the download is checked against the lock's blake3.
@@ -82,17 +86,27 @@ impl Fetcher {
                     }) else {
                         continue;
                     };
+                    // A mirror's bytes are selected by the lock's content
+                    // address: they must also hash to what the source states.
+                    let mut expect = download.expect.clone();
+                    match &download.source_digest {
+                        Some(SourceDigest::Sha256(sha)) => expect.sha256 = Some(sha.clone()),
+                        Some(SourceDigest::GitOid(oid)) => expect.git_oid = Some(oid.clone()),
+                        None => {}
+                    }
                     plan.alternatives[i] = Some(Download {
                         label: download.label.clone(),
                         url: registry.blob_url(mirror, &layer.digest),
                         dest: download.dest.clone(),
-                        expect: download.expect.clone(),
+                        expect,
                         authorization: None,
                         registry: Some(mirror.clone()),
                         hub: false,
                         insecure: false,
                         hub_blob: None,
                         xet: None,
+                        source_digest: download.source_digest.clone(),
+                        unconfirmed: false,
                     });
                 }
             }

@@ -12,6 +12,7 @@ use crate::config::{dir_name, ModelSpec};
 use crate::resolve::{RemoteFile, ResolvedModel};
 use crate::source::Source;
 
+pub mod confirm;
 pub mod derive;
 pub mod validate;
 
@@ -54,6 +55,10 @@ pub enum LockError {
     },
     #[error("the lockfile `{}` does not match the config, and `--offline` forbids resolving models", path.display())]
     OfflineNeedsResolve { path: PathBuf, reasons: Vec<String> },
+    /// A content address in the lock is not what the source states for the
+    /// locked commit and path: nothing was placed by it.
+    #[error("the lockfile `{}` names content its source does not state for the locked commit", path.display())]
+    Unconfirmed { path: PathBuf, reasons: Vec<String> },
 }
 
 impl LockError {
@@ -72,6 +77,10 @@ impl LockError {
             LockError::OfflineNeedsResolve { reasons, .. } => {
                 Some(format!("{}\nhint: run `mdl lock` while online", reasons.join("; ")))
             }
+            LockError::Unconfirmed { reasons, .. } => Some(format!(
+                "{}\nhint: models.lock was edited: restore it from git, or run `mdl lock --upgrade` to lock what the source serves now",
+                reasons.join("; ")
+            )),
             _ => None,
         }
     }

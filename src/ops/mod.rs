@@ -24,6 +24,7 @@ use crate::store::{Caches, HfCache, SharedStore, Store, TorchHub};
 mod acquire;
 mod add;
 mod clean;
+mod confirm;
 mod doctor;
 mod du;
 mod list;
@@ -188,6 +189,7 @@ impl Project {
             registries: fetcher.registries(),
             hf_cache: &self.caches.hf,
             offline: false,
+            cache_hints: true,
         }
     }
 

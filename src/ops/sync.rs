@@ -84,7 +84,14 @@ impl Project {
         if options.dry_run {
             return Ok(outcome);
         }
-        let downloads = outcome.plan.downloads(&lock, options.mode, self.origin())?;
+        let mut downloads = outcome.plan.downloads(&lock, options.mode, self.origin())?;
+
+        // confirm: the lock's content addresses, against the source's own word
+        // (models this run just resolved were stated a moment ago)
+        let fresh = outcome.lock.as_ref().map(|l| l.resolved.clone()).unwrap_or_default();
+        let planned: Vec<_> = outcome.plan.fetch.iter().map(|(p, _)| p).collect();
+        self.confirm(&lock, &planned, &fresh, &mut downloads, options.mode)
+            .await?;
 
         // acquire: from a cache, a mirror or upstream
         let wants = (outcome.plan.fetch.iter().zip(downloads))

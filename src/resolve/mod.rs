@@ -285,6 +285,9 @@ pub struct Resolver<'a> {
     /// No request at all (`--offline`, `HF_HUB_OFFLINE=1`): Hub models are
     /// resolved from the Hugging Face cache, other sources refused.
     pub offline: bool,
+    /// Fill what a bare listing leaves out from the Hugging Face cache's
+    /// map; off when asking what the source itself states (`lock::confirm`).
+    pub cache_hints: bool,
 }
 
 pub(crate) fn filters(spec: &ModelSpec) -> (Option<GlobSet>, GlobSet) {

@@ -38,10 +38,16 @@ impl Caches {
     /// Places `download`'s bytes from a cache, if one holds them. `check`:
     /// re-hash a shared blob before trusting it (`sync --check`, or a file
     /// that changed on disk: with hard links, the blob may be what changed).
+    /// A blob found by the lock's content address is placed only if it also
+    /// hashes to the source's own digest, when the source confirmed one
+    /// (`download.source_digest`): an edited blake3 selects nothing.
     pub fn place(&self, download: &Download, check: bool) -> Result<Option<Placed>, StoreError> {
         let (Some(blake3), Some(size)) = (download.expect.blake3.as_deref(), download.expect.size) else {
             return Ok(None);
         };
+        if download.unconfirmed {
+            return Ok(None);
+        }
         let dest = &download.dest;
         if let Some(shared) = &self.shared {
             let _guard = shared.lock(false).map_err(StoreError::io(shared.root()))?;
@@ -53,6 +59,9 @@ impl Caches {
                     if !trusted {
                         let _ = shared.prove(blake3);
                     }
+                    if !source_says(download, &blob)? {
+                        return Ok(None);
+                    }
                     shared.place(&blob, dest, self.mode).map_err(StoreError::io(dest))?;
                     crate::failpoint::kill_point("caches::placed");
                     return Ok(Some(placed(dest, blake3, "the shared store")?));
@@ -63,7 +72,7 @@ impl Caches {
         }
         if let Some((repo, etag)) = &download.hub_blob {
             if let Some(blob) = self.hf.blob(repo, etag, size) {
-                if hash_file(&blob).map_err(StoreError::io(&blob))? == blake3 {
+                if hash_file(&blob).map_err(StoreError::io(&blob))? == blake3 && source_says(download, &blob)? {
                     self.place_checked(&blob, dest, blake3)?;
                     return Ok(Some(placed(dest, blake3, "the Hugging Face cache")?));
                 }
@@ -236,6 +245,15 @@ fn tree_of(model: &crate::lock::LockedModel) -> Option<std::collections::BTreeMa
         })
     };
     model.files.iter().map(|f| Some((f.path.clone(), entry(f)?))).collect()
+}
+
+/// Whether `blob` hashes to the source's own digest for the download's file,
+/// when the source confirmed one (else the lock's blake3 is all there is).
+fn source_says(download: &Download, blob: &Path) -> Result<bool, StoreError> {
+    match &download.source_digest {
+        Some(digest) => digest.matches_file(blob).map_err(StoreError::io(blob)),
+        None => Ok(true),
+    }
 }
 
 fn placed(dest: &Path, blake3: &str, from: &'static str) -> Result<Placed, StoreError> {

@@ -543,3 +543,97 @@ fn links_planted_under_models_mdl_are_never_followed() {
         "nothing written outside"
     );
 }
+
+/// The lock caches what the source said; it never decides what the source
+/// serves. `acme/good` and `acme/other` (and `acme/twin`, `good`'s size with
+/// other bytes) are synced by a first project, filling the shared store and
+/// the Hugging Face cache; a second project's lock of `acme/good` is then
+/// edited — the commit untouched — to point at their bytes.
+#[test]
+fn a_lock_edit_cannot_swap_another_repos_bytes_in() {
+    let ctx = TestContext::new();
+    ctx.hub
+        .update_behaviour(|b| b.xet = Some(hub_emulator::XetSettings::default()));
+    let good = hub_emulator::pseudo_random_bytes(1, 300_000).to_vec();
+    let twin = hub_emulator::pseudo_random_bytes(2, 300_000).to_vec();
+    let other = hub_emulator::pseudo_random_bytes(3, 200_000).to_vec();
+    for (repo, bytes) in [("acme/good", &good), ("acme/twin", &twin), ("acme/other", &other)] {
+        ctx.hub.commit(
+            repo,
+            "main",
+            vec![("model.safetensors", Some(Blob::lfs(bytes.clone())))],
+        );
+    }
+    // The first project, beside the second: the same shared store and cache.
+    let first = ctx.path().join("first");
+    std::fs::create_dir_all(&first).unwrap();
+    std::fs::write(
+        first.join("config.yaml"),
+        "models:\n  require: [acme/good, acme/twin, acme/other]\n  download:\n    hf_cache: true\n",
+    )
+    .unwrap();
+    let out = ctx
+        .command(&["sync", "--no-verify"])
+        .current_dir(&first)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let locked: toml::Value = toml::from_str(&std::fs::read_to_string(first.join("models.lock")).unwrap()).unwrap();
+    let file_of = |name: &str| {
+        let model = locked["model"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"].as_str() == Some(name))
+            .unwrap();
+        model["file"][0].clone()
+    };
+    let (g, t, o) = (file_of("acme/good"), file_of("acme/twin"), file_of("acme/other"));
+
+    ctx.write_config("models:\n  require: [acme/good]\n");
+    ctx.mdl(&["lock"]).success();
+    let lock = ctx.read_str("models.lock");
+    let _ = std::fs::remove_dir_all(ctx.models());
+    let field = |f: &toml::Value, k: &str| f[k].as_str().map(str::to_string).unwrap_or_else(|| f[k].to_string());
+    let swap = |pairs: &[(&str, &toml::Value)]| {
+        let mut text = lock.clone();
+        for (k, from) in pairs {
+            let (old, new) = (field(&g, k), field(from, k));
+            text = text.replace(&format!("{k} = \"{old}\""), &format!("{k} = \"{new}\""));
+            text = text.replace(&format!("{k} = {old}\n"), &format!("{k} = {new}\n"));
+        }
+        assert_ne!(text, lock, "the edit took");
+        std::fs::write(ctx.path().join("models.lock"), text).unwrap();
+    };
+    let model = ctx.path().join("models/huggingface_acme--good/model.safetensors");
+
+    // The edit: size, blake3 and xet_hash of another repo's file.
+    swap(&[("size", &o), ("blake3", &o), ("xet_hash", &o)]);
+    let run = ctx.mdl(&["sync", "--locked"]).failure(2);
+    run.stderr_has("names content its source does not state")
+        .stderr_has("of file `model.safetensors` of model `acme/good` (models.lock line");
+    assert!(!model.exists(), "nothing placed");
+    // Only the Xet hash.
+    swap(&[("xet_hash", &o)]);
+    ctx.mdl(&["sync", "--locked"]).failure(2).stderr_has("field `xet_hash`");
+    assert!(!model.exists());
+    // blake3 and size of a blob the shared store holds.
+    swap(&[("size", &o), ("blake3", &o)]);
+    ctx.mdl(&["sync", "--locked"]).failure(2).stderr_has("field `size`");
+    assert!(!model.exists());
+    // An etag naming another blob of the Hugging Face cache.
+    swap(&[("etag", &o), ("sha256", &o)]);
+    ctx.mdl(&["sync", "--locked"]).failure(2).stderr_has("field `etag`");
+    assert!(!model.exists());
+    // The blake3 alone, to a blob of the same size: the store's blob does not
+    // hash to the Hub's sha256, so it is not placed; the download then fails
+    // the edited blake3. Never the twin's bytes.
+    swap(&[("blake3", &t)]);
+    let run = ctx.mdl(&["sync", "--locked"]);
+    assert_ne!(run.code(), 0, "{}", run.stderr());
+    assert!(!model.exists() || std::fs::read(&model).unwrap() != twin);
+    // The lock as `mdl lock` wrote it syncs.
+    std::fs::write(ctx.path().join("models.lock"), &lock).unwrap();
+    ctx.mdl(&["sync", "--locked", "--no-verify"]).success();
+    assert_eq!(std::fs::read(&model).unwrap(), good);
+}

@@ -296,11 +296,12 @@ fn an_edited_xet_hash_in_the_lock_places_nothing() {
     )
     .unwrap();
     ctx.mdl(&["sync", "--locked"]).failure(2).stderr_has("xet_hash");
-    // Another file's hash (same size): the CAS rebuilds that file, whose
-    // blake3 is not the lock's; nothing is placed.
+    // Another file's hash (same size): the Hub states another hash for this
+    // commit and path, so the CAS is never asked for it; nothing is placed.
     std::fs::write(ctx.path().join("models.lock"), lock.replace(&own, &other)).unwrap();
     let run = ctx.mdl(&["sync", "--locked"]);
     assert_ne!(run.code(), 0, "{}", run.stderr());
-    assert!(run.stderr().contains("blake3"), "{}", run.stderr());
+    assert!(run.stderr().contains("field `xet_hash`"), "{}", run.stderr());
+    assert!(run.stderr().contains("does not state"), "{}", run.stderr());
     assert!(!ctx.path().join(MODEL).exists());
 }

@@ -128,6 +128,7 @@ impl<'a> SharedBlobs<'a> {
             return Ok(true);
         }
         let dir = self.dir();
+        fs_err::create_dir_all(self.root)?;
         match std::fs::symlink_metadata(&dir) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => create_dir(&dir)?,
             Ok(m) if m.is_dir() && std::fs::read_dir(&dir).map_err(at(&dir))?.next().is_none() => {}
@@ -174,7 +175,7 @@ fn replace_with_link(target: &Path, path: &Path) -> std::io::Result<()> {
         return Ok(());
     }
     let dir = path.parent().expect("a repo blob has a parent");
-    create_dir(dir)?;
+    fs_err::create_dir_all(dir)?;
     let tmp = dir.join(format!(".mdl-{}.shared", crate::fs::unique_suffix()));
     let _ = std::fs::remove_file(&tmp);
     std::os::unix::fs::symlink(target, &tmp).map_err(at(&tmp))?;
