@@ -45,6 +45,7 @@ pub mod progress;
 pub mod report;
 pub mod reporter;
 pub mod source;
+pub mod units;
 
 // The verbs and the library API over them.
 pub mod api;
@@ -53,19 +54,4 @@ pub mod error;
 pub mod ops;
 
 pub use error::{Error, Result};
-
-/// `1536` → `1.5 KiB`.
-pub fn human_bytes(n: u64) -> String {
-    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
-    let mut value = n as f64;
-    let mut unit = 0;
-    while value >= 1024.0 && unit < UNITS.len() - 1 {
-        value /= 1024.0;
-        unit += 1;
-    }
-    if unit == 0 {
-        format!("{n} B")
-    } else {
-        format!("{value:.1} {}", UNITS[unit])
-    }
-}
+pub use units::human_bytes;

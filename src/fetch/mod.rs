@@ -92,7 +92,7 @@ pub enum FetchError {
     },
     #[error("downloading `{label}` failed: the certificate of `{url}` is not trusted ({reason})")]
     Untrusted { label: String, url: String, reason: String },
-    #[error("the disk is full: writing `{}` needs {} for `{label}`", path.display(), crate::human_bytes(*needed))]
+    #[error("the disk is full: writing `{}` needs {} for `{label}`", path.display(), crate::units::human_bytes(*needed))]
     DiskFull {
         label: String,
         path: PathBuf,

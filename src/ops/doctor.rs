@@ -224,8 +224,8 @@ impl Project {
                         free >= size,
                         format!(
                             "the lock's models take {}; {} free at `{}`",
-                            crate::human_bytes(size),
-                            crate::human_bytes(free),
+                            crate::units::human_bytes(size),
+                            crate::units::human_bytes(free),
                             self.store.root().display()
                         ),
                         (free < size).then_some("free space, or point `models.download.cache_dir` elsewhere"),
@@ -253,7 +253,7 @@ impl Project {
                     "`{}`: {} blob(s), {}",
                     shared.root().display(),
                     usage.blobs,
-                    crate::human_bytes(usage.bytes)
+                    crate::units::human_bytes(usage.bytes)
                 ),
                 None,
             );

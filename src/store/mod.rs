@@ -54,7 +54,7 @@ pub enum StoreError {
     },
     #[error("`{}` would be written through a symbolic link to `{}`, outside the models directory", path.display(), target.display())]
     Escapes { path: PathBuf, target: PathBuf },
-    #[error("{} must be downloaded into `{}`, but its file system has only {} free", crate::human_bytes(*needed), path.display(), crate::human_bytes(*free))]
+    #[error("{} must be downloaded into `{}`, but its file system has only {} free", crate::units::human_bytes(*needed), path.display(), crate::units::human_bytes(*free))]
     NoSpace { path: PathBuf, needed: u64, free: u64 },
 }
 
@@ -69,7 +69,7 @@ impl StoreError {
             ),
             StoreError::NoSpace { needed, free, .. } => Some(format!(
                 "free at least {} (or point `models.download.cache_dir` at a larger disk); `--no-space-check` starts anyway",
-                crate::human_bytes(needed - free)
+                crate::units::human_bytes(needed - free)
             )),
             StoreError::Io { source, .. } if is_disk_full(source) => {
                 Some("the disk is full: free space or point `models.download.cache_dir` elsewhere; files already synced are untouched".into())

@@ -156,7 +156,7 @@ pub enum VerifyError {
         shard: String,
         tensor: String,
     },
-    #[error("`{}` cannot be verified within the memory budget: its tensor `{tensor}` is {}, and `verify.max_memory` is {}", path.display(), crate::human_bytes(*bytes), crate::human_bytes(*budget))]
+    #[error("`{}` cannot be verified within the memory budget: its tensor `{tensor}` is {}, and `verify.max_memory` is {}", path.display(), crate::units::human_bytes(*bytes), crate::units::human_bytes(*budget))]
     OverBudget {
         path: std::path::PathBuf,
         tensor: String,
@@ -179,9 +179,13 @@ pub enum VerifyError {
     /// One failure every file of a batch shares (the verifier did not start).
     #[error(transparent)]
     Shared(std::sync::Arc<VerifyError>),
-    /// A failure of mdl itself, not of the model or the world.
-    #[error("{what}")]
-    Internal { what: String },
+    /// The thread that verified a lane of files panicked (a bug in mdl, not
+    /// in the model or the world).
+    #[error("the verification of `{}` stopped: the thread verifying it panicked", path.display())]
+    LanePanicked { path: std::path::PathBuf },
+    /// The task that runs a whole batch of verifications failed.
+    #[error("the verification batch stopped: {reason}")]
+    BatchPanicked { reason: String },
 }
 
 impl VerifyError {
@@ -220,7 +224,7 @@ impl VerifyError {
             ),
             VerifyError::OverBudget { bytes, .. } => Some(format!(
                 "set `verify: {{ max_memory: ... }}` in config.yaml to at least {} (it counts tensor bytes held at once; libtorch's own ~250 MiB per helper comes on top), verify on a machine with more memory, or pass `--no-verify`",
-                crate::human_bytes(*bytes)
+                crate::units::human_bytes(*bytes)
             )),
             VerifyError::LibtorchVersion { .. } => Some(format!(
                 "`{}` in that Python environment, or point `MDL_LIBTORCH` at a libtorch {} directory; `mdl doctor` shows which libtorch is used",
@@ -237,7 +241,7 @@ impl VerifyError {
             ),
             VerifyError::Shared(inner) => inner.hint(),
             VerifyError::Io { .. } => None,
-            VerifyError::Internal { .. } => Some("this is a bug in mdl: please report it with the output of `mdl -v`".into()),
+            VerifyError::LanePanicked { .. } | VerifyError::BatchPanicked { .. } => Some("this is a bug in mdl: please report it with the output of `mdl -v`".into()),
         }
     }
 }
@@ -509,8 +513,8 @@ impl Verifier {
                 let answers = handle.join().unwrap_or_else(|_| {
                     lane.iter()
                         .map(|&i| {
-                            Err(VerifyError::Internal {
-                                what: format!("the verification of `{}` panicked", requests[i].path.display()),
+                            Err(VerifyError::LanePanicked {
+                                path: requests[i].path.clone(),
                             })
                         })
                         .collect()

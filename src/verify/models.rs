@@ -168,9 +168,7 @@ pub async fn verify_models(
             move || verifier.verify_in_lanes(&requests, &lanes)
         })
         .await
-        .map_err(|e| VerifyError::Internal {
-            what: format!("the verification thread failed: {e}"),
-        })?;
+        .map_err(|e| VerifyError::BatchPanicked { reason: e.to_string() })?;
         for (p, result) in pending.into_iter().zip(results) {
             let check = &mut checks[p.model];
             check.cached = false;

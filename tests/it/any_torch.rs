@@ -77,7 +77,9 @@ fn each_torch_verifies_state_dicts_safetensors_and_torchscript_and_says_which() 
                 assert!(err.contains(&line), "{venv:?} {forced:?}: no `{line}` in\n{err}");
             }
             let json: serde_json::Value = serde_json::from_str(&run.stdout()).unwrap();
-            for model in json["models"].as_array().unwrap() {
+            let models = json["models"].as_array().unwrap();
+            assert_eq!(models.len(), 4, "{json}");
+            for model in models {
                 assert_eq!(model["status"], "verified", "{model}");
                 assert_eq!(model["torch"]["version"], version.as_str(), "{model}");
                 assert_eq!(model["torch"]["found_by"], "VIRTUAL_ENV");

@@ -23,6 +23,19 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
+def require(module: str):
+    """`import module`; a missing one skips the test on a developer's
+    machine, but fails it under CI (`CI` set): CI never skips silently."""
+    if os.environ.get("CI"):
+        import importlib
+
+        try:
+            return importlib.import_module(module)
+        except ImportError as e:
+            pytest.fail(f"`{module}` is not installed in the test venv ({e}): scripts/test-python installs it")
+    return pytest.importorskip(module)
+
+
 def hub_binary() -> str:
     path = os.environ.get("MDL_HUB") or str(ROOT / "target" / "debug" / "mdl-hub")
     if not os.path.isfile(path):

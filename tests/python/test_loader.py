@@ -9,8 +9,10 @@ import pytest
 
 import mdl
 
-torch = pytest.importorskip("torch")
-transformers = pytest.importorskip("transformers")
+from conftest import require
+
+torch = require("torch")
+transformers = require("transformers")
 
 
 def test_a_causal_lm_downloads_into_the_hf_cache_and_loads_in_float16(project: Path, tmp_path: Path) -> None:

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import hub_binary
+from conftest import hub_binary, require
 
 
 def _revisions(root: Path) -> list:
@@ -32,7 +32,7 @@ def _revisions(root: Path) -> list:
 
 @pytest.mark.parametrize("extra", [[], ["--xet-v1-only"], ["--xet-compression", "lz4"]])
 def test_hf_xet_downloads_from_the_emulator_over_xet(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, extra) -> None:
-    pytest.importorskip("hf_xet")
+    require("hf_xet")
     r1, r2 = _revisions(tmp_path)
     log = tmp_path / "hub.log"
     args = [hub_binary(), "--xet", "--files", f"acme/xet@main={r1}", "--files", f"acme/xet@v2={r2}", "--log", str(log), *extra]

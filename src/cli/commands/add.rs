@@ -1,3 +1,5 @@
+//! `mdl add`: adds a model to config.yaml (and locks and syncs it), a thin layer over `ops::add`.
+
 use clap::Args;
 use mdl::Error;
 

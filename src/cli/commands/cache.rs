@@ -1,3 +1,5 @@
+//! `mdl cache dir|du|prune`: the content store shared by projects (`store::SharedStore`).
+
 use clap::{Args, Subcommand};
 use mdl::store::SharedStore;
 use mdl::{human_bytes, Error};

@@ -1,3 +1,5 @@
+//! `mdl clean`: removes what no locked model owns, and abandoned partial downloads.
+
 use clap::Args;
 use mdl::{human_bytes, Error};
 

@@ -1,3 +1,5 @@
+//! `mdl completions SHELL`: shell completion scripts, from clap.
+
 use clap::{Args, CommandFactory};
 use mdl::Error;
 

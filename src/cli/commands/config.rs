@@ -1,3 +1,5 @@
+//! `mdl config`: validates config.yaml and prints it as mdl reads it (presets applied).
+
 use mdl::Error;
 
 use crate::cli::Context;

@@ -1,3 +1,5 @@
+//! `mdl doctor`: what mdl finds on this machine (endpoint, token, verifier, devices, mirrors) and how to fix each problem.
+
 use clap::Args;
 use mdl::Error;
 

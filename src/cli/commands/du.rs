@@ -1,3 +1,5 @@
+//! `mdl du`: disk use of `models/`, and how much of it is shared with the store.
+
 use clap::Args;
 use mdl::{human_bytes, Error};
 

@@ -1,3 +1,5 @@
+//! `mdl init`: writes a starting config.yaml.
+
 use clap::Args;
 use mdl::Error;
 

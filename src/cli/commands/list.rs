@@ -1,3 +1,5 @@
+//! `mdl list`: the locked models, their files and their verification status.
+
 use clap::Args;
 use mdl::ops::State;
 use mdl::{human_bytes, Error};

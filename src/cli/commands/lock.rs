@@ -1,3 +1,5 @@
+//! `mdl lock`: resolves and pins models in models.lock (`ops::lock`); `--offline` locks from the Hugging Face cache.
+
 use clap::Args;
 use mdl::ops::{LockMode, Upgrade};
 use mdl::{human_bytes, Error};

@@ -1,3 +1,5 @@
+//! `mdl push oci://HOST/REPO`: publishes the lock's models to an OCI registry (`ops::push`).
+
 use clap::Args;
 use mdl::oci::OciRef;
 use mdl::{human_bytes, Error};

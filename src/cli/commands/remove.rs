@@ -1,3 +1,5 @@
+//! `mdl remove NAME`: removes a model from config.yaml, the lock and `models/`.
+
 use clap::Args;
 use mdl::Error;
 

@@ -1,3 +1,5 @@
+//! `mdl schema`: prints config.yaml's JSON Schema (`config::json_schema`).
+
 use mdl::Error;
 
 use crate::cli::Context;

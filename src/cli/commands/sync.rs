@@ -1,3 +1,5 @@
+//! `mdl sync`: makes `models/` match the lock and verifies it (`ops::sync`); this file only prints the outcome.
+
 use clap::Args;
 use mdl::ops::{LockMode, ModelCheck, SyncOptions};
 use mdl::registry::VerifyStatus;

@@ -1,3 +1,5 @@
+//! `mdl verify`: loads every synced model again (`ops::verify`).
+
 use clap::Args;
 use mdl::Error;
 

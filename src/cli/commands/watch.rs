@@ -1,3 +1,5 @@
+//! `mdl watch`: syncs again whenever config.yaml or models.lock changes (`ops::watch`).
+
 use clap::Args;
 use mdl::ops::watch::{WatchEvent, WatchOptions};
 use mdl::{human_bytes, Error};
