@@ -16,6 +16,8 @@ pub enum Format {
     TorchLegacy,
     Safetensors,
     Gguf,
+    /// A `torch.export` program or AOTInductor package (`.pt2`).
+    TorchExport,
 }
 
 impl Format {
@@ -26,6 +28,7 @@ impl Format {
             Format::TorchLegacy => "torch_legacy",
             Format::Safetensors => "safetensors",
             Format::Gguf => "gguf",
+            Format::TorchExport => "torch_export",
         }
     }
 }
@@ -57,6 +60,10 @@ pub struct FileReport {
     /// running anything. `None` for formats that hold no code.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub code_ran: Option<bool>,
+    /// What the file holds, read from its structure (a `.pt2`'s programs,
+    /// their signature, an AOTInductor package's native code).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub contents: Option<String>,
     pub load_ms: u64,
     /// The torch that loaded it (set by `mdl`, not by the helper).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -70,6 +77,14 @@ impl FileReport {
     /// How reports name what was checked: `torchscript (structure and
     /// weights; code not run)`, `gguf (llama)`, `safetensors`.
     pub fn format_label(&self) -> String {
+        let contents = self.contents.as_deref().map(|c| format!(": {c}")).unwrap_or_default();
+        match (self.format, self.code_ran) {
+            (Format::TorchExport, Some(true)) => return format!("torch.export (program ran{contents})"),
+            (Format::TorchExport, _) => {
+                return format!("torch.export (structure and weights; graph not run{contents})")
+            }
+            _ => {}
+        }
         match (&self.architecture, self.code_ran) {
             (Some(arch), _) => format!("{} ({arch})", self.format.as_str()),
             (None, Some(false)) => format!("{} (structure and weights; code not run)", self.format.as_str()),

@@ -408,6 +408,7 @@ pub fn model_facts(
         let name = match format {
             Format::Safetensors => "safetensors",
             Format::Gguf => "gguf",
+            Format::TorchExport => "pt2",
             Format::TorchScript | Format::TorchZip | Format::TorchLegacy => "pytorch",
         };
         *bytes_by_format.entry(name).or_default() += file.size;

@@ -47,7 +47,17 @@ pub enum Detected {
 }
 
 /// Extensions that promise weights: a file named so must be a known format.
-const WEIGHT_EXTENSIONS: &[&str] = &["pt", "pth", "ckpt", "safetensors", "pkl", "jit", "torchscript", "gguf"];
+const WEIGHT_EXTENSIONS: &[&str] = &[
+    "pt",
+    "pth",
+    "ckpt",
+    "safetensors",
+    "pkl",
+    "jit",
+    "torchscript",
+    "gguf",
+    "pt2",
+];
 /// Weight formats mdl reads neither with torch nor by structure: a file of
 /// one is checked against its hash only, and reports say so.
 const FOREIGN_WEIGHT_EXTENSIONS: &[(&str, &str)] = &[
@@ -296,6 +306,8 @@ pub struct View {
 /// The helper's answer for one request (one JSON line on its stdout).
 #[derive(Clone, Debug, Serialize, Deserialize)]
 #[serde(tag = "result", rename_all = "snake_case")]
+// One answer per file, moved once: boxing the report would save nothing.
+#[allow(clippy::large_enum_variant)]
 pub enum Answer {
     Loaded {
         index: usize,
@@ -631,6 +643,7 @@ fn verify_in_python(
                         })
                         .unwrap_or_default(),
                     Format::TorchScript if !request.run_code => script_spans(&request.path),
+                    Format::TorchExport if !request.run_code => export_spans(&request.path),
                     _ => Vec::new(),
                 };
                 to_load.push(Request {
@@ -646,7 +659,13 @@ fn verify_in_python(
     }
     if !to_load.is_empty() {
         let loaded = run_helper(&Process::Python { python }, &to_load, data_limit);
-        for (i, result) in positions.into_iter().zip(loaded) {
+        for ((i, mut result), request) in positions.into_iter().zip(loaded).zip(&to_load) {
+            // What the structure says the file holds (mdl's reader, not Python's).
+            if let Ok(Some(report)) = &mut result {
+                if report.contents.is_none() && report.format == Format::TorchExport {
+                    report.contents = formats::pt2::read(&request.path).ok().map(|p| p.describe());
+                }
+            }
             results[i] = Some(result);
         }
     }
@@ -677,6 +696,27 @@ fn script_spans(path: &Path) -> Vec<Span> {
                     element_offset: t.offset,
                 }),
             })
+        })
+        .collect()
+}
+
+/// A `.pt2`'s weights and constants as mdl's reader checked them, for the
+/// Python verifier to load from a memory map without `torch.export.load`.
+fn export_spans(path: &Path) -> Vec<Span> {
+    let Ok(program) = formats::pt2::read(path) else {
+        return Vec::new();
+    };
+    (program.tensors.iter())
+        .map(|t| Span {
+            name: t.name.clone(),
+            dtype: t.dtype.name().to_string(),
+            shape: t.shape.clone(),
+            offset: t.offset,
+            bytes: t.bytes,
+            view: Some(View {
+                stride: t.stride.clone(),
+                element_offset: t.storage_offset,
+            }),
         })
         .collect()
 }
@@ -956,7 +996,10 @@ pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<Fi
         architecture: None,
         device: device.to_string(),
         forward_output: None,
-        code_ran: (format == Format::TorchScript).then_some(false),
+        code_ran: matches!(format, Format::TorchScript | Format::TorchExport).then_some(false),
+        contents: (format == Format::TorchExport)
+            .then(|| formats::pt2::read(path).ok().map(|p| p.describe()))
+            .flatten(),
         load_ms: 0,
         torch: None,
         details: Vec::new(),
@@ -1088,6 +1131,7 @@ mod tests {
                             let _ = crate::config::Config::parse(Path::new("config.yaml"), &text, &[]);
                         }
                         "xet" => crate::fetch::xet::fuzz_xet(&data),
+                        "pt2" => formats::pt2::fuzz(&data),
                         _ => crate::lock::validate::fuzz_check(&String::from_utf8_lossy(&data)),
                     }
                     assert!(started.elapsed().as_secs() < 10, "{}", entry.path().display());

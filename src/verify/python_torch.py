@@ -166,6 +166,13 @@ def load(torch, request, device):
     path = request["path"]
     summary = Summary(device)
     device_name = device_label(device)
+    if fmt == "torch_export" and not request.get("run_code"):
+        load_views(torch, path, request.get("spans", []), summary)
+        report = summary.report(fmt, device_name)
+        report["code_ran"] = False
+        return report
+    if fmt == "torch_export":
+        return run_export(torch, request, device, device_name, summary)
     if fmt == "torch_script" and not request.get("run_code"):
         load_views(torch, path, request.get("spans", []), summary)
         report = summary.report(fmt, device_name)
@@ -343,6 +350,34 @@ def load_gguf(torch, path, spans, summary):
             entry["label"] = "%s (quantized: structure only)" % span["dtype"]
         entries.append(entry)
     sum_mapped(torch, path, entries, summary)
+
+
+def run_export(torch, request, device, device_name, summary):
+    """A `torch.export` program loaded and run: only when config.yaml asks
+    (`run_code`, `forward`). Its inputs are zeros shaped as `forward` says,
+    else as the program's own example inputs are."""
+    if not hasattr(torch, "export") or not version_at_least(torch, 2, 6):
+        raise RuntimeError("running a torch.export program needs torch 2.6 or newer, this is %s" % torch.__version__)
+    program = torch.export.load(request["path"])
+    for _name, tensor in list(program.state_dict.items()) + list(program.constants.items()):
+        if isinstance(tensor, torch.Tensor):
+            summary.add(torch, tensor)
+    shape = request.get("forward")
+    if shape is not None:
+        inputs = (torch.zeros(shape, dtype=torch.float32),)
+    else:
+        example = program.example_inputs
+        args = example[0] if example else ()
+        inputs = tuple(torch.zeros_like(a) if isinstance(a, torch.Tensor) else a for a in args)
+    module = program.module()
+    try:
+        out = module(*[i.to(device) if isinstance(i, torch.Tensor) else i for i in inputs]) if device.type != "cpu" else module(*inputs)
+    except BaseException as e:
+        raise RuntimeError("the program on zero inputs of shapes %s failed: %s" % ([list(getattr(i, "shape", [])) for i in inputs], reason(e)))
+    first = out[0] if isinstance(out, (tuple, list)) and out else out
+    report = summary.report("torch_export", device_name, list(first.shape) if isinstance(first, torch.Tensor) else None)
+    report["code_ran"] = True
+    return report
 
 
 def load_views(torch, path, spans, summary):

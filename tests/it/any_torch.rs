@@ -152,6 +152,43 @@ fn the_python_verifier_runs_no_torchscript_code_unless_config_asks() {
     assert!(!envs.is_empty());
 }
 
+/// `.pt2` in every torch: verified by structure without running (the
+/// program that writes a file leaves it alone), and run by
+/// `torch.export.load` only when config.yaml asks, on zeros shaped as its
+/// own example inputs or as `forward` says.
+#[test]
+#[ignore = "needs Python environments with a full torch: MDL_TEST_TORCH_ENVS (scripts/test-torch-versions)"]
+fn the_python_verifier_reads_torch_export_programs_and_runs_them_only_when_asked() {
+    let envs = envs();
+    for venv in &envs {
+        let ctx = in_env(venv, Some("python"));
+        crate::verify::export_hub(&ctx);
+        ctx.write_config(
+            "models:\n  require:\n    - url:{hub}/files/w/exported.pt2\n    - url:{hub}/files/w/exported_writes.pt2\n",
+        );
+        let err = ctx.mdl(&["sync"]).success().stderr_without_torch();
+        assert!(
+            err.contains("Verified exported on cpu: 1 weight file(s) [torch.export (structure and weights; graph not run: 1 program(s), 4 input(s) (1 from the user), 1 output(s))], 3 tensors, 12 parameters (float32)"),
+            "{venv:?}: {err}"
+        );
+        assert_eq!(ctx.read("export-victim.bin"), b"ORIGINAL", "{venv:?}: nothing ran");
+        let ctx = in_env(venv, Some("python"));
+        crate::verify::export_hub(&ctx);
+        ctx.write_config(
+            "models:\n  require:\n    - id: url:{hub}/files/w/exported_writes.pt2\n      verify: { run_code: true }\n    - id: url:{hub}/files/w/exported_dynamic.pt2\n      verify: { forward: [5, 4] }\n",
+        );
+        let err = ctx.mdl(&["sync"]).success().stderr_without_torch();
+        assert_eq!(
+            ctx.read("export-victim.bin"),
+            b"XXXXXXXX",
+            "{venv:?}: the program ran, as asked: {err}"
+        );
+        assert!(err.contains("[torch.export (program ran: "), "{venv:?}: {err}");
+        assert!(err.contains("forward → [5, 2]"), "{venv:?}: {err}");
+    }
+    assert!(!envs.is_empty());
+}
+
 #[test]
 #[ignore = "needs Python environments with a full torch: MDL_TEST_TORCH_ENVS (scripts/test-torch-versions)"]
 fn doctor_names_the_torch_it_would_verify_with() {

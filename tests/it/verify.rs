@@ -433,3 +433,60 @@ fn run_code_in_config_yaml_loads_the_module_and_says_its_code_ran() {
     );
     assert!(err.contains("[torchscript (code ran)]"), "{err}");
 }
+
+/// `torch.export` programs (`.pt2`), made by torch (scripts/make-export-fixtures.py).
+pub(crate) fn export_hub(ctx: &TestContext) {
+    let fixtures = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    for name in [
+        "exported",
+        "exported_dynamic",
+        "exported_writes",
+        "exported_oversized",
+        "exported_truncated",
+    ] {
+        let bytes = std::fs::read(fixtures.join(format!("{name}.pt2"))).unwrap();
+        ctx.hub.put_file(&format!("w/{name}.pt2"), Blob::regular(bytes));
+    }
+    std::fs::write(ctx.path().join("export-victim.bin"), b"ORIGINAL").unwrap();
+}
+
+/// A `.pt2` is detected by its contents and verified by its structure: the
+/// program's signature and every weight loaded from its record, the graph
+/// never run, not even the one that would write a file.
+#[test]
+fn a_torch_export_program_is_verified_by_structure_and_never_run() {
+    let ctx = TestContext::new();
+    export_hub(&ctx);
+    ctx.write_config(
+        "models:\n  require:\n    - url:{hub}/files/w/exported.pt2\n    - url:{hub}/files/w/exported_dynamic.pt2\n    - url:{hub}/files/w/exported_writes.pt2\n",
+    );
+    let err = ctx.mdl(&["sync"]).success().stderr_without_torch();
+    assert!(
+        err.contains("Verified exported on cpu: 1 weight file(s) [torch.export (structure and weights; graph not run: 1 program(s), 4 input(s) (1 from the user), 1 output(s))], 3 tensors, 12 parameters (float32)"),
+        "{err}"
+    );
+    assert!(err.contains("Verified exported_dynamic on cpu"), "{err}");
+    assert!(err.contains("Verified exported_writes on cpu"), "{err}");
+    assert_eq!(ctx.read("export-victim.bin"), b"ORIGINAL", "nothing ran");
+
+    // mdl-torch cannot run a program (no binding in tch): it says what can.
+    ctx.write_config(
+        "models:\n  require:\n    - id: url:{hub}/files/w/exported.pt2\n      verify: { run_code: true }\n",
+    );
+    ctx.mdl(&["sync"]).failure(1).stderr_has("MDL_VERIFIER=python");
+}
+
+#[test]
+fn hostile_and_truncated_torch_export_archives_fail_by_name() {
+    let ctx = TestContext::new();
+    export_hub(&ctx);
+    ctx.write_config("models:\n  require:\n    - url:{hub}/files/w/exported_oversized.pt2\n");
+    ctx.mdl(&["sync"])
+        .failure(1)
+        .stderr_has("exported_oversized.pt2")
+        .stderr_has("its view needs 32000000 bytes");
+    let ctx = TestContext::new();
+    export_hub(&ctx);
+    ctx.write_config("models:\n  require:\n    - url:{hub}/files/w/exported_truncated.pt2\n");
+    ctx.mdl(&["sync"]).failure(1).stderr_has("exported_truncated.pt2");
+}

@@ -247,6 +247,7 @@ impl Summary {
             device: device.to_string(),
             forward_output,
             code_ran: None,
+            contents: None,
             load_ms: 0,
             torch: None,
             details: self.details,
@@ -277,6 +278,12 @@ pub fn load(path: &Path, format: Format, device: Device, run: Run<'_>) -> Result
         }
         Format::Safetensors => load_safetensors(path, target, device),
         Format::Gguf => load_gguf(path, target, device),
+        Format::TorchExport if run.code => Err(
+            "a torch.export program cannot be run by mdl-torch (tch 0.26 has no binding for `torch.export.load`): \
+             `MDL_VERIFIER=python` runs it in the environment's torch (2.6 or newer)"
+                .into(),
+        ),
+        Format::TorchExport => load_export(path, target, device),
         Format::TorchZip | Format::TorchLegacy => {
             let file = if format == Format::TorchZip {
                 torch_file::read_zip(path)
@@ -486,6 +493,35 @@ fn ggml_kind(t: gguf::GgmlType) -> Option<Kind> {
         28 => Kind::Double,
         _ => return None,
     })
+}
+
+/// A `torch.export` program's weights and constants, each built in libtorch
+/// from its record in a memory map (extents checked by `pt2::read`) and
+/// viewed as saved; the program itself is not loaded, nothing runs.
+fn load_export(path: &Path, target: tch::Device, device: Device) -> Result<FileReport, String> {
+    let program = mdl::verify::formats::pt2::read(path)?;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // SAFETY: as for safetensors: mdl's own synced copy, read-only.
+    let map = unsafe { memmap2::Mmap::map(&file) }.map_err(|e| e.to_string())?;
+    let mut summary = Summary::new();
+    for t in &program.tensors {
+        let bytes = map
+            .get(t.offset as usize..(t.offset + t.bytes) as usize)
+            .ok_or_else(|| format!("`{}`'s bytes lie outside the file", t.name))?;
+        let k = kind(t.dtype);
+        let numel = t.bytes as i64 / t.dtype.size() as i64;
+        let flat = Tensor::f_from_data_size(bytes, &[numel], k)
+            .and_then(|f| f.f_to_device(target))
+            .map_err(|e| format!("`{}`: {}", t.name, first_line(e)))?;
+        let view = flat
+            .f_as_strided(t.shape.as_slice(), t.stride.as_slice(), t.storage_offset)
+            .map_err(|e| format!("`{}`: {}", t.name, first_line(e)))?;
+        summary.add(&t.name, &view)?;
+    }
+    let mut report = summary.report(Format::TorchExport, device, None);
+    report.code_ran = Some(false);
+    report.contents = Some(program.describe());
+    Ok(report)
 }
 
 /// A GGUF file, one tensor at a time from a memory map as for safetensors:

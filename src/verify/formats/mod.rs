@@ -16,6 +16,7 @@ use std::path::Path;
 pub use crate::report::Format;
 
 pub mod gguf;
+pub mod pt2;
 mod safetensors;
 mod torch;
 mod torchscript;
@@ -30,8 +31,9 @@ pub struct Structure {
 }
 
 /// The order formats are tried in: the first whose `detect` says yes.
-pub const DETECTION_ORDER: [Format; 5] = [
+pub const DETECTION_ORDER: [Format; 6] = [
     Format::Gguf,
+    Format::TorchExport,
     Format::TorchScript,
     Format::TorchZip,
     Format::TorchLegacy,
@@ -47,6 +49,7 @@ fn detects(format: Format, head: &[u8], len: u64, path: &Path) -> bool {
         Format::TorchLegacy => torch::detect_legacy(head),
         Format::Safetensors => safetensors::detect(head, len),
         Format::Gguf => gguf::detect(head),
+        Format::TorchExport => pt2::detect(head, path),
     }
 }
 
@@ -64,6 +67,7 @@ pub fn structure(format: Format, path: &Path) -> Result<Structure, String> {
         Format::TorchLegacy => torch::structure(path, true),
         Format::Safetensors => safetensors::structure(path),
         Format::Gguf => gguf::structure(path),
+        Format::TorchExport => pt2::structure(path),
     }
 }
 
@@ -79,6 +83,7 @@ pub fn largest(format: Format, path: &Path) -> std::io::Result<(String, u64)> {
         Format::TorchLegacy => torch::largest(path, true),
         Format::Safetensors => safetensors::largest(path)?,
         Format::Gguf => gguf::largest(path),
+        Format::TorchExport => pt2::largest(path),
     };
     match found {
         Some(largest) => Ok(largest),

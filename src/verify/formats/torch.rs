@@ -10,7 +10,7 @@ use crate::verify::torch_file;
 
 /// A zip archive that is not TorchScript.
 pub fn detect_zip(head: &[u8], path: &Path) -> bool {
-    head.starts_with(b"PK\x03\x04") && !super::torchscript::detect(head, path)
+    head.starts_with(b"PK\x03\x04") && !super::torchscript::detect(head, path) && !super::pt2::detect(head, path)
 }
 
 /// A pickled magic number first.
