@@ -91,12 +91,13 @@ fn the_dockerfiles_mdl_lines_run_as_a_shell_script() {
         .filter(|l| l.contains("mdl sync") || l.contains("mdl lock"))
         .map(|l| {
             let words: Vec<&str> = l.split_whitespace().filter(|w| !w.starts_with("--mount=")).collect();
-            words
-                .join(" ")
-                .replace("/root/.cargo/bin/mdl", env!("CARGO_BIN_EXE_mdl"))
+            words.join(" ").replace("/usr/local/bin/mdl", env!("CARGO_BIN_EXE_mdl"))
         })
         .collect();
     assert!(!lines.is_empty(), "the Dockerfile syncs");
+    // mdl is the release's binary, checked against its SHA256SUMS, copied in.
+    assert!(dockerfile.contains("COPY --from=mdl /usr/local/bin/mdl /usr/local/bin/mdl"));
+    assert!(dockerfile.contains("sha256sum -c"));
     let script = format!("set -euo pipefail\n{}\n", lines.join("\n"));
     let out = std::process::Command::new("bash")
         .args(["-c", &script])
@@ -139,4 +140,39 @@ fn the_ci_recipe_syncs_locked_and_caches_the_store() {
     assert!(steps
         .iter()
         .any(|s| s["run"].as_str().is_some_and(|r| r.contains("mdl sync --locked"))));
+}
+
+/// One version, from one place: every crate of the workspace takes the
+/// workspace's `version` (the wheel's is crates/mdl-py's, so the same), and
+/// `mdl --version` prints it.
+#[test]
+fn every_crate_the_wheel_and_the_command_share_one_version() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let workspace: toml::Value = toml::from_str(&std::fs::read_to_string(root.join("Cargo.toml")).unwrap()).unwrap();
+    let version = workspace["workspace"]["package"]["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let manifests = [
+        "Cargo.toml",
+        "crates/mdl-py/Cargo.toml",
+        "crates/mdl-torch/Cargo.toml",
+        "crates/hub-emulator/Cargo.toml",
+    ];
+    for manifest in manifests {
+        let crate_: toml::Value = toml::from_str(&std::fs::read_to_string(root.join(manifest)).unwrap()).unwrap();
+        assert_eq!(
+            crate_["package"]["version"]["workspace"].as_bool(),
+            Some(true),
+            "{manifest}"
+        );
+    }
+    let pyproject = std::fs::read_to_string(root.join("pyproject.toml")).unwrap();
+    assert!(
+        pyproject.contains("dynamic = [\"version\"]"),
+        "the wheel takes the crate's version"
+    );
+    let ctx = TestContext::new();
+    let out = ctx.mdl(&["--version"]).success().stdout();
+    assert_eq!(out.trim(), format!("mdl {version}"));
 }
