@@ -169,7 +169,7 @@ impl Resolver<'_> {
             // A mirror that lists bare names: the cache's own map answers
             // (its blob checked by content), so `hf download`'s copy is used.
             if self.cache_hints && remote.size.is_none() && remote.etag.is_none() {
-                if let Some(cached) = super::huggingface_cache::cached(self.hf_cache, repo, &commit, &remote.path) {
+                if let Some(cached) = self.hf_cache.cached(repo, &commit, &remote.path) {
                     cached.fill(&mut remote);
                 }
             }

@@ -12,10 +12,23 @@
 use super::{filters, RemoteFile, ResolveError, ResolvedModel, Resolver};
 use crate::config::ModelSpec;
 use crate::source::Source;
-use crate::store::HfCache;
+
+/// What a Hub cache on this machine remembers, as resolution asks it. The
+/// store implements it over the Hugging Face cache (`store::HfCache`), so
+/// resolution depends on no stage below it.
+pub trait HubCache: Send + Sync {
+    /// The commit `revision` names in the cache (`refs/<revision>`).
+    fn commit_of(&self, repo: &str, revision: &str) -> Option<String>;
+    /// Every file of `repo` at `commit` the cache lists (its tree listing,
+    /// else its snapshot's links).
+    fn listed(&self, repo: &str, commit: &str) -> Vec<String>;
+    /// The file `path` at `commit`, if the cache holds it and its bytes are
+    /// what its ETag says (checked by content).
+    fn cached(&self, repo: &str, commit: &str, path: &str) -> Option<Cached>;
+}
 
 /// What the cache holds of one file, its content checked.
-pub(super) struct Cached {
+pub struct Cached {
     pub etag: String,
     pub size: u64,
     pub xet_hash: Option<String>,
@@ -31,22 +44,6 @@ impl Cached {
         remote.xet_hash = self.xet_hash;
         remote.etag = Some(self.etag);
     }
-}
-
-/// The file `path` of `repo` at `commit`, if the cache holds it and its
-/// bytes are what its ETag says.
-pub(super) fn cached(hf: &HfCache, repo: &str, commit: &str, path: &str) -> Option<Cached> {
-    let etag = hf.etag_at(repo, commit, path)?;
-    let (blob, size) = hf.blob_of(repo, &etag)?;
-    let lfs = etag.len() == 64;
-    let digests = crate::hash::digest_file(&blob, lfs, !lfs).ok()?;
-    let actual = if lfs { digests.sha256 } else { digests.git_oid };
-    if actual.as_deref() != Some(etag.as_str()) {
-        return None;
-    }
-    let xet_hash =
-        (hf.tree(repo, commit)).and_then(|tree| tree.get(path).filter(|e| e.etag() == etag)?.xet_hash.clone());
-    Some(Cached { etag, size, xet_hash })
 }
 
 impl Resolver<'_> {
@@ -66,17 +63,14 @@ impl Resolver<'_> {
         };
         let commit = (self.hf_cache.commit_of(repo, revision))
             .ok_or_else(|| missing(format!("it has no `refs/{revision}` holding a commit")))?;
-        let listed: Vec<String> = match self.hf_cache.tree(repo, &commit) {
-            Some(tree) => tree.into_keys().collect(),
-            None => self.hf_cache.snapshot_etags(repo, &commit).into_keys().collect(),
-        };
+        let listed = self.hf_cache.listed(repo, &commit);
         let (include, exclude) = filters(spec);
         let mut files = Vec::new();
         for path in listed {
             if include.as_ref().is_some_and(|g| !g.is_match(&path)) || exclude.is_match(&path) {
                 continue;
             }
-            let cached = cached(self.hf_cache, repo, &commit, &path)
+            let cached = (self.hf_cache.cached(repo, &commit, &path))
                 .ok_or_else(|| missing(format!("`{path}` of commit {commit} is missing or damaged")))?;
             let mut remote = RemoteFile {
                 url: self.file_url(repo, &commit, &path),

@@ -38,6 +38,7 @@ pub mod torchvision;
 mod torchvision_catalog;
 mod url;
 
+pub use self::huggingface_cache::{Cached, HubCache};
 pub use self::url::url_file_name;
 
 /// Path-segment encoding: everything but unreserved characters, so a revision
@@ -281,7 +282,7 @@ pub struct Resolver<'a> {
     pub registries: &'a crate::oci::Registries,
     /// The Hugging Face cache: what a bare listing leaves out, and every Hub
     /// model when `offline`.
-    pub hf_cache: &'a crate::store::HfCache,
+    pub hf_cache: &'a dyn HubCache,
     /// No request at all (`--offline`, `HF_HUB_OFFLINE=1`): Hub models are
     /// resolved from the Hugging Face cache, other sources refused.
     pub offline: bool,

@@ -171,6 +171,33 @@ pub struct TorchFile {
 }
 
 impl TorchFile {
+    /// Elements of every view, saturating (a crafted file's views may all
+    /// claim one huge storage).
+    pub fn parameters(&self) -> u64 {
+        (self.tensors.iter()).fold(0i64, |n, t| n.saturating_add(t.numel())) as u64
+    }
+
+    /// Bytes of every view, saturating.
+    pub fn tensor_bytes(&self) -> u64 {
+        (self.tensors.iter()).fold(0i64, |n, t| {
+            n.saturating_add(t.numel().saturating_mul(t.dtype.size() as i64))
+        }) as u64
+    }
+
+    /// The largest storage, named by a tensor that views it.
+    pub fn largest(&self) -> (String, u64) {
+        (self.storages.iter())
+            .map(|(key, storage)| {
+                let name = (self.tensors.iter())
+                    .find(|t| &t.storage == key)
+                    .map(|t| t.name.clone())
+                    .unwrap_or_else(|| format!("storage {key}"));
+                (name, storage.len() as u64)
+            })
+            .max_by_key(|(_, bytes)| *bytes)
+            .unwrap_or_else(|| ("(no tensor)".to_string(), 0))
+    }
+
     /// A storage's bytes: a view into the mapped file, or the inflated copy.
     pub fn bytes<'a>(&'a self, storage: &'a Storage) -> &'a [u8] {
         match &storage.bytes {
@@ -302,6 +329,20 @@ pub fn read_torchscript(path: &Path) -> Result<(TorchFile, ScriptCode), TorchFil
     Ok((file, ScriptCode { files }))
 }
 
+/// Whether the zip at `path` is another kind of torch archive than a
+/// `torch.save` file: TorchScript's entries (`constants.pkl`, `code/`) or a
+/// PT2 archive's (`archive_format`). A zip that cannot be read is none of
+/// them (reading it as a `torch.save` file then says what is wrong).
+pub fn is_other_torch_zip(path: &Path) -> bool {
+    let Ok(zip) = std::fs::File::open(path).map(zip::ZipArchive::new) else {
+        return false;
+    };
+    zip.is_ok_and(|zip| {
+        zip.file_names()
+            .any(|n| n.ends_with("/constants.pkl") || n.contains("/code/") || n.ends_with("/archive_format"))
+    })
+}
+
 /// A `torch.save` or TorchScript zip and its root folder (`archive/`).
 fn open_archive(path: &Path) -> Result<(zip::ZipArchive<std::fs::File>, String), TorchFileError> {
     let file = std::fs::File::open(path)?;
@@ -329,6 +370,7 @@ fn read_pickle(zip: &mut zip::ZipArchive<std::fs::File>, name: &str) -> Result<V
     if pkl.len() as u64 > limit {
         return Err(invalid(format!("`{name}` is larger than {} MiB", limit >> 20)));
     }
+
     let mut pos = 0;
     Ok(pickle::read(&pkl, &mut pos)?)
 }

@@ -280,6 +280,35 @@ impl HfCache {
     }
 }
 
+/// Resolution's view of the cache (`resolve::HubCache`): every blob it
+/// names is checked by content against its ETag before it is used.
+impl crate::resolve::HubCache for HfCache {
+    fn commit_of(&self, repo: &str, revision: &str) -> Option<String> {
+        HfCache::commit_of(self, repo, revision)
+    }
+
+    fn listed(&self, repo: &str, commit: &str) -> Vec<String> {
+        match self.tree(repo, commit) {
+            Some(tree) => tree.into_keys().collect(),
+            None => self.snapshot_etags(repo, commit).into_keys().collect(),
+        }
+    }
+
+    fn cached(&self, repo: &str, commit: &str, path: &str) -> Option<crate::resolve::Cached> {
+        let etag = self.etag_at(repo, commit, path)?;
+        let (blob, size) = self.blob_of(repo, &etag)?;
+        let lfs = etag.len() == 64;
+        let digests = crate::hash::digest_file(&blob, lfs, !lfs).ok()?;
+        let actual = if lfs { digests.sha256 } else { digests.git_oid };
+        if actual.as_deref() != Some(etag.as_str()) {
+            return None;
+        }
+        let xet_hash =
+            (self.tree(repo, commit)).and_then(|tree| tree.get(path).filter(|e| e.etag() == etag)?.xet_hash.clone());
+        Some(crate::resolve::Cached { etag, size, xet_hash })
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

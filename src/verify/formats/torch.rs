@@ -10,7 +10,7 @@ use crate::verify::torch_file;
 
 /// A zip archive that is not TorchScript.
 pub fn detect_zip(head: &[u8], path: &Path) -> bool {
-    head.starts_with(b"PK\x03\x04") && !super::torchscript::detect(head, path) && !super::pt2::detect(head, path)
+    head.starts_with(b"PK\x03\x04") && !torch_file::is_other_torch_zip(path)
 }
 
 /// A pickled magic number first.
@@ -32,7 +32,7 @@ pub fn structure(path: &Path, legacy: bool) -> Result<Structure, String> {
 }
 
 /// Tensors, parameters, bytes and dtypes of a parsed file.
-pub fn summarize(file: &torch_file::TorchFile) -> Structure {
+pub(super) fn summarize(file: &torch_file::TorchFile) -> Structure {
     let mut found = Structure {
         tensors: file.tensors.len() as u64,
         ..Structure::default()
@@ -40,33 +40,13 @@ pub fn summarize(file: &torch_file::TorchFile) -> Structure {
     for t in &file.tensors {
         found.dtypes.insert(t.dtype.name().to_string());
     }
-    // Saturating: a crafted file's views may all claim one huge storage.
-    let params: i64 = (file.tensors.iter()).fold(0i64, |n, t| n.saturating_add(t.numel()));
-    let bytes: i64 = (file.tensors.iter()).fold(0i64, |n, t| {
-        n.saturating_add(t.numel().saturating_mul(t.dtype.size() as i64))
-    });
-    found.parameters = params as u64;
-    found.bytes = bytes as u64;
+    found.parameters = file.parameters();
+    found.bytes = file.tensor_bytes();
     found
 }
 
 /// The largest storage, named by a tensor that views it; `None` when the
 /// file cannot be read.
 pub fn largest(path: &Path, legacy: bool) -> Option<(String, u64)> {
-    largest_of(&read(path, legacy).ok()?)
-}
-
-/// The largest storage of a parsed file, named by a tensor that views it.
-pub fn largest_of(file: &torch_file::TorchFile) -> Option<(String, u64)> {
-    file.storages
-        .iter()
-        .map(|(key, storage)| {
-            let name = (file.tensors.iter())
-                .find(|t| &t.storage == key)
-                .map(|t| t.name.clone())
-                .unwrap_or_else(|| format!("storage {key}"));
-            (name, storage.len() as u64)
-        })
-        .max_by_key(|(_, bytes)| *bytes)
-        .or(Some(("(no tensor)".to_string(), 0)))
+    Some(read(path, legacy).ok()?.largest())
 }

@@ -44,5 +44,5 @@ pub fn structure(path: &Path) -> Result<Structure, String> {
 /// The largest storage of the archive's weights.
 pub fn largest(path: &Path) -> Option<(String, u64)> {
     let (file, _) = torch_file::read_torchscript(path).ok()?;
-    super::torch::largest_of(&file)
+    Some(file.largest())
 }
