@@ -14,6 +14,10 @@
                           2000 × 4000 weight over the 32-byte record
   exported_truncated.pt2  exported.pt2 cut in half
 
+exported_torch213.pt2 and exported_writes_torch213.pt2 are exported.pt2 and
+exported_writes.pt2 as torch 2.13 writes them (this script run with torch
+2.13.0, the two files renamed); the rest are torch 2.15's.
+
     target/python-test-venv/bin/python scripts/make-export-fixtures.py
 """
 import copy

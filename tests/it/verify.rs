@@ -443,6 +443,8 @@ pub(crate) fn export_hub(ctx: &TestContext) {
         "exported_writes",
         "exported_oversized",
         "exported_truncated",
+        "exported_torch213",
+        "exported_writes_torch213",
     ] {
         let bytes = std::fs::read(fixtures.join(format!("{name}.pt2"))).unwrap();
         ctx.hub.put_file(&format!("w/{name}.pt2"), Blob::regular(bytes));
@@ -458,7 +460,7 @@ fn a_torch_export_program_is_verified_by_structure_and_never_run() {
     let ctx = TestContext::new();
     export_hub(&ctx);
     ctx.write_config(
-        "models:\n  require:\n    - url:{hub}/files/w/exported.pt2\n    - url:{hub}/files/w/exported_dynamic.pt2\n    - url:{hub}/files/w/exported_writes.pt2\n",
+        "models:\n  require:\n    - url:{hub}/files/w/exported.pt2\n    - url:{hub}/files/w/exported_dynamic.pt2\n    - url:{hub}/files/w/exported_writes.pt2\n    - url:{hub}/files/w/exported_torch213.pt2\n    - url:{hub}/files/w/exported_writes_torch213.pt2\n",
     );
     let err = ctx.mdl(&["sync"]).success().stderr_without_torch();
     assert!(
@@ -467,6 +469,12 @@ fn a_torch_export_program_is_verified_by_structure_and_never_run() {
     );
     assert!(err.contains("Verified exported_dynamic on cpu"), "{err}");
     assert!(err.contains("Verified exported_writes on cpu"), "{err}");
+    // As torch 2.13 writes them too.
+    assert!(
+        err.contains("Verified exported_torch213 on cpu: 1 weight file(s) [torch.export (structure and weights; graph not run: 1 program(s), 4 input(s) (1 from the user), 1 output(s))], 3 tensors, 12 parameters (float32)"),
+        "{err}"
+    );
+    assert!(err.contains("Verified exported_writes_torch213 on cpu"), "{err}");
     assert_eq!(ctx.read("export-victim.bin"), b"ORIGINAL", "nothing ran");
 
     // mdl-torch cannot run a program (no binding in tch): it says what can.
