@@ -14,6 +14,10 @@
                           2000 × 4000 weight over the 32-byte record
   exported_truncated.pt2  exported.pt2 cut in half
 
+exported_aoti.pt2 is an AOTInductor package of a Linear layer, compiled
+on this machine's CPU by `torch._inductor.aoti_compile_and_package` (torch
+2.15; native code mdl never loads).
+
 exported_torch213.pt2 and exported_writes_torch213.pt2 are exported.pt2 and
 exported_writes.pt2 as torch 2.13 writes them (this script run with torch
 2.13.0, the two files renamed); the rest are torch 2.15's.
@@ -103,6 +107,9 @@ with zipfile.ZipFile(plain) as src, zipfile.ZipFile(os.path.join(OUT, "exported_
             meta["strides"] = [{"as_int": 4000}, {"as_int": 1}]
             data = json.dumps(config).encode()
         dst.writestr(info, data)
+aoti = torch.export.export(torch.nn.Linear(4, 2), example)
+torch._inductor.aoti_compile_and_package(aoti, package_path=os.path.join(OUT, "exported_aoti.pt2"))
+
 data = open(plain, "rb").read()
 open(os.path.join(OUT, "exported_truncated.pt2"), "wb").write(data[: len(data) // 2])
 print("wrote the .pt2 fixtures with torch", torch.__version__)

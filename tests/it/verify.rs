@@ -445,6 +445,7 @@ pub(crate) fn export_hub(ctx: &TestContext) {
         "exported_truncated",
         "exported_torch213",
         "exported_writes_torch213",
+        "exported_aoti",
     ] {
         let bytes = std::fs::read(fixtures.join(format!("{name}.pt2"))).unwrap();
         ctx.hub.put_file(&format!("w/{name}.pt2"), Blob::regular(bytes));
@@ -475,6 +476,15 @@ fn a_torch_export_program_is_verified_by_structure_and_never_run() {
         "{err}"
     );
     assert!(err.contains("Verified exported_writes_torch213 on cpu"), "{err}");
+
+    // An AOTInductor package: described from its structure, never loaded.
+    ctx.write_config("models:\n  require:\n    - url:{hub}/files/w/exported_aoti.pt2\n");
+    let err = ctx.mdl(&["sync"]).success().stderr_without_torch();
+    assert!(
+        err.contains("AOTInductor package for cpu linux x86_64")
+            && err.contains("1 compiled library (native code, not loaded)"),
+        "{err}"
+    );
     assert_eq!(ctx.read("export-victim.bin"), b"ORIGINAL", "nothing ran");
 
     // mdl-torch cannot run a program (no binding in tch): it says what can.

@@ -64,6 +64,8 @@ pub struct Program {
     pub programs: usize,
     /// An AOTInductor package's compiled files (native code), by name.
     pub aotinductor: Vec<String>,
+    /// What its metadata says it was compiled for (`cpu linux x86_64 AVX512`).
+    pub target: Option<String>,
 }
 
 impl Program {
@@ -73,8 +75,9 @@ impl Program {
             String::new()
         } else {
             let libraries = self.aotinductor.iter().filter(|n| n.ends_with(".so")).count();
+            let target = self.target.as_deref().map(|t| format!(" for {t}")).unwrap_or_default();
             format!(
-                "; AOTInductor package: {} file(s), {libraries} compiled librar{} (native code)",
+                "; AOTInductor package{target}: {} file(s), {libraries} compiled librar{} (native code, not loaded)",
                 self.aotinductor.len(),
                 if libraries == 1 { "y" } else { "ies" }
             )
@@ -213,8 +216,10 @@ pub fn read(path: &Path) -> Result<Program, String> {
         program.user_inputs += inputs.iter().filter(|i| i.get("user_input").is_some()).count();
         program.outputs += outputs.len();
     }
-    if program.programs == 0 {
-        return Err(format!("it has no `{root}models/*.json`: no serialized program"));
+    let aoti = format!("{root}data/aotinductor/");
+    let packaged = names.iter().any(|n| n.starts_with(&aoti));
+    if program.programs == 0 && !packaged {
+        return Err(format!("it has no `{root}models/*.json` and no `{aoti}`: no program"));
     }
     for (dir, kind) in [("data/weights/", "weight"), ("data/constants/", "constant")] {
         let prefix = format!("{root}{dir}");
@@ -232,10 +237,25 @@ pub fn read(path: &Path) -> Result<Program, String> {
     }
     program.aotinductor = names
         .iter()
-        .filter_map(|n| n.strip_prefix(&format!("{root}data/aotinductor/")))
+        .filter_map(|n| n.strip_prefix(&aoti))
         .filter(|n| !n.is_empty() && !n.ends_with('/'))
         .map(str::to_string)
         .collect();
+    // Read as data, never loaded: where it says it runs.
+    if let Some(meta) = program.aotinductor.iter().find(|n| n.ends_with("_metadata.json")) {
+        let value: serde_json::Value = json(&mut zip, &format!("{aoti}{meta}"))?;
+        let field = |k: &str| {
+            value[k]
+                .as_str()
+                .filter(|v| !v.is_empty() && v.len() < 64)
+                .map(str::to_string)
+        };
+        let parts: Vec<String> = ["AOTI_DEVICE_KEY", "AOTI_PLATFORM", "AOTI_MACHINE", "AOTI_CPU_ISA"]
+            .iter()
+            .filter_map(|k| field(k))
+            .collect();
+        program.target = (!parts.is_empty()).then(|| parts.join(" "));
+    }
     Ok(program)
 }
 
