@@ -134,7 +134,9 @@ def _build_executables(config_settings: Optional[Mapping[str, Any]]) -> None:
     profile = _profile(config_settings)
     packages = ["-p", "mdl-cli", "--bin", "mdl"]
     env = dict(os.environ)
-    torch = _torch_dir()
+    # An sdist holds the crates the module needs, not mdl-torch's.
+    has_helper = os.path.isfile(os.path.join(ROOT, "crates", "mdl-torch", "Cargo.toml"))
+    torch = _torch_dir() if has_helper else None
     if torch is not None:
         env["LIBTORCH"] = torch
         packages += ["-p", "mdl-torch", "--bin", "mdl-torch"]
