@@ -1,4 +1,4 @@
-"""Writes src/resolve/torchvision_catalog.rs from torchvision's own sources: every
+"""Writes src/sources/torchvision/catalog.rs from torchvision's own sources: every
 classification builder (`resnet18`, …), the weights its `weights:` annotation
 names (`ResNet18_Weights`), each weight's URL and which one is DEFAULT.
 
@@ -50,5 +50,5 @@ out = ["//! torchvision's classification weights: builder, weight name, file und
        "pub const CATALOG: &[(&str, &str, &str, bool)] = &["]
 out += [f"    ({m!r}, {w!r}, {u!r}, {str(d).lower()}),".replace("'", '"') for m, w, u, d in rows]
 out += ["];", ""]
-pathlib.Path(__file__).resolve().parent.parent.joinpath("src/resolve/torchvision_catalog.rs").write_text("\n".join(out))
+pathlib.Path(__file__).resolve().parent.parent.joinpath("src/sources/torchvision/catalog.rs").write_text("\n".join(out))
 print(f"{len(rows)} weights for {len({r[0] for r in rows})} models")

@@ -249,7 +249,7 @@ impl ModelManager {
 
     /// Wants one more model; its name, or why it cannot be wanted.
     fn want(&mut self, req: &Requirement) -> Result<String> {
-        let parsed = crate::model_id::ModelId::parse(&req.id).ok();
+        let parsed = crate::sources::ModelId::parse(&req.id).ok();
         let already = self.project.config.specs.iter().find(|s| {
             req.name.as_ref().is_none_or(|n| *n == s.name)
                 && (parsed.as_ref() == Some(&s.id) || (req.name.is_none() && s.matches(&req.id)))

@@ -14,7 +14,7 @@ use std::path::{Path, PathBuf};
 use serde::de::{self, MapAccess, Visitor};
 use serde::{Deserialize, Deserializer, Serialize};
 
-use crate::model_id::{IdError, ModelId, Source};
+use crate::sources::{ConfigRevision, IdError, ModelId, Source, Sources, Want};
 
 /// An error in `config.yaml`, with where it is and what to write instead.
 #[derive(Debug, thiserror::Error)]
@@ -253,191 +253,6 @@ impl<'de> Deserialize<'de> for Requirement {
             }
         }
         d.deserialize_any(V)
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct HuggingfaceSource {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Overrides `HF_ENDPOINT` (e.g. an internal mirror).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub endpoint: Option<String>,
-    /// Send the Hub token to `endpoint` above. Off by default: a config.yaml
-    /// changed in a pull request must not be able to point the token at a
-    /// host of its choosing. (`HF_ENDPOINT`, set by whoever runs mdl, needs
-    /// no opt-in.) Never over plain HTTP to another machine.
-    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
-    pub send_token: bool,
-}
-
-impl Default for HuggingfaceSource {
-    fn default() -> Self {
-        HuggingfaceSource {
-            enabled: true,
-            endpoint: None,
-            send_token: false,
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct UrlSource {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    #[serde(default = "yes")]
-    pub verify_ssl: bool,
-    /// Per-request timeout for connecting and for each read (the seed's key).
-    #[serde(default = "default_timeout")]
-    pub timeout_seconds: u64,
-}
-
-fn default_timeout() -> u64 {
-    300
-}
-
-impl Default for UrlSource {
-    fn default() -> Self {
-        UrlSource {
-            enabled: true,
-            verify_ssl: true,
-            timeout_seconds: default_timeout(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct TorchvisionSource {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Where weight files are fetched from (default: PyTorch's server); a mirror.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub base_url: Option<String>,
-    /// Added or overridden catalog entries: `resnet18` or `resnet50@IMAGENET1K_V2`
-    /// → a file name under `base_url` or a full URL.
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub catalog: BTreeMap<String, String>,
-}
-
-impl Default for TorchvisionSource {
-    fn default() -> Self {
-        TorchvisionSource {
-            enabled: true,
-            base_url: None,
-            catalog: BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct EnabledOnly {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-}
-
-impl Default for EnabledOnly {
-    fn default() -> Self {
-        EnabledOnly { enabled: true }
-    }
-}
-
-/// PyTorch Hub: GitHub repositories with a `hubconf.py`.
-#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct PytorchHubSource {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Where repository archives come from (default `https://github.com`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub github_url: Option<String>,
-    /// Where refs are pinned to commits (default `https://api.github.com`).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub api_url: Option<String>,
-    /// Weight URLs per entry, `owner/repo/entry` → URL or list of URLs, for
-    /// repositories other than `pytorch/vision` (mdl cannot run `hubconf.py`).
-    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
-    pub weights: BTreeMap<String, WeightUrls>,
-}
-
-#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
-#[serde(untagged)]
-pub enum WeightUrls {
-    One(String),
-    Many(Vec<String>),
-}
-
-impl WeightUrls {
-    pub fn urls(&self) -> Vec<String> {
-        match self {
-            WeightUrls::One(u) => vec![u.clone()],
-            WeightUrls::Many(us) => us.clone(),
-        }
-    }
-}
-
-impl Default for PytorchHubSource {
-    fn default() -> Self {
-        PytorchHubSource {
-            enabled: true,
-            github_url: None,
-            api_url: None,
-            weights: BTreeMap::new(),
-        }
-    }
-}
-
-#[derive(Clone, Debug, Default, Deserialize, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct Sources {
-    #[serde(default)]
-    pub huggingface: HuggingfaceSource,
-    #[serde(default)]
-    pub url: UrlSource,
-    #[serde(default)]
-    pub torchvision: TorchvisionSource,
-    #[serde(default)]
-    pub pytorch_hub: PytorchHubSource,
-    #[serde(default)]
-    pub local: EnabledOnly,
-    #[serde(default)]
-    pub oci: OciSource,
-}
-
-/// OCI registries, for `oci:` models.
-#[derive(Clone, Debug, Deserialize, Serialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-pub struct OciSource {
-    #[serde(default = "yes")]
-    pub enabled: bool,
-    /// Registries (`host[:port]`) reached over plain HTTP although not on this
-    /// machine. Loopback registries always are; everything else is HTTPS.
-    #[serde(default, skip_serializing_if = "Vec::is_empty")]
-    pub insecure_registries: Vec<String>,
-}
-
-impl Default for OciSource {
-    fn default() -> Self {
-        OciSource {
-            enabled: true,
-            insecure_registries: Vec::new(),
-        }
-    }
-}
-
-impl Sources {
-    pub fn enabled(&self, source: Source) -> bool {
-        match source {
-            Source::Huggingface => self.huggingface.enabled,
-            Source::Url => self.url.enabled,
-            Source::Torchvision => self.torchvision.enabled,
-            Source::Local => self.local.enabled,
-            Source::PytorchHub => self.pytorch_hub.enabled,
-            Source::Oci => self.oci.enabled,
-        }
     }
 }
 
@@ -699,6 +514,16 @@ impl ModelSpec {
         self.name == name || self.dir_name() == name || self.id.to_string() == name || self.id.locator() == name
     }
 
+    /// What resolution works from.
+    pub fn want(&self) -> Want {
+        Want {
+            name: self.name.clone(),
+            id: self.id.clone(),
+            include: self.include.clone(),
+            exclude: self.exclude.clone(),
+        }
+    }
+
     pub fn dir_name(&self) -> String {
         match self.id.source() {
             Some(source) => dir_name(source, &self.name),
@@ -870,38 +695,9 @@ impl Config {
             }
             .unzip();
             let mut id =
-                ModelId::parse(&req.id).map_err(|e: IdError| invalid(l, c, e.to_string(), IdError::ACCEPTED))?;
+                ModelId::parse(&req.id).map_err(|e: IdError| invalid(l, c, e.to_string(), &IdError::accepted()))?;
             if let Some(rev) = &req.revision {
-                match &mut id {
-                    ModelId::Huggingface { revision: r @ None, .. } => *r = Some(rev.clone()),
-                    ModelId::Huggingface {
-                        revision: Some(other), ..
-                    } if other != rev => {
-                        return Err(invalid(
-                            l,
-                            c,
-                            format!("`{}` gives revision `{other}` and `revision: {rev}`", req.id),
-                            "keep one of the two",
-                        ));
-                    }
-                    ModelId::Huggingface { .. } => {}
-                    ModelId::Torchvision { weights: w @ None, .. } => *w = Some(rev.clone()),
-                    ModelId::Torchvision { .. } => {}
-                    // Named one by one (no wildcard): a new kind of id must
-                    // say whether it takes a `revision:`.
-                    ModelId::Url { .. }
-                    | ModelId::Local { .. }
-                    | ModelId::Auto { .. }
-                    | ModelId::PytorchHub { .. }
-                    | ModelId::Oci { .. } => {
-                        return Err(invalid(
-                            l,
-                            c,
-                            format!("`{}` cannot have a `revision`", req.id),
-                            "remove `revision:`; this model is pinned by the content it serves",
-                        ));
-                    }
-                }
+                merge_revision(&mut id, rev).map_err(|(message, hint)| invalid(l, c, message, hint))?;
             }
             let sources = &file.models.download.sources;
             if let Some(source) = id.source().filter(|s| !sources.enabled(*s)) {
@@ -1057,6 +853,29 @@ impl Config {
         };
         serde_yaml_ng::to_string(&file).unwrap_or_default()
     }
+}
+
+/// An entry's `revision:` merged into its id, as the id's source takes one;
+/// `Err` is the message and its hint.
+fn merge_revision(id: &mut ModelId, rev: &str) -> Result<(), (String, &'static str)> {
+    let rule = id.source().map_or(ConfigRevision::Refused, |s| s.kind().config_revision());
+    match (rule, id.revision.as_deref()) {
+        (ConfigRevision::Taken | ConfigRevision::Defaulted, None) => id.revision = Some(rev.to_string()),
+        (ConfigRevision::Taken, Some(other)) if other != rev => {
+            return Err((
+                format!("`{id}` gives revision `{other}` and `revision: {rev}`"),
+                "keep one of the two",
+            ))
+        }
+        (ConfigRevision::Taken | ConfigRevision::Defaulted, Some(_)) => {}
+        (ConfigRevision::Refused, _) => {
+            return Err((
+                format!("`{id}` cannot have a `revision`"),
+                "remove `revision:`; this model is pinned by the content it serves",
+            ))
+        }
+    }
+    Ok(())
 }
 
 fn valid_name(name: &str) -> bool {

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use crate::{config, fetch, lock, plan, resolve, store, verify};
+use crate::{config, fetch, lock, plan, sources as resolve, store, verify};
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {

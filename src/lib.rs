@@ -5,7 +5,8 @@
 //! config → resolve → lock → plan → fetch → store → verify
 //!
 //! * [`config`] parses and validates `config.yaml` into [`config::ModelSpec`]s;
-//! * [`resolve`] asks the Hub (or a URL) what each model is now;
+//! * [`sources`] (resolve) asks each model's source what it is now: one
+//!   file or folder per source, each a [`sources::SourceKind`];
 //! * [`lock`] reads and writes `models.lock`;
 //! * [`plan`] decides what is cached, what to fetch and what is extraneous;
 //! * [`fetch`] downloads, hashing while streaming, resumably;
@@ -14,8 +15,7 @@
 //! * [`registry`] records what is synced and verified (`model_registry.json`).
 //!
 //! Each stage imports only stages before it and the bottom-level helpers
-//! below, never a later stage: [`source`] (the facts about each source),
-//! [`model_id`], [`fs`] (files on disk), [`http`] (client, headers, retry),
+//! below, never a later stage: [`fs`] (files on disk), [`http`] (client, headers, retry),
 //! [`hash`], [`report`] (what verification found), [`reporter`] (progress
 //! events) and [`progress`] (drawing them on a terminal), [`env`].
 //!
@@ -29,7 +29,7 @@ pub mod fetch;
 pub mod lock;
 pub mod plan;
 pub mod registry;
-pub mod resolve;
+pub mod sources;
 pub mod store;
 pub mod verify;
 
@@ -39,12 +39,10 @@ pub mod failpoint;
 pub mod fs;
 pub mod hash;
 pub mod http;
-pub mod model_id;
 pub mod oci;
 pub mod progress;
 pub mod report;
 pub mod reporter;
-pub mod source;
 pub mod units;
 
 // The verbs and the library API over them.

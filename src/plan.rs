@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::fs::{safe_relative_path, UnsafePath};
 use crate::lock::{LockMode, LockedFile, LockedModel, Lockfile};
-use crate::resolve::RemoteFile;
+use crate::sources::RemoteFile;
 
 /// What the disk holds for one locked file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -146,25 +146,10 @@ pub struct XetSource {
 impl XetSource {
     fn of(model: &LockedModel, hash: Option<&str>, origin: Origin<'_>) -> Option<XetSource> {
         let hash = hash.filter(|h| crate::hash::is_blake3(h))?;
-        if model.source != crate::source::Source::Huggingface {
-            return None;
-        }
-        let commit = model.commit.as_deref().filter(|c| crate::hash::is_hex(c, 40))?;
-        let api = match model.id.split_once('/') {
-            Some(("datasets" | "spaces", _)) => model.id.clone(),
-            _ => format!("models/{}", model.id),
-        };
-        let repo: Vec<String> = api
-            .split('/')
-            .map(|s| percent_encoding::utf8_percent_encode(s, crate::resolve::SEGMENT).to_string())
-            .collect();
+        let token_url = (model.source.kind()).xet_token_url(&model.pinned(), origin.hub_endpoint)?;
         Some(XetSource {
             hash: hash.to_string(),
-            token_url: format!(
-                "{}/api/{}/xet-read-token/{commit}",
-                origin.hub_endpoint.trim_end_matches('/'),
-                repo.join("/")
-            ),
+            token_url,
         })
     }
 }
@@ -220,7 +205,7 @@ pub struct Origin<'a> {
     pub insecure_urls: bool,
     /// The config's sources: torchvision's catalog and PyTorch Hub's URLs,
     /// from which those files' URLs are derived.
-    pub sources: &'a crate::config::Sources,
+    pub sources: &'a crate::sources::Sources,
 }
 
 /// Why the plan cannot be carried out.
@@ -237,7 +222,7 @@ pub enum PlanError {
     #[error("`{label}` is not a file that config.yaml's {kind} source serves: {why}")]
     Underivable {
         label: String,
-        kind: crate::source::Source,
+        kind: crate::sources::Source,
         why: String,
         model: String,
     },
@@ -485,7 +470,7 @@ impl fmt::Display for Plan {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::source::Source;
+    use crate::sources::Source;
 
     fn lock() -> Lockfile {
         let file = |p: &str, b: &str| LockedFile {
@@ -502,7 +487,7 @@ mod tests {
             "acme/a".into(),
             LockedModel {
                 name: "acme/a".into(),
-                source: Source::Huggingface,
+                source: Source::named("huggingface").unwrap(),
                 id: "acme/a".into(),
                 revision: None,
                 commit: None,
@@ -552,7 +537,7 @@ mod tests {
     }
 
     fn origin() -> Origin<'static> {
-        static SOURCES: std::sync::OnceLock<crate::config::Sources> = std::sync::OnceLock::new();
+        static SOURCES: std::sync::OnceLock<crate::sources::Sources> = std::sync::OnceLock::new();
         Origin {
             models_root: Path::new("/m"),
             hub_endpoint: "http://hub",
@@ -582,7 +567,7 @@ mod tests {
     fn url_downloads_never_carry_the_token() {
         let mut lock = lock();
         let model = lock.models.get_mut("acme/a").unwrap();
-        model.source = Source::Url;
+        model.source = Source::named("url").unwrap();
         model.id = "https://cdn/x".into();
         // The lock's `url` is never where a download goes: the id is.
         model
@@ -605,7 +590,7 @@ mod tests {
         assert!(refusal.summary.contains("offline"), "{}", refusal.summary);
 
         let mut local = lock.clone();
-        local.models.get_mut("acme/a").unwrap().source = Source::Local;
+        local.models.get_mut("acme/a").unwrap().source = Source::named("local").unwrap();
         let refusal = plan.downloads(&local, LockMode::Write, origin()).unwrap_err();
         assert!(matches!(refusal.errors[0], PlanError::LocalChanged { .. }));
         // Nothing to fetch: nothing to refuse, even offline.

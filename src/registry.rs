@@ -12,7 +12,7 @@ use crate::fs::write_atomic;
 use crate::lock::{LockedModel, Lockfile};
 use crate::plan::MODEL_INFO;
 pub use crate::report::{Verification, VerifyStatus};
-use crate::source::Source;
+use crate::sources::Source;
 use crate::store::{Store, StoreError};
 
 pub const REGISTRY_VERSION: u32 = 1;

@@ -7,7 +7,7 @@
 //! naming the field, the file and its line in `models.lock`.
 
 use super::{LockedFile, LockedModel, Stale};
-use crate::resolve::RemoteFile;
+use crate::sources::RemoteFile;
 
 /// What the source's statement allows for one locked file.
 #[derive(Clone, Debug, PartialEq, Eq)]

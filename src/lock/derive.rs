@@ -15,94 +15,25 @@
 //! when it is not what the derivation gives, which makes the entry stale (a
 //! lock for another config, or an edited one).
 
-use crate::config::Sources;
 use crate::lock::{LockedFile, LockedModel};
-use crate::source::Source;
-
-/// What the derivation needs from the project.
-#[derive(Clone, Copy, Debug)]
-pub struct UrlContext<'a> {
-    /// `HF_ENDPOINT` (or the config's override).
-    pub hub_endpoint: &'a str,
-    pub sources: &'a Sources,
-}
+pub use crate::sources::UrlContext;
+use crate::sources::{Pinned, PinnedFile};
 
 /// The URL to fetch `file` of `model` from now; `Err` says why none can be
 /// derived (the lock names a file the configured source does not serve).
 pub fn file_url(model: &LockedModel, file: &LockedFile, cx: UrlContext<'_>) -> Result<String, String> {
-    match model.source {
-        Source::Huggingface => {
-            let commit = model.commit.as_deref().ok_or("no commit is locked")?;
-            Ok(crate::resolve::hub_file_url(
-                cx.hub_endpoint,
-                &model.id,
-                commit,
-                &file.path,
-            ))
-        }
-        Source::Url => Ok(model.id.clone()),
-        Source::Local => {
-            let base = model.id.trim_end_matches('/');
-            Ok(match model.files.len() {
-                1 if file.url == model.id => model.id.clone(),
-                _ => format!("{base}/{}", file.path),
-            })
-        }
-        Source::Oci => {
-            let repo = crate::oci::OciRef::parse(&model.id).map_err(|e| e.to_string())?;
-            let sha256 = file.sha256.as_deref().ok_or("no digest is locked")?;
-            Ok(repo.blob_url("https", &format!("sha256:{sha256}")))
-        }
-        Source::Torchvision => {
-            let tv = &cx.sources.torchvision;
-            let weight = crate::resolve::torchvision::lookup(
-                &model.id,
-                model.revision.as_deref(),
-                tv.base_url.as_deref(),
-                &tv.catalog,
-            )
-            .map_err(|_| format!("its catalog has no `{}`", model.id))?;
-            if weight.file_name != file.path {
-                return Err(format!("its catalog names `{}`", weight.file_name));
-            }
-            Ok(weight.url)
-        }
-        Source::PytorchHub => pytorch_hub_url(model, file, cx.sources)
-            .ok_or_else(|| "neither its archive nor a weight URL config.yaml names".to_string()),
-    }
+    model.source.kind().file_url(&model.pinned(), &file.pinned(), &cx)
 }
 
 /// Why the lock's recorded `url` of `file` is not where config.yaml's source
-/// serves it (`None`: it is). A Hub file's URL may name whichever endpoint
-/// it was locked against (the real Hub, a mirror, a proxy with a path
-/// prefix: it is never fetched from, the current endpoint is), but its path
-/// must be this repo's, commit's and file's; a registry blob's may use
-/// either scheme.
+/// serves it (`None`: it is). Each source says how far the recorded URL may
+/// differ (a Hub file's may name the endpoint it was locked against).
 pub fn stale_url(model: &LockedModel, file: &LockedFile, cx: UrlContext<'_>) -> Option<String> {
     let derived = match file_url(model, file, cx) {
         Ok(url) => url,
         Err(why) => return Some(why),
     };
-    let accepted = match model.source {
-        Source::Huggingface => {
-            let commit = model.commit.as_deref().unwrap_or_default();
-            let path = crate::resolve::hub_file_url("", &model.id, commit, &file.path);
-            let endpoint = file.url.strip_suffix(&path).unwrap_or_default();
-            file.url.ends_with(&path)
-                && reqwest::Url::parse(endpoint).is_ok_and(|u| {
-                    matches!(u.scheme(), "http" | "https") && u.username().is_empty() && u.password().is_none()
-                })
-        }
-        Source::Oci => {
-            file.url == derived
-                || Some(file.url.as_str())
-                    == derived
-                        .strip_prefix("https://")
-                        .map(|rest| format!("http://{rest}"))
-                        .as_deref()
-        }
-        _ => file.url == derived,
-    };
+    let accepted = (model.source.kind()).accepts_recorded_url(&model.pinned(), &file.pinned(), &derived);
     (!accepted).then(|| {
         format!(
             "config.yaml's {} source serves it at `{}`",
@@ -112,35 +43,26 @@ pub fn stale_url(model: &LockedModel, file: &LockedFile, cx: UrlContext<'_>) -> 
     })
 }
 
-/// A PyTorch Hub model's file: the repository archive at the locked commit, or
-/// one of the entry's weights (torchvision's catalog for `pytorch/vision`,
-/// else `sources.pytorch_hub.weights`), matched by file name.
-fn pytorch_hub_url(model: &LockedModel, file: &LockedFile, sources: &Sources) -> Option<String> {
-    let crate::model_id::ModelId::PytorchHub { owner, repo, entry, .. } =
-        crate::model_id::ModelId::parse(&format!("pytorch_hub:{}", model.id)).ok()?
-    else {
-        return None;
-    };
-    let commit = model.commit.as_deref()?;
-    let hub = &sources.pytorch_hub;
-    if file.path == format!("{owner}_{repo}_{}.zip", commit.get(..12)?) {
-        let github = hub
-            .github_url
-            .as_deref()
-            .unwrap_or("https://github.com")
-            .trim_end_matches('/');
-        return Some(format!("{github}/{owner}/{repo}/zipball/{commit}"));
+impl LockedModel {
+    /// This entry, as its source answers about it.
+    pub fn pinned(&self) -> Pinned<'_> {
+        Pinned {
+            name: &self.name,
+            id: &self.id,
+            revision: self.revision.as_deref(),
+            commit: self.commit.as_deref(),
+            files: self.files.len(),
+        }
     }
-    if owner == "pytorch" && repo == "vision" {
-        let tv = &sources.torchvision;
-        let weight = crate::resolve::torchvision::lookup(&entry, None, tv.base_url.as_deref(), &tv.catalog).ok()?;
-        return (weight.file_name == file.path).then_some(weight.url);
+}
+
+impl LockedFile {
+    /// This file, as its source answers about it.
+    pub fn pinned(&self) -> PinnedFile<'_> {
+        PinnedFile {
+            path: &self.path,
+            url: &self.url,
+            sha256: self.sha256.as_deref(),
+        }
     }
-    let urls = hub
-        .weights
-        .get(&format!("{owner}/{repo}/{entry}"))
-        .map(|w| w.urls())
-        .unwrap_or_default();
-    urls.into_iter()
-        .find(|url| crate::resolve::url_file_name(url) == file.path)
 }

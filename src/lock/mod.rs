@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{dir_name, ModelSpec};
-use crate::resolve::{RemoteFile, ResolvedModel};
-use crate::source::Source;
+use crate::sources::{RemoteFile, ResolvedModel};
+use crate::sources::Source;
 
 pub mod confirm;
 pub mod derive;
@@ -702,7 +702,7 @@ mod tests {
             "b/z".into(),
             LockedModel {
                 name: "b/z".into(),
-                source: Source::Huggingface,
+                source: Source::named("huggingface").unwrap(),
                 id: "b/z".into(),
                 revision: None,
                 commit: Some("c".repeat(40)),

@@ -20,10 +20,9 @@
 //! URLs of Hub, registry, torchvision and PyTorch Hub files are never taken
 //! from the lock: the plan derives them (`plan::download_url`).
 
-use crate::hash::{is_blake3, is_hex, is_hub_etag, is_sha256_digest};
-use crate::lock::LockedModel;
-use crate::model_id::ModelId;
-use crate::source::Source;
+use crate::hash::{is_blake3, is_hex};
+use crate::lock::{LockedFile, LockedModel};
+use crate::sources::ModelId;
 
 /// The largest file a lock may declare: 1 PiB. Larger is a lie (and sums of
 /// such sizes must not overflow).
@@ -44,16 +43,6 @@ fn invalid(file: Option<usize>, field: &'static str, reason: impl Into<String>) 
         field,
         reason: reason.into(),
     }
-}
-
-/// Text that may go into a header or a message: printable ASCII, no quotes
-/// or backslashes, bounded.
-fn is_token(value: &str, max: usize) -> bool {
-    !value.is_empty()
-        && value.len() <= max
-        && value
-            .bytes()
-            .all(|b| (0x21..0x7f).contains(&b) && b != b'"' && b != b'\\')
 }
 
 /// A model name as the lock writes it (`acme/tiny-bert`, `resnet18`).
@@ -90,7 +79,9 @@ pub fn check_model(model: &LockedModel) -> Result<(), Invalid> {
             return Err(invalid(None, "revision", "is not a branch, tag or commit name"));
         }
     }
-    check_commit(model)?;
+    let kind = model.source.kind();
+    kind.check_commit(model.commit.as_deref())
+        .map_err(|reason| invalid(None, "commit", reason))?;
     if let Some(weights) = &model.weights {
         if weights.is_empty() || !weights.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
             return Err(invalid(
@@ -129,29 +120,14 @@ pub fn check_model(model: &LockedModel) -> Result<(), Invalid> {
             return Err(invalid(at, "xet_hash", "is not a Xet hash (64 lowercase hex digits)"));
         }
         if let Some(etag) = &file.etag {
-            let ok = match model.source {
-                Source::Huggingface => is_hub_etag(etag),
-                _ => is_token(etag, 256),
-            };
-            if !ok {
-                let reason = if model.source == Source::Huggingface {
-                    "is not a Hub ETag (a 40-hex git blob id or a 64-hex sha256)"
-                } else {
-                    "is not an ETag (printable text without quotes, at most 256 characters)"
-                };
-                return Err(invalid(at, "etag", reason));
-            }
+            kind.check_etag(etag).map_err(|reason| invalid(at, "etag", reason))?;
         }
-        check_url(model, i)?;
+        kind.check_file_url(&model.pinned(), &file.pinned())
+            .map_err(|reason| invalid(at, "url", reason))?;
     }
-    if model.source == Source::Oci && model.files.iter().any(|f| f.sha256.is_none()) {
-        let i = model.files.iter().position(|f| f.sha256.is_none());
-        return Err(invalid(
-            i,
-            "sha256",
-            "is missing: a registry file is fetched by its digest",
-        ));
-    }
+    let files: Vec<_> = model.files.iter().map(LockedFile::pinned).collect();
+    kind.check_files(&files)
+        .map_err(|(i, field, reason)| invalid(Some(i), field, reason))?;
     Ok(())
 }
 
@@ -160,84 +136,19 @@ fn check_id(model: &LockedModel) -> Result<(), Invalid> {
     if model.id.chars().any(char::is_control) {
         return Err(invalid(None, "id", "holds control characters"));
     }
-    let written = match model.source {
-        Source::Url => model.id.clone(),
-        source => format!("{source}:{}", model.id),
+    let written = match model.source.id_is_the_file_url() {
+        true => model.id.clone(),
+        false => format!("{}:{}", model.source, model.id),
     };
     let parsed = ModelId::parse(&written).map_err(|e| invalid(None, "id", e.to_string()))?;
-    let matches = parsed.source() == Some(model.source) && parsed.locator() == model.id && parsed.revision().is_none();
-    // torchvision's id is the model alone; its weights are their own field.
-    let matches = matches || (model.source == Source::Torchvision && parsed.locator() == model.id);
-    if !matches {
+    // A source that pins weights keeps them in their own field, not the id.
+    let revision_ok = parsed.revision().is_none() || model.source.pins_weights();
+    if parsed.source() != Some(model.source) || parsed.locator() != model.id || !revision_ok {
         return Err(invalid(
             None,
             "id",
             format!("is not a {} id as config.yaml writes one", model.source),
         ));
-    }
-    if model.source == Source::Url && !is_http_url(&model.id) {
-        return Err(invalid(None, "id", "is not an http(s) URL"));
-    }
-    Ok(())
-}
-
-fn check_commit(model: &LockedModel) -> Result<(), Invalid> {
-    let commit = model.commit.as_deref();
-    match model.source {
-        Source::Huggingface | Source::PytorchHub => match commit {
-            Some(c) if is_hex(c, 40) => Ok(()),
-            Some(_) => Err(invalid(None, "commit", "is not a commit id (40 hex digits)")),
-            None => Err(invalid(
-                None,
-                "commit",
-                "is missing: every file is fetched at the locked commit",
-            )),
-        },
-        Source::Oci => match commit {
-            Some(c) if is_sha256_digest(c) => Ok(()),
-            Some(_) => Err(invalid(
-                None,
-                "commit",
-                "is not a manifest digest (`sha256:` and 64 hex digits)",
-            )),
-            None => Err(invalid(None, "commit", "is missing: the lock pins the manifest digest")),
-        },
-        Source::Url | Source::Torchvision | Source::Local => match commit {
-            None => Ok(()),
-            Some(_) => Err(invalid(
-                None,
-                "commit",
-                format!("has no meaning for a {} model", model.source),
-            )),
-        },
-    }
-}
-
-/// A file's `url`: for `url:` and `local:` models it is derived from the id
-/// and must say the same; for others it is informational (the plan derives
-/// where to fetch from) but still an http(s) URL.
-fn check_url(model: &LockedModel, i: usize) -> Result<(), Invalid> {
-    let file = &model.files[i];
-    let at = Some(i);
-    match model.source {
-        Source::Url => {
-            if file.url != model.id || model.files.len() != 1 {
-                return Err(invalid(at, "url", "is not the URL the model's id names"));
-            }
-        }
-        Source::Local => {
-            let base = model.id.trim_end_matches('/');
-            let in_dir = format!("{base}/{}", file.path);
-            let single = model.files.len() == 1 && file.url == model.id;
-            if file.url != in_dir && !single {
-                return Err(invalid(at, "url", "is not the model's path joined with the file's"));
-            }
-        }
-        Source::Huggingface | Source::Torchvision | Source::PytorchHub | Source::Oci => {
-            if !is_http_url(&file.url) {
-                return Err(invalid(at, "url", "is not an http(s) URL"));
-            }
-        }
     }
     Ok(())
 }
@@ -299,7 +210,7 @@ pub fn fuzz_check(text: &str) {
     let Ok(lock) = Lockfile::parse(path, text) else {
         return;
     };
-    let sources = crate::config::Sources::default();
+    let sources = crate::sources::Sources::default();
     let cx = crate::lock::derive::UrlContext {
         hub_endpoint: "https://huggingface.co",
         sources: &sources,
@@ -310,7 +221,7 @@ pub fn fuzz_check(text: &str) {
             assert!(crate::fs::safe_relative_path(&file.path).is_ok(), "{}", file.path);
             assert!(file.size <= MAX_FILE_SIZE);
             if let Ok(url) = crate::lock::derive::file_url(model, file, cx) {
-                if model.source == Source::Huggingface {
+                if model.source.fetched_from_hub_endpoint() {
                     let url = reqwest::Url::parse(&url).expect("a derived URL parses");
                     assert_eq!(url.host_str(), Some("huggingface.co"), "{url}");
                 }
@@ -324,6 +235,7 @@ pub fn fuzz_check(text: &str) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::hash::{is_hub_etag, is_sha256_digest};
 
     #[test]
     fn kinds() {

@@ -9,7 +9,7 @@ use crate::config_edit;
 use crate::error::{Error, Result};
 use crate::fs::write_atomic;
 use crate::lock::{LockMode, Upgrade};
-use crate::model_id::{IdError, ModelId};
+use crate::sources::{IdError, ModelId};
 use crate::reporter::Reporter;
 use crate::store::StoreError;
 
@@ -32,7 +32,7 @@ pub async fn add(
     };
     let mut edited = original.clone();
     for id in ids {
-        ModelId::parse(id).map_err(|e| Error::usage(e.to_string(), Some(IdError::ACCEPTED.to_string())))?;
+        ModelId::parse(id).map_err(|e| Error::usage(e.to_string(), Some(IdError::accepted())))?;
         edited = config_edit::add_to_list(&edited, "require", id);
     }
     for preset in presets {

@@ -5,7 +5,7 @@
 use crate::error::Result;
 use crate::fs::tree_size;
 use crate::registry;
-use crate::source::Source;
+use crate::sources::Source;
 use crate::store::StoreError;
 
 use super::Project;

@@ -13,9 +13,9 @@ use std::collections::BTreeMap;
 use crate::config::ModelSpec;
 use crate::error::{Error, Result};
 use crate::lock::{confirm, LockError, LockMode, Lockfile};
-use crate::model_id::ModelId;
+use crate::sources::ModelId;
 use crate::plan::{Download, PlannedFile};
-use crate::resolve::RemoteFile;
+use crate::sources::RemoteFile;
 
 use super::Project;
 
@@ -94,10 +94,7 @@ impl Project {
             }
             // The same model, asked at the locked commit.
             specs.push(ModelSpec {
-                id: ModelId::Huggingface {
-                    repo: model.id.clone(),
-                    revision: Some(commit.clone()),
-                },
+                id: ModelId::new(model.source, model.id.clone(), Some(commit.clone())),
                 ..spec.clone()
             });
         }
@@ -107,7 +104,7 @@ impl Project {
         let fetcher = self.fetcher()?;
         let mut resolver = self.resolver(&fetcher);
         resolver.cache_hints = false;
-        let asked: Vec<&ModelSpec> = specs.iter().collect();
+        let asked: Vec<_> = specs.iter().map(ModelSpec::want).collect();
         let mut statements = BTreeMap::new();
         let mut errors = Vec::new();
         for (spec, answer) in specs.iter().zip(resolver.resolve_all(&asked, self.settings.jobs).await) {
@@ -118,7 +115,7 @@ impl Project {
                 }
                 // The source cannot be reached (the mirror's use case: the
                 // Hub down): as offline, the lock's addresses are trusted.
-                Err(e @ crate::resolve::ResolveError::Network { .. }) => {
+                Err(e @ crate::sources::ResolveError::Network { .. }) => {
                     let message = format!(
                         "{e}; the lock's hashes of `{}` are trusted as with `--offline` (SECURITY.md)",
                         spec.name

@@ -9,7 +9,7 @@ use crate::error::Result;
 use crate::lock::{LockedModel, Lockfile};
 use crate::plan::{Observed, Plan, Survey};
 use crate::registry::{Registry, VerifyStatus};
-use crate::source::Source;
+use crate::sources::Source;
 use crate::store::Store;
 
 use super::Project;

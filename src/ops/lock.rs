@@ -74,7 +74,7 @@ impl Project {
         let fetcher = self.fetcher()?;
         let mut resolver = self.resolver(&fetcher);
         resolver.offline = mode.offline();
-        let resolved = resolver.resolve_all(&delta.to_resolve, self.settings.jobs).await;
+        let resolved = resolver.resolve_all(&delta.to_resolve.iter().map(|s| s.want()).collect::<Vec<_>>(), self.settings.jobs).await;
         crate::failpoint::kill_point("lock::resolved");
         let (resolved, errors): (Vec<_>, Vec<_>) = resolved.into_iter().partition(|r| r.is_ok());
         if !errors.is_empty() {
@@ -140,7 +140,7 @@ impl Project {
     fn new_entries(
         &self,
         delta: &LockDelta<'_>,
-        resolved: Vec<Result<crate::resolve::ResolvedModel, crate::resolve::ResolveError>>,
+        resolved: Vec<Result<crate::sources::ResolvedModel, crate::sources::ResolveError>>,
         existing: &Lockfile,
         state: &mut StoreState,
     ) -> Result<(Vec<LockedModel>, Vec<Want>, Vec<(usize, usize)>)> {
@@ -175,11 +175,8 @@ impl Project {
     /// Whether the Hugging Face cache holds every one of `specs` (all Hub
     /// models) at its revision: then an offline lock resolves them from it.
     fn hf_cache_holds(&self, specs: &[&crate::config::ModelSpec]) -> bool {
-        specs.iter().all(|spec| match &spec.id {
-            crate::model_id::ModelId::Huggingface { repo, revision } => {
-                (self.caches.hf.commit_of(repo, revision.as_deref().unwrap_or("main"))).is_some()
-            }
-            _ => false,
+        specs.iter().all(|spec| {
+            (spec.id.source()).is_some_and(|source| source.kind().held_offline(&self.caches.hf, &spec.id))
         })
     }
 }

@@ -17,8 +17,8 @@ use crate::fetch::{FetchSettings, Fetcher};
 use crate::lock::Lockfile;
 use crate::plan::Origin;
 use crate::reporter::Reporter;
-use crate::resolve::Resolver;
-use crate::source::Source;
+use crate::sources::Resolver;
+use crate::sources::Source;
 use crate::store::{Caches, HfCache, SharedStore, Store, TorchHub};
 
 mod acquire;
@@ -70,7 +70,7 @@ pub struct Project {
 impl Project {
     pub fn new(config: Config, reporter: Arc<dyn Reporter>) -> Project {
         let download = &config.models.download;
-        let url = &download.sources.url;
+        let url = download.sources.table::<crate::sources::url::UrlTable>();
         let settings = FetchSettings {
             jobs: config.concurrency(),
             attempts: download.retries.unwrap_or(5).max(1),
@@ -80,8 +80,9 @@ impl Project {
             connections_per_file: download.connections_per_file.unwrap_or(16).max(1),
             ..FetchSettings::default()
         };
-        let endpoint = crate::env::hf_endpoint(download.sources.huggingface.endpoint.as_deref());
-        let token = hub_token(&download.sources.huggingface, &endpoint, reporter.as_ref());
+        let hub = download.sources.table::<crate::sources::huggingface::HuggingfaceTable>();
+        let endpoint = crate::env::hf_endpoint(hub.endpoint.as_deref());
+        let token = hub_token(&hub, &endpoint, reporter.as_ref());
         let download = download.clone();
         Project {
             store: Store::new(config.models_dir()).with_project_dir(config.project_dir()),
@@ -155,7 +156,8 @@ impl Project {
         // fetches asks each registry for a token, and whether it speaks TLS, once.
         let registries = self.registries.get_or_init(|| {
             let download = &self.config.models.download;
-            let insecure = (download.sources.oci.insecure_registries.iter().cloned())
+            let oci = download.sources.table::<crate::sources::oci::OciTable>();
+            let insecure = (oci.insecure_registries.iter().cloned())
                 .chain(
                     (self.mirrors().unwrap_or_default().into_iter())
                         .filter(|(_, insecure)| *insecure)
@@ -259,7 +261,7 @@ impl Project {
 /// choice, but an endpoint named in config.yaml (a file a pull request can
 /// change) gets the token only with `send_token: true`; and no endpoint gets
 /// it over plain HTTP unless it is this machine. A withheld token is said.
-fn hub_token(hub: &crate::config::HuggingfaceSource, endpoint: &str, reporter: &dyn Reporter) -> Option<String> {
+fn hub_token(hub: &crate::sources::huggingface::HuggingfaceTable, endpoint: &str, reporter: &dyn Reporter) -> Option<String> {
     let token = crate::env::hf_token()?;
     let configured = hub.endpoint.is_some() && endpoint != crate::env::DEFAULT_HF_ENDPOINT;
     let refusal = if configured && !hub.send_token {

@@ -193,23 +193,12 @@ impl Caches {
             if !model.source.feeds_torch_hub() {
                 continue;
             }
-            let is_hub_repo = model.source == crate::source::Source::PytorchHub;
-            // A PyTorch Hub model's id is `owner/repo/entry`.
-            let hub_repo = match crate::model_id::ModelId::parse(&format!("pytorch_hub:{}", model.id)) {
-                Ok(crate::model_id::ModelId::PytorchHub {
-                    owner, repo, reference, ..
-                }) if is_hub_repo => Some((owner, repo, reference)),
-                _ => None,
-            };
             for file in &model.files {
                 let path = store.locate(model, file);
-                match (&hub_repo, &model.commit) {
-                    (Some((owner, repo, reference)), Some(commit))
-                        if file.path.starts_with(&format!("{owner}_{repo}_")) && file.path.ends_with(".zip") =>
-                    {
-                        // The ref is the lock's revision (the id is written without it).
-                        let reference = model.revision.as_deref().or(reference.as_deref()).unwrap_or("main");
-                        hub.add_repo(owner, repo, reference, commit, &path)
+                let repo = (model.source.kind()).torch_hub_repo(&model.pinned(), &file.pinned());
+                match (repo, &model.commit) {
+                    (Some((owner, repo, reference)), Some(commit)) => {
+                        hub.add_repo(&owner, &repo, &reference, commit, &path)
                             .map_err(StoreError::io(hub.dir()))?;
                     }
                     _ => hub

@@ -39,8 +39,8 @@ use crate::lock::{LockedFile, LockedModel, Lockfile};
 use crate::plan::{file_key, Observed, Survey};
 use crate::report::FileReport;
 use crate::reporter::{Event, Reporter};
-use crate::resolve::RemoteFile;
-use crate::source::Source;
+use crate::sources::RemoteFile;
+use crate::sources::Source;
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {

@@ -282,7 +282,7 @@ impl HfCache {
 
 /// Resolution's view of the cache (`resolve::HubCache`): every blob it
 /// names is checked by content against its ETag before it is used.
-impl crate::resolve::HubCache for HfCache {
+impl crate::sources::HubCache for HfCache {
     fn commit_of(&self, repo: &str, revision: &str) -> Option<String> {
         HfCache::commit_of(self, repo, revision)
     }
@@ -294,7 +294,7 @@ impl crate::resolve::HubCache for HfCache {
         }
     }
 
-    fn cached(&self, repo: &str, commit: &str, path: &str) -> Option<crate::resolve::Cached> {
+    fn cached(&self, repo: &str, commit: &str, path: &str) -> Option<crate::sources::Cached> {
         let etag = self.etag_at(repo, commit, path)?;
         let (blob, size) = self.blob_of(repo, &etag)?;
         let lfs = etag.len() == 64;
@@ -305,7 +305,7 @@ impl crate::resolve::HubCache for HfCache {
         }
         let xet_hash =
             (self.tree(repo, commit)).and_then(|tree| tree.get(path).filter(|e| e.etag() == etag)?.xet_hash.clone());
-        Some(crate::resolve::Cached { etag, size, xet_hash })
+        Some(crate::sources::Cached { etag, size, xet_hash })
     }
 }
 

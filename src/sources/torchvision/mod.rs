@@ -1,14 +1,128 @@
 //! torchvision's classification weights: a built-in catalog read from
-//! torchvision's own sources (see `torchvision_catalog.rs`), overridable and
+//! torchvision's own sources (see `catalog.rs`), overridable and
 //! extendable in config, and torch.hub's rule that a weight file's name carries
 //! the first hex digits of its sha256 (`resnet18-f37072fd.pth`).
 
 use std::collections::BTreeMap;
 
-pub use super::torchvision_catalog::{BASE_URL, CATALOG};
-use super::{ResolveError, ResolvedModel, Resolver};
-use crate::config::ModelSpec;
-use crate::source::Source;
+use futures_util::future::BoxFuture;
+
+mod catalog;
+
+pub use self::catalog::{BASE_URL, CATALOG};
+use crate::sources::kind::{
+    ConfigRevision, Detected, IdError, Pinned, PinnedFile, ResolveError, ResolvedModel, Resolver, Source, SourceKind,
+    SourceTable, UrlContext, Via, Want,
+};
+
+/// torchvision's classification weights (`torchvision:resnet18[@WEIGHTS]`).
+pub struct Torchvision;
+
+/// `models.download.sources.torchvision`.
+#[derive(Clone, Debug, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TorchvisionTable {
+    #[serde(default = "yes")]
+    pub enabled: bool,
+    /// Where weight files are fetched from (default: PyTorch's server); a mirror.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub base_url: Option<String>,
+    /// Added or overridden catalog entries: `resnet18` or `resnet50@IMAGENET1K_V2`
+    /// → a file name under `base_url` or a full URL.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub catalog: BTreeMap<String, String>,
+}
+
+fn yes() -> bool {
+    true
+}
+
+impl Default for TorchvisionTable {
+    fn default() -> Self {
+        TorchvisionTable {
+            enabled: true,
+            base_url: None,
+            catalog: BTreeMap::new(),
+        }
+    }
+}
+
+source_table!(TorchvisionTable);
+
+impl SourceKind for Torchvision {
+    fn name(&self) -> &'static str {
+        "torchvision"
+    }
+    fn form(&self) -> &'static str {
+        "`torchvision:resnet18[@WEIGHTS]`"
+    }
+    fn parse(&self, id: &str, rest: &str) -> Result<(String, Option<String>), IdError> {
+        let (model, weights) = match rest.split_once('@') {
+            Some((m, w)) if !w.is_empty() => (m, Some(w.to_string())),
+            Some(_) => return Err(IdError::new(id, "the weights name after `@` is empty")),
+            None => (rest, None),
+        };
+        if model.is_empty() || !model.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            return Err(IdError::new(id, "a torchvision model is a builder name like `resnet18`"));
+        }
+        Ok((model.to_string(), weights))
+    }
+    fn config_revision(&self) -> ConfigRevision {
+        ConfigRevision::Defaulted
+    }
+    fn pins_weights(&self) -> bool {
+        true
+    }
+    fn is_single_file(&self) -> bool {
+        true
+    }
+    fn feeds_torch_hub(&self) -> bool {
+        true
+    }
+    fn detects_bare_names(&self) -> bool {
+        true
+    }
+    fn default_table(&self) -> Box<dyn SourceTable> {
+        Box::new(TorchvisionTable::default())
+    }
+    fn read_table(&self, d: &mut dyn erased_serde::Deserializer<'_>) -> Result<Box<dyn SourceTable>, erased_serde::Error> {
+        Ok(Box::new(erased_serde::deserialize::<TorchvisionTable>(d)?))
+    }
+    fn table_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        generator.subschema_for::<TorchvisionTable>()
+    }
+    fn resolve<'a>(&'a self, r: &'a Resolver<'a>, want: &'a Want) -> BoxFuture<'a, Result<ResolvedModel, ResolveError>> {
+        Box::pin(r.resolve_torchvision(want, &want.id.locator, want.id.revision.as_deref()))
+    }
+    fn detect<'a>(&'a self, r: &'a Resolver<'a>, want: &'a Want, name: &'a str) -> BoxFuture<'a, Option<Detected>> {
+        Box::pin(async move {
+            let tv = r.sources.table::<TorchvisionTable>();
+            if knows(name, &tv.catalog) {
+                return Some(r.resolve_torchvision(want, name, None).await);
+            }
+            let similar = match lookup(name, None, None, &tv.catalog) {
+                Err(LookupError::UnknownModel { similar }) if !similar.is_empty() => {
+                    format!(" (similar: {})", similar.join(", "))
+                }
+                _ => String::new(),
+            };
+            Some(Err(ResolveError::Undetected {
+                name: name.to_string(),
+                tried: vec![format!("torchvision catalog: no model `{name}`{similar}")],
+            }))
+        })
+    }
+    /// The catalog's URL of the locked weights (config.yaml's entries first).
+    fn file_url(&self, model: &Pinned<'_>, file: &PinnedFile<'_>, cx: &UrlContext<'_>) -> Result<String, String> {
+        let tv = cx.sources.table::<TorchvisionTable>();
+        let weight = lookup(model.id, model.revision, tv.base_url.as_deref(), &tv.catalog)
+            .map_err(|_| format!("its catalog has no `{}`", model.id))?;
+        if weight.file_name != file.path {
+            return Err(format!("its catalog names `{}`", weight.file_name));
+        }
+        Ok(weight.url)
+    }
+}
 
 /// A weight chosen from the catalog.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -112,13 +226,13 @@ pub fn hash_prefix(file_name: &str) -> Option<String> {
 }
 
 impl Resolver<'_> {
-    pub(super) async fn resolve_torchvision(
+    pub(crate) async fn resolve_torchvision(
         &self,
-        spec: &ModelSpec,
+        spec: &Want,
         model: &str,
         weights: Option<&str>,
     ) -> Result<ResolvedModel, ResolveError> {
-        let tv = &self.sources.torchvision;
+        let tv = self.sources.table::<TorchvisionTable>();
         let weight = lookup(model, weights, tv.base_url.as_deref(), &tv.catalog).map_err(|e| match e {
             LookupError::UnknownModel { similar } => ResolveError::UnknownTorchvisionModel {
                 name: spec.name.clone(),
@@ -131,8 +245,8 @@ impl Resolver<'_> {
                 available,
             },
         })?;
-        let mut resolved = self.resolve_url(spec, &weight.url).await?;
-        resolved.source = Source::Torchvision;
+        let mut resolved = self.resolve_url(spec, &weight.url, Via::Plain).await?;
+        resolved.source = Source(&Torchvision);
         resolved.id = weight.model.clone();
         resolved.revision = Some(weight.weights.clone());
         for file in &mut resolved.files {

@@ -9,48 +9,14 @@
 //! against what its name claims — the sha256 of an LFS ETag, the git blob
 //! id of a plain one — before its ETag, size and hash are used.
 
-use super::{filters, RemoteFile, ResolveError, ResolvedModel, Resolver};
-use crate::config::ModelSpec;
-use crate::source::Source;
-
-/// What a Hub cache on this machine remembers, as resolution asks it. The
-/// store implements it over the Hugging Face cache (`store::HfCache`), so
-/// resolution depends on no stage below it.
-pub trait HubCache: Send + Sync {
-    /// The commit `revision` names in the cache (`refs/<revision>`).
-    fn commit_of(&self, repo: &str, revision: &str) -> Option<String>;
-    /// Every file of `repo` at `commit` the cache lists (its tree listing,
-    /// else its snapshot's links).
-    fn listed(&self, repo: &str, commit: &str) -> Vec<String>;
-    /// The file `path` at `commit`, if the cache holds it and its bytes are
-    /// what its ETag says (checked by content).
-    fn cached(&self, repo: &str, commit: &str, path: &str) -> Option<Cached>;
-}
-
-/// What the cache holds of one file, its content checked.
-pub struct Cached {
-    pub etag: String,
-    pub size: u64,
-    pub xet_hash: Option<String>,
-}
-
-impl Cached {
-    /// `remote`, with what the listing left out filled in.
-    pub(super) fn fill(self, remote: &mut RemoteFile) {
-        let lfs = self.etag.len() == 64;
-        remote.size = Some(self.size);
-        remote.sha256 = lfs.then(|| self.etag.clone());
-        remote.git_oid = (!lfs).then(|| self.etag.clone());
-        remote.xet_hash = self.xet_hash;
-        remote.etag = Some(self.etag);
-    }
-}
+use super::Huggingface;
+use crate::sources::kind::{check_case_collisions, filters, RemoteFile, ResolveError, ResolvedModel, Resolver, Source, Want};
 
 impl Resolver<'_> {
     /// The model from the Hugging Face cache alone: no request is made.
     pub(super) fn resolve_hub_offline(
         &self,
-        spec: &ModelSpec,
+        spec: &Want,
         repo: &str,
         requested: Option<&str>,
     ) -> Result<ResolvedModel, ResolveError> {
@@ -89,9 +55,9 @@ impl Resolver<'_> {
         if files.is_empty() {
             return Err(missing(format!("it lists no file of commit {commit} for this model")));
         }
-        super::check_case_collisions(&spec.name, &files)?;
+        check_case_collisions(&spec.name, &files)?;
         Ok(ResolvedModel {
-            source: Source::Huggingface,
+            source: Source(&Huggingface),
             id: repo.to_string(),
             revision: requested.map(str::to_string),
             commit: Some(commit),
