@@ -476,6 +476,7 @@ impl Fetcher {
             response.status() == StatusCode::PARTIAL_CONTENT && content_range_start(response.headers()) == Some(len)
         });
         let (file, hashers, resumed_from) = open_partial(job, part_path, state_path, continuing, &etag)?;
+        check_announced(job, &response).inspect_err(|_| discard(part_path, state_path))?;
         let total = (job.expect.size).or_else(|| response.content_length().map(|l| l + resumed_from));
         self.reporter.report(Event::DownloadStarted {
             id,
@@ -730,6 +731,22 @@ fn open_partial(
     };
     file.seek(SeekFrom::Start(written)).map_err(fatal_io(part_path))?;
     Ok((file, hashers, written))
+}
+
+/// A whole answer (200) announcing another length than the expected size is
+/// other content than was locked: fatal at once, not a transfer to retry.
+fn check_announced(job: &Download, response: &reqwest::Response) -> Result<(), AttemptError> {
+    let encoded = (response.headers().get(reqwest::header::CONTENT_ENCODING)).is_some_and(|v| v != "identity");
+    match (job.expect.size, response.content_length()) {
+        (Some(expected), Some(announced)) if response.status() == StatusCode::OK && !encoded && announced != expected => {
+            Err(AttemptError::Fatal(FetchError::Size {
+                label: job.label.clone(),
+                expected,
+                actual: announced,
+            }))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// The bytes a download holds against the size it must have: fewer than a
