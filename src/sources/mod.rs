@@ -43,6 +43,7 @@ sources! {
     url::Url,
     local::Local,
     oci::Oci,
+    modelscope::ModelScope,
 }
 
 impl Source {

@@ -160,6 +160,8 @@ impl TestContext {
             .env_remove("MDL_NO_CACHE")
             .env_remove("HF_TOKEN")
             .env_remove("HF_HUB_OFFLINE")
+            .env_remove("MODELSCOPE_ENDPOINT")
+            .env_remove("MODELSCOPE_DOMAIN")
             .env_remove("MDL_CONFIG")
             .env_remove("SSL_CERT_FILE")
             .env_remove("REQUESTS_CA_BUNDLE")

@@ -15,6 +15,7 @@ mod interop;
 mod lock;
 mod manage;
 mod modelpack;
+mod modelscope;
 mod oci;
 mod output;
 mod realhub;

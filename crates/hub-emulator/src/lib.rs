@@ -29,6 +29,7 @@ use bytes::Bytes;
 use percent_encoding::percent_decode_str;
 use sha2::Digest;
 
+mod modelscope;
 mod xet;
 pub use xet::XetSettings;
 
@@ -173,6 +174,8 @@ struct Commit {
 struct Repo {
     /// Branch and tag names → commit sha.
     refs: BTreeMap<String, String>,
+    /// Which of `refs` are tags (ModelScope lists branches and tags apart).
+    tags: std::collections::BTreeSet<String>,
     commits: BTreeMap<String, Commit>,
     /// When set, every request must carry `Authorization: Bearer <token>`.
     token: Option<String>,
@@ -270,6 +273,9 @@ pub struct Behaviour {
     /// Answer `?blobs=true` with bare `siblings` (`rfilename` only: no size,
     /// `blobId`, `lfs` or `xetHash`), as some mirrors do.
     pub bare_listing: bool,
+    /// ModelScope's listings are cut at this many entries (default 3,000,
+    /// as the real server does).
+    pub modelscope_listing_cap: Option<usize>,
 }
 
 /// A server that accepts a request and then goes quiet, keeping the
@@ -622,6 +628,7 @@ impl Hub {
             .cloned()
             .unwrap_or_else(|| target.to_string());
         repo_state.refs.insert(tag.to_string(), sha);
+        repo_state.tags.insert(tag.to_string());
     }
 
     /// Makes `repo` gated: requests need `Authorization: Bearer {token}`.
@@ -793,6 +800,9 @@ fn record(state: &Shared, method: &Method, raw_path: &str, query: &str, headers:
 
 fn route(state: &Shared, method: &Method, path: &str, query: &str, headers: &HeaderMap) -> Response {
     if let Some(response) = xet::route(state, method, path, query, headers) {
+        return response;
+    }
+    if let Some(response) = modelscope::route(state, method, path, query, headers) {
         return response;
     }
     if let Some(rest) = path.strip_prefix("/api/models/") {
