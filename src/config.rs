@@ -858,7 +858,9 @@ impl Config {
 /// An entry's `revision:` merged into its id, as the id's source takes one;
 /// `Err` is the message and its hint.
 fn merge_revision(id: &mut ModelId, rev: &str) -> Result<(), (String, &'static str)> {
-    let rule = id.source().map_or(ConfigRevision::Refused, |s| s.kind().config_revision());
+    let rule = id
+        .source()
+        .map_or(ConfigRevision::Refused, |s| s.kind().config_revision());
     match (rule, id.revision.as_deref()) {
         (ConfigRevision::Taken | ConfigRevision::Defaulted, None) => id.revision = Some(rev.to_string()),
         (ConfigRevision::Taken, Some(other)) if other != rev => {

@@ -64,53 +64,68 @@ impl Fetcher {
                     if wanted_model.name != model.name || plan.alternatives[i].is_some() {
                         continue;
                     }
-                    let (Some(blake3), Some(size)) = (&download.expect.blake3, download.expect.size) else {
+                    let Some(layer) = layer_of(&layers, wanted_model, download) else {
                         continue;
                     };
-                    if download.unconfirmed {
-                        continue;
-                    }
-                    // By mdl's blake3 annotation; for a layer another tool
-                    // wrote (no blake3), by the sha256 the lock has. Either
-                    // way the download is checked against the lock's blake3.
-                    let sha256 = (wanted_model.files.iter())
-                        .find(|f| &f.blake3 == blake3 && f.size == size)
-                        .and_then(|f| f.sha256.as_ref())
-                        .map(|h| format!("sha256:{h}"));
-                    let Some(layer) = layers.iter().find(|l| {
-                        l.size == size
-                            && match &l.blake3 {
-                                Some(b) => b == blake3,
-                                None => sha256.as_ref() == Some(&l.digest),
-                            }
-                    }) else {
-                        continue;
-                    };
-                    // A mirror's bytes are selected by the lock's content
-                    // address: they must also hash to what the source states.
-                    let mut expect = download.expect.clone();
-                    match &download.source_digest {
-                        Some(SourceDigest::Sha256(sha)) => expect.sha256 = Some(sha.clone()),
-                        Some(SourceDigest::GitOid(oid)) => expect.git_oid = Some(oid.clone()),
-                        None => {}
-                    }
-                    plan.alternatives[i] = Some(Download {
-                        label: download.label.clone(),
-                        url: registry.blob_url(mirror, &layer.digest),
-                        dest: download.dest.clone(),
-                        expect,
-                        authorization: None,
-                        registry: Some(mirror.clone()),
-                        hub: false,
-                        insecure: false,
-                        hub_blob: None,
-                        xet: None,
-                        source_digest: download.source_digest.clone(),
-                        unconfirmed: false,
-                    });
+                    plan.alternatives[i] =
+                        Some(from_mirror(download, mirror, registry.blob_url(mirror, &layer.digest)));
                 }
             }
         }
         plan
+    }
+}
+
+/// The layer of the mirror's manifest that holds `download`'s file: by mdl's
+/// blake3 annotation; for a layer another tool wrote (no blake3), by the
+/// sha256 the lock has. Either way the download is checked against the
+/// lock's blake3. `None` for a download whose lock entry is unconfirmed.
+fn layer_of<'a>(
+    layers: &'a [artifact::Layer],
+    model: &LockedModel,
+    download: &Download,
+) -> Option<&'a artifact::Layer> {
+    let (Some(blake3), Some(size)) = (&download.expect.blake3, download.expect.size) else {
+        return None;
+    };
+    if download.unconfirmed {
+        return None;
+    }
+    let sha256 = (model.files.iter())
+        .find(|f| &f.blake3 == blake3 && f.size == size)
+        .and_then(|f| f.sha256.as_ref())
+        .map(|h| format!("sha256:{h}"));
+    layers.iter().find(|l| {
+        l.size == size
+            && match &l.blake3 {
+                Some(b) => b == blake3,
+                None => sha256.as_ref() == Some(&l.digest),
+            }
+    })
+}
+
+/// `download`'s file from the mirror's blob at `url`. A mirror's bytes are
+/// selected by the lock's content address: they must also hash to what the
+/// source states.
+fn from_mirror(download: &Download, mirror: &OciRef, url: String) -> Download {
+    let mut expect = download.expect.clone();
+    match &download.source_digest {
+        Some(SourceDigest::Sha256(sha)) => expect.sha256 = Some(sha.clone()),
+        Some(SourceDigest::GitOid(oid)) => expect.git_oid = Some(oid.clone()),
+        None => {}
+    }
+    Download {
+        label: download.label.clone(),
+        url,
+        dest: download.dest.clone(),
+        expect,
+        authorization: None,
+        registry: Some(mirror.clone()),
+        hub: false,
+        insecure: false,
+        hub_blob: None,
+        xet: None,
+        source_digest: download.source_digest.clone(),
+        unconfirmed: false,
     }
 }

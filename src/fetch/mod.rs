@@ -10,27 +10,25 @@
 //! `Range` + `If-Range`; if the upstream ETag changed, the server answers 200 and
 //! the download restarts cleanly.
 
-use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::StreamExt;
-use reqwest::StatusCode;
 use serde::{Deserialize, Serialize};
 
-use crate::fs::{is_disk_full, sync_dir, write_atomic, FileRecord};
-use crate::hash::Hashers;
-use crate::http::{content_range_start, describe_reqwest, pause_before_retry, response_etag, retry_after};
+use crate::fs::{is_disk_full, sync_dir, FileRecord};
+use crate::http::{describe_reqwest, pause_before_retry};
 use crate::plan::{Download, Expected};
 use crate::reporter::{Event, Reporter};
 
-mod chunked;
 mod location;
 pub mod mirror;
 pub mod partial;
+mod pieced;
 pub mod tree_hash;
+mod whole;
 pub mod xet;
 
 /// A file that is now in place.
@@ -210,6 +208,44 @@ struct PartialState {
 struct Pieces {
     size: u64,
     done: Vec<Option<String>>,
+}
+
+/// How a file travels, chosen once per file from what the plan says of it:
+/// rebuilt from Xet chunks (`xet.rs`) for a Xet-backed Hub file, in ranged
+/// pieces over several connections (`pieced.rs`) for a large file of known
+/// size, else one stream (`whole.rs`). Each may find the server does not
+/// serve the file its way and hand it to the next one down.
+#[derive(Clone, Copy, Debug)]
+enum Transport<'a> {
+    Xet(&'a crate::plan::XetSource),
+    Pieced,
+    Whole,
+}
+
+impl<'a> Transport<'a> {
+    fn of(job: &'a Download, settings: &FetchSettings) -> Transport<'a> {
+        match job.xet.as_ref().filter(|_| settings.xet) {
+            Some(source) => Transport::Xet(source),
+            None => Transport::after_xet(job, settings),
+        }
+    }
+
+    /// Pieces where the size is known and large (and no git blob id is to
+    /// be hashed, which needs the bytes in order), else one stream.
+    fn after_xet(job: &Download, settings: &FetchSettings) -> Transport<'a> {
+        match job.expect.size.is_some_and(|s| s >= settings.chunked_min) && job.expect.git_oid.is_none() {
+            true => Transport::Pieced,
+            false => Transport::Whole,
+        }
+    }
+
+    /// The transport after this one.
+    fn next(self, job: &Download, settings: &FetchSettings) -> Transport<'a> {
+        match self {
+            Transport::Xet(_) => Transport::after_xet(job, settings),
+            Transport::Pieced | Transport::Whole => Transport::Whole,
+        }
+    }
 }
 
 /// Why one attempt failed, and whether another may succeed.
@@ -392,220 +428,79 @@ impl Fetcher {
         let mut attempt = 0;
         // Resolved once for all pieces and attempts of this file.
         let locator = location::Locator::new();
-        // Chunked until the server shows it ignores `Range`.
-        let mut chunked =
-            job.expect.size.is_some_and(|s| s >= self.settings.chunked_min) && job.expect.git_oid.is_none();
-        // Through Xet until the Hub shows it does not serve the file so.
-        let mut xet = job.xet.as_ref().filter(|_| self.settings.xet);
+        let mut transport = Transport::of(job, &self.settings);
         loop {
             attempt += 1;
             partial::renew(&part_path);
-            let via_xet = match xet {
-                Some(source) => match self.attempt_xet(id, job, source, &part_path, &state_path).await {
-                    Ok(None) => {
-                        xet = None;
-                        None
-                    }
-                    other => other.transpose(),
-                },
-                None => None,
-            };
-            let result = if let Some(result) = via_xet {
-                result
-            } else if chunked {
-                match self.attempt_chunked(id, job, &part_path, &state_path, &locator).await {
-                    Ok(Some(fetched)) => Ok(fetched),
-                    Ok(None) => {
-                        chunked = false;
-                        self.attempt(id, job, &part_path, &state_path).await
-                    }
-                    Err(e) => Err(e),
-                }
-            } else {
-                self.attempt(id, job, &part_path, &state_path).await
-            };
-            match result {
+            let paths = (part_path.as_path(), state_path.as_path());
+            let result = self.attempt_by(&mut transport, id, job, paths, &locator).await;
+            let (reason, wait) = match result {
                 Ok(fetched) => return Ok(fetched),
-                Err(AttemptError::Fatal(e)) => {
-                    self.reporter.report(Event::DownloadFinished {
-                        id,
-                        label: &job.label,
-                        ok: false,
-                    });
-                    return Err(e);
-                }
-                Err(AttemptError::Retry { reason, wait }) => {
-                    if attempt >= self.settings.attempts {
-                        self.reporter.report(Event::DownloadFinished {
-                            id,
-                            label: &job.label,
-                            ok: false,
-                        });
-                        return Err(FetchError::GaveUp {
-                            label: job.label.clone(),
-                            attempts: attempt,
-                            reason,
-                        });
-                    }
-                    pause_before_retry(self.reporter.as_ref(), &job.label, attempt, &reason, wait).await;
-                }
+                Err(AttemptError::Retry { reason, wait }) if attempt < self.settings.attempts => Ok((reason, wait)),
+                Err(AttemptError::Retry { reason, .. }) => Err(FetchError::GaveUp {
+                    label: job.label.clone(),
+                    attempts: attempt,
+                    reason,
+                }),
+                Err(AttemptError::Fatal(e)) => Err(e),
             }
+            .inspect_err(|_| {
+                let (label, ok) = (&job.label, false);
+                self.reporter.report(Event::DownloadFinished { id, label, ok });
+            })?;
+            pause_before_retry(self.reporter.as_ref(), &job.label, attempt, &reason, wait).await;
         }
     }
 
-    /// One attempt at a whole-file download: resume the partial file if it
-    /// is a prefix of the same thing, stream the rest while hashing, end.
-    async fn attempt(
+    /// One attempt through `transport`; a transport that finds the file is
+    /// not served its way (no Xet for it, `Range` ignored) hands it to the
+    /// next one down, for this attempt and the ones after.
+    async fn attempt_by(
         &self,
+        transport: &mut Transport<'_>,
         id: usize,
         job: &Download,
-        part_path: &Path,
-        state_path: &Path,
+        (part_path, state_path): (&Path, &Path),
+        locator: &location::Locator,
     ) -> Result<Fetched, AttemptError> {
-        let prefix = resumable_prefix(job, part_path, state_path);
-        let headers = match &prefix {
-            Some((len, etag)) => request_headers(job, Some(format!("bytes={len}-")), etag.as_deref()),
-            None => request_headers(job, None, None),
-        };
-        let response = self.get(job, part_path, state_path, headers).await?;
-        let final_url = response.url().to_string();
-        let etag = response_etag(response.headers());
-        // 206 continues the partial file; 200 (Range ignored, or the ETag changed
-        // so If-Range failed) starts it over.
-        let continuing = prefix.as_ref().map(|(len, _)| *len).filter(|&len| {
-            response.status() == StatusCode::PARTIAL_CONTENT && content_range_start(response.headers()) == Some(len)
-        });
-        let (file, hashers, resumed_from) = open_partial(job, part_path, state_path, continuing, &etag)?;
-        check_announced(job, &response).inspect_err(|_| discard(part_path, state_path))?;
-        let total = (job.expect.size).or_else(|| response.content_length().map(|l| l + resumed_from));
-        self.reporter.report(Event::DownloadStarted {
-            id,
-            label: &job.label,
-            size: total,
-            resumed_from,
-        });
-        let body = Body {
-            id,
-            job,
-            part_path,
-            state_path,
-        };
-        let (hashers, written) = self.stream_body(&body, response, &file, hashers, resumed_from).await?;
-        check_size(job, written, total).inspect_err(|e| {
-            if matches!(e, AttemptError::Fatal(_)) {
-                discard(part_path, state_path)
-            }
-        })?;
-        let ending = Ending {
-            id,
-            job,
-            part_path,
-            state_path,
-            size: written,
-            etag,
-            final_url,
-            resumed_from,
-            before_rename: "fetch::before_rename",
-        };
-        self.finish(ending, file, hashers.finish())
-    }
-
-    /// Sends the download's GET; an answer no retry changes is fatal, one a
-    /// retry may change (429, 5xx, a partial file that no longer fits) is
-    /// retried.
-    async fn get(
-        &self,
-        job: &Download,
-        part_path: &Path,
-        state_path: &Path,
-        headers: reqwest::header::HeaderMap,
-    ) -> Result<reqwest::Response, AttemptError> {
-        self.reporter.report(Event::Request {
-            method: "GET",
-            url: &job.url,
-        });
-        let response = (self.client_for(job, true).get(&job.url).headers(headers).send().await)
-            .map_err(|e| attempt_error(job, &e))?;
-        let status = response.status();
-        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT
-        {
-            return Err(AttemptError::Retry {
-                reason: crate::http::retry_reason(status),
-                wait: retry_after(response.headers()),
-            });
-        }
-        if status == StatusCode::RANGE_NOT_SATISFIABLE {
-            // Our partial file is not a prefix of what is there now: start over.
-            discard(part_path, state_path);
-            return Err(AttemptError::Retry {
-                reason: "the partial download no longer fits upstream".into(),
-                wait: Some(Duration::ZERO),
-            });
-        }
-        if !status.is_success() {
-            return Err(AttemptError::Fatal(status_error(job, &response)));
-        }
-        Ok(response)
-    }
-
-    /// Streams the answer's body onto the end of the partial file, hashing
-    /// it; returns the hashers and the bytes the file now holds. What arrived
-    /// before a stall or a broken connection is kept: the next attempt
-    /// resumes from it.
-    async fn stream_body(
-        &self,
-        body: &Body<'_>,
-        response: reqwest::Response,
-        file: &std::fs::File,
-        mut hashers: Hashers,
-        mut written: u64,
-    ) -> Result<(Hashers, u64), AttemptError> {
-        let Body {
-            id,
-            job,
-            part_path,
-            state_path,
-        } = *body;
-        let fatal_io = |source| AttemptError::Fatal(io_error(job, part_path.to_path_buf(), source));
-        let from = response.url().clone();
-        let mut stream = response.bytes_stream();
-        let mut out = std::io::BufWriter::with_capacity(1 << 20, file);
         loop {
-            let Ok(next) = tokio::time::timeout(self.settings.stall_timeout, stream.next()).await else {
-                out.flush().map_err(fatal_io)?;
-                return Err(AttemptError::Retry {
-                    reason: crate::http::stalled_body(&from, self.settings.stall_timeout),
-                    wait: Some(Duration::ZERO),
-                });
+            let served = match *transport {
+                Transport::Xet(source) => self.attempt_xet(id, job, source, part_path, state_path).await,
+                Transport::Pieced => self.attempt_pieced(id, job, part_path, state_path, locator).await,
+                Transport::Whole => return self.attempt(id, job, part_path, state_path).await,
             };
-            match next {
-                None => break,
-                Some(Ok(chunk)) => {
-                    hashers.update(&chunk);
-                    out.write_all(&chunk).map_err(fatal_io)?;
-                    written += chunk.len() as u64;
-                    crate::failpoint::kill_point("fetch::bytes_written");
-                    self.reporter.report(Event::DownloadProgress {
-                        id,
-                        bytes: chunk.len() as u64,
-                    });
-                    if job.expect.size.is_some_and(|size| written > size) {
-                        drop(out);
-                        discard(part_path, state_path);
-                        return Err(check_size(job, written, None).unwrap_err());
-                    }
-                }
-                Some(Err(e)) => {
-                    out.flush().map_err(fatal_io)?;
-                    return Err(AttemptError::Retry {
-                        reason: crate::http::describe_body(&e, from.as_str()),
-                        wait: None,
-                    });
-                }
+            match served? {
+                Some(fetched) => return Ok(fetched),
+                None => *transport = transport.next(job, &self.settings),
             }
         }
-        out.flush().map_err(fatal_io)?;
-        Ok((hashers, written))
+    }
+
+    /// [`Fetcher::finish`] for a file written in pieces whose blake3 was
+    /// merged from them: sha256 cannot be merged, so the file is read back
+    /// once (from the page cache, on a blocking thread) only when there is a
+    /// published sha256 to check.
+    pub(crate) async fn finish_pieced(
+        &self,
+        ending: Ending<'_>,
+        file: std::fs::File,
+        blake3: String,
+    ) -> Result<Fetched, AttemptError> {
+        let (job, part_path) = (ending.job, ending.part_path);
+        let sha256 = if job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some() {
+            let part = part_path.to_path_buf();
+            let hashed = tokio::task::spawn_blocking(move || crate::hash::sha256_file(&part));
+            let sha256 = hashed.await.expect("hashing does not panic");
+            Some(sha256.map_err(|e| AttemptError::Fatal(io_error(job, part_path.to_path_buf(), e)))?)
+        } else {
+            None
+        };
+        let digests = crate::hash::Digests {
+            blake3,
+            sha256,
+            git_oid: None,
+        };
+        self.finish(ending, file, digests)
     }
 
     /// How every download ends, whole-file or pieced: each published digest
@@ -660,15 +555,6 @@ impl Fetcher {
     }
 }
 
-/// Who a body being streamed belongs to.
-#[derive(Clone, Copy)]
-struct Body<'a> {
-    id: usize,
-    job: &'a Download,
-    part_path: &'a Path,
-    state_path: &'a Path,
-}
-
 /// The partial file's length and the ETag it was fetched under, when it is a
 /// prefix of this same download (same URL and expectations, and something to
 /// check the whole against).
@@ -678,75 +564,6 @@ fn resumable_prefix(job: &Download, part_path: &Path, state_path: &Path) -> Opti
     let checkable = previous.etag.is_some() || job.expect.blake3.is_some() || job.expect.sha256.is_some();
     (previous.url == job.url && previous.expect == job.expect && checkable && part_len > 0)
         .then_some((part_len, previous.etag))
-}
-
-/// The partial file, ready for bytes: continued (`Some(len)`: its hash state
-/// rebuilt from the prefix on disk, one sequential read) or emptied. Order
-/// matters for resumption after a crash at any point: an old partial file is
-/// emptied first, then the state naming what it will hold is written, and
-/// only then do bytes arrive.
-fn open_partial(
-    job: &Download,
-    part_path: &Path,
-    state_path: &Path,
-    continuing: Option<u64>,
-    etag: &Option<String>,
-) -> Result<(std::fs::File, Hashers, u64), AttemptError> {
-    let fatal_io = |path: &Path| {
-        let path = path.to_path_buf();
-        move |source: std::io::Error| AttemptError::Fatal(io_error(job, path, source))
-    };
-    if continuing.is_none() && std::fs::symlink_metadata(part_path).is_ok_and(|m| m.len() > 0) {
-        crate::fs::open_nofollow(part_path, crate::fs::Open::Truncate).map_err(fatal_io(part_path))?;
-    }
-    let state = PartialState {
-        url: job.url.clone(),
-        etag: etag.clone(),
-        expect: job.expect.clone(),
-        pieces: None,
-    };
-    write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
-    crate::failpoint::kill_point("fetch::sidecar_written");
-    let mut file = crate::fs::open_nofollow(part_path, crate::fs::Open::Keep).map_err(fatal_io(part_path))?;
-    let want_sha256 = job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some();
-    let mut hashers = Hashers::new(want_sha256, job.expect.git_oid.is_some(), job.expect.size);
-    let written = match continuing {
-        Some(len) => {
-            file.seek(SeekFrom::Start(0)).map_err(fatal_io(part_path))?;
-            let mut buf = vec![0u8; 1 << 20];
-            let mut reader = (&file).take(len);
-            loop {
-                let n = reader.read(&mut buf).map_err(fatal_io(part_path))?;
-                if n == 0 {
-                    break;
-                }
-                hashers.update(&buf[..n]);
-            }
-            len
-        }
-        None => {
-            file.set_len(0).map_err(fatal_io(part_path))?;
-            0
-        }
-    };
-    file.seek(SeekFrom::Start(written)).map_err(fatal_io(part_path))?;
-    Ok((file, hashers, written))
-}
-
-/// A whole answer (200) announcing another length than the expected size is
-/// other content than was locked: fatal at once, not a transfer to retry.
-fn check_announced(job: &Download, response: &reqwest::Response) -> Result<(), AttemptError> {
-    let encoded = (response.headers().get(reqwest::header::CONTENT_ENCODING)).is_some_and(|v| v != "identity");
-    match (job.expect.size, response.content_length()) {
-        (Some(expected), Some(announced)) if response.status() == StatusCode::OK && !encoded && announced != expected => {
-            Err(AttemptError::Fatal(FetchError::Size {
-                label: job.label.clone(),
-                expected,
-                actual: announced,
-            }))
-        }
-        _ => Ok(()),
-    }
 }
 
 /// The bytes a download holds against the size it must have: fewer than a

@@ -9,8 +9,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::config::{dir_name, ModelSpec};
-use crate::sources::{RemoteFile, ResolvedModel};
 use crate::sources::Source;
+use crate::sources::{RemoteFile, ResolvedModel};
 
 pub mod confirm;
 pub mod derive;

@@ -108,17 +108,7 @@ impl Project {
         for want in &wants {
             self.store.check_contained(&want.download.dest)?;
         }
-        // caches
-        let mut todo = Vec::new();
-        for (i, want) in wants.iter().enumerate() {
-            match self.caches.place_any(&want.download, want.check)? {
-                Some(placed) => {
-                    state.files.insert(want.key.clone(), placed.record.clone());
-                    acquired.got[i] = Some(Got::Placed(placed));
-                }
-                None => todo.push(i),
-            }
-        }
+        let todo = self.place_cached(&wants, state, &mut acquired)?;
         if todo.is_empty() {
             return Ok(acquired);
         }
@@ -128,9 +118,7 @@ impl Project {
             let frozen = mode == crate::lock::LockMode::Frozen;
             for &i in &todo {
                 let label = wants[i].download.label.clone();
-                acquired
-                    .errors
-                    .push(crate::plan::PlanError::Offline { label, frozen }.into());
+                (acquired.errors).push(crate::plan::PlanError::Offline { label, frozen }.into());
             }
             return Ok(acquired);
         }
@@ -139,34 +127,9 @@ impl Project {
         let fetcher = self.fetcher()?;
         let alternatives = self.on_mirrors(&fetcher, &wants, &todo, lock).await?;
         let alternatives = self.coordinate(&fetcher, &wants, &todo, alternatives, lock).await?;
-        let mut upstream = Vec::new();
-        let (mirrored, jobs): (Vec<usize>, Vec<Download>) = todo
-            .iter()
-            .zip(alternatives)
-            .filter_map(|(&i, alt)| alt.map(|d| (i, d)))
-            .unzip();
-        let names: Vec<String> = (jobs.iter())
-            .map(|d| d.registry.as_ref().map(|m| m.to_string()).unwrap_or_default())
-            .collect();
-        for ((i, mirror), result) in mirrored.iter().zip(names).zip(fetcher.fetch_all(jobs).await) {
-            match result {
-                Ok(fetched) => {
-                    acquired.got[*i] = Some(Got::Fetched {
-                        fetched,
-                        mirrored: true,
-                    })
-                }
-                Err(e) => {
-                    let label = &wants[*i].download.label;
-                    let message =
-                        format!("the mirror `oci://{mirror}` failed for `{label}` ({e}); fetching it from upstream");
-                    self.reporter.report(Event::Warning { message: &message });
-                    upstream.push(*i);
-                }
-            }
-        }
-        upstream.extend(todo.iter().filter(|i| !mirrored.contains(i)));
-        upstream.sort();
+        let upstream = self
+            .fetch_mirrored(&fetcher, &wants, &todo, alternatives, &mut acquired)
+            .await;
         let jobs = upstream.iter().map(|&i| wants[i].download.clone()).collect();
         for (&i, result) in upstream.iter().zip(fetcher.fetch_all(jobs).await) {
             match result {
@@ -189,6 +152,61 @@ impl Project {
         Ok(acquired)
     }
 
+    /// Places what a cache holds; returns the files left to fetch.
+    fn place_cached(&self, wants: &[Want], state: &mut StoreState, acquired: &mut Acquired) -> Result<Vec<usize>> {
+        let mut todo = Vec::new();
+        for (i, want) in wants.iter().enumerate() {
+            match self.caches.place_any(&want.download, want.check)? {
+                Some(placed) => {
+                    state.files.insert(want.key.clone(), placed.record.clone());
+                    acquired.got[i] = Some(Got::Placed(placed));
+                }
+                None => todo.push(i),
+            }
+        }
+        Ok(todo)
+    }
+
+    /// Fetches each file of `todo` a mirror has (`alternatives`, in `todo`'s
+    /// order); returns the files left to upstream, in order: those no mirror
+    /// has and those a mirror failed (said as a warning).
+    async fn fetch_mirrored(
+        &self,
+        fetcher: &crate::fetch::Fetcher,
+        wants: &[Want],
+        todo: &[usize],
+        alternatives: Vec<Option<Download>>,
+        acquired: &mut Acquired,
+    ) -> Vec<usize> {
+        let mut upstream = Vec::new();
+        let (mirrored, jobs): (Vec<usize>, Vec<Download>) = (todo.iter().zip(alternatives))
+            .filter_map(|(&i, alt)| alt.map(|d| (i, d)))
+            .unzip();
+        let names: Vec<String> = (jobs.iter())
+            .map(|d| d.registry.as_ref().map(|m| m.to_string()).unwrap_or_default())
+            .collect();
+        for ((&i, mirror), result) in mirrored.iter().zip(names).zip(fetcher.fetch_all(jobs).await) {
+            match result {
+                Ok(fetched) => {
+                    acquired.got[i] = Some(Got::Fetched {
+                        fetched,
+                        mirrored: true,
+                    })
+                }
+                Err(e) => {
+                    let label = &wants[i].download.label;
+                    let message =
+                        format!("the mirror `oci://{mirror}` failed for `{label}` ({e}); fetching it from upstream");
+                    self.reporter.report(Event::Warning { message: &message });
+                    upstream.push(i);
+                }
+            }
+        }
+        upstream.extend(todo.iter().filter(|i| !mirrored.contains(i)));
+        upstream.sort();
+        upstream
+    }
+
     /// With a writable mirror (`push: true`), runners of a fleet that start
     /// cold together fetch each model from upstream once: for the models
     /// with files no mirror has, this runner claims the mirror's lease on
@@ -204,7 +222,6 @@ impl Project {
         mut alternatives: Vec<Option<Download>>,
         lock: Option<&Lockfile>,
     ) -> Result<Vec<Option<Download>>> {
-        use crate::oci::lease::{self, Claim, Waited};
         let (Some(lock), Some(mirror)) = (lock, self.writable_mirrors().into_iter().next()) else {
             return Ok(alternatives);
         };
@@ -231,40 +248,7 @@ impl Project {
             .collect();
         let names: Vec<&str> = missing.iter().map(String::as_str).collect();
         let names = names.join("`, `");
-        let pushed = match lease::claim(registry.clone(), &mirror, &tags).await {
-            Ok(Claim::Lead(held)) => {
-                self.leases.lock().unwrap().push(held);
-                false
-            }
-            Ok(Claim::Follow { .. }) => {
-                let label = mirror.to_string();
-                self.reporter.report(Event::WaitingForPeer {
-                    model: &names,
-                    mirror: &label,
-                });
-                match lease::wait_for_push(&registry, &mirror, &tags).await {
-                    Ok(Waited::Pushed) => true,
-                    Ok(Waited::Abandoned) => {
-                        let message = format!("the runner fetching `{names}` gave up its lease on `oci://{mirror}` (released, or left to expire) without pushing; fetching from upstream");
-                        self.reporter.report(Event::Warning { message: &message });
-                        false
-                    }
-                    Err(e) => {
-                        let message =
-                            format!("waiting for `{names}` on `oci://{mirror}` failed ({e}); fetching from upstream");
-                        self.reporter.report(Event::Warning { message: &message });
-                        false
-                    }
-                }
-            }
-            Err(e) => {
-                let message = format!(
-                    "the lease on `{names}` in `oci://{mirror}` could not be claimed ({e}); fetching from upstream"
-                );
-                self.reporter.report(Event::Warning { message: &message });
-                false
-            }
-        };
+        let pushed = self.lead_or_follow(&registry, &mirror, &tags, &names).await;
         if !pushed {
             return Ok(alternatives);
         }
@@ -279,6 +263,44 @@ impl Project {
             alternatives[slot] = alt;
         }
         Ok(alternatives)
+    }
+
+    /// Claims the mirror's lease on `tags` (the models `names`): a leader
+    /// fetches from upstream (`false`); a follower waits for the leader's
+    /// push (`true` once pushed). Whatever fails leaves the files to upstream.
+    async fn lead_or_follow(
+        &self,
+        registry: &std::sync::Arc<crate::oci::Registry>,
+        mirror: &crate::oci::OciRef,
+        tags: &[String],
+        names: &str,
+    ) -> bool {
+        use crate::oci::lease::{self, Claim, Waited};
+        let warn = |message: String| {
+            self.reporter.report(Event::Warning { message: &message });
+            false
+        };
+        match lease::claim(registry.clone(), mirror, tags).await {
+            Ok(Claim::Lead(held)) => {
+                self.leases.lock().unwrap().push(held);
+                false
+            }
+            Ok(Claim::Follow { .. }) => {
+                let label = mirror.to_string();
+                self.reporter.report(Event::WaitingForPeer {
+                    model: names,
+                    mirror: &label,
+                });
+                match lease::wait_for_push(registry, mirror, tags).await {
+                    Ok(Waited::Pushed) => true,
+                    Ok(Waited::Abandoned) => warn(format!("the runner fetching `{names}` gave up its lease on `oci://{mirror}` (released, or left to expire) without pushing; fetching from upstream")),
+                    Err(e) => warn(format!("waiting for `{names}` on `oci://{mirror}` failed ({e}); fetching from upstream")),
+                }
+            }
+            Err(e) => warn(format!(
+                "the lease on `{names}` in `oci://{mirror}` could not be claimed ({e}); fetching from upstream"
+            )),
+        }
     }
 
     /// Per file still to fetch (`todo`, indices into `wants`): the same file

@@ -9,8 +9,8 @@ use crate::config_edit;
 use crate::error::{Error, Result};
 use crate::fs::write_atomic;
 use crate::lock::{LockMode, Upgrade};
-use crate::sources::{IdError, ModelId};
 use crate::reporter::Reporter;
+use crate::sources::{IdError, ModelId};
 use crate::store::StoreError;
 
 use super::{LockOutcome, Project};

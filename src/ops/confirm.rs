@@ -13,8 +13,8 @@ use std::collections::BTreeMap;
 use crate::config::ModelSpec;
 use crate::error::{Error, Result};
 use crate::lock::{confirm, LockError, LockMode, Lockfile};
-use crate::sources::ModelId;
 use crate::plan::{Download, PlannedFile};
+use crate::sources::ModelId;
 use crate::sources::RemoteFile;
 
 use super::Project;

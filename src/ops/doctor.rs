@@ -34,7 +34,6 @@ impl Project {
 
     /// The verifier, the libtorch it would load, and the devices libtorch sees.
     fn check_verifier(&self, out: &mut Vec<Finding>) {
-        // The verifier and its libtorch.
         match Verifier::discover() {
             Verifier::StructureOnly { reason } => add(
                 out,
@@ -43,84 +42,8 @@ impl Project {
                 format!("models are not loaded: {reason}"),
                 Some("`pip install torch` (any version from 2.0) in the active Python environment, or install `mdl-torch` next to `mdl`"),
             ),
-            Verifier::Python { torch } => {
-                let python = torch.python.clone().unwrap_or_else(|| "python3".into());
-                add(
-                    out,
-                    "verifier",
-                    true,
-                    format!(
-                        "torch {} in Python `{}` (found by {}){}",
-                        torch.version.as_deref().unwrap_or("of unknown version"),
-                        python.display(),
-                        torch.found_by,
-                        if crate::verify::LIBTORCH {
-                            format!("; mdl-torch needs {}, so the Python verifier loads models", libtorch_dir::NEEDED)
-                        } else {
-                            String::new()
-                        }
-                    ),
-                    None,
-                );
-                let script = "import json, torch\nprint(json.dumps({'torch': torch.__version__, 'cuda_devices': torch.cuda.device_count() if torch.cuda.is_available() else 0, 'threads': torch.get_num_threads()}))";
-                let mut command = std::process::Command::new(&python);
-                command.args(["-I", "-c", script]);
-                add_devices(
-                    out,
-                    command,
-                    "`import torch` failed",
-                    "`pip install torch` in that environment (a full install: `import torch` needs its CUDA libraries)",
-                );
-            }
-            Verifier::Helper { path, libtorch } => {
-                add(out, "verifier", true, format!("`{}`", path.display()), None);
-                match &libtorch {
-                    Some(found) if found.matches() => add(
-                        out,
-                        "libtorch",
-                        true,
-                        format!(
-                            "{} at `{}` (found by {}); mdl-torch needs {}",
-                            found.version.as_deref().unwrap_or("version unknown"),
-                            found.lib.display(),
-                            found.found_by,
-                            libtorch_dir::NEEDED
-                        ),
-                        None,
-                    ),
-                    Some(found) => add(
-                        out,
-                        "libtorch",
-                        false,
-                        format!(
-                            "{} at `{}` (found by {}), but mdl-torch needs {}",
-                            found.version.as_deref().unwrap_or("?"),
-                            found.lib.display(),
-                            found.found_by,
-                            libtorch_dir::NEEDED
-                        ),
-                        Some(libtorch_dir::FIX),
-                    ),
-                    None => add(
-                        out,
-                        "libtorch",
-                        true,
-                        "none found by `MDL_LIBTORCH`, `LIBTORCH` or Python; mdl-torch uses the one it was built against".into(),
-                        None,
-                    ),
-                }
-                let mut command = std::process::Command::new(&path);
-                command.arg("--devices");
-                if let Some(found) = &libtorch {
-                    command.env("LD_LIBRARY_PATH", &found.lib);
-                }
-                add_devices(
-                    out,
-                    command,
-                    "mdl-torch could not start libtorch",
-                    "set `MDL_LIBTORCH` to a libtorch 2.13 directory, or `pip install torch==2.13.0`",
-                );
-            }
+            Verifier::Python { torch } => check_python_verifier(out, &torch),
+            Verifier::Helper { path, libtorch } => check_helper(out, &path, libtorch.as_ref()),
         }
     }
 
@@ -299,4 +222,90 @@ fn add_devices(out: &mut Vec<Finding>, mut command: std::process::Command, faile
             None,
         ),
     }
+}
+
+/// The Python verifier: its torch, and the devices that torch sees.
+fn check_python_verifier(out: &mut Vec<Finding>, torch: &libtorch_dir::Libtorch) {
+    let python = torch.python.clone().unwrap_or_else(|| "python3".into());
+    let helper_note = if crate::verify::LIBTORCH {
+        format!(
+            "; mdl-torch needs {}, so the Python verifier loads models",
+            libtorch_dir::NEEDED
+        )
+    } else {
+        String::new()
+    };
+    add(
+        out,
+        "verifier",
+        true,
+        format!(
+            "torch {} in Python `{}` (found by {}){helper_note}",
+            torch.version.as_deref().unwrap_or("of unknown version"),
+            python.display(),
+            torch.found_by,
+        ),
+        None,
+    );
+    let script = "import json, torch\nprint(json.dumps({'torch': torch.__version__, 'cuda_devices': torch.cuda.device_count() if torch.cuda.is_available() else 0, 'threads': torch.get_num_threads()}))";
+    let mut command = std::process::Command::new(&python);
+    command.args(["-I", "-c", script]);
+    add_devices(
+        out,
+        command,
+        "`import torch` failed",
+        "`pip install torch` in that environment (a full install: `import torch` needs its CUDA libraries)",
+    );
+}
+
+/// The mdl-torch helper: the libtorch it would load, and the devices it sees.
+fn check_helper(out: &mut Vec<Finding>, path: &std::path::Path, libtorch: Option<&libtorch_dir::Libtorch>) {
+    add(out, "verifier", true, format!("`{}`", path.display()), None);
+    let version = |found: &libtorch_dir::Libtorch| found.version.clone();
+    match libtorch {
+        Some(found) if found.matches() => add(
+            out,
+            "libtorch",
+            true,
+            format!(
+                "{} at `{}` (found by {}); mdl-torch needs {}",
+                version(found).unwrap_or_else(|| "version unknown".into()),
+                found.lib.display(),
+                found.found_by,
+                libtorch_dir::NEEDED
+            ),
+            None,
+        ),
+        Some(found) => add(
+            out,
+            "libtorch",
+            false,
+            format!(
+                "{} at `{}` (found by {}), but mdl-torch needs {}",
+                version(found).unwrap_or_else(|| "?".into()),
+                found.lib.display(),
+                found.found_by,
+                libtorch_dir::NEEDED
+            ),
+            Some(libtorch_dir::FIX),
+        ),
+        None => add(
+            out,
+            "libtorch",
+            true,
+            "none found by `MDL_LIBTORCH`, `LIBTORCH` or Python; mdl-torch uses the one it was built against".into(),
+            None,
+        ),
+    }
+    let mut command = std::process::Command::new(path);
+    command.arg("--devices");
+    if let Some(found) = libtorch {
+        command.env("LD_LIBRARY_PATH", &found.lib);
+    }
+    add_devices(
+        out,
+        command,
+        "mdl-torch could not start libtorch",
+        "set `MDL_LIBTORCH` to a libtorch 2.13 directory, or `pip install torch==2.13.0`",
+    );
 }

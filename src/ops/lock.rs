@@ -71,19 +71,7 @@ impl Project {
         }
 
         // resolve
-        let fetcher = self.fetcher()?;
-        let mut resolver = self.resolver(&fetcher);
-        resolver.offline = mode.offline();
-        let resolved = resolver.resolve_all(&delta.to_resolve.iter().map(|s| s.want()).collect::<Vec<_>>(), self.settings.jobs).await;
-        crate::failpoint::kill_point("lock::resolved");
-        let (resolved, errors): (Vec<_>, Vec<_>) = resolved.into_iter().partition(|r| r.is_ok());
-        if !errors.is_empty() {
-            let errors = errors.into_iter().filter_map(|r| r.err()).map(Error::from).collect();
-            return Err(Error::many(
-                "could not resolve every model; the lockfile was not changed",
-                errors,
-            ));
-        }
+        let resolved = self.resolve_delta(&delta, mode).await?;
 
         // lock entries; files whose blake3 is unknown are hashed in place or acquired
         let (mut entries, wants, slots) = self.new_entries(&delta, resolved, &existing, state)?;
@@ -98,14 +86,7 @@ impl Project {
         }
         let [(linked_files, linked_bytes), (downloaded_files, downloaded_bytes), _] = acquired.counts();
         let reused_bytes = acquired.xet_reused();
-        let mut fetched_models = std::collections::BTreeSet::new();
-        for ((model_i, file_i), got) in slots.into_iter().zip(acquired.got) {
-            let got = got.expect("no failure");
-            if matches!(got, super::acquire::Got::Fetched { .. }) {
-                fetched_models.insert(entries[model_i].name.clone());
-            }
-            fill(&mut entries[model_i], file_i, got);
-        }
+        let fetched_models = fill_entries(&mut entries, slots, acquired.got);
         let mut outcome = LockOutcome {
             kept: delta.kept.keys().cloned().collect(),
             removed: delta.removed.clone(),
@@ -140,14 +121,14 @@ impl Project {
     fn new_entries(
         &self,
         delta: &LockDelta<'_>,
-        resolved: Vec<Result<crate::sources::ResolvedModel, crate::sources::ResolveError>>,
+        resolved: Vec<crate::sources::ResolvedModel>,
         existing: &Lockfile,
         state: &mut StoreState,
     ) -> Result<(Vec<LockedModel>, Vec<Want>, Vec<(usize, usize)>)> {
         let mut entries = Vec::new();
         let mut wants = Vec::new();
         let mut slots = Vec::new();
-        for (spec, model) in delta.to_resolve.iter().zip(resolved.into_iter().flatten()) {
+        for (spec, model) in delta.to_resolve.iter().zip(resolved) {
             let mut entry = LockedModel::from_resolved(spec, &model, existing.models.get(&spec.name));
             for (i, remote) in model.files.iter().enumerate() {
                 if !entry.files[i].blake3.is_empty() {
@@ -172,13 +153,50 @@ impl Project {
 }
 
 impl Project {
+    /// Resolves what the delta names; any failure fails the lock, all said.
+    async fn resolve_delta(&self, delta: &LockDelta<'_>, mode: LockMode) -> Result<Vec<crate::sources::ResolvedModel>> {
+        let fetcher = self.fetcher()?;
+        let mut resolver = self.resolver(&fetcher);
+        resolver.offline = mode.offline();
+        let wants: Vec<_> = delta.to_resolve.iter().map(|s| s.want()).collect();
+        let resolved = resolver.resolve_all(&wants, self.settings.jobs).await;
+        crate::failpoint::kill_point("lock::resolved");
+        let (resolved, errors): (Vec<_>, Vec<_>) = resolved.into_iter().partition(|r| r.is_ok());
+        if !errors.is_empty() {
+            let errors = errors.into_iter().filter_map(|r| r.err()).map(Error::from).collect();
+            return Err(Error::many(
+                "could not resolve every model; the lockfile was not changed",
+                errors,
+            ));
+        }
+        Ok(resolved.into_iter().filter_map(Result::ok).collect())
+    }
+
     /// Whether the Hugging Face cache holds every one of `specs` (all Hub
     /// models) at its revision: then an offline lock resolves them from it.
     fn hf_cache_holds(&self, specs: &[&crate::config::ModelSpec]) -> bool {
-        specs.iter().all(|spec| {
-            (spec.id.source()).is_some_and(|source| source.kind().held_offline(&self.caches.hf, &spec.id))
-        })
+        specs
+            .iter()
+            .all(|spec| (spec.id.source()).is_some_and(|source| source.kind().held_offline(&self.caches.hf, &spec.id)))
     }
+}
+
+/// What acquiring each slot's file (`(model, file)` indices into `entries`)
+/// established; returns the models of which a file was downloaded.
+fn fill_entries(
+    entries: &mut [LockedModel],
+    slots: Vec<(usize, usize)>,
+    got: Vec<Option<Got>>,
+) -> std::collections::BTreeSet<String> {
+    let mut fetched_models = std::collections::BTreeSet::new();
+    for ((model_i, file_i), got) in slots.into_iter().zip(got) {
+        let got = got.expect("no failure");
+        if matches!(got, Got::Fetched { .. }) {
+            fetched_models.insert(entries[model_i].name.clone());
+        }
+        fill(&mut entries[model_i], file_i, got);
+    }
+    fetched_models
 }
 
 /// What acquiring file `i` of `entry` established.

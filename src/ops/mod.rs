@@ -80,7 +80,9 @@ impl Project {
             connections_per_file: download.connections_per_file.unwrap_or(16).max(1),
             ..FetchSettings::default()
         };
-        let hub = download.sources.table::<crate::sources::huggingface::HuggingfaceTable>();
+        let hub = download
+            .sources
+            .table::<crate::sources::huggingface::HuggingfaceTable>();
         let endpoint = crate::env::hf_endpoint(hub.endpoint.as_deref());
         let token = hub_token(&hub, &endpoint, reporter.as_ref());
         let download = download.clone();
@@ -261,7 +263,11 @@ impl Project {
 /// choice, but an endpoint named in config.yaml (a file a pull request can
 /// change) gets the token only with `send_token: true`; and no endpoint gets
 /// it over plain HTTP unless it is this machine. A withheld token is said.
-fn hub_token(hub: &crate::sources::huggingface::HuggingfaceTable, endpoint: &str, reporter: &dyn Reporter) -> Option<String> {
+fn hub_token(
+    hub: &crate::sources::huggingface::HuggingfaceTable,
+    endpoint: &str,
+    reporter: &dyn Reporter,
+) -> Option<String> {
     let token = crate::env::hf_token()?;
     let configured = hub.endpoint.is_some() && endpoint != crate::env::DEFAULT_HF_ENDPOINT;
     let refusal = if configured && !hub.send_token {

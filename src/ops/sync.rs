@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use crate::error::{Error, Result};
 use crate::lock::{LockMode, Lockfile, Upgrade};
-use crate::plan::{FetchReason, Plan, MODEL_INFO};
+use crate::plan::{Download, FetchReason, Plan, MODEL_INFO};
 use crate::registry::{self, Verifications};
 use crate::report::VerifyStatus;
 use crate::store::{Store, StoreState};
@@ -94,24 +94,7 @@ impl Project {
             .await?;
 
         // acquire: from a cache, a mirror or upstream
-        let wants = (outcome.plan.fetch.iter().zip(downloads))
-            .map(|((planned, reason), download)| Want {
-                key: Store::key(&planned.dir, &planned.file.path),
-                model: Some(planned.model.clone()),
-                download,
-                check: options.rehash || *reason == FetchReason::Changed,
-            })
-            .collect::<Vec<Want>>();
-        let models_of: Vec<Option<String>> = wants.iter().map(|w| w.model.clone()).collect();
-        let acquired = self.acquire(wants, Some(&lock), &mut state, options.mode).await?;
-        let from_upstream = acquired.models_fetched_upstream(&models_of);
-        [
-            (outcome.linked_files, outcome.linked_bytes),
-            (outcome.fetched_files, outcome.fetched_bytes),
-            (outcome.mirrored_files, outcome.mirrored_bytes),
-        ] = acquired.counts();
-        outcome.reused_bytes = acquired.xet_reused();
-        self.fail_on_fetch_errors(acquired.errors, &lock, &state)?;
+        let from_upstream = (self.acquire_planned(&lock, downloads, options, &mut state, &mut outcome)).await?;
         self.store.save_state(&state)?;
         self.share(&lock)?;
 
@@ -130,20 +113,43 @@ impl Project {
 
         // write back: what came from upstream and verified, to the mirrors
         // marked `push: true` (a failure there is a warning)
-        let locked_now = outcome.lock.iter().flat_map(|l| l.fetched_models.iter());
-        let verified: BTreeSet<String> = (from_upstream.iter().chain(locked_now))
-            .filter(|m| {
-                !outcome
-                    .checks
-                    .iter()
-                    .any(|c| &c.name == *m && c.verification.status == VerifyStatus::Failed)
-            })
-            .cloned()
-            .collect();
+        let verified = fetched_and_verified(&outcome, &from_upstream);
         outcome.written_back = self.write_back(&lock, &verified).await;
         outcome.elapsed_ms = started.elapsed().as_millis() as u64;
         verification_failures(&outcome.checks)?;
         Ok(outcome)
+    }
+
+    /// Puts the plan's files in place (`downloads`, in the plan's order) and
+    /// counts what came from where; returns the models of which a file came
+    /// from upstream. Any failure fails the sync, all of them said.
+    async fn acquire_planned(
+        &self,
+        lock: &Lockfile,
+        downloads: Vec<Download>,
+        options: &SyncOptions,
+        state: &mut StoreState,
+        outcome: &mut SyncOutcome,
+    ) -> Result<BTreeSet<String>> {
+        let wants = (outcome.plan.fetch.iter().zip(downloads))
+            .map(|((planned, reason), download)| Want {
+                key: Store::key(&planned.dir, &planned.file.path),
+                model: Some(planned.model.clone()),
+                download,
+                check: options.rehash || *reason == FetchReason::Changed,
+            })
+            .collect::<Vec<Want>>();
+        let models_of: Vec<Option<String>> = wants.iter().map(|w| w.model.clone()).collect();
+        let acquired = self.acquire(wants, Some(lock), state, options.mode).await?;
+        let from_upstream = acquired.models_fetched_upstream(&models_of);
+        [
+            (outcome.linked_files, outcome.linked_bytes),
+            (outcome.fetched_files, outcome.fetched_bytes),
+            (outcome.mirrored_files, outcome.mirrored_bytes),
+        ] = acquired.counts();
+        outcome.reused_bytes = acquired.xet_reused();
+        self.fail_on_fetch_errors(acquired.errors, lock, state)?;
+        Ok(from_upstream)
     }
 
     /// The models `--force` names.
@@ -266,4 +272,14 @@ fn verification_failures(checks: &[ModelCheck]) -> Result<()> {
         failed.len()
     );
     Err(Error::many(summary, failed))
+}
+
+/// What may be written back to mirrors: the models this run fetched from
+/// upstream or locked, unless their verification failed.
+fn fetched_and_verified(outcome: &SyncOutcome, from_upstream: &BTreeSet<String>) -> BTreeSet<String> {
+    let locked_now = outcome.lock.iter().flat_map(|l| l.fetched_models.iter());
+    (from_upstream.iter().chain(locked_now))
+        .filter(|m| !(outcome.checks.iter()).any(|c| &c.name == *m && c.verification.status == VerifyStatus::Failed))
+        .cloned()
+        .collect()
 }

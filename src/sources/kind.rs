@@ -106,7 +106,10 @@ pub trait SourceKind: Send + Sync + 'static {
         Box::new(EnabledOnly::default())
     }
     /// Reads its table under `models.download.sources`.
-    fn read_table(&self, d: &mut dyn erased_serde::Deserializer<'_>) -> Result<Box<dyn SourceTable>, erased_serde::Error> {
+    fn read_table(
+        &self,
+        d: &mut dyn erased_serde::Deserializer<'_>,
+    ) -> Result<Box<dyn SourceTable>, erased_serde::Error> {
         Ok(Box::new(erased_serde::deserialize::<EnabledOnly>(d)?))
     }
     /// The JSON schema of its table.
@@ -115,7 +118,8 @@ pub trait SourceKind: Send + Sync + 'static {
     }
 
     /// What the model is now at the source, without downloading it.
-    fn resolve<'a>(&'a self, r: &'a Resolver<'a>, want: &'a Want) -> BoxFuture<'a, Result<ResolvedModel, ResolveError>>;
+    fn resolve<'a>(&'a self, r: &'a Resolver<'a>, want: &'a Want)
+        -> BoxFuture<'a, Result<ResolvedModel, ResolveError>>;
     /// The model with no request at all (`--offline`): only from what this
     /// machine holds, or refused.
     fn resolve_offline(&self, _r: &Resolver<'_>, want: &Want) -> Result<ResolvedModel, ResolveError> {
@@ -159,7 +163,9 @@ pub trait SourceKind: Send + Sync + 'static {
     }
     /// A locked file's `etag`, checked.
     fn check_etag(&self, etag: &str) -> Result<(), &'static str> {
-        let printable = etag.len() <= 256 && !etag.is_empty() && etag.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
+        let printable = etag.len() <= 256
+            && !etag.is_empty()
+            && etag.chars().all(|c| c.is_ascii_graphic() && c != '"' && c != '\\');
         printable
             .then_some(())
             .ok_or("is not an ETag (printable text without quotes, at most 256 characters)")
@@ -343,7 +349,11 @@ impl IdError {
 /// A letter, digit, `-`, `_` or `.` name that is not `.` or `..`: a segment
 /// of most sources' ids.
 pub fn is_plain_name(s: &str) -> bool {
-    !s.is_empty() && s != "." && s != ".." && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+    !s.is_empty()
+        && s != "."
+        && s != ".."
+        && s.chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
 /// An http(s) URL.

@@ -94,8 +94,8 @@ impl ModelId {
         };
         let written = shorthand.or_else(|| id.split_once(':'));
         if let Some((scheme, rest)) = written {
-            let source = Source::named(scheme)
-                .ok_or_else(|| IdError::new(id, format!("`{scheme}` is not a known source")))?;
+            let source =
+                Source::named(scheme).ok_or_else(|| IdError::new(id, format!("`{scheme}` is not a known source")))?;
             let (locator, revision) = source.kind().parse(id, rest)?;
             return Ok(ModelId::new(source, locator, revision));
         }
@@ -104,14 +104,20 @@ impl ModelId {
             let (locator, revision) = hub.kind().parse(id, id)?;
             return Ok(ModelId::new(hub, locator, revision));
         }
-        if id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.')) {
+        if id
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        {
             return Ok(ModelId {
                 source: None,
                 locator: id.to_string(),
                 revision: None,
             });
         }
-        Err(IdError::new(id, "it is neither a source-prefixed id nor a plain model name"))
+        Err(IdError::new(
+            id,
+            "it is neither a source-prefixed id nor a plain model name",
+        ))
     }
 }
 
@@ -287,12 +293,29 @@ mod tests {
     #[test]
     fn accepted_forms() {
         let some = |s: &str| Some(s.to_string());
-        assert_eq!(id("huggingface:acme/tiny-gpt@v1.0"), ("huggingface".into(), "acme/tiny-gpt".into(), some("v1.0")));
+        assert_eq!(
+            id("huggingface:acme/tiny-gpt@v1.0"),
+            ("huggingface".into(), "acme/tiny-gpt".into(), some("v1.0"))
+        );
         assert_eq!(id("hf:acme/x"), ("huggingface".into(), "acme/x".into(), None));
-        assert_eq!(id("acme/tiny-bert"), ("huggingface".into(), "acme/tiny-bert".into(), None));
-        assert_eq!(id("https://example.org/w/model.pt"), ("url".into(), "https://example.org/w/model.pt".into(), None));
-        assert_eq!(ModelId::parse("url:https://example.org/w/model.pt").unwrap().default_name(), "model");
-        assert_eq!(id("torchvision:resnet50@IMAGENET1K_V2"), ("torchvision".into(), "resnet50".into(), some("IMAGENET1K_V2")));
+        assert_eq!(
+            id("acme/tiny-bert"),
+            ("huggingface".into(), "acme/tiny-bert".into(), None)
+        );
+        assert_eq!(
+            id("https://example.org/w/model.pt"),
+            ("url".into(), "https://example.org/w/model.pt".into(), None)
+        );
+        assert_eq!(
+            ModelId::parse("url:https://example.org/w/model.pt")
+                .unwrap()
+                .default_name(),
+            "model"
+        );
+        assert_eq!(
+            id("torchvision:resnet50@IMAGENET1K_V2"),
+            ("torchvision".into(), "resnet50".into(), some("IMAGENET1K_V2"))
+        );
         assert_eq!(id("resnet18"), ("auto".into(), "resnet18".into(), None));
         assert_eq!(id("./weights/a.pt"), ("local".into(), "./weights/a.pt".into(), None));
         assert_eq!(ModelId::parse("local:w/a.pt").unwrap().default_name(), "a");
@@ -300,7 +323,10 @@ mod tests {
             id("pytorch_hub:pytorch/vision:v0.20.0/resnet50"),
             ("pytorch_hub".into(), "pytorch/vision/resnet50".into(), some("v0.20.0"))
         );
-        assert_eq!(ModelId::parse("oci:ghcr.io/acme/bert:v1").unwrap().default_name(), "acme/bert");
+        assert_eq!(
+            ModelId::parse("oci:ghcr.io/acme/bert:v1").unwrap().default_name(),
+            "acme/bert"
+        );
         for raw in [
             "huggingface:acme/x@v1",
             "url:https://example.org/w/model.pt",
@@ -310,7 +336,11 @@ mod tests {
             "oci:ghcr.io/acme/bert:v1",
             "local:w/a.pt",
         ] {
-            assert_eq!(ModelId::parse(raw).unwrap().to_string(), raw, "an id is written back as it was read");
+            assert_eq!(
+                ModelId::parse(raw).unwrap().to_string(),
+                raw,
+                "an id is written back as it was read"
+            );
         }
     }
 

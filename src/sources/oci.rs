@@ -191,28 +191,7 @@ impl Resolver<'_> {
             Artifact::Model(layers) => layers,
             Artifact::Index(_) => return Err(bad("its index lists another index, not a model".into())),
         };
-        let (include, exclude) = filters(spec);
-        let mut files = Vec::new();
-        for layer in layers {
-            if include.as_ref().is_some_and(|i| !i.is_match(&layer.path)) || exclude.is_match(&layer.path) {
-                continue;
-            }
-            safe_relative_path(&layer.path).map_err(|source| ResolveError::Unsafe {
-                model: model.clone(),
-                source,
-            })?;
-            files.push(RemoteFile {
-                url: registry.blob_url(&base, &layer.digest),
-                sha256: layer.digest.strip_prefix("sha256:").map(str::to_string),
-                etag: None,
-                path: layer.path,
-                size: Some(layer.size),
-                git_oid: None,
-                needs_token: false,
-                sha256_prefix: None,
-                xet_hash: None,
-            });
-        }
+        let mut files = layer_files(spec, layers, |digest| registry.blob_url(&base, digest))?;
         check_case_collisions(model, &files)?;
         if files.is_empty() {
             return Err(ResolveError::NothingMatches {
@@ -230,4 +209,36 @@ impl Resolver<'_> {
             files,
         })
     }
+}
+
+/// The layers `spec`'s filters keep, as files: a safe path, the layer's size
+/// and digest, and its blob's URL (`blob_url` of the digest).
+fn layer_files(
+    spec: &Want,
+    layers: Vec<artifact::Layer>,
+    blob_url: impl Fn(&str) -> String,
+) -> Result<Vec<RemoteFile>, ResolveError> {
+    let (include, exclude) = filters(spec);
+    let mut files = Vec::new();
+    for layer in layers {
+        if include.as_ref().is_some_and(|i| !i.is_match(&layer.path)) || exclude.is_match(&layer.path) {
+            continue;
+        }
+        safe_relative_path(&layer.path).map_err(|source| ResolveError::Unsafe {
+            model: spec.name.clone(),
+            source,
+        })?;
+        files.push(RemoteFile {
+            url: blob_url(&layer.digest),
+            sha256: layer.digest.strip_prefix("sha256:").map(str::to_string),
+            etag: None,
+            path: layer.path,
+            size: Some(layer.size),
+            git_oid: None,
+            needs_token: false,
+            sha256_prefix: None,
+            xet_hash: None,
+        });
+    }
+    Ok(files)
 }

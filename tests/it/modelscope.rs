@@ -11,7 +11,10 @@ fn modelscope_hub(ctx: &mut TestContext) {
         "qwen/tiny",
         "master",
         vec![
-            ("configuration.json", Some(Blob::regular(&br#"{"framework": "pytorch"}"#[..]))),
+            (
+                "configuration.json",
+                Some(Blob::regular(&br#"{"framework": "pytorch"}"#[..])),
+            ),
             ("model.safetensors", Some(Blob::lfs(SAFETENSORS))),
             ("onnx/README.md", Some(Blob::regular(&b"# onnx export\n"[..]))),
         ],
@@ -23,7 +26,10 @@ fn modelscope_hub(ctx: &mut TestContext) {
 fn modelscope_requests(ctx: &TestContext) -> Vec<String> {
     let requests = ctx.requests();
     assert!(!requests.is_empty());
-    requests.into_iter().map(|r| format!("{} {}", r.method, r.path)).collect()
+    requests
+        .into_iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
 }
 
 #[test]
@@ -33,12 +39,16 @@ fn a_modelscope_model_locks_each_files_hash_syncs_and_verifies() {
     ctx.write_config("models:\n  require: [\"modelscope:qwen/tiny@v1.0\"]\n");
     let run = ctx.mdl(&["sync"]).success();
     assert!(
-        run.stderr_without_torch().contains("Verified qwen/tiny on cpu: 1 weight file(s) [safetensors]"),
+        run.stderr_without_torch()
+            .contains("Verified qwen/tiny on cpu: 1 weight file(s) [safetensors]"),
         "{}",
         run.stderr()
     );
     assert_eq!(ctx.read("models/modelscope_qwen--tiny/model.safetensors"), SAFETENSORS);
-    assert_eq!(ctx.read("models/modelscope_qwen--tiny/onnx/README.md"), b"# onnx export\n");
+    assert_eq!(
+        ctx.read("models/modelscope_qwen--tiny/onnx/README.md"),
+        b"# onnx export\n"
+    );
 
     // The lock pins the revision (ModelScope lists no commit) and every
     // file's size and sha256.
@@ -52,11 +62,17 @@ fn a_modelscope_model_locks_each_files_hash_syncs_and_verifies() {
     assert_eq!(files.len(), 3);
     for file in files {
         assert_eq!(file["sha256"].as_str().map(str::len), Some(64), "{file}");
-        assert!(file["url"].as_str().unwrap().contains("/api/v1/models/qwen/tiny/repo?Revision=v1.0&FilePath="));
+        assert!(file["url"]
+            .as_str()
+            .unwrap()
+            .contains("/api/v1/models/qwen/tiny/repo?Revision=v1.0&FilePath="));
     }
     // The client's routes, and nothing of the Hugging Face Hub's.
     let asked = modelscope_requests(&ctx);
-    assert!(asked.iter().all(|r| r.contains("/api/v1/models/qwen/tiny/")), "{asked:?}");
+    assert!(
+        asked.iter().all(|r| r.contains("/api/v1/models/qwen/tiny/")),
+        "{asked:?}"
+    );
     assert!(asked.iter().any(|r| r.ends_with("/revisions")), "{asked:?}");
 
     // A no-op asks nothing.
@@ -72,7 +88,11 @@ fn a_file_changed_upstream_is_a_hash_error_never_an_update() {
     ctx.write_config("models:\n  require: [\"modelscope:qwen/tiny\"]\n");
     ctx.mdl(&["sync", "--no-verify"]).success();
     // `master` moves: the same revision name now serves other bytes.
-    ctx.hub.commit("qwen/tiny", "master", vec![("model.safetensors", Some(Blob::lfs(&b"other bytes"[..])))]);
+    ctx.hub.commit(
+        "qwen/tiny",
+        "master",
+        vec![("model.safetensors", Some(Blob::lfs(&b"other bytes"[..])))],
+    );
     std::fs::remove_file(ctx.models().join("modelscope_qwen--tiny/model.safetensors")).unwrap();
     // Nor is the shared store's copy there to relink: it must come from upstream.
     std::fs::remove_dir_all(ctx.path().join(".mdl-cache")).unwrap();
@@ -84,7 +104,10 @@ fn a_file_changed_upstream_is_a_hash_error_never_an_update() {
     // `mdl lock --upgrade` takes the new bytes, on purpose.
     ctx.mdl(&["lock", "--upgrade"]).success();
     ctx.mdl(&["sync", "--no-verify"]).success();
-    assert_eq!(ctx.read("models/modelscope_qwen--tiny/model.safetensors"), b"other bytes");
+    assert_eq!(
+        ctx.read("models/modelscope_qwen--tiny/model.safetensors"),
+        b"other bytes"
+    );
 }
 
 #[test]
@@ -92,9 +115,18 @@ fn a_listing_cut_at_the_servers_cap_is_walked_directory_by_directory() {
     let mut ctx = TestContext::new();
     modelscope_hub(&mut ctx);
     let files: Vec<(String, Blob)> = (0..9)
-        .map(|i| (format!("shards/part{}/w{i}.bin", i % 3), Blob::regular(format!("shard {i}").into_bytes())))
+        .map(|i| {
+            (
+                format!("shards/part{}/w{i}.bin", i % 3),
+                Blob::regular(format!("shard {i}").into_bytes()),
+            )
+        })
         .collect();
-    ctx.hub.commit("qwen/tiny", "master", files.iter().map(|(p, b)| (p.as_str(), Some(b.clone()))).collect());
+    ctx.hub.commit(
+        "qwen/tiny",
+        "master",
+        files.iter().map(|(p, b)| (p.as_str(), Some(b.clone()))).collect(),
+    );
     ctx.hub.update_behaviour(|b| b.modelscope_listing_cap = Some(5));
     ctx.write_config(
         "models:\n  require: [\"modelscope:qwen/tiny\"]\n  download:\n    sources:\n      modelscope: { listing_cap: 5 }\n",
@@ -108,7 +140,10 @@ fn a_listing_cut_at_the_servers_cap_is_walked_directory_by_directory() {
     for (path, _) in &files {
         assert!(locked.contains(&path.as_str()), "{path} in {locked:?}");
     }
-    let walked = modelscope_requests(&ctx).into_iter().filter(|r| r.contains("repo/files")).count();
+    let walked = modelscope_requests(&ctx)
+        .into_iter()
+        .filter(|r| r.contains("repo/files"))
+        .count();
     assert!(walked > 1, "a cut listing is walked again");
 
     // A directory that alone reaches the cap cannot be listed whole: refused.
@@ -139,7 +174,9 @@ fn unknown_models_and_revisions_are_named_with_a_hint() {
         .stderr_has("ModelScope has no revision `v9` of `qwen/tiny`")
         .stderr_has("hint: use one of its branches or tags: master, v1.0");
     ctx.write_config("models:\n  require: [\"modelscope:qwen\"]\n");
-    ctx.mdl(&["lock"]).failure(2).stderr_has("a ModelScope model is `owner/name`");
+    ctx.mdl(&["lock"])
+        .failure(2)
+        .stderr_has("a ModelScope model is `owner/name`");
     assert!(!ctx.path().join("models.lock").exists());
 }
 
@@ -197,7 +234,11 @@ fn the_official_client_downloads_the_same_files_as_mdl() {
     let ours = ctx.models().join("modelscope_qwen--tiny");
     let mut compared = 0;
     for path in ["configuration.json", "model.safetensors", "onnx/README.md"] {
-        assert_eq!(std::fs::read(out.join(path)).unwrap(), std::fs::read(ours.join(path)).unwrap(), "{path}");
+        assert_eq!(
+            std::fs::read(out.join(path)).unwrap(),
+            std::fs::read(ours.join(path)).unwrap(),
+            "{path}"
+        );
         compared += 1;
     }
     assert_eq!(compared, 3);

@@ -74,7 +74,10 @@ fn files(state: &Shared, repo: &str, params: &BTreeMap<String, String>) -> Respo
         return not_found(&format!("revision {revision} of model {repo} does not exist"));
     };
     let recursive = params.get("Recursive").is_none_or(|r| r.eq_ignore_ascii_case("true"));
-    let root = params.get("Root").map(|r| r.trim_matches('/')).filter(|r| !r.is_empty());
+    let root = params
+        .get("Root")
+        .map(|r| r.trim_matches('/'))
+        .filter(|r| !r.is_empty());
     let mut entries = BTreeMap::new();
     for (path, blob) in &commit.files {
         let Some(below) = (match root {
@@ -107,7 +110,13 @@ fn files(state: &Shared, repo: &str, params: &BTreeMap<String, String>) -> Respo
     envelope(serde_json::json!({ "Files": listed }))
 }
 
-fn file(state: &Shared, method: &Method, headers: &HeaderMap, repo: &str, params: &BTreeMap<String, String>) -> Response {
+fn file(
+    state: &Shared,
+    method: &Method,
+    headers: &HeaderMap,
+    repo: &str,
+    params: &BTreeMap<String, String>,
+) -> Response {
     let revision = params.get("Revision").map_or("master", String::as_str);
     let blob = {
         let inner = state.lock().unwrap();

@@ -43,9 +43,33 @@ enum PieceError {
     Fatal(FetchError),
 }
 
+/// How the pieces ended: every piece's chaining value and the ETag, `None`
+/// when the server ignored `Range`, or the first failure (a fatal one
+/// discards the partial file).
+#[allow(clippy::type_complexity)]
+fn settle(
+    shared: &Mutex<Shared>,
+    part_path: &Path,
+    state_path: &Path,
+) -> Result<Option<(Vec<ChainingValue>, Option<String>)>, AttemptError> {
+    let mut state = shared.lock().unwrap();
+    if state.range_ignored {
+        discard(part_path, state_path);
+        return Ok(None);
+    }
+    if let Some(failure) = state.failure.take() {
+        if let AttemptError::Fatal(_) = failure {
+            discard(part_path, state_path);
+        }
+        return Err(failure);
+    }
+    let cvs = state.done.iter().map(|d| d.expect("every piece finished")).collect();
+    Ok(Some((cvs, state.etag.clone())))
+}
+
 impl Fetcher {
     /// `Ok(None)`: the server ignores `Range`; use a single stream instead.
-    pub(super) async fn attempt_chunked(
+    pub(super) async fn attempt_pieced(
         &self,
         id: usize,
         job: &Download,
@@ -53,10 +77,6 @@ impl Fetcher {
         state_path: &Path,
         locator: &Locator,
     ) -> Result<Option<Fetched>, AttemptError> {
-        let fatal_io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source: std::io::Error| AttemptError::Fatal(super::io_error(job, path, source))
-        };
         let size = job.expect.size.expect("chunked downloads know their size");
         let piece = self.settings.piece_size;
         let count = size.div_ceil(piece) as usize;
@@ -96,30 +116,11 @@ impl Fetcher {
         };
         self.run_pieces(&pieces, &file, &shared, queue).await;
 
-        let mut state = shared.lock().unwrap();
-        if state.range_ignored {
-            drop(state);
-            discard(part_path, state_path);
+        let Some((cvs, etag)) = settle(&shared, part_path, state_path)? else {
             return Ok(None);
-        }
-        if let Some(failure) = state.failure.take() {
-            if let AttemptError::Fatal(_) = failure {
-                discard(part_path, state_path);
-            }
-            return Err(failure);
-        }
-        let cvs: Vec<ChainingValue> = state.done.iter().map(|d| d.expect("every piece finished")).collect();
-        let etag = state.etag.clone();
-        drop(state);
+        };
         let blake3 = tree_hash::root(&cvs, piece, size).to_hex().to_string();
 
-        // sha256 cannot be merged from pieces: read the file back once (it is in
-        // the page cache) only when there is a published sha256 to check.
-        let sha256 = if job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some() {
-            Some(crate::hash::sha256_file(part_path).map_err(fatal_io(part_path))?)
-        } else {
-            None
-        };
         let file = Arc::try_unwrap(file).map_err(|_| {
             AttemptError::Fatal(FetchError::Io {
                 path: part_path.to_path_buf(),
@@ -137,12 +138,7 @@ impl Fetcher {
             resumed_from,
             before_rename: "fetch::pieces_before_rename",
         };
-        let digests = crate::hash::Digests {
-            blake3,
-            sha256,
-            git_oid: None,
-        };
-        self.finish(ending, file, digests).map(Some)
+        self.finish_pieced(ending, file, blake3).await.map(Some)
     }
 
     /// Downloads piece `index` with retries, hashing it as it arrives.
@@ -175,64 +171,17 @@ impl Fetcher {
                 }
                 Err(AttemptError::Retry { reason, wait }) => return Err(PieceError::Retry { reason, wait }),
             };
-            let token = if location.token {
-                job.authorization.as_deref()
-            } else {
-                None
-            };
-            let range = Some(format!("bytes={start}-{}", end - 1));
-            let headers = crate::http::request_headers(token, range, etag.as_deref());
-            self.reporter.report(Event::Request {
-                method: "GET",
-                url: &location.url,
-            });
-            let outcome = match self
-                .client_for(job, true)
-                .get(&location.url)
-                .headers(headers)
-                .send()
-                .await
-            {
-                Err(e) => match super::attempt_error(job, &e) {
-                    AttemptError::Fatal(e) => return Err(PieceError::Fatal(e)),
-                    AttemptError::Retry { reason, wait } => Err(PieceError::Retry { reason, wait }),
-                },
+            let outcome = match self.request_piece(job, locator, &location, start, end, etag).await {
                 Ok(response) => {
-                    let status = response.status();
-                    if status == StatusCode::OK {
-                        // `Range` ignored, or `If-Range` failed because the ETag changed.
-                        return Err(PieceError::RangeIgnored);
+                    if let Some(etag) = response_etag(response.headers()) {
+                        shared.lock().unwrap().etag.get_or_insert(etag);
                     }
-                    if matches!(status, StatusCode::FORBIDDEN | StatusCode::GONE) && !location.is_origin {
-                        // The signed location expired (or the CDN refused it):
-                        // resolve again and go on with the pieces still missing.
-                        locator.refused(&location).await;
-                        Err(PieceError::Retry {
-                            reason: format!("the signed download location was refused ({status})"),
-                            wait: Some(Duration::ZERO),
-                        })
-                    } else if status == StatusCode::TOO_MANY_REQUESTS
-                        || status.is_server_error()
-                        || status == StatusCode::REQUEST_TIMEOUT
-                    {
-                        Err(PieceError::Retry {
-                            reason: crate::http::retry_reason(status),
-                            wait: retry_after(response.headers()),
-                        })
-                    } else if status != StatusCode::PARTIAL_CONTENT {
-                        return Err(PieceError::Fatal(status_error(job, &response)));
-                    } else if content_range_start(response.headers()) != Some(start) {
-                        return Err(PieceError::RangeIgnored);
-                    } else {
-                        if let Some(etag) = response_etag(response.headers()) {
-                            shared.lock().unwrap().etag.get_or_insert(etag);
-                        }
-                        if let Some(tx) = announce {
-                            let _ = tx.send(Some(true));
-                        }
-                        self.stream_piece(id, job, part_path, response, file, start, end).await
+                    if let Some(tx) = announce {
+                        let _ = tx.send(Some(true));
                     }
+                    self.stream_piece(id, job, part_path, response, file, start, end).await
                 }
+                Err(e) => Err(e),
             };
             match outcome {
                 Ok(cv) => return Ok(cv),
@@ -242,6 +191,69 @@ impl Fetcher {
                 Err(e) => return Err(e),
             }
         }
+    }
+
+    /// Asks `location` for bytes `start..end` (`If-Range` on `etag`); `Ok`
+    /// only for the 206 of exactly that range. A refused signed location is
+    /// resolved again; 200 means `Range` was ignored (or the ETag changed).
+    async fn request_piece(
+        &self,
+        job: &Download,
+        locator: &Locator,
+        location: &Arc<super::location::Location>,
+        start: u64,
+        end: u64,
+        etag: Option<String>,
+    ) -> Result<reqwest::Response, PieceError> {
+        let token = if location.token {
+            job.authorization.as_deref()
+        } else {
+            None
+        };
+        let range = Some(format!("bytes={start}-{}", end - 1));
+        let headers = crate::http::request_headers(token, range, etag.as_deref());
+        self.reporter.report(Event::Request {
+            method: "GET",
+            url: &location.url,
+        });
+        let sent = self
+            .client_for(job, true)
+            .get(&location.url)
+            .headers(headers)
+            .send()
+            .await;
+        let response = sent.map_err(|e| match super::attempt_error(job, &e) {
+            AttemptError::Fatal(e) => PieceError::Fatal(e),
+            AttemptError::Retry { reason, wait } => PieceError::Retry { reason, wait },
+        })?;
+        let status = response.status();
+        if status == StatusCode::OK {
+            // `Range` ignored, or `If-Range` failed because the ETag changed.
+            return Err(PieceError::RangeIgnored);
+        }
+        if matches!(status, StatusCode::FORBIDDEN | StatusCode::GONE) && !location.is_origin {
+            // The signed location expired (or the CDN refused it): resolve
+            // again and go on with the pieces still missing.
+            locator.refused(location).await;
+            return Err(PieceError::Retry {
+                reason: format!("the signed download location was refused ({status})"),
+                wait: Some(Duration::ZERO),
+            });
+        }
+        if status == StatusCode::TOO_MANY_REQUESTS || status.is_server_error() || status == StatusCode::REQUEST_TIMEOUT
+        {
+            return Err(PieceError::Retry {
+                reason: crate::http::retry_reason(status),
+                wait: retry_after(response.headers()),
+            });
+        }
+        if status != StatusCode::PARTIAL_CONTENT {
+            return Err(PieceError::Fatal(status_error(job, &response)));
+        }
+        if content_range_start(response.headers()) != Some(start) {
+            return Err(PieceError::RangeIgnored);
+        }
+        Ok(response)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -396,7 +408,7 @@ impl Fetcher {
             job,
             locator,
             part_path,
-            state_path,
+            state_path: _,
             piece,
             size,
         } = *pieces;
@@ -443,40 +455,51 @@ impl Fetcher {
                         )
                         .await;
                     first = false;
-                    match result {
-                        Ok(cv) => {
-                            let start = index as u64 * piece;
-                            crate::fs::start_writeback(&file, start, piece.min(size - start));
-                            let mut s = shared.lock().unwrap();
-                            s.done[index] = Some(cv);
-                            save_state(state_path, job, &s, piece);
-                            crate::failpoint::kill_point("fetch::piece_written");
-                        }
-                        Err(PieceError::RangeIgnored) => {
-                            let _ = tx.send(Some(false));
-                            shared.lock().unwrap().range_ignored = true;
-                            return;
-                        }
-                        Err(PieceError::Fatal(e)) => {
-                            let _ = tx.send(Some(false));
-                            shared.lock().unwrap().failure.get_or_insert(AttemptError::Fatal(e));
-                            return;
-                        }
-                        Err(PieceError::Retry { reason, wait }) => {
-                            let _ = tx.send(Some(false));
-                            shared
-                                .lock()
-                                .unwrap()
-                                .failure
-                                .get_or_insert(AttemptError::Retry { reason, wait });
-                            return;
-                        }
+                    if !record_piece(pieces, &file, &shared, &tx, index, result) {
+                        return;
                     }
                 }
             }
         });
         futures_util::future::join_all(workers).await;
     }
+}
+
+/// Records how piece `index` ended: done (its chaining value saved in the
+/// state file) or the attempt's end, which stops the other connections.
+/// `false`: this worker stops.
+fn record_piece(
+    pieces: &Pieced<'_>,
+    file: &std::fs::File,
+    shared: &Mutex<Shared>,
+    ranges_ok: &tokio::sync::watch::Sender<Option<bool>>,
+    index: usize,
+    result: Result<ChainingValue, PieceError>,
+) -> bool {
+    let (piece, size) = (pieces.piece, pieces.size);
+    let failure = match result {
+        Ok(cv) => {
+            let start = index as u64 * piece;
+            crate::fs::start_writeback(file, start, piece.min(size - start));
+            let mut s = shared.lock().unwrap();
+            s.done[index] = Some(cv);
+            save_state(pieces.state_path, pieces.job, &s, piece);
+            crate::failpoint::kill_point("fetch::piece_written");
+            return true;
+        }
+        Err(PieceError::RangeIgnored) => None,
+        Err(PieceError::Fatal(e)) => Some(AttemptError::Fatal(e)),
+        Err(PieceError::Retry { reason, wait }) => Some(AttemptError::Retry { reason, wait }),
+    };
+    let _ = ranges_ok.send(Some(false));
+    let mut s = shared.lock().unwrap();
+    match failure {
+        None => s.range_ignored = true,
+        Some(failure) => {
+            s.failure.get_or_insert(failure);
+        }
+    }
+    false
 }
 
 /// The recorded pieces whose bytes on disk hash to what was recorded; `None`
