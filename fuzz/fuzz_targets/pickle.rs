@@ -2,5 +2,5 @@
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
     let mut pos = 0;
-    let _ = mdl::verify::pickle::read(data, &mut pos);
+    let _ = mdl::verify::formats::torch::pickle::read(data, &mut pos);
 });

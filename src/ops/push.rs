@@ -12,7 +12,7 @@
 //! arrived is skipped.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use futures_util::StreamExt;
@@ -379,75 +379,82 @@ pub fn model_facts(
     model: &crate::lock::LockedModel,
     locate: impl Fn(&crate::lock::LockedFile) -> PathBuf,
 ) -> artifact::ModelFacts {
-    use crate::verify::{detect, formats, Detected, Format};
-    let mut bytes_by_format: BTreeMap<&'static str, u64> = BTreeMap::new();
-    let mut parameters = 0u64;
-    let mut counted = false;
-    let mut precisions = BTreeSet::new();
-    let mut quantized = BTreeSet::new();
-    let mut architecture = None;
+    let mut tally = Tally::default();
     for file in &model.files {
-        let path = locate(file);
-        let format = match detect(&path) {
-            Ok(Detected::Weights(format)) => format,
+        tally.add(file, &locate(file));
+    }
+    let format = (tally.bytes_by_format.iter())
+        .max_by_key(|(_, bytes)| **bytes)
+        .map(|(f, _)| f.to_string());
+    artifact::ModelFacts {
+        format,
+        parameters: tally.counted.then_some(tally.parameters),
+        precision: match tally.precisions.len() {
+            0 => None,
+            1 => tally.precisions.into_iter().next().map(str::to_string),
+            _ => Some("mixed".into()),
+        },
+        quantization: (!tally.quantized.is_empty()).then(|| tally.quantized.into_iter().collect::<Vec<_>>().join(",")),
+        architecture: (tally.architecture)
+            .filter(|a| a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))),
+        revision: model.commit.clone(),
+    }
+}
+
+/// What a model's files say, added up file by file.
+#[derive(Default)]
+struct Tally {
+    bytes_by_format: BTreeMap<&'static str, u64>,
+    parameters: u64,
+    counted: bool,
+    precisions: BTreeSet<&'static str>,
+    quantized: BTreeSet<String>,
+    architecture: Option<String>,
+}
+
+impl Tally {
+    /// One file: its format (by the format's own reader, headers and
+    /// pickles only), parameters, dtypes and architecture; an ONNX file by
+    /// its name; config.json's `model_type`.
+    fn add(&mut self, file: &crate::lock::LockedFile, path: &Path) {
+        use crate::verify::{detect, formats, Detected};
+        let format = match detect(path) {
+            Ok(Detected::Weights(format)) => formats::of(format),
             Ok(Detected::Unknown { .. }) if file.path.ends_with(".onnx") => {
-                *bytes_by_format.entry("onnx").or_default() += file.size;
-                continue;
+                *self.bytes_by_format.entry("onnx").or_default() += file.size;
+                return;
             }
             _ => {
                 if file.path == "config.json" && file.size < (1 << 20) {
-                    let text = std::fs::read(&path).unwrap_or_default();
-                    let json: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+                    let json: serde_json::Value =
+                        serde_json::from_slice(&std::fs::read(path).unwrap_or_default()).unwrap_or_default();
                     if let Some(t) = json["model_type"].as_str().filter(|t| t.len() < 64) {
-                        architecture.get_or_insert_with(|| t.to_string());
+                        self.architecture.get_or_insert_with(|| t.to_string());
                     }
                 }
-                continue;
+                return;
             }
         };
-        let name = match format {
-            Format::Safetensors => "safetensors",
-            Format::Gguf => "gguf",
-            Format::TorchExport => "pt2",
-            Format::TorchScript | Format::TorchZip | Format::TorchLegacy => "pytorch",
-        };
-        *bytes_by_format.entry(name).or_default() += file.size;
-        if let Ok(found) = formats::structure(format, &path) {
-            parameters += found.parameters;
-            counted = true;
+        *self.bytes_by_format.entry(format.modelpack_name()).or_default() += file.size;
+        if let Ok(found) = format.structure(path) {
+            self.parameters += found.parameters;
+            self.counted = true;
             for dtype in &found.dtypes {
                 match precision_of(dtype) {
                     Some(p) => {
-                        precisions.insert(p);
+                        self.precisions.insert(p);
                     }
                     None if dtype.contains("quantized") => {
-                        quantized.insert(dtype.split(' ').next().unwrap_or(dtype).to_string());
+                        self.quantized
+                            .insert(dtype.split(' ').next().unwrap_or(dtype).to_string());
                     }
                     None => {}
                 }
             }
         }
-        if format == Format::Gguf {
-            if let Some(arch) = formats::gguf::read(&path).ok().and_then(|g| g.architecture) {
-                architecture = Some(arch);
-            }
+        if let Some(arch) = format.architecture(path) {
+            self.architecture = Some(arch);
         }
-    }
-    let format = bytes_by_format
-        .iter()
-        .max_by_key(|(_, bytes)| **bytes)
-        .map(|(f, _)| f.to_string());
-    artifact::ModelFacts {
-        format,
-        parameters: counted.then_some(parameters),
-        precision: match precisions.len() {
-            0 => None,
-            1 => precisions.into_iter().next().map(str::to_string),
-            _ => Some("mixed".into()),
-        },
-        quantization: (!quantized.is_empty()).then(|| quantized.into_iter().collect::<Vec<_>>().join(",")),
-        architecture: architecture.filter(|a| a.chars().all(|c| c.is_ascii_alphanumeric() || "-_.".contains(c))),
-        revision: model.commit.clone(),
     }
 }
 

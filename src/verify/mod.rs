@@ -12,9 +12,7 @@ mod budget;
 pub mod formats;
 pub mod libtorch_dir;
 mod models;
-pub mod pickle;
 mod shards;
-pub mod torch_file;
 
 pub use budget::{default_budget, largest_tensor, plan_lanes, Lanes};
 pub use models::{verify_models, ModelCheck};
@@ -281,27 +279,7 @@ pub struct Request {
     pub spans: Vec<Span>,
 }
 
-/// One tensor's place in a file: `dtype` in the format's own naming.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct Span {
-    pub name: String,
-    pub dtype: String,
-    pub shape: Vec<i64>,
-    pub offset: u64,
-    pub bytes: u64,
-    /// A view into a storage (TorchScript's tensors, `dtype` a torch name):
-    /// `offset`/`bytes` are the whole storage's, the tensor is
-    /// `as_strided(shape, stride, element_offset)` over it.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub view: Option<View>,
-}
-
-/// A strided view of a storage, in elements.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct View {
-    pub stride: Vec<i64>,
-    pub element_offset: i64,
-}
+pub use formats::{Span, View};
 
 /// The helper's answer for one request (one JSON line on its stdout).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -584,8 +562,8 @@ impl Verifier {
                         }
                         // One place for every verifier: mdl's reader says
                         // what the model is.
-                        if report.format == Format::Gguf && report.architecture.is_none() {
-                            report.architecture = formats::gguf::read(&request.path).ok().and_then(|g| g.architecture);
+                        if report.architecture.is_none() {
+                            report.architecture = formats::of(report.format).architecture(&request.path);
                         }
                         report
                     })
@@ -626,25 +604,10 @@ fn verify_in_python(
     for (i, request) in requests.iter().enumerate() {
         match check_file(&request.path, Device::parse(&request.device).unwrap_or_default()) {
             Ok(Some(report)) => {
-                let spans = match report.format {
-                    Format::Gguf => formats::gguf::read(&request.path)
-                        .map(|g| {
-                            g.tensors
-                                .iter()
-                                .map(|t| Span {
-                                    name: t.name.clone(),
-                                    dtype: t.ggml_type.name().to_string(),
-                                    shape: t.torch_shape(),
-                                    offset: t.offset,
-                                    bytes: t.bytes,
-                                    view: None,
-                                })
-                                .collect()
-                        })
-                        .unwrap_or_default(),
-                    Format::TorchScript if !request.run_code => script_spans(&request.path),
-                    Format::TorchExport if !request.run_code => export_spans(&request.path),
-                    _ => Vec::new(),
+                let format = formats::of(report.format);
+                let spans = match format.holds_code() && request.run_code {
+                    true => Vec::new(),
+                    false => format.spans(&request.path),
                 };
                 to_load.push(Request {
                     format: Some(report.format),
@@ -662,8 +625,8 @@ fn verify_in_python(
         for ((i, mut result), request) in positions.into_iter().zip(loaded).zip(&to_load) {
             // What the structure says the file holds (mdl's reader, not Python's).
             if let Ok(Some(report)) = &mut result {
-                if report.contents.is_none() && report.format == Format::TorchExport {
-                    report.contents = formats::pt2::read(&request.path).ok().map(|p| p.describe());
+                if report.contents.is_none() {
+                    report.contents = formats::of(report.format).contents(&request.path);
                 }
             }
             results[i] = Some(result);
@@ -672,52 +635,6 @@ fn verify_in_python(
     results
         .into_iter()
         .map(|r| r.expect("every request answered"))
-        .collect()
-}
-
-/// A TorchScript archive's tensors as mdl's reader checked them, for the
-/// Python verifier to load from a memory map without `torch.jit.load`.
-fn script_spans(path: &Path) -> Vec<Span> {
-    let Ok((file, _)) = torch_file::read_torchscript(path) else {
-        return Vec::new();
-    };
-    (file.tensors.iter())
-        .filter_map(|t| {
-            let storage = file.storages.get(&t.storage)?;
-            let offset = file.offset_of(storage)?;
-            Some(Span {
-                name: t.name.clone(),
-                dtype: storage.dtype.name().to_string(),
-                shape: t.shape.clone(),
-                offset: offset as u64,
-                bytes: storage.len() as u64,
-                view: Some(View {
-                    stride: t.stride.clone(),
-                    element_offset: t.offset,
-                }),
-            })
-        })
-        .collect()
-}
-
-/// A `.pt2`'s weights and constants as mdl's reader checked them, for the
-/// Python verifier to load from a memory map without `torch.export.load`.
-fn export_spans(path: &Path) -> Vec<Span> {
-    let Ok(program) = formats::pt2::read(path) else {
-        return Vec::new();
-    };
-    (program.tensors.iter())
-        .map(|t| Span {
-            name: t.name.clone(),
-            dtype: t.dtype.name().to_string(),
-            shape: t.shape.clone(),
-            offset: t.offset,
-            bytes: t.bytes,
-            view: Some(View {
-                stride: t.stride.clone(),
-                element_offset: t.storage_offset,
-            }),
-        })
         .collect()
 }
 
@@ -734,6 +651,24 @@ enum Process<'a> {
 }
 
 impl Process<'_> {
+    /// What keeps every file from loading, from the stderr of a process that
+    /// answered nothing: a library the helper cannot find, a Python whose
+    /// `import torch` fails. `None`: no such cause is said.
+    fn fatal(&self, stderr: &str) -> Option<VerifyError> {
+        match self {
+            Process::Helper { path, .. } => missing_library(stderr).map(|library| VerifyError::LibtorchMissing {
+                helper: path.to_path_buf(),
+                library,
+            }),
+            Process::Python { python } => (stderr.lines())
+                .find_map(|l| l.strip_prefix("mdl: `import torch` failed: "))
+                .map(|detail| VerifyError::PythonTorch {
+                    python: python.to_path_buf(),
+                    detail: detail.trim().to_string(),
+                }),
+        }
+    }
+
     fn command(&self) -> std::process::Command {
         match self {
             Process::Helper { path, libtorch } => {
@@ -784,119 +719,45 @@ fn run_helper(
     requests: &[Request],
     data_limit: Option<u64>,
 ) -> Vec<Result<Option<FileReport>, VerifyError>> {
-    use std::io::{BufRead, Write};
     let mut results: Vec<Option<Result<Option<FileReport>, VerifyError>>> = (0..requests.len()).map(|_| None).collect();
     loop {
         let pending: Vec<usize> = (0..requests.len()).filter(|i| results[*i].is_none()).collect();
         let Some(&first) = pending.first() else { break };
         let batch: Vec<&Request> = pending.iter().map(|i| &requests[*i]).collect();
-        let mut command = process.command();
-        command
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped());
-        if let Some(limit) = data_limit {
-            use std::os::unix::process::CommandExt;
-            // SAFETY: only `setrlimit`, async-signal-safe, between fork and exec.
-            unsafe {
-                command.pre_exec(move || {
-                    let rlimit = libc::rlimit {
-                        rlim_cur: limit as libc::rlim_t,
-                        rlim_max: limit as libc::rlim_t,
-                    };
-                    if libc::setrlimit(libc::RLIMIT_DATA, &rlimit) != 0 {
-                        return Err(std::io::Error::last_os_error());
-                    }
-                    Ok(())
-                });
-            }
-        }
-        let spawned = command.spawn();
-        let mut child = match spawned {
-            Ok(c) => c,
+        let mut run = match run_batch(process, &batch, data_limit) {
+            Ok(run) => run,
             Err(e) => {
                 for i in pending {
+                    let reason = format!("{} could not start ({e})", process.describe());
                     results[i] = Some(Err(VerifyError::Load {
                         path: requests[i].path.clone(),
                         format: None,
-                        reason: format!("{} could not start ({e})", process.describe()),
+                        reason,
                     }));
                 }
                 break;
             }
         };
-        let mut stdin = child.stdin.take().expect("piped");
-        let input = serde_json::to_vec(&batch).expect("requests serialise");
-        let writer = std::thread::spawn(move || {
-            let _ = stdin.write_all(&input);
-        });
-        let stdout = child.stdout.take().expect("piped");
-        let mut answered = 0;
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            let Ok(answer) = serde_json::from_str::<Answer>(&line) else {
-                continue;
-            };
-            let Some(&i) = pending.get(answer.index()) else {
-                continue;
-            };
+        for (k, answer) in std::mem::take(&mut run.answers) {
+            let Some(&i) = pending.get(k) else { continue };
             results[i] = Some(answer.into_result(&requests[i]));
-            answered += 1;
         }
-        let _ = writer.join();
-        let mut stderr = String::new();
-        if let Some(mut e) = child.stderr.take() {
-            let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
-        }
-        let status = child.wait();
-        if answered == 0 {
-            // The helper never started: no file is to blame.
-            let fatal = match process {
-                Process::Helper { path, .. } => missing_library(&stderr).map(|library| VerifyError::LibtorchMissing {
-                    helper: path.to_path_buf(),
-                    library,
-                }),
-                Process::Python { python } => stderr
-                    .lines()
-                    .find_map(|l| l.strip_prefix("mdl: `import torch` failed: "))
-                    .map(|detail| VerifyError::PythonTorch {
-                        python: python.to_path_buf(),
-                        detail: detail.trim().to_string(),
-                    }),
-            };
-            if let Some(error) = fatal {
-                let error = std::sync::Arc::new(error);
-                for i in pending {
-                    results[i] = Some(Err(VerifyError::Shared(error.clone())));
-                }
-                break;
+        let answered = pending.iter().filter(|i| results[**i].is_some()).count();
+        // The helper never started: no file is to blame.
+        if let Some(error) = (answered == 0).then(|| process.fatal(&run.stderr)).flatten() {
+            let error = std::sync::Arc::new(error);
+            for i in pending {
+                results[i] = Some(Err(VerifyError::Shared(error.clone())));
             }
+            break;
         }
         if answered < pending.len() {
             // The helper stopped early: blame the first file it did not answer.
             let culprit = pending.iter().copied().find(|i| results[*i].is_none()).unwrap_or(first);
-            let how = match status {
-                Ok(s) => describe_exit(s),
-                Err(e) => e.to_string(),
-            };
-            let last = stderr
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("")
-                .trim()
-                .to_string();
             results[culprit] = Some(Err(VerifyError::Load {
                 path: requests[culprit].path.clone(),
                 format: None,
-                reason: format!(
-                    "torch crashed while loading it ({how}){}",
-                    if last.is_empty() {
-                        String::new()
-                    } else {
-                        format!(": {last}")
-                    }
-                ),
+                reason: run.crash(),
             }));
         }
     }
@@ -904,6 +765,83 @@ fn run_helper(
         .into_iter()
         .map(|r| r.expect("every request answered"))
         .collect()
+}
+
+/// What one verifier process answered: each answer with its index in the
+/// batch, its stderr, and how it exited.
+struct BatchRun {
+    answers: Vec<(usize, Answer)>,
+    stderr: String,
+    status: std::io::Result<std::process::ExitStatus>,
+}
+
+impl BatchRun {
+    /// Why the process stopped early: its exit and the last line it said.
+    fn crash(&self) -> String {
+        let how = match &self.status {
+            Ok(s) => describe_exit(*s),
+            Err(e) => e.to_string(),
+        };
+        let last = (self.stderr.lines().rev())
+            .find(|l| !l.trim().is_empty())
+            .unwrap_or("")
+            .trim();
+        match last.is_empty() {
+            true => format!("torch crashed while loading it ({how})"),
+            false => format!("torch crashed while loading it ({how}): {last}"),
+        }
+    }
+}
+
+/// Runs one verifier process over `batch` (under `data_limit` bytes of
+/// data segment, `RLIMIT_DATA`): the requests as JSON on its stdin, one
+/// answer per line on its stdout. `Err`: it could not be started.
+fn run_batch(process: &Process<'_>, batch: &[&Request], data_limit: Option<u64>) -> std::io::Result<BatchRun> {
+    use std::io::{BufRead, Write};
+    let mut command = process.command();
+    command
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped());
+    if let Some(limit) = data_limit {
+        use std::os::unix::process::CommandExt;
+        // SAFETY: only `setrlimit`, async-signal-safe, between fork and exec.
+        unsafe {
+            command.pre_exec(move || {
+                let rlimit = libc::rlimit {
+                    rlim_cur: limit as libc::rlim_t,
+                    rlim_max: limit as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_DATA, &rlimit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+    }
+    let mut child = command.spawn()?;
+    let mut stdin = child.stdin.take().expect("piped");
+    let input = serde_json::to_vec(&batch).expect("requests serialise");
+    let writer = std::thread::spawn(move || {
+        let _ = stdin.write_all(&input);
+    });
+    let stdout = child.stdout.take().expect("piped");
+    let answers = (std::io::BufReader::new(stdout).lines())
+        .map_while(Result::ok)
+        .filter_map(|line| serde_json::from_str::<Answer>(&line).ok())
+        .map(|answer| (answer.index(), answer))
+        .collect();
+    let _ = writer.join();
+    let mut stderr = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        let _ = std::io::Read::read_to_string(&mut e, &mut stderr);
+    }
+    let status = child.wait();
+    Ok(BatchRun {
+        answers,
+        stderr,
+        status,
+    })
 }
 
 /// The shared library the dynamic loader could not find, from a helper's stderr.
@@ -996,10 +934,8 @@ pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<Fi
         architecture: None,
         device: device.to_string(),
         forward_output: None,
-        code_ran: matches!(format, Format::TorchScript | Format::TorchExport).then_some(false),
-        contents: (format == Format::TorchExport)
-            .then(|| formats::pt2::read(path).ok().map(|p| p.describe()))
-            .flatten(),
+        code_ran: formats::of(format).holds_code().then_some(false),
+        contents: formats::of(format).contents(path),
         load_ms: 0,
         torch: None,
         details: Vec::new(),
@@ -1009,6 +945,7 @@ pub fn check_structure(path: &Path, format: Format, device: Device) -> Result<Fi
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::verify::formats::torch::{file as torch_file, pickle};
     use std::path::PathBuf;
 
     fn fixture(name: &str) -> PathBuf {

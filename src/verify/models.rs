@@ -28,6 +28,8 @@ pub struct ModelCheck {
 /// Verifies each locked model on its configured device. Files whose
 /// (blake3, device, forward shape) verified before are not reloaded unless
 /// their model is in `reload`; all others go to the verifier in one batch.
+/// Three steps: plan (what to load), run (one batch, within the memory
+/// budget), fold (each answer into its model's verification).
 pub async fn verify_models(
     config: &Config,
     store: &Store,
@@ -36,18 +38,59 @@ pub async fn verify_models(
     reload: &BTreeSet<String>,
     reporter: &dyn Reporter,
 ) -> Result<Vec<ModelCheck>, VerifyError> {
-    struct Pending {
-        model: usize,
-        path: String,
-        key: String,
-    }
-    let mut checks = Vec::new();
-    let mut requests = Vec::new();
-    let mut pending = Vec::new();
+    let mut planned = Planned::default();
     for model in lock.models.values() {
         let Some(spec) = config.specs.iter().find(|s| s.name == model.name) else {
             continue;
         };
+        planned.model(spec, model, store, state, reload, reporter);
+    }
+    let Planned {
+        mut checks,
+        requests,
+        pending,
+    } = planned;
+    if !requests.is_empty() {
+        let (results, not_loaded) = run(config, requests, reporter).await?;
+        for (p, result) in pending.into_iter().zip(results) {
+            fold(&mut checks[p.model], p, result, not_loaded.as_deref(), state)?;
+        }
+    }
+    for check in &mut checks {
+        settle(check, config.verify.unknown);
+    }
+    Ok(checks)
+}
+
+/// A file sent to the verifier: its model (an index into the checks), path
+/// and the key its result is remembered by.
+struct Pending {
+    model: usize,
+    path: String,
+    key: String,
+}
+
+/// What verification will do: each model's check (what is remembered
+/// already filled in) and the files to load.
+#[derive(Default)]
+struct Planned {
+    checks: Vec<ModelCheck>,
+    requests: Vec<super::Request>,
+    pending: Vec<Pending>,
+}
+
+impl Planned {
+    /// One model: skipped, or each of its files remembered, not weights,
+    /// checked by hash only, or to load.
+    fn model(
+        &mut self,
+        spec: &crate::config::ModelSpec,
+        model: &crate::lock::LockedModel,
+        store: &Store,
+        state: &mut StoreState,
+        reload: &BTreeSet<String>,
+        reporter: &dyn Reporter,
+    ) {
         let device = spec.device.to_string();
         let mut check = ModelCheck {
             name: model.name.clone(),
@@ -66,51 +109,30 @@ pub async fn verify_models(
         if !spec.verify.load {
             check.verification.status = VerifyStatus::Skipped;
             check.cached = false;
-            checks.push(check);
-            continue;
+            self.checks.push(check);
+            return;
         }
         reporter.report(Event::Verifying { model: &model.name });
+        let forward = forward_key(spec.verify.forward.as_deref(), spec.verify.run_code);
         for file in &model.files {
-            let key = format!(
-                "{}@{device}#{}",
-                file.blake3,
-                forward_key(spec.verify.forward.as_deref(), spec.verify.run_code)
-            );
+            let key = format!("{}@{device}#{forward}", file.blake3);
             if !reload.contains(&model.name) {
                 if let Some(record) = state.verified.get(&key) {
                     check.verification.files.insert(file.path.clone(), record.clone());
                     continue;
                 }
             }
-            // Only weight files go to the verifier; the rest (configs, tokenizers) need no load.
             let path = store.locate(model, file);
-            if state.not_weights.contains(&file.blake3) {
+            if !is_weights(&mut check, file, &path, state) {
                 continue;
             }
-            // Remembered: a no-op opens no weight file.
-            if let Some(reason) = state.hash_only.get(&file.blake3) {
-                check.verification.hash_only.insert(file.path.clone(), reason.clone());
-                continue;
-            }
-            match super::detect(&path) {
-                Ok(super::Detected::Other) => {
-                    state.not_weights.insert(file.blake3.clone());
-                    continue;
-                }
-                Ok(super::Detected::Unknown { reason }) => {
-                    state.hash_only.insert(file.blake3.clone(), reason.clone());
-                    check.verification.hash_only.insert(file.path.clone(), reason);
-                    check.new_hash_only = true;
-                    continue;
-                }
-                _ => {}
-            }
-            pending.push(Pending {
-                model: checks.len(),
-                path: file.path.clone(),
+            let (model, path_in_model) = (self.checks.len(), file.path.clone());
+            self.pending.push(Pending {
+                model,
+                path: path_in_model,
                 key,
             });
-            requests.push(super::Request {
+            self.requests.push(super::Request {
                 path,
                 device: device.clone(),
                 forward: spec.verify.forward.clone(),
@@ -119,115 +141,164 @@ pub async fn verify_models(
                 spans: Vec::new(),
             });
         }
-        checks.push(check);
+        self.checks.push(check);
     }
-    if !requests.is_empty() {
-        // Found only when something must load: finding libtorch may ask
-        // Python, which a sync whose verifications are all remembered (the
-        // no-op) must not pay for.
-        let verifier = Verifier::discover();
-        verifier.check_libtorch()?;
-        let not_loaded = match &verifier {
-            Verifier::StructureOnly { reason } => Some(reason.clone()),
-            _ => None,
-        };
-        // Within the memory budget, spread over the cores.
-        let budget = config
-            .verify
-            .max_memory
-            .map(|b| b.0)
-            .unwrap_or_else(super::default_budget);
-        let mut costs = Vec::with_capacity(requests.len());
-        let mut sizes = Vec::with_capacity(requests.len());
-        for request in &requests {
-            let io = |source| VerifyError::Io {
-                path: request.path.clone(),
-                source,
-            };
-            let (tensor, bytes) = super::largest_tensor(&request.path).map_err(io)?.unwrap_or_default();
-            if bytes > budget {
-                return Err(VerifyError::OverBudget {
-                    path: request.path.clone(),
-                    tensor,
-                    bytes,
-                    budget,
-                });
-            }
-            costs.push(bytes);
-            sizes.push(std::fs::metadata(&request.path).map_err(io)?.len());
+}
+
+/// Whether a file goes to the verifier: only weight files do (configs and
+/// tokenizers need no load), and a weight file in a format mdl cannot read
+/// is checked by hash only. Both are remembered by blake3, so a no-op opens
+/// no weight file.
+fn is_weights(
+    check: &mut ModelCheck,
+    file: &crate::lock::LockedFile,
+    path: &std::path::Path,
+    state: &mut StoreState,
+) -> bool {
+    if state.not_weights.contains(&file.blake3) {
+        return false;
+    }
+    if let Some(reason) = state.hash_only.get(&file.blake3) {
+        check.verification.hash_only.insert(file.path.clone(), reason.clone());
+        return false;
+    }
+    match super::detect(path) {
+        Ok(super::Detected::Other) => {
+            state.not_weights.insert(file.blake3.clone());
+            false
         }
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let lanes = super::plan_lanes(&costs, &sizes, budget, cores);
-        reporter.report(Event::VerifyPlan {
-            files: requests.len(),
-            helpers: lanes.lanes.len(),
-            budget,
-        });
-        let results = tokio::task::spawn_blocking({
-            let verifier = verifier.clone();
-            move || verifier.verify_in_lanes(&requests, &lanes)
-        })
+        Ok(super::Detected::Unknown { reason }) => {
+            state.hash_only.insert(file.blake3.clone(), reason.clone());
+            check.verification.hash_only.insert(file.path.clone(), reason);
+            check.new_hash_only = true;
+            false
+        }
+        _ => true,
+    }
+}
+
+type Answers = Vec<Result<Option<crate::report::FileReport>, VerifyError>>;
+
+/// Loads every request in one batch, spread over the cores within the
+/// memory budget (a tensor larger than the budget is refused before any
+/// load). Returns the answers, in order, and why nothing was loaded when no
+/// torch could load them.
+async fn run(
+    config: &Config,
+    requests: Vec<super::Request>,
+    reporter: &dyn Reporter,
+) -> Result<(Answers, Option<String>), VerifyError> {
+    // Found only when something must load: finding libtorch may ask
+    // Python, which a sync whose verifications are all remembered (the
+    // no-op) must not pay for.
+    let verifier = Verifier::discover();
+    verifier.check_libtorch()?;
+    let not_loaded = match &verifier {
+        Verifier::StructureOnly { reason } => Some(reason.clone()),
+        _ => None,
+    };
+    let budget = config
+        .verify
+        .max_memory
+        .map(|b| b.0)
+        .unwrap_or_else(super::default_budget);
+    let mut costs = Vec::with_capacity(requests.len());
+    let mut sizes = Vec::with_capacity(requests.len());
+    for request in &requests {
+        let io = |source| VerifyError::Io {
+            path: request.path.clone(),
+            source,
+        };
+        let (tensor, bytes) = super::largest_tensor(&request.path).map_err(io)?.unwrap_or_default();
+        if bytes > budget {
+            let path = request.path.clone();
+            return Err(VerifyError::OverBudget {
+                path,
+                tensor,
+                bytes,
+                budget,
+            });
+        }
+        costs.push(bytes);
+        sizes.push(std::fs::metadata(&request.path).map_err(io)?.len());
+    }
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let lanes = super::plan_lanes(&costs, &sizes, budget, cores);
+    reporter.report(Event::VerifyPlan {
+        files: requests.len(),
+        helpers: lanes.lanes.len(),
+        budget,
+    });
+    let results = tokio::task::spawn_blocking(move || verifier.verify_in_lanes(&requests, &lanes))
         .await
         .map_err(|e| VerifyError::BatchPanicked { reason: e.to_string() })?;
-        for (p, result) in pending.into_iter().zip(results) {
-            let check = &mut checks[p.model];
-            check.cached = false;
-            check.not_loaded.clone_from(&not_loaded);
-            match result {
-                Ok(Some(report)) => {
-                    state.verified.insert(p.key, report.clone());
-                    check.verification.files.insert(p.path, report);
-                }
-                Ok(None) => {}
-                Err(
-                    e @ (VerifyError::DeviceUnavailable { .. }
-                    | VerifyError::LibtorchMissing { .. }
-                    | VerifyError::Shared(_)),
-                ) => return Err(e),
-                Err(e) => {
-                    // Never remembered: the next sync tries again.
-                    state.verified.remove(&p.key);
-                    check.verification.status = VerifyStatus::Failed;
-                    let reason = match &e {
-                        VerifyError::Load { reason, .. } => reason.clone(),
-                        other => other.to_string(),
-                    };
-                    let previous = check.verification.error.take();
-                    let line = format!("`{}` cannot be loaded: {reason}", p.path);
-                    check.verification.error = Some(match previous {
-                        Some(prev) => format!("{prev}; {line}"),
-                        None => line,
-                    });
-                }
-            }
+    Ok((results, not_loaded))
+}
+
+/// One answer into its model's check: remembered when it loaded; a failure
+/// is said (and never remembered: the next sync tries again). A missing
+/// device or libtorch fails the whole verification.
+fn fold(
+    check: &mut ModelCheck,
+    p: Pending,
+    result: Result<Option<crate::report::FileReport>, VerifyError>,
+    not_loaded: Option<&str>,
+    state: &mut StoreState,
+) -> Result<(), VerifyError> {
+    check.cached = false;
+    check.not_loaded = not_loaded.map(str::to_string);
+    match result {
+        Ok(Some(report)) => {
+            state.verified.insert(p.key, report.clone());
+            check.verification.files.insert(p.path, report);
+        }
+        Ok(None) => {}
+        Err(
+            e @ (VerifyError::DeviceUnavailable { .. } | VerifyError::LibtorchMissing { .. } | VerifyError::Shared(_)),
+        ) => return Err(e),
+        Err(e) => {
+            state.verified.remove(&p.key);
+            check.verification.status = VerifyStatus::Failed;
+            let reason = match &e {
+                VerifyError::Load { reason, .. } => reason.clone(),
+                other => other.to_string(),
+            };
+            let line = format!("`{}` cannot be loaded: {reason}", p.path);
+            check.verification.error = Some(match check.verification.error.take() {
+                Some(prev) => format!("{prev}; {line}"),
+                None => line,
+            });
         }
     }
-    for check in &mut checks {
-        let v = &mut check.verification;
-        v.torch = v.files.values().find_map(|f| f.torch.clone());
-        let loaded = v.files.values().all(|f| f.loaded);
-        if v.status == VerifyStatus::Verified && !loaded {
-            v.status = VerifyStatus::FormatChecked;
-        }
-        // Nothing unverified is called verified: a weight file no check
-        // could read keeps its model from being `verified`.
-        if !v.hash_only.is_empty() && matches!(v.status, VerifyStatus::Verified | VerifyStatus::FormatChecked) {
-            check.cached = false;
-            match config.verify.unknown {
-                UnknownWeights::Warn => v.status = VerifyStatus::HashChecked,
-                UnknownWeights::Error => {
-                    v.status = VerifyStatus::Failed;
-                    let files: Vec<String> = v.hash_only.iter().map(|(p, why)| format!("`{p}` ({why})")).collect();
-                    v.error = Some(format!(
-                        "{} can only be checked against {} hash, and `verify.unknown` is `error`",
-                        files.join(", "),
-                        if files.len() == 1 { "its" } else { "their" }
-                    ));
-                }
-            }
+    Ok(())
+}
+
+/// A model's status from its files: checked only by structure when none
+/// loaded; never `verified` while a weight file could only be hash-checked
+/// (an error under `verify.unknown: error`).
+fn settle(check: &mut ModelCheck, unknown: UnknownWeights) {
+    let v = &mut check.verification;
+    v.torch = v.files.values().find_map(|f| f.torch.clone());
+    let loaded = v.files.values().all(|f| f.loaded);
+    if v.status == VerifyStatus::Verified && !loaded {
+        v.status = VerifyStatus::FormatChecked;
+    }
+    if v.hash_only.is_empty() || !matches!(v.status, VerifyStatus::Verified | VerifyStatus::FormatChecked) {
+        return;
+    }
+    check.cached = false;
+    match unknown {
+        UnknownWeights::Warn => v.status = VerifyStatus::HashChecked,
+        UnknownWeights::Error => {
+            v.status = VerifyStatus::Failed;
+            let files: Vec<String> = v.hash_only.iter().map(|(p, why)| format!("`{p}` ({why})")).collect();
+            v.error = Some(format!(
+                "{} can only be checked against {} hash, and `verify.unknown` is `error`",
+                files.join(", "),
+                if files.len() == 1 { "its" } else { "their" }
+            ));
         }
     }
-    Ok(checks)
 }
 
 /// What a remembered verification depended on besides the bytes and the

@@ -166,18 +166,15 @@ def load(torch, request, device):
     path = request["path"]
     summary = Summary(device)
     device_name = device_label(device)
-    if fmt == "torch_export" and not request.get("run_code"):
+    if fmt in ("torch_export", "torch_script") and not request.get("run_code"):
+        # Formats that hold code: their tensors, as mdl's reader found them
+        # (the request's spans), loaded from a memory map; nothing is run.
         load_views(torch, path, request.get("spans", []), summary)
         report = summary.report(fmt, device_name)
         report["code_ran"] = False
         return report
     if fmt == "torch_export":
         return run_export(torch, request, device, device_name, summary)
-    if fmt == "torch_script" and not request.get("run_code"):
-        load_views(torch, path, request.get("spans", []), summary)
-        report = summary.report(fmt, device_name)
-        report["code_ran"] = False
-        return report
     if fmt == "torch_script":
         module = torch.jit.load(path, map_location=device)
         for _name, p in module.named_parameters():

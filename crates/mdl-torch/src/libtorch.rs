@@ -20,7 +20,7 @@ use tch::{Kind, Tensor};
 
 use mdl::config::Device;
 use mdl::verify::formats::gguf;
-use mdl::verify::torch_file::{self, Dtype};
+use mdl::verify::formats::torch::file::{self as torch_file, Dtype};
 use mdl::verify::{FileReport, Format, TensorReport, VerifyError};
 
 fn kind(dtype: Dtype) -> Kind {

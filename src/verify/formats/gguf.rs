@@ -14,7 +14,48 @@
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
 
-use super::Structure;
+use super::{Format, Span, Structure, WeightFormat};
+
+/// GGUF files (llama.cpp).
+pub struct Gguf;
+
+impl WeightFormat for Gguf {
+    fn format(&self) -> Format {
+        Format::Gguf
+    }
+    fn detect(&self, head: &[u8], _len: u64, _path: &Path) -> bool {
+        detect(head)
+    }
+    fn structure(&self, path: &Path) -> Result<Structure, String> {
+        structure(path)
+    }
+    fn largest(&self, path: &Path) -> std::io::Result<Option<(String, u64)>> {
+        Ok(largest(path))
+    }
+    fn modelpack_name(&self) -> &'static str {
+        "gguf"
+    }
+    /// `general.architecture`.
+    fn architecture(&self, path: &Path) -> Option<String> {
+        read(path).ok()?.architecture
+    }
+    /// Every tensor as the reader checked it (torch has no GGUF loader).
+    fn spans(&self, path: &Path) -> Vec<Span> {
+        let Ok(gguf) = read(path) else {
+            return Vec::new();
+        };
+        (gguf.tensors.iter())
+            .map(|t| Span {
+                name: t.name.clone(),
+                dtype: t.ggml_type.name().to_string(),
+                shape: t.torch_shape(),
+                offset: t.offset,
+                bytes: t.bytes,
+                view: None,
+            })
+            .collect()
+    }
+}
 
 /// The first four bytes of every GGUF file.
 pub const MAGIC: &[u8; 4] = b"GGUF";
@@ -53,7 +94,7 @@ impl Tensor {
 
 /// What the header says, every tensor inside the file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Gguf {
+pub struct GgufHeader {
     pub version: u32,
     pub architecture: Option<String>,
     pub alignment: u64,
@@ -122,7 +163,7 @@ impl GgmlType {
 }
 
 /// Reads and checks the header of the GGUF file at `path`.
-pub fn read(path: &Path) -> Result<Gguf, String> {
+pub fn read(path: &Path) -> Result<GgufHeader, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let len = file.metadata().map_err(|e| e.to_string())?.len();
     parse(BufReader::with_capacity(1 << 16, file), len)
@@ -130,7 +171,7 @@ pub fn read(path: &Path) -> Result<Gguf, String> {
 
 /// Reads a GGUF header from `input` (a file of `len` bytes): every count,
 /// length, dimension, type and offset is checked before it is used.
-pub fn parse(input: impl BufRead, len: u64) -> Result<Gguf, String> {
+pub fn parse(input: impl BufRead, len: u64) -> Result<GgufHeader, String> {
     let mut r = Reader { input, at: 0, len };
     let magic = r.bytes::<4>()?;
     if &magic != MAGIC {
@@ -157,11 +198,11 @@ pub fn parse(input: impl BufRead, len: u64) -> Result<Gguf, String> {
             "it claims {metadata} metadata entries, more than its size can hold"
         ));
     }
-    let mut found = Gguf {
+    let mut found = GgufHeader {
         version,
         alignment: DEFAULT_ALIGNMENT,
         metadata,
-        ..Gguf::default()
+        ..GgufHeader::default()
     };
     for _ in 0..metadata {
         let key = r.string()?;

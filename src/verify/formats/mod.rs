@@ -1,25 +1,106 @@
-//! One module per weight format, and the one list that registers them.
+//! One module per weight format, each a [`WeightFormat`], and the one list
+//! that registers them, in detection order ([`FORMATS`]).
 //!
-//! Each format answers the same three questions, from its own file:
-//! does a file hold it (`detect`, from the first bytes and, for zip
-//! archives, the entry names), is its structure sound without libtorch
-//! (`structure`: tensors, parameters, bytes, dtypes, every size checked
-//! against the file), and what is the largest tensor a load holds at once
-//! (`largest`, for the memory budget). [`Format`] (in `report.rs`, shared
-//! with the registry and `mdl-torch`) names them; `mdl-torch`'s
-//! `libtorch::load` loads each. Adding a format is a module
-//! here, a line in each `match` below and in [`DETECTION_ORDER`], a
+//! Each format answers, from its own file: does a file hold it (`detect`,
+//! from the first bytes and, for zip archives, the entry names), is its
+//! structure sound without libtorch (`structure`: tensors, parameters,
+//! bytes, dtypes, every size checked against the file), what is the largest
+//! tensor a load holds at once (`largest`, for the memory budget), what the
+//! file says of the model (`architecture`, `contents`), its ModelPack name
+//! (`mdl push`), whether loading it as torch does runs code, and where its
+//! tensors lie for the Python verifier to load from a memory map (`spans`).
+//! Verification, `mdl push` and the Python verifier ask this trait, never a
+//! `match` on the format. [`Format`] (in `report.rs`, shared with the
+//! registry and `mdl-torch`) names them; `mdl-torch`'s `libtorch::load`
+//! loads each. Adding a format is a module here, one line in [`FORMATS`], a
 //! [`Format`] variant, and its loading in `mdl-torch`.
 
 use std::path::Path;
+
+use serde::{Deserialize, Serialize};
 
 pub use crate::report::Format;
 
 pub mod gguf;
 pub mod pt2;
 mod safetensors;
-mod torch;
+pub mod torch;
 mod torchscript;
+
+/// A weight format: everything mdl does differently per format.
+pub trait WeightFormat: Sync {
+    fn format(&self) -> Format;
+    /// Whether the file at `path` (of `len` bytes, starting with `head`)
+    /// holds this format.
+    fn detect(&self, head: &[u8], len: u64, path: &Path) -> bool;
+    /// The file's structure, checked without libtorch.
+    fn structure(&self, path: &Path) -> Result<Structure, String>;
+    /// The largest tensor a load holds at once (name, bytes); `None` when
+    /// the file cannot be read.
+    fn largest(&self, path: &Path) -> std::io::Result<Option<(String, u64)>>;
+    /// How a ModelPack config names it (`mdl push`).
+    fn modelpack_name(&self) -> &'static str;
+    /// Loading it as torch does runs code from the file (TorchScript,
+    /// `torch.export`): it is loaded so only when config.yaml asks.
+    fn holds_code(&self) -> bool {
+        false
+    }
+    /// The model's architecture, as the file names it.
+    fn architecture(&self, _path: &Path) -> Option<String> {
+        None
+    }
+    /// What the file holds beyond its tensors, for reports.
+    fn contents(&self, _path: &Path) -> Option<String> {
+        None
+    }
+    /// Where the tensors lie, for the Python verifier to load them from a
+    /// memory map without running the file (empty: it loads the file
+    /// itself, safely, as `torch.load(weights_only=True)` or safetensors do).
+    fn spans(&self, _path: &Path) -> Vec<Span> {
+        Vec::new()
+    }
+}
+
+/// Every format, in the order they are tried: the first whose `detect`
+/// says yes.
+pub static FORMATS: &[&dyn WeightFormat] = &[
+    &gguf::Gguf,
+    &pt2::TorchExport,
+    &torchscript::TorchScript,
+    &torch::TorchZip,
+    &torch::TorchLegacy,
+    &safetensors::Safetensors,
+];
+
+/// The registered format of `format`.
+pub fn of(format: Format) -> &'static dyn WeightFormat {
+    *FORMATS
+        .iter()
+        .find(|f| f.format() == format)
+        .expect("every format is registered")
+}
+
+/// A tensor's bytes in a file, for the Python verifier.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct Span {
+    pub name: String,
+    pub dtype: String,
+    pub shape: Vec<i64>,
+    pub offset: u64,
+    pub bytes: u64,
+    /// A view into a storage (TorchScript's tensors, `dtype` a torch name):
+    /// `offset`/`bytes` are the whole storage's, the tensor is
+    /// `as_strided(shape, stride, element_offset)` over it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub view: Option<View>,
+}
+
+/// A strided view of a storage, in elements.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct View {
+    pub stride: Vec<i64>,
+    pub element_offset: i64,
+}
 
 /// What a structure check finds in a file.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -30,63 +111,23 @@ pub struct Structure {
     pub dtypes: std::collections::BTreeSet<String>,
 }
 
-/// The order formats are tried in: the first whose `detect` says yes.
-pub const DETECTION_ORDER: [Format; 6] = [
-    Format::Gguf,
-    Format::TorchExport,
-    Format::TorchScript,
-    Format::TorchZip,
-    Format::TorchLegacy,
-    Format::Safetensors,
-];
-
-/// Whether the file at `path` (of `len` bytes, starting with `head`) holds
-/// `format`.
-fn detects(format: Format, head: &[u8], len: u64, path: &Path) -> bool {
-    match format {
-        Format::TorchScript => torchscript::detect(head, path),
-        Format::TorchZip => torch::detect_zip(head, path),
-        Format::TorchLegacy => torch::detect_legacy(head),
-        Format::Safetensors => safetensors::detect(head, len),
-        Format::Gguf => gguf::detect(head),
-        Format::TorchExport => pt2::detect(head, path),
-    }
-}
-
 /// The format of a file, from its first bytes (at least 64 where the file
 /// has them) and length.
 pub fn detect(head: &[u8], len: u64, path: &Path) -> Option<Format> {
-    DETECTION_ORDER.into_iter().find(|f| detects(*f, head, len, path))
+    FORMATS.iter().find(|f| f.detect(head, len, path)).map(|f| f.format())
 }
 
 /// The structure of a file of `format`, checked without libtorch.
 pub fn structure(format: Format, path: &Path) -> Result<Structure, String> {
-    match format {
-        Format::TorchScript => torchscript::structure(path),
-        Format::TorchZip => torch::structure(path, false),
-        Format::TorchLegacy => torch::structure(path, true),
-        Format::Safetensors => safetensors::structure(path),
-        Format::Gguf => gguf::structure(path),
-        Format::TorchExport => pt2::structure(path),
-    }
+    of(format).structure(path)
 }
 
 /// The largest tensor a load of the file holds at once (name, bytes), read
 /// from its header or pickle; the whole file where the format loads whole
 /// or cannot be read (the load then says what is wrong).
 pub fn largest(format: Format, path: &Path) -> std::io::Result<(String, u64)> {
-    let whole =
-        || -> std::io::Result<(String, u64)> { Ok(("(the whole file)".to_string(), std::fs::metadata(path)?.len())) };
-    let found = match format {
-        Format::TorchScript => torchscript::largest(path),
-        Format::TorchZip => torch::largest(path, false),
-        Format::TorchLegacy => torch::largest(path, true),
-        Format::Safetensors => safetensors::largest(path)?,
-        Format::Gguf => gguf::largest(path),
-        Format::TorchExport => pt2::largest(path),
-    };
-    match found {
+    match of(format).largest(path)? {
         Some(largest) => Ok(largest),
-        None => whole(),
+        None => Ok(("(the whole file)".to_string(), std::fs::metadata(path)?.len())),
     }
 }

@@ -32,8 +32,54 @@ use std::path::Path;
 
 use serde::Deserialize;
 
-use super::Structure;
-use crate::verify::torch_file::Dtype;
+use super::torch::file::Dtype;
+use super::{Format, Span, Structure, View, WeightFormat};
+
+/// `torch.export` programs and AOTInductor packages.
+pub struct TorchExport;
+
+impl WeightFormat for TorchExport {
+    fn format(&self) -> Format {
+        Format::TorchExport
+    }
+    fn detect(&self, head: &[u8], _len: u64, path: &Path) -> bool {
+        detect(head, path)
+    }
+    fn structure(&self, path: &Path) -> Result<Structure, String> {
+        structure(path)
+    }
+    fn largest(&self, path: &Path) -> std::io::Result<Option<(String, u64)>> {
+        Ok(largest(path))
+    }
+    fn modelpack_name(&self) -> &'static str {
+        "pt2"
+    }
+    fn holds_code(&self) -> bool {
+        true
+    }
+    fn contents(&self, path: &Path) -> Option<String> {
+        read(path).ok().map(|p| p.describe())
+    }
+    /// Every weight and constant as the reader checked them.
+    fn spans(&self, path: &Path) -> Vec<Span> {
+        let Ok(program) = read(path) else {
+            return Vec::new();
+        };
+        (program.tensors.iter())
+            .map(|t| Span {
+                name: t.name.clone(),
+                dtype: t.dtype.name().to_string(),
+                shape: t.shape.clone(),
+                offset: t.offset,
+                bytes: t.bytes,
+                view: Some(View {
+                    stride: t.stride.clone(),
+                    element_offset: t.storage_offset,
+                }),
+            })
+            .collect()
+    }
+}
 
 /// The largest JSON record read (a program's graph of a large model is a
 /// few MiB).

@@ -4,7 +4,28 @@
 
 use std::path::Path;
 
-use super::Structure;
+use super::{Format, Structure, WeightFormat};
+
+/// safetensors files.
+pub struct Safetensors;
+
+impl WeightFormat for Safetensors {
+    fn format(&self) -> Format {
+        Format::Safetensors
+    }
+    fn detect(&self, head: &[u8], len: u64, _path: &Path) -> bool {
+        detect(head, len)
+    }
+    fn structure(&self, path: &Path) -> Result<Structure, String> {
+        structure(path)
+    }
+    fn largest(&self, path: &Path) -> std::io::Result<Option<(String, u64)>> {
+        largest(path)
+    }
+    fn modelpack_name(&self) -> &'static str {
+        "safetensors"
+    }
+}
 
 /// The header's length, then `{`, within the file.
 pub fn detect(head: &[u8], len: u64) -> bool {

@@ -10,8 +10,56 @@
 
 use std::path::Path;
 
-use super::Structure;
-use crate::verify::torch_file;
+use super::torch::file as torch_file;
+use super::{Format, Span, Structure, View, WeightFormat};
+
+/// TorchScript archives.
+pub struct TorchScript;
+
+impl WeightFormat for TorchScript {
+    fn format(&self) -> Format {
+        Format::TorchScript
+    }
+    fn detect(&self, head: &[u8], _len: u64, path: &Path) -> bool {
+        detect(head, path)
+    }
+    fn structure(&self, path: &Path) -> Result<Structure, String> {
+        structure(path)
+    }
+    fn largest(&self, path: &Path) -> std::io::Result<Option<(String, u64)>> {
+        Ok(largest(path))
+    }
+    fn modelpack_name(&self) -> &'static str {
+        "pytorch"
+    }
+    fn holds_code(&self) -> bool {
+        true
+    }
+    /// The tensors as mdl's reader checked them, views of their storages,
+    /// for the Python verifier to load without `torch.jit.load`.
+    fn spans(&self, path: &Path) -> Vec<Span> {
+        let Ok((file, _)) = torch_file::read_torchscript(path) else {
+            return Vec::new();
+        };
+        (file.tensors.iter())
+            .filter_map(|t| {
+                let storage = file.storages.get(&t.storage)?;
+                let offset = file.offset_of(storage)?;
+                Some(Span {
+                    name: t.name.clone(),
+                    dtype: storage.dtype.name().to_string(),
+                    shape: t.shape.clone(),
+                    offset: offset as u64,
+                    bytes: storage.len() as u64,
+                    view: Some(View {
+                        stride: t.stride.clone(),
+                        element_offset: t.offset,
+                    }),
+                })
+            })
+            .collect()
+    }
+}
 
 /// A zip archive with TorchScript's entries (`torch.save` zips have none).
 pub fn detect(head: &[u8], path: &Path) -> bool {

@@ -5,8 +5,54 @@
 
 use std::path::Path;
 
-use super::Structure;
-use crate::verify::torch_file;
+use super::{Format, Structure, WeightFormat};
+
+pub mod file;
+pub mod pickle;
+
+use self::file as torch_file;
+
+/// `torch.save`'s zip format (PyTorch 1.6 and later).
+pub struct TorchZip;
+
+/// `torch.save`'s legacy format (before 1.6).
+pub struct TorchLegacy;
+
+impl WeightFormat for TorchZip {
+    fn format(&self) -> Format {
+        Format::TorchZip
+    }
+    fn detect(&self, head: &[u8], _len: u64, path: &Path) -> bool {
+        detect_zip(head, path)
+    }
+    fn structure(&self, path: &Path) -> Result<Structure, String> {
+        structure(path, false)
+    }
+    fn largest(&self, path: &Path) -> std::io::Result<Option<(String, u64)>> {
+        Ok(largest(path, false))
+    }
+    fn modelpack_name(&self) -> &'static str {
+        "pytorch"
+    }
+}
+
+impl WeightFormat for TorchLegacy {
+    fn format(&self) -> Format {
+        Format::TorchLegacy
+    }
+    fn detect(&self, head: &[u8], _len: u64, _path: &Path) -> bool {
+        detect_legacy(head)
+    }
+    fn structure(&self, path: &Path) -> Result<Structure, String> {
+        structure(path, true)
+    }
+    fn largest(&self, path: &Path) -> std::io::Result<Option<(String, u64)>> {
+        Ok(largest(path, true))
+    }
+    fn modelpack_name(&self) -> &'static str {
+        "pytorch"
+    }
+}
 
 /// A zip archive that is not TorchScript.
 pub fn detect_zip(head: &[u8], path: &Path) -> bool {
