@@ -23,8 +23,8 @@ pub fn lock(outcome: &LockOutcome) -> Value {
         "resolved": outcome.resolved,
         "kept": outcome.kept,
         "removed": outcome.removed,
-        "downloaded": { "files": outcome.downloaded_files, "bytes": outcome.downloaded_bytes, "reused_chunk_bytes": outcome.reused_bytes },
-        "linked": { "files": outcome.linked_files, "bytes": outcome.linked_bytes },
+        "downloaded": { "files": outcome.moved.fetched.files, "bytes": outcome.moved.fetched.bytes, "reused_chunk_bytes": outcome.moved.reused_bytes },
+        "linked": { "files": outcome.moved.linked.files, "bytes": outcome.moved.linked.bytes },
     })
 }
 
@@ -70,9 +70,9 @@ pub fn sync(outcome: &SyncOutcome) -> Value {
         "version": VERSION,
         "command": "sync",
         "lock": outcome.lock.as_ref().map(lock),
-        "fetched": { "files": outcome.fetched_files, "bytes": outcome.fetched_bytes, "reused_chunk_bytes": outcome.reused_bytes },
-        "linked": { "files": outcome.linked_files, "bytes": outcome.linked_bytes, "mode": outcome.link_mode.as_str() },
-        "mirrored": { "files": outcome.mirrored_files, "bytes": outcome.mirrored_bytes },
+        "fetched": { "files": outcome.moved.fetched.files, "bytes": outcome.moved.fetched.bytes, "reused_chunk_bytes": outcome.moved.reused_bytes },
+        "linked": { "files": outcome.moved.linked.files, "bytes": outcome.moved.linked.bytes, "mode": outcome.link_mode.as_str() },
+        "mirrored": { "files": outcome.moved.mirrored.files, "bytes": outcome.moved.mirrored.bytes },
         "written_back": outcome.written_back.iter().map(|w| json!({
             "mirror": w.mirror,
             "models": w.models,

@@ -26,6 +26,8 @@ pub(super) struct Want {
     /// The locked model it belongs to, when it is locked (mirrors find
     /// files by their model's locked files).
     pub model: Option<String>,
+    /// For a file being locked: its lock entry and file, which what it got fills.
+    pub entry: Option<(usize, usize)>,
     pub download: Download,
     /// Re-hash a shared-store blob before placing it (`--check`, or a file
     /// that changed on disk).
@@ -40,53 +42,98 @@ pub(super) enum Got {
     Fetched { fetched: Fetched, mirrored: bool },
 }
 
-/// What acquiring did: per wanted file (in order) what it got, or `None`
-/// for a failure, which is in `errors`.
-#[derive(Default)]
+/// Files and bytes.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Count {
+    pub files: usize,
+    pub bytes: u64,
+}
+
+impl Count {
+    fn add(&mut self, bytes: u64) {
+        self.files += 1;
+        self.bytes += bytes;
+    }
+}
+
+/// What moved to put files in place: placed from a cache (`linked`),
+/// downloaded (`fetched`), of which from a mirror (`mirrored`), and bytes of
+/// fetched Xet files copied from chunks already on disk (an earlier
+/// revision's) instead of downloaded.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Moved {
+    pub linked: Count,
+    pub fetched: Count,
+    pub mirrored: Count,
+    pub reused_bytes: u64,
+}
+
+impl std::ops::Add for Moved {
+    type Output = Moved;
+    fn add(self, o: Moved) -> Moved {
+        let sum = |a: Count, b: Count| Count {
+            files: a.files + b.files,
+            bytes: a.bytes + b.bytes,
+        };
+        Moved {
+            linked: sum(self.linked, o.linked),
+            fetched: sum(self.fetched, o.fetched),
+            mirrored: sum(self.mirrored, o.mirrored),
+            reused_bytes: self.reused_bytes + o.reused_bytes,
+        }
+    }
+}
+
+/// What acquiring did: each wanted file that is in place with what it got
+/// (in the order wanted), every failure, and what moved.
 pub(super) struct Acquired {
-    pub got: Vec<Option<Got>>,
+    pub got: Vec<(Want, Got)>,
     pub errors: Vec<Error>,
+    pub moved: Moved,
 }
 
 impl Acquired {
-    /// (files, bytes) placed from a cache, fetched, and fetched from a mirror.
-    pub fn counts(&self) -> [(usize, u64); 3] {
-        let mut counts = [(0, 0); 3];
-        for got in self.got.iter().flatten() {
-            let (slot, bytes) = match got {
-                Got::Placed(p) => (0, p.record.size),
+    /// Pairs each want with what it got (`None`: it failed, and its error is
+    /// in `errors`), and counts what moved.
+    fn of(wants: Vec<Want>, slots: Vec<Option<Got>>, errors: Vec<Error>) -> Acquired {
+        let got: Vec<(Want, Got)> = (wants.into_iter().zip(slots))
+            .filter_map(|(w, g)| Some((w, g?)))
+            .collect();
+        let mut moved = Moved::default();
+        for (_, got) in &got {
+            match got {
+                Got::Placed(p) => moved.linked.add(p.record.size),
                 Got::Fetched { fetched, mirrored } => {
+                    moved.fetched.add(fetched.size);
                     if *mirrored {
-                        counts[2].0 += 1;
-                        counts[2].1 += fetched.size;
+                        moved.mirrored.add(fetched.size);
                     }
-                    (1, fetched.size)
+                    moved.reused_bytes += fetched.xet_reused;
                 }
-            };
-            counts[slot].0 += 1;
-            counts[slot].1 += bytes;
+            }
         }
-        counts
+        Acquired { got, errors, moved }
     }
 
-    /// Bytes of fetched Xet files copied from chunks already on disk (an
-    /// earlier revision's) rather than downloaded.
-    pub fn xet_reused(&self) -> u64 {
-        (self.got.iter().flatten())
-            .map(|got| match got {
-                Got::Fetched { fetched, .. } => fetched.xet_reused,
-                Got::Placed(_) => 0,
-            })
-            .sum()
-    }
-
-    /// The models (`models_of`: each wanted file's model, in order) of which
-    /// at least one file was downloaded from upstream, not a mirror or cache.
-    pub fn models_fetched_upstream(&self, models_of: &[Option<String>]) -> std::collections::BTreeSet<String> {
-        (self.got.iter().zip(models_of))
-            .filter(|(got, _)| matches!(got, Some(Got::Fetched { mirrored: false, .. })))
-            .filter_map(|(_, model)| model.clone())
+    /// The models of which at least one file was downloaded from upstream,
+    /// not a mirror or cache.
+    pub fn models_fetched_upstream(&self) -> std::collections::BTreeSet<String> {
+        (self.got.iter())
+            .filter(|(_, got)| matches!(got, Got::Fetched { mirrored: false, .. }))
+            .filter_map(|(want, _)| want.model.clone())
             .collect()
+    }
+}
+
+/// What acquiring has done so far, per wanted file by index.
+struct Slots {
+    got: Vec<Option<Got>>,
+    errors: Vec<Error>,
+}
+
+impl Slots {
+    fn pair(self, wants: Vec<Want>) -> Acquired {
+        Acquired::of(wants, self.got, self.errors)
     }
 }
 
@@ -101,7 +148,7 @@ impl Project {
         state: &mut StoreState,
         mode: crate::lock::LockMode,
     ) -> Result<Acquired> {
-        let mut acquired = Acquired {
+        let mut acquired = Slots {
             got: (0..wants.len()).map(|_| None).collect(),
             errors: Vec::new(),
         };
@@ -110,7 +157,7 @@ impl Project {
         }
         let todo = self.place_cached(&wants, state, &mut acquired)?;
         if todo.is_empty() {
-            return Ok(acquired);
+            return Ok(acquired.pair(wants));
         }
         if mode.offline() {
             // Offline, only a cache may place a file (the plan of a locked
@@ -120,7 +167,7 @@ impl Project {
                 let label = wants[i].download.label.clone();
                 (acquired.errors).push(crate::plan::PlanError::Offline { label, frozen }.into());
             }
-            return Ok(acquired);
+            return Ok(acquired.pair(wants));
         }
         // fetch, if it fits: from a mirror where one has the file, else upstream
         self.check_space(todo.iter().map(|&i| &wants[i].download))?;
@@ -149,11 +196,11 @@ impl Project {
                 state.files.insert(want.key.clone(), fetched.record.clone());
             }
         }
-        Ok(acquired)
+        Ok(acquired.pair(wants))
     }
 
     /// Places what a cache holds; returns the files left to fetch.
-    fn place_cached(&self, wants: &[Want], state: &mut StoreState, acquired: &mut Acquired) -> Result<Vec<usize>> {
+    fn place_cached(&self, wants: &[Want], state: &mut StoreState, acquired: &mut Slots) -> Result<Vec<usize>> {
         let mut todo = Vec::new();
         for (i, want) in wants.iter().enumerate() {
             match self.caches.place_any(&want.download, want.check)? {
@@ -176,7 +223,7 @@ impl Project {
         wants: &[Want],
         todo: &[usize],
         alternatives: Vec<Option<Download>>,
-        acquired: &mut Acquired,
+        acquired: &mut Slots,
     ) -> Vec<usize> {
         let mut upstream = Vec::new();
         let (mirrored, jobs): (Vec<usize>, Vec<Download>) = (todo.iter().zip(alternatives))

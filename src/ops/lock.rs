@@ -7,7 +7,7 @@ use crate::lock::{LockDelta, LockMode, LockedModel, Lockfile, Upgrade};
 use crate::plan::Download;
 use crate::store::{Store, StoreState};
 
-use super::acquire::{Got, Want};
+use super::acquire::{Got, Moved, Want};
 use super::Project;
 
 /// What `lock` did.
@@ -18,13 +18,9 @@ pub struct LockOutcome {
     pub resolved: Vec<String>,
     pub kept: Vec<String>,
     pub removed: Vec<String>,
-    pub downloaded_files: usize,
-    pub downloaded_bytes: u64,
-    /// Of those, bytes of Xet files copied from chunks already on disk.
-    pub reused_bytes: u64,
-    /// Files placed from the shared store or the Hugging Face cache.
-    pub linked_files: usize,
-    pub linked_bytes: u64,
+    /// Files downloaded to lock them, and files placed from the shared
+    /// store or the Hugging Face cache.
+    pub moved: Moved,
     /// Models with a file downloaded from upstream to lock it (a sync writes
     /// them back to mirrors marked `push: true`).
     pub fetched_models: std::collections::BTreeSet<String>,
@@ -74,7 +70,7 @@ impl Project {
         let resolved = self.resolve_delta(&delta, mode).await?;
 
         // lock entries; files whose blake3 is unknown are hashed in place or acquired
-        let (mut entries, wants, slots) = self.new_entries(&delta, resolved, &existing, state)?;
+        let (mut entries, wants) = self.new_entries(&delta, resolved, &existing, state)?;
 
         // acquire: from a cache, else upstream
         let acquired = self.acquire(wants, None, &mut *state, mode).await?;
@@ -84,17 +80,11 @@ impl Project {
                 acquired.errors,
             ));
         }
-        let [(linked_files, linked_bytes), (downloaded_files, downloaded_bytes), _] = acquired.counts();
-        let reused_bytes = acquired.xet_reused();
-        let fetched_models = fill_entries(&mut entries, slots, acquired.got);
+        let fetched_models = fill_entries(&mut entries, acquired.got);
         let mut outcome = LockOutcome {
             kept: delta.kept.keys().cloned().collect(),
             removed: delta.removed.clone(),
-            linked_files,
-            linked_bytes,
-            downloaded_files,
-            downloaded_bytes,
-            reused_bytes,
+            moved: acquired.moved,
             fetched_models,
             ..LockOutcome::default()
         };
@@ -124,10 +114,9 @@ impl Project {
         resolved: Vec<crate::sources::ResolvedModel>,
         existing: &Lockfile,
         state: &mut StoreState,
-    ) -> Result<(Vec<LockedModel>, Vec<Want>, Vec<(usize, usize)>)> {
+    ) -> Result<(Vec<LockedModel>, Vec<Want>)> {
         let mut entries = Vec::new();
         let mut wants = Vec::new();
-        let mut slots = Vec::new();
         for (spec, model) in delta.to_resolve.iter().zip(resolved) {
             let mut entry = LockedModel::from_resolved(spec, &model, existing.models.get(&spec.name));
             for (i, remote) in model.files.iter().enumerate() {
@@ -141,14 +130,14 @@ impl Project {
                 wants.push(Want {
                     key: Store::key(&entry.dir_name(), &remote.path),
                     model: None,
+                    entry: Some((entries.len(), i)),
                     download: Download::to_lock(&entry, remote, self.origin())?,
                     check: false,
                 });
-                slots.push((entries.len(), i));
             }
             entries.push(entry);
         }
-        Ok((entries, wants, slots))
+        Ok((entries, wants))
     }
 }
 
@@ -183,14 +172,10 @@ impl Project {
 
 /// What acquiring each slot's file (`(model, file)` indices into `entries`)
 /// established; returns the models of which a file was downloaded.
-fn fill_entries(
-    entries: &mut [LockedModel],
-    slots: Vec<(usize, usize)>,
-    got: Vec<Option<Got>>,
-) -> std::collections::BTreeSet<String> {
+fn fill_entries(entries: &mut [LockedModel], got: Vec<(Want, Got)>) -> std::collections::BTreeSet<String> {
     let mut fetched_models = std::collections::BTreeSet::new();
-    for ((model_i, file_i), got) in slots.into_iter().zip(got) {
-        let got = got.expect("no failure");
+    for (want, got) in got {
+        let (model_i, file_i) = want.entry.expect("a file being locked names its entry");
         if matches!(got, Got::Fetched { .. }) {
             fetched_models.insert(entries[model_i].name.clone());
         }

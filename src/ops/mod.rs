@@ -35,6 +35,7 @@ mod sync;
 mod verify;
 pub mod watch;
 
+pub use self::acquire::{Count, Moved};
 pub use self::add::add;
 pub use self::doctor::Finding;
 pub use self::du::DiskUsage;

@@ -13,7 +13,7 @@ use crate::report::VerifyStatus;
 use crate::store::{Store, StoreState};
 use crate::verify::{self, ModelCheck};
 
-use super::acquire::Want;
+use super::acquire::{Moved, Want};
 use super::{LockOutcome, Project};
 
 #[derive(Clone, Debug, Default)]
@@ -33,17 +33,9 @@ pub struct SyncOptions {
 pub struct SyncOutcome {
     pub lock: Option<LockOutcome>,
     pub plan: Plan,
-    pub fetched_files: usize,
-    pub fetched_bytes: u64,
-    /// Of those, bytes of Xet files copied from chunks already on disk (an
-    /// earlier revision's) instead of downloaded.
-    pub reused_bytes: u64,
-    /// Files placed from the shared store or the Hugging Face cache.
-    pub linked_files: usize,
-    pub linked_bytes: u64,
-    /// Of the fetched files, those that came from a mirror.
-    pub mirrored_files: usize,
-    pub mirrored_bytes: u64,
+    /// What moved to put the plan's files in place (not counting the lock's
+    /// own downloads: see [`SyncOutcome::all_moved`]).
+    pub moved: Moved,
     /// How they were placed (`download.link_mode`).
     pub link_mode: crate::fs::LinkMode,
     /// Files on disk that had to be read again to know their content.
@@ -54,6 +46,13 @@ pub struct SyncOutcome {
     /// What was pushed to mirrors marked `push: true`.
     pub written_back: Vec<super::push::WriteBack>,
     pub elapsed_ms: u64,
+}
+
+impl SyncOutcome {
+    /// What moved in the whole sync: its lock's downloads and the plan's.
+    pub fn all_moved(&self) -> Moved {
+        self.moved + self.lock.as_ref().map(|l| l.moved).unwrap_or_default()
+    }
 }
 
 impl Project {
@@ -135,19 +134,14 @@ impl Project {
             .map(|((planned, reason), download)| Want {
                 key: Store::key(&planned.dir, &planned.file.path),
                 model: Some(planned.model.clone()),
+                entry: None,
                 download,
                 check: options.rehash || *reason == FetchReason::Changed,
             })
             .collect::<Vec<Want>>();
-        let models_of: Vec<Option<String>> = wants.iter().map(|w| w.model.clone()).collect();
         let acquired = self.acquire(wants, Some(lock), state, options.mode).await?;
-        let from_upstream = acquired.models_fetched_upstream(&models_of);
-        [
-            (outcome.linked_files, outcome.linked_bytes),
-            (outcome.fetched_files, outcome.fetched_bytes),
-            (outcome.mirrored_files, outcome.mirrored_bytes),
-        ] = acquired.counts();
-        outcome.reused_bytes = acquired.xet_reused();
+        let from_upstream = acquired.models_fetched_upstream();
+        outcome.moved = acquired.moved;
         self.fail_on_fetch_errors(acquired.errors, lock, state)?;
         Ok(from_upstream)
     }

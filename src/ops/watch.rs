@@ -123,8 +123,8 @@ async fn run_once(config: Config, reporter: Arc<dyn Reporter>, options: WatchOpt
         .filter(|c| !c.cached)
         .map(|c| c.name.clone())
         .collect();
-    summary.fetched_files = outcome.fetched_files + outcome.lock.as_ref().map_or(0, |l| l.downloaded_files);
-    summary.fetched_bytes = outcome.fetched_bytes + outcome.lock.as_ref().map_or(0, |l| l.downloaded_bytes);
+    let fetched = outcome.all_moved().fetched;
+    (summary.fetched_files, summary.fetched_bytes) = (fetched.files, fetched.bytes);
     summary.ms = started.elapsed().as_millis() as u64;
     summary.lock_after = read_bytes(&project.lock_path());
     Ok(summary)

@@ -57,27 +57,28 @@ pub fn run(context: &Context, args: LockArgs) -> Result<(), Error> {
     if args.json {
         crate::cli::json::print(crate::cli::json::lock(&outcome));
     }
-    if outcome.downloaded_files > 0 {
+    let moved = outcome.moved;
+    if moved.fetched.files > 0 {
         p.status(
             "Fetched",
             &format!(
                 "{} file(s), {}{}",
-                outcome.downloaded_files,
-                human_bytes(outcome.downloaded_bytes),
-                match outcome.reused_bytes {
+                moved.fetched.files,
+                human_bytes(moved.fetched.bytes),
+                match moved.reused_bytes {
                     0 => String::new(),
                     n => format!(" ({} of it copied from chunks already on disk)", human_bytes(n)),
                 }
             ),
         );
     }
-    if outcome.linked_files > 0 {
+    if moved.linked.files > 0 {
         p.status(
             "Linked",
             &format!(
                 "{} file(s), {} from the shared store or the Hugging Face cache",
-                outcome.linked_files,
-                human_bytes(outcome.linked_bytes)
+                moved.linked.files,
+                human_bytes(moved.linked.bytes)
             ),
         );
     }

@@ -51,43 +51,9 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
     if let Some(device) = args.device {
         config.override_device(device);
     }
-    if args.locked && args.upgrade.is_some() {
-        return Err(Error::usage(
-            "`--locked` and `--upgrade` contradict each other",
-            Some("drop one of them".to_string()),
-        ));
-    }
-    let force = match args.force {
-        Some(names) if names.is_empty() => config.specs.iter().map(|s| s.name.clone()).collect(),
-        Some(names) => names,
-        None => Vec::new(),
-    };
-    let offline = args.offline || mdl::env::hf_offline();
-    if offline && args.upgrade.is_some() {
-        return Err(Error::usage(
-            "`--offline` cannot `--upgrade`: upgrading asks the network",
-            None,
-        ));
-    }
-    let options = SyncOptions {
-        mode: if args.frozen || (args.locked && offline) {
-            LockMode::Frozen
-        } else if args.locked {
-            LockMode::Locked
-        } else if offline {
-            LockMode::Offline
-        } else {
-            LockMode::Write
-        },
-        upgrade: upgrade_from(args.upgrade),
-        dry_run: args.dry_run,
-        verify: !args.no_verify,
-        force,
-        rehash: args.check,
-    };
+    let options = options(&args, &config)?;
     let project = context.project(config);
     let outcome = runtime().block_on(project.sync(&options))?;
-    let p = &context.printer;
     if args.dry_run {
         if args.json {
             crate::cli::json::print(crate::cli::json::plan(&outcome.plan));
@@ -99,55 +65,99 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
     if args.json {
         crate::cli::json::print(crate::cli::json::sync(&outcome));
     }
-    if let Some(lock) = &outcome.lock {
-        if lock.written {
-            p.status(
-                "Locked",
-                &format!("{} model(s) ({} resolved)", lock.lock.models.len(), lock.resolved.len()),
-            );
-        }
+    print_moved(context, &outcome);
+    print_checks(context, &outcome.checks)?;
+    print_written_back(context, &outcome);
+    let files = outcome.plan.cached.len() + outcome.plan.fetch.len();
+    context.printer.status(
+        "Synced",
+        &format!(
+            "{} model(s), {files} file(s) in {} ms",
+            outcome.checks.len().max(count_models(&outcome.plan)),
+            outcome.elapsed_ms
+        ),
+    );
+    Ok(())
+}
+
+/// The sync's options from its flags (and `HF_HUB_OFFLINE`); contradictory
+/// flags are a usage error.
+fn options(args: &SyncArgs, config: &mdl::config::Config) -> Result<SyncOptions, Error> {
+    if args.locked && args.upgrade.is_some() {
+        return Err(Error::usage(
+            "`--locked` and `--upgrade` contradict each other",
+            Some("drop one of them".to_string()),
+        ));
     }
-    let fetched = outcome.fetched_files + outcome.lock.as_ref().map_or(0, |l| l.downloaded_files);
-    let bytes = outcome.fetched_bytes + outcome.lock.as_ref().map_or(0, |l| l.downloaded_bytes);
-    if fetched > 0 {
-        let mirrored = match outcome.mirrored_files {
+    let force = match &args.force {
+        Some(names) if names.is_empty() => config.specs.iter().map(|s| s.name.clone()).collect(),
+        Some(names) => names.clone(),
+        None => Vec::new(),
+    };
+    let offline = args.offline || mdl::env::hf_offline();
+    if offline && args.upgrade.is_some() {
+        return Err(Error::usage(
+            "`--offline` cannot `--upgrade`: upgrading asks the network",
+            None,
+        ));
+    }
+    let mode = match (args.frozen || (args.locked && offline), args.locked, offline) {
+        (true, _, _) => LockMode::Frozen,
+        (false, true, _) => LockMode::Locked,
+        (false, false, true) => LockMode::Offline,
+        (false, false, false) => LockMode::Write,
+    };
+    Ok(SyncOptions {
+        mode,
+        upgrade: upgrade_from(args.upgrade.clone()),
+        dry_run: args.dry_run,
+        verify: !args.no_verify,
+        force,
+        rehash: args.check,
+    })
+}
+
+/// What was locked, fetched, linked and left in place.
+fn print_moved(context: &Context, outcome: &mdl::ops::SyncOutcome) {
+    let p = &context.printer;
+    if let Some(lock) = outcome.lock.as_ref().filter(|l| l.written) {
+        let (models, resolved) = (lock.lock.models.len(), lock.resolved.len());
+        p.status("Locked", &format!("{models} model(s) ({resolved} resolved)"));
+    }
+    let moved = outcome.all_moved();
+    if moved.fetched.files > 0 {
+        let mirrored = match moved.mirrored.files {
             0 => String::new(),
-            n => format!(" ({n} file(s), {} from a mirror)", human_bytes(outcome.mirrored_bytes)),
+            n => format!(" ({n} file(s), {} from a mirror)", human_bytes(moved.mirrored.bytes)),
         };
-        let reused = outcome.reused_bytes + outcome.lock.as_ref().map_or(0, |l| l.reused_bytes);
-        let reused = match reused {
+        let reused = match moved.reused_bytes {
             0 => String::new(),
             n => format!(" ({} of it copied from chunks already on disk)", human_bytes(n)),
         };
-        p.status(
-            "Fetched",
-            &format!("{fetched} file(s), {}{mirrored}{reused}", human_bytes(bytes)),
-        );
+        let (files, bytes) = (moved.fetched.files, human_bytes(moved.fetched.bytes));
+        p.status("Fetched", &format!("{files} file(s), {bytes}{mirrored}{reused}"));
     }
-    let linked = outcome.linked_files + outcome.lock.as_ref().map_or(0, |l| l.linked_files);
-    let linked_bytes = outcome.linked_bytes + outcome.lock.as_ref().map_or(0, |l| l.linked_bytes);
-    if linked > 0 {
+    if moved.linked.files > 0 {
+        let (files, bytes, mode) = (
+            moved.linked.files,
+            human_bytes(moved.linked.bytes),
+            outcome.link_mode.as_str(),
+        );
         p.status(
             "Linked",
-            &format!(
-                "{linked} file(s), {} from the shared store or the Hugging Face cache (`{}`)",
-                human_bytes(linked_bytes),
-                outcome.link_mode.as_str()
-            ),
+            &format!("{files} file(s), {bytes} from the shared store or the Hugging Face cache (`{mode}`)"),
         );
     }
     if !outcome.plan.extraneous.is_empty() {
-        p.status(
-            "Extraneous",
-            &format!(
-                "{} path(s) not in the lock are left in place",
-                outcome.plan.extraneous.len()
-            ),
-        );
+        let n = outcome.plan.extraneous.len();
+        p.status("Extraneous", &format!("{n} path(s) not in the lock are left in place"));
     }
-    print_checks(context, &outcome.checks)?;
+}
+
+/// What was pushed to mirrors marked `push: true`.
+fn print_written_back(context: &Context, outcome: &mdl::ops::SyncOutcome) {
     for w in &outcome.written_back {
-        p.status(
+        context.printer.status(
             "Mirrored",
             &format!(
                 "{} model(s) fetched from upstream into `oci://{}`: {} file(s) uploaded ({}), {} already there, in {} ms",
@@ -160,16 +170,6 @@ pub fn run(context: &Context, args: SyncArgs) -> Result<(), Error> {
             ),
         );
     }
-    let files = outcome.plan.cached.len() + outcome.plan.fetch.len();
-    p.status(
-        "Synced",
-        &format!(
-            "{} model(s), {files} file(s) in {} ms",
-            outcome.checks.len().max(count_models(&outcome.plan)),
-            outcome.elapsed_ms
-        ),
-    );
-    Ok(())
 }
 
 /// One line per model: what verification found.
