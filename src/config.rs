@@ -586,193 +586,32 @@ impl Config {
         extra_presets: &[String],
         extra: &[Requirement],
     ) -> Result<Config, ConfigError> {
-        let invalid = |line: Option<usize>, column: Option<usize>, message: String, hint: &str| ConfigError::Invalid {
-            path: path.to_path_buf(),
-            line,
-            column,
-            message,
-            hint: hint.to_string(),
-        };
-        let file: ConfigFile = if raw.trim().is_empty() {
-            ConfigFile::default()
-        } else {
-            serde_yaml_ng::from_str(raw).map_err(|e| {
-                let loc = e.location();
-                let hint = if e.to_string().contains("unknown field") {
-                    "remove or rename the key; `mdl config` prints every accepted key with its effective value"
-                } else {
-                    "fix the YAML at that position; a model entry is a string like `huggingface:org/name` or a table with an `id` key"
-                };
-                // The position is already in front of the message; drop serde's copy.
-                let message = e.to_string();
-                let message = match message.rfind(" at line ") {
-                    Some(at) => message[..at].to_string(),
-                    None => message,
-                };
-                invalid(loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column()), message, hint)
-            })?
-        };
-        let where_is = |needle: &str| locate(raw, needle);
-
-        for mirror in &file.models.download.mirrors {
-            let url = mirror.url();
-            let bad = |reason: String| {
-                let (l, c) = where_is(url).unzip();
-                invalid(
-                    l,
-                    c,
-                    format!("the mirror `{url}` is not an OCI repository: {reason}"),
-                    "write `oci://HOST/REPO` (the repository `mdl push` filled), e.g. `oci://registry.acme.internal/models`",
-                )
-            };
-            if !url.starts_with("oci://") {
-                return Err(bad("it does not start with `oci://`".into()));
-            }
-            match crate::oci::OciRef::parse(url) {
-                Ok(r) if r.tag.is_some() || r.digest.is_some() => {
-                    return Err(bad("a mirror is a repository, without a tag or digest".into()))
-                }
-                Ok(_) => {}
-                Err(crate::oci::OciError::BadReference { reason, .. }) => return Err(bad(reason)),
-                Err(e) => return Err(bad(e.to_string())),
-            }
-        }
+        let reader = Reader { path, raw };
+        let file = reader.file()?;
+        reader.check_mirrors(&file)?;
         let device = match file.models.device.as_deref().or(file.device.as_deref()) {
             None => Device::Cpu,
-            Some(d) => Device::parse(d).ok_or_else(|| {
-                let (l, c) = where_is(d).unzip();
-                invalid(
-                    l,
-                    c,
-                    format!("`{d}` is not a device"),
-                    "write one of `cpu`, `cuda`, `cuda:N`, `mps`, `auto`",
-                )
-            })?,
+            Some(d) => reader.device(d, reader.where_is(d))?,
         };
-
         // The wanted list: models.require, then each wanted preset's entries.
         let mut wanted: Vec<Requirement> = file.models.require.clone();
         wanted.extend(extra.iter().cloned());
         let mut preset_names: Vec<String> = file.models.presets.clone();
         preset_names.extend(extra_presets.iter().cloned());
         for preset in &preset_names {
-            let builtin = BUILTIN_PRESETS.iter().find(|(name, _)| name == preset);
-            match (file.presets.get(preset), builtin) {
-                (Some(entries), _) => wanted.extend(entries.iter().cloned()),
-                (None, Some((_, ids))) => wanted.extend(ids.iter().map(|id| Requirement {
-                    id: id.to_string(),
-                    ..Default::default()
-                })),
-                (None, None) => {
-                    let (l, c) = where_is(preset).unzip();
-                    let known: Vec<_> = BUILTIN_PRESETS
-                        .iter()
-                        .map(|(k, _)| format!("`{k}`"))
-                        .chain(file.presets.keys().map(|k| format!("`{k}`")))
-                        .collect();
-                    return Err(invalid(
-                        l,
-                        c,
-                        format!("there is no preset named `{preset}`"),
-                        &if known.is_empty() {
-                            "define it under the top-level `presets:` map".to_string()
-                        } else {
-                            format!("defined presets: {}", known.join(", "))
-                        },
-                    ));
-                }
-            }
+            wanted.extend(reader.preset(&file, preset)?);
         }
-
         let mut specs: Vec<ModelSpec> = Vec::new();
         let mut seen_dirs: BTreeMap<String, usize> = BTreeMap::new();
         for req in &wanted {
-            // An empty id cannot be found by its text: point at the list instead.
-            let (l, c) = if req.id.trim().is_empty() {
-                where_is("require")
-            } else {
-                where_is(&req.id)
-            }
-            .unzip();
-            let mut id =
-                ModelId::parse(&req.id).map_err(|e: IdError| invalid(l, c, e.to_string(), &IdError::accepted()))?;
-            if let Some(rev) = &req.revision {
-                merge_revision(&mut id, rev).map_err(|(message, hint)| invalid(l, c, message, hint))?;
-            }
-            let sources = &file.models.download.sources;
-            if let Some(source) = id.source().filter(|s| !sources.enabled(*s)) {
-                return Err(invalid(
-                    l,
-                    c,
-                    format!("`{}` needs the `{source}` source, which is disabled", req.id),
-                    &format!("set `models.download.sources.{source}.enabled: true`, or remove the model"),
-                ));
-            }
-            let name = match &req.name {
-                Some(name) => {
-                    if !valid_name(name) {
-                        let (l, c) = where_is(name).unzip();
-                        return Err(invalid(
-                            l,
-                            c,
-                            format!("`{name}` is not a valid model name"),
-                            "a name is letters, digits, `-`, `_` and `.`, not starting with `.`",
-                        ));
-                    }
-                    name.clone()
-                }
-                None => id.default_name(),
-            };
-            for glob in req.include.iter().chain(&req.exclude) {
-                if let Err(e) = globset::Glob::new(glob) {
-                    let (l, c) = where_is(glob).unzip();
-                    return Err(invalid(
-                        l,
-                        c,
-                        format!("`{glob}` is not a valid glob ({e})"),
-                        "write a glob like `*.safetensors` or `onnx/**`",
-                    ));
-                }
-            }
-            if id.source().is_some_and(Source::is_single_file) && !(req.include.is_empty() && req.exclude.is_empty()) {
-                return Err(invalid(
-                    l,
-                    c,
-                    format!("`{}` is a single file; `include`/`exclude` do not apply", req.id),
-                    "remove `include:` and `exclude:` from this entry",
-                ));
-            }
-            let device = match &req.device {
-                None => device,
-                Some(d) => Device::parse(d).ok_or_else(|| {
-                    invalid(
-                        l,
-                        c,
-                        format!("`{d}` is not a device"),
-                        "write one of `cpu`, `cuda`, `cuda:N`, `mps`, `auto`",
-                    )
-                })?,
-            };
-            let spec = ModelSpec {
-                name,
-                id,
-                include: req.include.clone(),
-                exclude: req.exclude.clone(),
-                device,
-                verify: req.verify.clone().unwrap_or(VerifyOptions {
-                    load: true,
-                    ..VerifyOptions::default()
-                }),
-            };
+            let (spec, at) = reader.spec(&file, req, device)?;
             // `seen_dirs` maps each directory name to its spec: one lookup per model.
             if let Some(&existing) = seen_dirs.get(&spec.dir_name()) {
-                let existing = &specs[existing];
-                if existing == &spec {
+                if specs[existing] == spec {
                     continue; // The same model wanted twice (e.g. by two presets) is one model.
                 }
-                return Err(invalid(
-                    l,
-                    c,
+                return Err(reader.invalid(
+                    at,
                     format!("two models are named `{}`", spec.name),
                     "give one of them another `name:` (table form: `- id: …` with `name: …`)",
                 ));
@@ -780,7 +619,6 @@ impl Config {
             seen_dirs.insert(spec.dir_name(), specs.len());
             specs.push(spec);
         }
-
         Ok(Config {
             path: path.to_path_buf(),
             models: file.models,
@@ -890,6 +728,191 @@ fn valid_name(name: &str) -> bool {
 
 /// Line and column (1-based) of the first occurrence of `needle` in `raw`, so that
 /// errors found after parsing still point at the user's text.
+/// config.yaml's text, read: each refusal says where (line and column of
+/// the text it is about) and how to fix it.
+struct Reader<'a> {
+    path: &'a Path,
+    raw: &'a str,
+}
+
+/// A line and column in config.yaml, when the text can be found.
+type At = (Option<usize>, Option<usize>);
+
+impl Reader<'_> {
+    fn invalid(&self, (line, column): At, message: String, hint: &str) -> ConfigError {
+        ConfigError::Invalid {
+            path: self.path.to_path_buf(),
+            line,
+            column,
+            message,
+            hint: hint.to_string(),
+        }
+    }
+
+    fn where_is(&self, needle: &str) -> At {
+        locate(self.raw, needle).unzip()
+    }
+
+    /// The YAML, into its schema; an unknown key or a wrong type is refused
+    /// where it stands.
+    fn file(&self) -> Result<ConfigFile, ConfigError> {
+        if self.raw.trim().is_empty() {
+            return Ok(ConfigFile::default());
+        }
+        serde_yaml_ng::from_str(self.raw).map_err(|e| {
+            let loc = e.location();
+            let hint = if e.to_string().contains("unknown field") {
+                "remove or rename the key; `mdl config` prints every accepted key with its effective value"
+            } else {
+                "fix the YAML at that position; a model entry is a string like `huggingface:org/name` or a table with an `id` key"
+            };
+            // The position is already in front of the message; drop serde's copy.
+            let message = e.to_string();
+            let message = match message.rfind(" at line ") {
+                Some(at) => message[..at].to_string(),
+                None => message,
+            };
+            self.invalid((loc.as_ref().map(|l| l.line()), loc.as_ref().map(|l| l.column())), message, hint)
+        })
+    }
+
+    /// Every mirror is an OCI repository (`oci://HOST/REPO`, no tag or digest).
+    fn check_mirrors(&self, file: &ConfigFile) -> Result<(), ConfigError> {
+        for mirror in &file.models.download.mirrors {
+            let url = mirror.url();
+            let bad = |reason: String| {
+                self.invalid(
+                    self.where_is(url),
+                    format!("the mirror `{url}` is not an OCI repository: {reason}"),
+                    "write `oci://HOST/REPO` (the repository `mdl push` filled), e.g. `oci://registry.acme.internal/models`",
+                )
+            };
+            if !url.starts_with("oci://") {
+                return Err(bad("it does not start with `oci://`".into()));
+            }
+            match crate::oci::OciRef::parse(url) {
+                Ok(r) if r.tag.is_some() || r.digest.is_some() => {
+                    return Err(bad("a mirror is a repository, without a tag or digest".into()))
+                }
+                Ok(_) => {}
+                Err(crate::oci::OciError::BadReference { reason, .. }) => return Err(bad(reason)),
+                Err(e) => return Err(bad(e.to_string())),
+            }
+        }
+        Ok(())
+    }
+
+    fn device(&self, d: &str, at: At) -> Result<Device, ConfigError> {
+        Device::parse(d).ok_or_else(|| {
+            self.invalid(
+                at,
+                format!("`{d}` is not a device"),
+                "write one of `cpu`, `cuda`, `cuda:N`, `mps`, `auto`",
+            )
+        })
+    }
+
+    /// A wanted preset's entries: config.yaml's own, else a built-in one.
+    fn preset(&self, file: &ConfigFile, preset: &str) -> Result<Vec<Requirement>, ConfigError> {
+        if let Some(entries) = file.presets.get(preset) {
+            return Ok(entries.clone());
+        }
+        if let Some((_, ids)) = BUILTIN_PRESETS.iter().find(|(name, _)| *name == preset) {
+            return Ok(ids
+                .iter()
+                .map(|id| Requirement {
+                    id: id.to_string(),
+                    ..Default::default()
+                })
+                .collect());
+        }
+        let known: Vec<_> = (BUILTIN_PRESETS.iter().map(|(k, _)| format!("`{k}`")))
+            .chain(file.presets.keys().map(|k| format!("`{k}`")))
+            .collect();
+        let hint = match known.is_empty() {
+            true => "define it under the top-level `presets:` map".to_string(),
+            false => format!("defined presets: {}", known.join(", ")),
+        };
+        Err(self.invalid(
+            self.where_is(preset),
+            format!("there is no preset named `{preset}`"),
+            &hint,
+        ))
+    }
+
+    /// One wanted entry, checked: its id (and `revision:`), its source
+    /// enabled, its name, globs and device. Returns it with where it stands.
+    fn spec(&self, file: &ConfigFile, req: &Requirement, device: Device) -> Result<(ModelSpec, At), ConfigError> {
+        // An empty id cannot be found by its text: point at the list instead.
+        let at = self.where_is(if req.id.trim().is_empty() { "require" } else { &req.id });
+        let mut id =
+            ModelId::parse(&req.id).map_err(|e: IdError| self.invalid(at, e.to_string(), &IdError::accepted()))?;
+        if let Some(rev) = &req.revision {
+            merge_revision(&mut id, rev).map_err(|(message, hint)| self.invalid(at, message, hint))?;
+        }
+        if let Some(source) = id.source().filter(|s| !file.models.download.sources.enabled(*s)) {
+            return Err(self.invalid(
+                at,
+                format!("`{}` needs the `{source}` source, which is disabled", req.id),
+                &format!("set `models.download.sources.{source}.enabled: true`, or remove the model"),
+            ));
+        }
+        let name = match &req.name {
+            Some(name) if !valid_name(name) => {
+                return Err(self.invalid(
+                    self.where_is(name),
+                    format!("`{name}` is not a valid model name"),
+                    "a name is letters, digits, `-`, `_` and `.`, not starting with `.`",
+                ))
+            }
+            Some(name) => name.clone(),
+            None => id.default_name(),
+        };
+        self.check_globs(req, &id, at)?;
+        let device = match &req.device {
+            None => device,
+            Some(d) => self.device(d, at)?,
+        };
+        let verify = req.verify.clone().unwrap_or(VerifyOptions {
+            load: true,
+            ..VerifyOptions::default()
+        });
+        let (include, exclude) = (req.include.clone(), req.exclude.clone());
+        Ok((
+            ModelSpec {
+                name,
+                id,
+                include,
+                exclude,
+                device,
+                verify,
+            },
+            at,
+        ))
+    }
+
+    /// `include`/`exclude` are valid globs, and only for sources of many files.
+    fn check_globs(&self, req: &Requirement, id: &ModelId, at: At) -> Result<(), ConfigError> {
+        for glob in req.include.iter().chain(&req.exclude) {
+            if let Err(e) = globset::Glob::new(glob) {
+                return Err(self.invalid(
+                    self.where_is(glob),
+                    format!("`{glob}` is not a valid glob ({e})"),
+                    "write a glob like `*.safetensors` or `onnx/**`",
+                ));
+            }
+        }
+        if id.source().is_some_and(Source::is_single_file) && !(req.include.is_empty() && req.exclude.is_empty()) {
+            return Err(self.invalid(
+                at,
+                format!("`{}` is a single file; `include`/`exclude` do not apply", req.id),
+                "remove `include:` and `exclude:` from this entry",
+            ));
+        }
+        Ok(())
+    }
+}
+
 fn locate(raw: &str, needle: &str) -> Option<(usize, usize)> {
     if needle.is_empty() {
         return None;

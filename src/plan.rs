@@ -154,21 +154,55 @@ impl XetSource {
     }
 }
 
+/// A file to fetch, as the lock or the source names it.
+pub struct ToFetch<'a> {
+    pub path: &'a str,
+    pub url: String,
+    pub expect: Expected,
+    /// The ETag the source states (where the Hugging Face cache may hold it).
+    pub etag: Option<&'a str>,
+    pub xet_hash: Option<&'a str>,
+    /// The source's own file: the Hub token may go with it (to the
+    /// endpoint's own origin only).
+    pub token: bool,
+}
+
 impl Download {
+    /// The one place a download is built: `file` of `model`, into its
+    /// directory `dir` under the models root, with what its source's
+    /// transport needs (the Hub token to the Hub's origin only, a
+    /// registry's credentials, Xet, the Hugging Face cache's address).
+    pub fn build(
+        model: &LockedModel,
+        dir: &str,
+        file: ToFetch<'_>,
+        origin: Origin<'_>,
+    ) -> Result<Download, UnsafePath> {
+        Ok(Download {
+            label: format!("{}/{}", model.name, file.path),
+            authorization: file
+                .token
+                .then(|| hub_authorization(model, &file.url, origin))
+                .flatten(),
+            dest: origin.models_root.join(dir).join(safe_relative_path(file.path)?),
+            url: file.url,
+            expect: file.expect,
+            registry: registry_of(model),
+            hub: model.source.sends_hub_token(),
+            insecure: origin.insecure_urls && model.source.id_is_the_file_url(),
+            hub_blob: hub_blob(model, file.etag),
+            xet: XetSource::of(model, file.xet_hash, origin),
+            source_digest: None,
+            unconfirmed: false,
+        })
+    }
+
     /// A file being locked for the first time: checked against what upstream
     /// publishes (size, sha256 or git blob id, torchvision's hash prefix).
     pub fn to_lock(model: &LockedModel, remote: &RemoteFile, origin: Origin<'_>) -> Result<Download, UnsafePath> {
-        let token = origin
-            .token
-            .filter(|_| crate::http::same_origin_str(&remote.url, origin.hub_endpoint));
-        let insecure_urls = origin.insecure_urls;
-        Ok(Download {
-            label: format!("{}/{}", model.name, remote.path),
+        let file = ToFetch {
+            path: &remote.path,
             url: remote.url.clone(),
-            dest: origin
-                .models_root
-                .join(model.dir_name())
-                .join(safe_relative_path(&remote.path)?),
             expect: Expected {
                 size: remote.size,
                 sha256: remote.sha256.clone(),
@@ -176,19 +210,11 @@ impl Download {
                 sha256_prefix: remote.sha256_prefix.clone(),
                 ..Default::default()
             },
-            authorization: if remote.needs_token {
-                token.map(|t| format!("Bearer {t}"))
-            } else {
-                None
-            },
-            registry: registry_of(model),
-            hub: model.source.sends_hub_token(),
-            insecure: insecure_urls && model.source.id_is_the_file_url(),
-            hub_blob: hub_blob(model, remote.etag.as_deref()),
-            xet: XetSource::of(model, remote.xet_hash.as_deref(), origin),
-            source_digest: None,
-            unconfirmed: false,
-        })
+            etag: remote.etag.as_deref(),
+            xet_hash: remote.xet_hash.as_deref(),
+            token: remote.needs_token,
+        };
+        Download::build(model, &model.dir_name(), file, origin)
     }
 }
 
@@ -310,50 +336,13 @@ impl Plan {
         if self.fetch.is_empty() {
             return Ok(Vec::new());
         }
-        if mode.offline() {
-            return Err(Refusal {
-                summary: format!(
-                    "{} file(s) must be downloaded, but `{}` forbids it",
-                    self.fetch.len(),
-                    if mode == LockMode::Frozen {
-                        "--frozen"
-                    } else {
-                        "--offline"
-                    }
-                ),
-                errors: self
-                    .fetch
-                    .iter()
-                    .map(|(f, _)| PlanError::Offline {
-                        label: format!("{}/{}", f.model, f.file.path),
-                        frozen: mode == LockMode::Frozen,
-                    })
-                    .collect(),
-            });
-        }
-        let changed_in_place: Vec<PlanError> = self
-            .fetch
-            .iter()
-            .filter(|(f, _)| lock.models[&f.model].source.used_in_place())
-            .map(|(f, _)| PlanError::LocalChanged {
-                model: f.model.clone(),
-                path: f.file.url.clone(),
-            })
-            .collect();
-        if !changed_in_place.is_empty() {
-            return Err(Refusal {
-                summary: "local models changed since they were locked".into(),
-                errors: changed_in_place,
-            });
+        if let Some(refusal) = self.refusal(lock, mode) {
+            return Err(refusal);
         }
         let mut downloads = Vec::with_capacity(self.fetch.len());
         let mut underivable = Vec::new();
         for (f, _) in &self.fetch {
             let model = &lock.models[&f.model];
-            let dest = safe_relative_path(&f.file.path).map_err(|e| Refusal {
-                summary: format!("model `{}` has an unsafe file name", f.model),
-                errors: vec![e.into()],
-            })?;
             let url = match download_url(model, &f.file, origin) {
                 Ok(url) => url,
                 Err(e) => {
@@ -361,25 +350,23 @@ impl Plan {
                     continue;
                 }
             };
-            downloads.push(Download {
-                label: format!("{}/{}", f.model, f.file.path),
-                authorization: hub_authorization(model, &url, origin),
+            let file = ToFetch {
+                path: &f.file.path,
                 url,
-                dest: origin.models_root.join(&f.dir).join(dest),
+                // blake3 from the lock covers it; no sha256 pass needed.
                 expect: Expected {
                     size: Some(f.file.size),
-                    // blake3 from the lock covers it; no sha256 pass needed.
                     blake3: Some(f.file.blake3.clone()),
                     ..Default::default()
                 },
-                registry: registry_of(model),
-                hub: model.source.sends_hub_token(),
-                insecure: origin.insecure_urls && model.source.id_is_the_file_url(),
-                hub_blob: hub_blob(model, f.file.etag.as_deref()),
-                xet: XetSource::of(model, f.file.xet_hash.as_deref(), origin),
-                source_digest: None,
-                unconfirmed: false,
-            });
+                etag: f.file.etag.as_deref(),
+                xet_hash: f.file.xet_hash.as_deref(),
+                token: true,
+            };
+            downloads.push(Download::build(model, &f.dir, file, origin).map_err(|e| Refusal {
+                summary: format!("model `{}` has an unsafe file name", f.model),
+                errors: vec![e.into()],
+            })?);
         }
         if !underivable.is_empty() {
             return Err(Refusal {
@@ -388,6 +375,38 @@ impl Plan {
             });
         }
         Ok(downloads)
+    }
+
+    /// Why none of the plan's downloads may happen: offline (or frozen), or a
+    /// local model changed since it was locked (its files are used in place).
+    fn refusal(&self, lock: &Lockfile, mode: LockMode) -> Option<Refusal> {
+        if mode.offline() {
+            let frozen = mode == LockMode::Frozen;
+            let flag = if frozen { "--frozen" } else { "--offline" };
+            return Some(Refusal {
+                summary: format!(
+                    "{} file(s) must be downloaded, but `{flag}` forbids it",
+                    self.fetch.len()
+                ),
+                errors: (self.fetch.iter())
+                    .map(|(f, _)| PlanError::Offline {
+                        label: format!("{}/{}", f.model, f.file.path),
+                        frozen,
+                    })
+                    .collect(),
+            });
+        }
+        let changed_in_place: Vec<PlanError> = (self.fetch.iter())
+            .filter(|(f, _)| lock.models[&f.model].source.used_in_place())
+            .map(|(f, _)| PlanError::LocalChanged {
+                model: f.model.clone(),
+                path: f.file.url.clone(),
+            })
+            .collect();
+        (!changed_in_place.is_empty()).then(|| Refusal {
+            summary: "local models changed since they were locked".into(),
+            errors: changed_in_place,
+        })
     }
 }
 

@@ -80,16 +80,10 @@ impl Fetcher {
         let size = job.expect.size.expect("chunked downloads know their size");
         let piece = self.settings.piece_size;
         let count = size.div_ceil(piece) as usize;
-
         let (done, etag) = finished_pieces(job, part_path, state_path, piece, size).await;
-        let file = open_pieced(job, part_path, state_path, &done, &etag, piece, size)?;
-        let file = Arc::new(file);
-        let resumed_from: u64 = done
-            .iter()
-            .enumerate()
-            .filter(|(_, d)| d.is_some())
-            .map(|(i, _)| piece_len(i, piece, size))
-            .sum();
+        let file = Arc::new(open_pieced(job, part_path, state_path, &done, &etag, piece, size)?);
+        let kept = (0..count).filter(|&i| done[i].is_some());
+        let resumed_from: u64 = kept.map(|i| piece_len(i, piece, size)).sum();
         let queue: VecDeque<usize> = (0..count).filter(|i| done[*i].is_none()).collect();
         let shared = Arc::new(Mutex::new(Shared {
             done,

@@ -430,6 +430,25 @@ macro_rules! source_table {
     };
 }
 
+/// A source's three table methods of [`SourceKind`] for its table type
+/// (inside its `impl SourceKind`).
+macro_rules! table_of {
+    ($table:ty) => {
+        fn default_table(&self) -> Box<dyn $crate::sources::kind::SourceTable> {
+            Box::new(<$table>::default())
+        }
+        fn read_table(
+            &self,
+            d: &mut dyn erased_serde::Deserializer<'_>,
+        ) -> Result<Box<dyn $crate::sources::kind::SourceTable>, erased_serde::Error> {
+            Ok(Box::new(erased_serde::deserialize::<$table>(d)?))
+        }
+        fn table_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+            generator.subschema_for::<$table>()
+        }
+    };
+}
+
 /// A source whose only option is `enabled`.
 #[derive(Clone, Debug, serde::Deserialize, serde::Serialize, schemars::JsonSchema)]
 #[serde(deny_unknown_fields)]

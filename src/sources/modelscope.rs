@@ -28,7 +28,7 @@ use serde::Deserialize;
 use crate::fs::safe_relative_path;
 use crate::sources::kind::{
     check_case_collisions, filters, is_plain_name, read_answer, ConfigRevision, IdError, Pinned, PinnedFile,
-    RemoteFile, ResolveError, ResolvedModel, Resolver, Source, SourceKind, SourceTable, UrlContext, Via, Want, SEGMENT,
+    RemoteFile, ResolveError, ResolvedModel, Resolver, Source, SourceKind, UrlContext, Via, Want, SEGMENT,
 };
 
 /// The ModelScope Hub.
@@ -119,15 +119,7 @@ impl SourceKind for ModelScope {
     fn config_revision(&self) -> ConfigRevision {
         ConfigRevision::Taken
     }
-    fn default_table(&self) -> Box<dyn SourceTable> {
-        Box::new(ModelScopeTable::default())
-    }
-    fn read_table(&self, d: &mut dyn erased_serde::Deserializer<'_>) -> Result<Box<dyn SourceTable>, erased_serde::Error> {
-        Ok(Box::new(erased_serde::deserialize::<ModelScopeTable>(d)?))
-    }
-    fn table_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        generator.subschema_for::<ModelScopeTable>()
-    }
+    table_of!(ModelScopeTable);
     fn resolve<'a>(&'a self, r: &'a Resolver<'a>, want: &'a Want) -> BoxFuture<'a, Result<ResolvedModel, ResolveError>> {
         Box::pin(resolve(r, want))
     }

@@ -11,7 +11,7 @@ use crate::oci::artifact::{self, Artifact};
 use crate::oci::{OciError, OciRef};
 use crate::sources::kind::{
     check_case_collisions, filters, IdError, Pinned, PinnedFile, RemoteFile, ResolveError, ResolvedModel, Resolver,
-    Source, SourceKind, SourceTable, UrlContext, Want,
+    Source, SourceKind, UrlContext, Want,
 };
 
 /// An artifact in an OCI registry (`oci:HOST/REPO[:TAG|@sha256:…]`).
@@ -108,15 +108,7 @@ impl SourceKind for Oci {
     fn sends_registry_credentials(&self) -> bool {
         true
     }
-    fn default_table(&self) -> Box<dyn SourceTable> {
-        Box::new(OciTable::default())
-    }
-    fn read_table(&self, d: &mut dyn erased_serde::Deserializer<'_>) -> Result<Box<dyn SourceTable>, erased_serde::Error> {
-        Ok(Box::new(erased_serde::deserialize::<OciTable>(d)?))
-    }
-    fn table_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        generator.subschema_for::<OciTable>()
-    }
+    table_of!(OciTable);
     fn resolve<'a>(&'a self, r: &'a Resolver<'a>, want: &'a Want) -> BoxFuture<'a, Result<ResolvedModel, ResolveError>> {
         Box::pin(r.resolve_oci(want, &want.id.locator, want.id.revision.as_deref()))
     }

@@ -12,7 +12,7 @@ use futures_util::future::BoxFuture;
 use super::torchvision::{self, TorchvisionTable};
 use crate::sources::kind::{
     is_plain_name, read_answer, Detected, IdError, Pinned, PinnedFile, ResolveError, ResolvedModel, Resolver, Source,
-    SourceKind, SourceTable, UrlContext, Via, Want, SEGMENT,
+    SourceKind, UrlContext, Via, Want, SEGMENT,
 };
 
 /// A PyTorch Hub entry (`pytorch_hub:owner/repo[:ref]/entry`).
@@ -131,15 +131,7 @@ impl SourceKind for PytorchHub {
     fn detects_bare_names(&self) -> bool {
         true
     }
-    fn default_table(&self) -> Box<dyn SourceTable> {
-        Box::new(PytorchHubTable::default())
-    }
-    fn read_table(&self, d: &mut dyn erased_serde::Deserializer<'_>) -> Result<Box<dyn SourceTable>, erased_serde::Error> {
-        Ok(Box::new(erased_serde::deserialize::<PytorchHubTable>(d)?))
-    }
-    fn table_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        generator.subschema_for::<PytorchHubTable>()
-    }
+    table_of!(PytorchHubTable);
     fn resolve<'a>(&'a self, r: &'a Resolver<'a>, want: &'a Want) -> BoxFuture<'a, Result<ResolvedModel, ResolveError>> {
         Box::pin(async move {
             let e = split(&want.id.locator).expect("a parsed PyTorch Hub id");

@@ -8,7 +8,7 @@ use futures_util::future::BoxFuture;
 use crate::fs::safe_relative_path;
 use crate::http::normalize_etag;
 use crate::sources::kind::{
-    IdError, Pinned, PinnedFile, RemoteFile, ResolveError, ResolvedModel, Resolver, Source, SourceKind, SourceTable,
+    IdError, Pinned, PinnedFile, RemoteFile, ResolveError, ResolvedModel, Resolver, Source, SourceKind,
     UrlContext, Via, Want,
 };
 
@@ -77,15 +77,7 @@ impl SourceKind for Url {
     fn is_single_file(&self) -> bool {
         true
     }
-    fn default_table(&self) -> Box<dyn SourceTable> {
-        Box::new(UrlTable::default())
-    }
-    fn read_table(&self, d: &mut dyn erased_serde::Deserializer<'_>) -> Result<Box<dyn SourceTable>, erased_serde::Error> {
-        Ok(Box::new(erased_serde::deserialize::<UrlTable>(d)?))
-    }
-    fn table_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        generator.subschema_for::<UrlTable>()
-    }
+    table_of!(UrlTable);
     fn resolve<'a>(&'a self, r: &'a Resolver<'a>, want: &'a Want) -> BoxFuture<'a, Result<ResolvedModel, ResolveError>> {
         // Only a `url:` model itself may skip certificate checks, never the
         // torchvision or PyTorch Hub files that resolve through here.

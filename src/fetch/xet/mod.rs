@@ -130,26 +130,15 @@ impl Fetcher {
         let Some(plan) = self.xet_reconstruction(job, xet).await? else {
             return Ok(None);
         };
-        let fatal_io = |path: &Path| {
-            let path = path.to_path_buf();
-            move |source: std::io::Error| AttemptError::Fatal(io_error(job, path, source))
-        };
-        let starts: Vec<u64> = (plan.terms.iter())
-            .scan(0u64, |at, t| Some(std::mem::replace(at, *at + t.len)))
-            .collect();
-        let size: u64 = plan.terms.iter().map(|t| t.len).sum();
+        let (starts, size) = offsets(&plan);
         let log_path = state_path.with_extension("xet");
         let (mut done, mut log) = resume(job, xet, &plan, part_path, state_path, &log_path)?;
-        let file = crate::fs::open_nofollow(part_path, crate::fs::Open::Keep).map_err(fatal_io(part_path))?;
-        file.set_len(size).map_err(fatal_io(part_path))?;
-        let file = Arc::new(file);
+        let file = Arc::new(open_sized(job, part_path, size)?);
         let resumed_from: u64 = done.keys().map(|&t| plan.terms[t].len).sum();
         // blake3 by aligned pieces, each hashed from the page cache as soon as
         // every term over it is written, beside the download (`tree_hash`).
         let mut pieces = Pieces::new(size, self.settings.piece_size, part_path);
-        for &t in done.keys() {
-            pieces.written(starts[t], plan.terms[t].len);
-        }
+        done.keys().for_each(|&t| pieces.written(starts[t], plan.terms[t].len));
         self.reporter.report(Event::DownloadStarted {
             id,
             label: &job.label,
@@ -168,19 +157,13 @@ impl Fetcher {
             // 2.8× the bridge's time at 50 MB/s per connection (benchmark 10).
             .buffer_unordered(self.settings.connections_per_file.max(1));
         let mut reused = 0u64;
-        while let Some(result) = placed.next().await {
-            let (terms, from_disk) = result?;
+        while let Some((terms, from_disk)) = placed.next().await.transpose()? {
             let mut bytes = 0;
             for (term, records) in terms {
-                append_log(&mut log, term, &records).map_err(fatal_io(&log_path))?;
-                let (at, len) = (starts[term], plan.terms[term].len);
-                bytes += len;
-                pieces.written(at, len);
-                if from_disk {
-                    // A range's own bytes went out to disk as it wrote them.
-                    crate::fs::start_writeback(&file, at, len);
-                    reused += len;
-                }
+                (append_log(&mut log, term, &records))
+                    .map_err(|e| AttemptError::Fatal(io_error(job, log_path.clone(), e)))?;
+                let len = record_term(&mut pieces, &file, starts[term], plan.terms[term].len, from_disk);
+                (bytes, reused) = (bytes + len, reused + if from_disk { len } else { 0 });
                 done.insert(term, records);
             }
             crate::failpoint::kill_point("fetch::bytes_written");
@@ -188,15 +171,6 @@ impl Fetcher {
         }
         drop(placed);
         let file = Arc::into_inner(file).expect("every placing task ended");
-
-        // The file, checked: its chunks' Merkle root, then (in `finish`) its
-        // size and digests against the lock.
-        let places = check_root(job, xet, &plan, &starts, &done).inspect_err(|_| {
-            discard(part_path, state_path);
-            let _ = std::fs::remove_file(&log_path);
-        })?;
-        check_size(job, size, Some(size))?;
-        let blake3 = pieces.root().await.map_err(fatal_io(part_path))?;
         let ending = Ending {
             id,
             job,
@@ -208,14 +182,42 @@ impl Fetcher {
             resumed_from,
             before_rename: "fetch::before_rename",
         };
-        let mut fetched = self.finish_pieced(ending, file, blake3).await?;
-        let _ = std::fs::remove_file(&log_path);
+        let mut fetched = self
+            .finish_xet(ending, xet, file, pieces, &plan, &starts, &done)
+            .await?;
         fetched.xet_reused = reused;
+        Ok(Some(fetched))
+    }
+
+    /// The file, checked: its chunks' Merkle root, then (in `finish`) its
+    /// size and digests against the lock; its chunks then go in the index.
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_xet(
+        &self,
+        ending: Ending<'_>,
+        xet: &XetSource,
+        file: std::fs::File,
+        pieces: Pieces,
+        plan: &Reconstruction,
+        starts: &[u64],
+        done: &HashMap<usize, Vec<(Hash, u64)>>,
+    ) -> Result<Fetched, AttemptError> {
+        let (job, part_path, state_path) = (ending.job, ending.part_path, ending.state_path);
+        let log_path = state_path.with_extension("xet");
+        let places = check_root(job, xet, plan, starts, done).inspect_err(|_| {
+            discard(part_path, state_path);
+            let _ = std::fs::remove_file(&log_path);
+        })?;
+        check_size(job, ending.size, Some(ending.size))?;
+        let blake3 =
+            (pieces.root().await).map_err(|e| AttemptError::Fatal(io_error(job, part_path.to_path_buf(), e)))?;
+        let fetched = self.finish_pieced(ending, file, blake3).await?;
+        let _ = std::fs::remove_file(&log_path);
         if let Some(dir) = self.xet_dir() {
             // Best effort: without it the next upgrade fetches these chunks.
             let _ = ChunkIndex::record(&dir, &xet.hash, &job.dest, &places);
         }
-        Ok(Some(fetched))
+        Ok(fetched)
     }
 
     /// Places one unit: a xorb range fetched and decoded, or a term copied
@@ -257,6 +259,34 @@ impl Fetcher {
                 }
             })
     }
+}
+
+/// Where each term starts in the file, and the file's size.
+fn offsets(plan: &Reconstruction) -> (Vec<u64>, u64) {
+    let starts = (plan.terms.iter())
+        .scan(0u64, |at, t| Some(std::mem::replace(at, *at + t.len)))
+        .collect();
+    (starts, plan.terms.iter().map(|t| t.len).sum())
+}
+
+/// The partial file, sized to the whole file: every term is written at its
+/// own offset.
+fn open_sized(job: &Download, part_path: &Path, size: u64) -> Result<std::fs::File, AttemptError> {
+    let fatal = |e| AttemptError::Fatal(io_error(job, part_path.to_path_buf(), e));
+    let file = crate::fs::open_nofollow(part_path, crate::fs::Open::Keep).map_err(fatal)?;
+    file.set_len(size).map_err(fatal)?;
+    Ok(file)
+}
+
+/// A term placed at `at` (`len` bytes): its pieces may be hashed, and a
+/// term copied from disk is sent on to disk now (a range's own bytes went out
+/// as it wrote them). Returns `len`.
+fn record_term(pieces: &mut Pieces, file: &std::fs::File, at: u64, len: u64, from_disk: bool) -> u64 {
+    pieces.written(at, len);
+    if from_disk {
+        crate::fs::start_writeback(file, at, len);
+    }
+    len
 }
 
 /// The terms a partial file of this same reconstruction already holds (the

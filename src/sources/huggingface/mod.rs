@@ -11,7 +11,7 @@ use futures_util::future::BoxFuture;
 
 use crate::sources::kind::{
     check_case_collisions, filters, hub_file_url, read_answer, ConfigRevision, Detected, HubCache, IdError, ModelId,
-    Pinned, PinnedFile, RemoteFile, ResolveError, ResolvedModel, Resolver, Source, SourceKind, SourceTable, UrlContext,
+    Pinned, PinnedFile, RemoteFile, ResolveError, ResolvedModel, Resolver, Source, SourceKind, UrlContext,
     Via, Want, SEGMENT,
 };
 use crate::fs::safe_relative_path;
@@ -80,15 +80,7 @@ impl SourceKind for Huggingface {
     fn detects_bare_names(&self) -> bool {
         true
     }
-    fn default_table(&self) -> Box<dyn SourceTable> {
-        Box::new(HuggingfaceTable::default())
-    }
-    fn read_table(&self, d: &mut dyn erased_serde::Deserializer<'_>) -> Result<Box<dyn SourceTable>, erased_serde::Error> {
-        Ok(Box::new(erased_serde::deserialize::<HuggingfaceTable>(d)?))
-    }
-    fn table_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        generator.subschema_for::<HuggingfaceTable>()
-    }
+    table_of!(HuggingfaceTable);
     fn resolve<'a>(&'a self, r: &'a Resolver<'a>, want: &'a Want) -> BoxFuture<'a, Result<ResolvedModel, ResolveError>> {
         Box::pin(r.resolve_hub(want, &want.id.locator, want.id.revision.as_deref()))
     }
@@ -259,14 +251,7 @@ impl Resolver<'_> {
                 commit,
             });
         }
-        files.sort_by(|a, b| a.path.cmp(&b.path));
-        Ok(ResolvedModel {
-            source: Source(&Huggingface),
-            id: repo.to_string(),
-            revision: requested.map(str::to_string),
-            commit: Some(commit),
-            files,
-        })
+        Ok(hub_model(repo, requested, commit, files))
     }
 
     /// What a failed answer means, by its status and `X-Error-Code`.
@@ -343,6 +328,18 @@ impl Resolver<'_> {
             }
         }
         Ok(remote)
+    }
+}
+
+/// A Hub model at `commit`, its files in path order.
+fn hub_model(repo: &str, requested: Option<&str>, commit: String, mut files: Vec<RemoteFile>) -> ResolvedModel {
+    files.sort_by(|a, b| a.path.cmp(&b.path));
+    ResolvedModel {
+        source: Source(&Huggingface),
+        id: repo.to_string(),
+        revision: requested.map(str::to_string),
+        commit: Some(commit),
+        files,
     }
 }
 

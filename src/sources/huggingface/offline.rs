@@ -9,8 +9,7 @@
 //! against what its name claims — the sha256 of an LFS ETag, the git blob
 //! id of a plain one — before its ETag, size and hash are used.
 
-use super::Huggingface;
-use crate::sources::kind::{check_case_collisions, filters, RemoteFile, ResolveError, ResolvedModel, Resolver, Source, Want};
+use crate::sources::kind::{check_case_collisions, filters, RemoteFile, ResolveError, ResolvedModel, Resolver, Want};
 
 impl Resolver<'_> {
     /// The model from the Hugging Face cache alone: no request is made.
@@ -56,12 +55,6 @@ impl Resolver<'_> {
             return Err(missing(format!("it lists no file of commit {commit} for this model")));
         }
         check_case_collisions(&spec.name, &files)?;
-        Ok(ResolvedModel {
-            source: Source(&Huggingface),
-            id: repo.to_string(),
-            revision: requested.map(str::to_string),
-            commit: Some(commit),
-            files,
-        })
+        Ok(super::hub_model(repo, requested, commit, files))
     }
 }

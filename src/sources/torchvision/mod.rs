@@ -12,7 +12,7 @@ mod catalog;
 pub use self::catalog::{BASE_URL, CATALOG};
 use crate::sources::kind::{
     ConfigRevision, Detected, IdError, Pinned, PinnedFile, ResolveError, ResolvedModel, Resolver, Source, SourceKind,
-    SourceTable, UrlContext, Via, Want,
+    UrlContext, Via, Want,
 };
 
 /// torchvision's classification weights (`torchvision:resnet18[@WEIGHTS]`).
@@ -82,15 +82,7 @@ impl SourceKind for Torchvision {
     fn detects_bare_names(&self) -> bool {
         true
     }
-    fn default_table(&self) -> Box<dyn SourceTable> {
-        Box::new(TorchvisionTable::default())
-    }
-    fn read_table(&self, d: &mut dyn erased_serde::Deserializer<'_>) -> Result<Box<dyn SourceTable>, erased_serde::Error> {
-        Ok(Box::new(erased_serde::deserialize::<TorchvisionTable>(d)?))
-    }
-    fn table_schema(&self, generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
-        generator.subschema_for::<TorchvisionTable>()
-    }
+    table_of!(TorchvisionTable);
     fn resolve<'a>(&'a self, r: &'a Resolver<'a>, want: &'a Want) -> BoxFuture<'a, Result<ResolvedModel, ResolveError>> {
         Box::pin(r.resolve_torchvision(want, &want.id.locator, want.id.revision.as_deref()))
     }
