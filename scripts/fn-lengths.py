@@ -11,7 +11,7 @@ import re
 import sys
 
 # Binary parsers: their limit is 150 lines, not 70.
-PARSERS = ("verify/pickle.rs", "verify/torch_file.rs", "verify/formats/gguf.rs", "verify/formats/pt2.rs", "oci/artifact.rs")
+PARSERS = ("verify/formats/torch/pickle.rs", "verify/formats/torch/file.rs", "verify/formats/gguf.rs", "verify/formats/pt2.rs", "oci/artifact.rs")
 
 
 def strip(text):
