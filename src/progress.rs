@@ -155,6 +155,28 @@ impl Printer {
     }
 }
 
+impl Printer {
+    /// `bytes` more of transfer `id`: its bar moves, or in CI a line says
+    /// how far it is, at most every [`LINE_INTERVAL`].
+    fn progress(&self, id: usize, bytes: u64) {
+        let mut downloads = self.downloads.lock().unwrap();
+        let Some(d) = downloads.get_mut(&id) else {
+            return;
+        };
+        d.done += bytes;
+        if let Some(bar) = &d.bar {
+            bar.set_position(d.done);
+        } else if matches!(self.style, Style::Lines) && d.last_line.elapsed() >= LINE_INTERVAL {
+            d.last_line = Instant::now();
+            let rate = d.done as f64 / d.started.elapsed().as_secs_f64().max(1e-3);
+            let pct = (d.size)
+                .map(|s| format!("{:.0}% of {}", 100.0 * d.done as f64 / s.max(1) as f64, human_bytes(s)))
+                .unwrap_or_else(|| human_bytes(d.done));
+            eprintln!("{:>12} {} {pct} at {}/s", "", d.label, human_bytes(rate as u64));
+        }
+    }
+}
+
 impl Reporter for Printer {
     fn report(&self, event: Event<'_>) {
         if self.level == Level::Quiet {
@@ -217,24 +239,7 @@ impl Reporter for Printer {
                 resumed_from,
             } => self.start(id, label, size, resumed_from, ("Downloading", "Downloaded")),
             Event::UploadStarted { id, label, size } => self.start(id, label, Some(size), 0, ("Uploading", "Uploaded")),
-            Event::DownloadProgress { id, bytes } => {
-                let mut downloads = self.downloads.lock().unwrap();
-                let Some(d) = downloads.get_mut(&id) else {
-                    return;
-                };
-                d.done += bytes;
-                if let Some(bar) = &d.bar {
-                    bar.set_position(d.done);
-                } else if matches!(self.style, Style::Lines) && d.last_line.elapsed() >= LINE_INTERVAL {
-                    d.last_line = Instant::now();
-                    let rate = d.done as f64 / d.started.elapsed().as_secs_f64().max(1e-3);
-                    let pct = d
-                        .size
-                        .map(|s| format!("{:.0}% of {}", 100.0 * d.done as f64 / s.max(1) as f64, human_bytes(s)))
-                        .unwrap_or_else(|| human_bytes(d.done));
-                    eprintln!("{:>12} {} {pct} at {}/s", "", d.label, human_bytes(rate as u64));
-                }
-            }
+            Event::DownloadProgress { id, bytes } => self.progress(id, bytes),
             Event::DownloadFinished { id, label, ok } | Event::UploadFinished { id, label, ok } => {
                 self.finish(id, label, ok)
             }

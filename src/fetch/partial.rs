@@ -15,6 +15,21 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 use std::time::{Duration, SystemTime};
 
+/// A partial file, opened for writing without following a link: emptied
+/// first when `empty`, then sized to `size` when it is known (a file written
+/// at offsets, piece by piece or term by term). Every transport opens its
+/// partial file here.
+pub fn open(part: &Path, empty: bool, size: Option<u64>) -> std::io::Result<std::fs::File> {
+    let file = crate::fs::open_nofollow(part, crate::fs::Open::Keep)?;
+    if empty {
+        file.set_len(0)?;
+    }
+    if let Some(size) = size {
+        file.set_len(size)?;
+    }
+    Ok(file)
+}
+
 /// This process's writer id: its pid, the pid namespace it counts in, and a
 /// random part (pids are reused, and every container has a pid 1).
 pub fn writer() -> &'static str {

@@ -326,12 +326,7 @@ fn open_pieced(
         failure: None,
     };
     save_state(state_path, job, &shared, piece);
-    let file = crate::fs::open_nofollow(part_path, crate::fs::Open::Keep).map_err(fatal_io)?;
-    if done.iter().all(Option::is_none) {
-        file.set_len(0).map_err(fatal_io)?;
-    }
-    file.set_len(size).map_err(fatal_io)?;
-    Ok(file)
+    super::partial::open(part_path, done.iter().all(Option::is_none), Some(size)).map_err(fatal_io)
 }
 
 /// The pieces of an earlier attempt or run of this same download that are

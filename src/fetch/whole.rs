@@ -213,7 +213,7 @@ fn open_partial(
     };
     write_atomic(state_path, &serde_json::to_vec(&state).unwrap()).map_err(fatal_io(state_path))?;
     crate::failpoint::kill_point("fetch::sidecar_written");
-    let mut file = crate::fs::open_nofollow(part_path, crate::fs::Open::Keep).map_err(fatal_io(part_path))?;
+    let mut file = super::partial::open(part_path, continuing.is_none(), None).map_err(fatal_io(part_path))?;
     let want_sha256 = job.expect.sha256.is_some() || job.expect.sha256_prefix.is_some();
     let mut hashers = Hashers::new(want_sha256, job.expect.git_oid.is_some(), job.expect.size);
     let written = match continuing {
@@ -230,10 +230,7 @@ fn open_partial(
             }
             len
         }
-        None => {
-            file.set_len(0).map_err(fatal_io(part_path))?;
-            0
-        }
+        None => 0,
     };
     file.seek(SeekFrom::Start(written)).map_err(fatal_io(part_path))?;
     Ok((file, hashers, written))

@@ -505,37 +505,7 @@ impl Registry {
             OciDistributionError::ImageManifestNotFoundError(_) => OciError::NotFound {
                 reference: reference.to_string(),
             },
-            OciDistributionError::RegistryError { envelope, .. } => {
-                let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
-                if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized)) {
-                    unauthorized()
-                } else if codes.iter().any(|c| matches!(c, OciErrorCode::Denied)) {
-                    OciError::Denied {
-                        registry,
-                        reference: reference.to_string(),
-                    }
-                } else if codes.iter().any(|c| {
-                    matches!(
-                        c,
-                        OciErrorCode::ManifestUnknown
-                            | OciErrorCode::NameUnknown
-                            | OciErrorCode::BlobUnknown
-                            | OciErrorCode::NotFound
-                    )
-                }) {
-                    OciError::NotFound {
-                        reference: reference.to_string(),
-                    }
-                } else {
-                    let message = envelope
-                        .errors
-                        .iter()
-                        .map(|e| e.message.clone())
-                        .collect::<Vec<_>>()
-                        .join("; ");
-                    OciError::Registry { registry, message }
-                }
-            }
+            OciDistributionError::RegistryError { envelope, .. } => self.envelope_error(&envelope, reference),
             OciDistributionError::ServerError { code: 401, .. } => unauthorized(),
             OciDistributionError::ServerError { code: 404, .. } => OciError::NotFound {
                 reference: reference.to_string(),
@@ -580,6 +550,46 @@ impl Registry {
                 registry,
                 message: error_chain(&other),
             },
+        }
+    }
+}
+
+impl Registry {
+    /// A registry's error envelope, by its codes (the OCI distribution spec's).
+    fn envelope_error(&self, envelope: &oci_client::errors::OciEnvelope, reference: &str) -> OciError {
+        let registry = self.registry.clone();
+        let codes: Vec<&OciErrorCode> = envelope.errors.iter().map(|e| &e.code).collect();
+        let not_found = |c: &&OciErrorCode| {
+            matches!(
+                c,
+                OciErrorCode::ManifestUnknown
+                    | OciErrorCode::NameUnknown
+                    | OciErrorCode::BlobUnknown
+                    | OciErrorCode::NotFound
+            )
+        };
+        if codes.iter().any(|c| matches!(c, OciErrorCode::Unauthorized)) {
+            OciError::Unauthorized {
+                registry,
+                username: self.credentials.username().map(str::to_string),
+            }
+        } else if codes.iter().any(|c| matches!(c, OciErrorCode::Denied)) {
+            OciError::Denied {
+                registry,
+                reference: reference.to_string(),
+            }
+        } else if codes.iter().any(not_found) {
+            OciError::NotFound {
+                reference: reference.to_string(),
+            }
+        } else {
+            let message = envelope
+                .errors
+                .iter()
+                .map(|e| e.message.clone())
+                .collect::<Vec<_>>()
+                .join("; ");
+            OciError::Registry { registry, message }
         }
     }
 }

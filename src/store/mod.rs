@@ -291,41 +291,18 @@ impl Store {
             for file in &model.files {
                 let key = file_key(&dir, &file.path);
                 let path = self.locate(model, file);
-                let observed = match std::fs::metadata(&path) {
-                    Err(_) => Observed::Missing,
-                    Ok(meta) if !meta.is_file() => Observed::Missing,
-                    Ok(meta) => {
-                        let stat = FileStat::of(&meta);
-                        match state.files.get_mut(&key) {
-                            Some(record) if !rehash && stat.matches(record) => Observed::Present {
-                                blake3: record.blake3.clone(),
-                            },
-                            Some(record) if !rehash && stat.is_copy_of(record) => {
-                                record.inode = stat.inode;
-                                survey.recognised_copies += 1;
-                                Observed::Present {
-                                    blake3: record.blake3.clone(),
-                                }
-                            }
-                            _ if stat.size != file.size => {
-                                // Different size: different content, no need to read it.
-                                state.files.remove(&key);
-                                Observed::Present { blake3: String::new() }
-                            }
-                            record => {
-                                match record {
-                                    _ if rehash => why.asked = true,
-                                    Some(r) if r.inode != stat.inode => why.copied = true,
-                                    Some(_) => why.touched = true,
-                                    None => why.unrecorded = true,
-                                }
-                                to_hash.push((key.clone(), path, stat));
-                                continue;
-                            }
-                        }
+                match observe(&path, file.size, state.files.get_mut(&key), rehash, &mut why) {
+                    Seen::Known(observed, copy) => {
+                        survey.recognised_copies += usize::from(copy);
+                        survey.files.insert(key, observed);
                     }
-                };
-                survey.files.insert(key, observed);
+                    Seen::Resized => {
+                        // Different size: different content, no need to read it.
+                        state.files.remove(&key);
+                        survey.files.insert(key, Observed::Present { blake3: String::new() });
+                    }
+                    Seen::ToHash(stat) => to_hash.push((key, path, stat)),
+                }
             }
         }
         if !to_hash.is_empty() {
@@ -476,6 +453,54 @@ fn walk(dir: &Path, prefix: &str, out: &mut BTreeSet<String>) {
 }
 
 /// Why files are being re-read, for the line that says so before a long hash.
+/// What the disk says of one locked file, against its record.
+enum Seen {
+    /// Missing, or present with the recorded content (`true`: a copy with
+    /// the recorded size and mtime, its new inode now recorded).
+    Known(Observed, bool),
+    /// Present with another size than locked: other content, not read.
+    Resized,
+    /// Present, but only reading it says what it holds.
+    ToHash(FileStat),
+}
+
+/// One locked file of `size` bytes at `path`, against its `record`: what a
+/// stat alone tells, else why it must be read (added to `why`).
+fn observe(path: &Path, size: u64, record: Option<&mut FileRecord>, rehash: bool, why: &mut RehashWhy) -> Seen {
+    let meta = match std::fs::metadata(path) {
+        Ok(meta) if meta.is_file() => meta,
+        _ => return Seen::Known(Observed::Missing, false),
+    };
+    let stat = FileStat::of(&meta);
+    match record {
+        Some(record) if !rehash && stat.matches(record) => Seen::Known(
+            Observed::Present {
+                blake3: record.blake3.clone(),
+            },
+            false,
+        ),
+        Some(record) if !rehash && stat.is_copy_of(record) => {
+            record.inode = stat.inode;
+            Seen::Known(
+                Observed::Present {
+                    blake3: record.blake3.clone(),
+                },
+                true,
+            )
+        }
+        _ if stat.size != size => Seen::Resized,
+        record => {
+            match record {
+                _ if rehash => why.asked = true,
+                Some(r) if r.inode != stat.inode => why.copied = true,
+                Some(_) => why.touched = true,
+                None => why.unrecorded = true,
+            }
+            Seen::ToHash(stat)
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct RehashWhy {
     asked: bool,

@@ -272,10 +272,9 @@ fn offsets(plan: &Reconstruction) -> (Vec<u64>, u64) {
 /// The partial file, sized to the whole file: every term is written at its
 /// own offset.
 fn open_sized(job: &Download, part_path: &Path, size: u64) -> Result<std::fs::File, AttemptError> {
-    let fatal = |e| AttemptError::Fatal(io_error(job, part_path.to_path_buf(), e));
-    let file = crate::fs::open_nofollow(part_path, crate::fs::Open::Keep).map_err(fatal)?;
-    file.set_len(size).map_err(fatal)?;
-    Ok(file)
+    // What a resumed partial file holds is kept: its terms are in the log.
+    crate::fetch::partial::open(part_path, false, Some(size))
+        .map_err(|e| AttemptError::Fatal(io_error(job, part_path.to_path_buf(), e)))
 }
 
 /// A term placed at `at` (`len` bytes): its pieces may be hashed, and a
