@@ -550,7 +550,7 @@ def largest(files):
 
 
 def xet_log_bytes(tmp):
-    """Bytes mdl's Xet term log says are written (`src/fetch/xet.rs`: per
+    """Bytes mdl's Xet term log says are written (`src/fetch/xet/`: per
     term 8 bytes, then 40 per chunk: its hash and its length)."""
     done = 0
     for log in tmp.glob("*.part.xet") if tmp.exists() else []:
@@ -689,7 +689,7 @@ def xet_row(r):
 XET_NOTE = (
     "Benchmark 10: the emulator cuts files into content-defined chunks and packs them into xorbs with xet-core's own code, "
     "deduplicating chunks across revisions as the Hub's storage does; the upgrade counts xorb bytes served for revision two "
-    "after revision one is on disk. mdl copies the chunks it already has from the old file (`src/fetch/xet.rs`, the chunk index "
+    "after revision one is on disk. mdl copies the chunks it already has from the old file (`src/fetch/xet/`, the chunk index "
     "in `models/.mdl/xet/`); hf_xet's chunk cache is off in the Python wheel, so it fetches the file's ranges again. "
     "On loopback the CPU and the disk are the limits (client and emulator share 2 cores; Xet hashes every byte twice, "
     "each chunk's hash for the Merkle root and the file's blake3 for the lock, where the bridge hashes once), and the "

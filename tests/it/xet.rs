@@ -185,7 +185,7 @@ fn a_killed_xet_download_resumes_by_term() {
     );
 }
 
-/// Bytes a Xet term log (`src/fetch/xet.rs`) records as written: per term a
+/// Bytes a Xet term log (`src/fetch/xet/`) records as written: per term a
 /// term number and a count (4 + 4 bytes), then 40 bytes per chunk (hash,
 /// length); an entry cut short is not counted.
 fn logged_bytes(log: &[u8]) -> u64 {

@@ -1,6 +1,6 @@
 //! `torch.save` files: the zip format (`archive/data.pkl` and raw storages)
 //! and the legacy pre-1.6 format (pickles, then the storages). Both are read
-//! by `verify/torch_file.rs`, which checks every storage and view against
+//! by `file.rs`, which checks every storage and view against
 //! the file before anything is allocated.
 
 use std::path::Path;
