@@ -22,7 +22,7 @@
 
 use crate::hash::{is_blake3, is_hex};
 use crate::lock::{LockedFile, LockedModel};
-use crate::sources::ModelId;
+use crate::sources::{is_http_url, ModelId};
 
 /// The largest file a lock may declare: 1 PiB. Larger is a lie (and sums of
 /// such sizes must not overflow).
@@ -55,12 +55,6 @@ fn is_name(value: &str) -> bool {
                     .bytes()
                     .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
         })
-}
-
-fn is_http_url(value: &str) -> bool {
-    (value.starts_with("https://") || value.starts_with("http://"))
-        && !value.chars().any(|c| c.is_control() || c.is_whitespace())
-        && reqwest::Url::parse(value).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()))
 }
 
 /// Checks one model entry, field by field; the first field that holds what it

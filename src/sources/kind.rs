@@ -356,9 +356,12 @@ pub fn is_plain_name(s: &str) -> bool {
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
 }
 
-/// An http(s) URL.
-pub fn is_http_url(url: &str) -> bool {
-    reqwest::Url::parse(url).is_ok_and(|u| matches!(u.scheme(), "http" | "https"))
+/// An http(s) URL with a host, and no control character or whitespace
+/// (it may become a request line or a message).
+pub fn is_http_url(value: &str) -> bool {
+    (value.starts_with("https://") || value.starts_with("http://"))
+        && !value.chars().any(|c| c.is_control() || c.is_whitespace())
+        && reqwest::Url::parse(value).is_ok_and(|u| u.host_str().is_some_and(|h| !h.is_empty()))
 }
 
 /// A wanted model, as resolution works from it.

@@ -201,10 +201,11 @@ struct Entry {
 /// listed ones, then every file with its size and sha256.
 async fn resolve(r: &Resolver<'_>, want: &Want) -> Result<ResolvedModel, ResolveError> {
     let table = r.sources.table::<ModelScopeTable>();
+    let endpoint = table.endpoint();
     let api = Api {
         r,
         model: &want.name,
-        base: format!("{}/api/v1/models/{}", table.endpoint(), want.id.locator),
+        base: format!("{endpoint}/api/v1/models/{}", want.id.locator),
         cap: table.listing_cap.max(1),
     };
     let revision = want.id.revision.as_deref().unwrap_or(DEFAULT_REVISION);
@@ -216,7 +217,7 @@ async fn resolve(r: &Resolver<'_>, want: &Want) -> Result<ResolvedModel, Resolve
         if include.as_ref().is_some_and(|g| !g.is_match(&entry.path)) || exclude.is_match(&entry.path) {
             continue;
         }
-        files.push(api.remote(&table.endpoint(), &want.id.locator, revision, entry)?);
+        files.push(api.remote(&endpoint, &want.id.locator, revision, entry)?);
     }
     check_case_collisions(&want.name, &files)?;
     if files.is_empty() {
@@ -330,6 +331,10 @@ impl Api<'_> {
                 return Err(self.cut(root.as_deref().unwrap_or("/")));
             }
             for dir in shallow.iter().filter(|e| e.kind == "tree") {
+                // Bounded here too: one shallow listing may name thousands of directories.
+                if listings >= MAX_LISTINGS {
+                    return Err(self.cut("the whole tree"));
+                }
                 let subtree = self.list(revision, Some(&dir.path), true).await?;
                 listings += 1;
                 if subtree.len() >= self.cap {

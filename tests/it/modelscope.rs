@@ -243,3 +243,23 @@ fn the_official_client_downloads_the_same_files_as_mdl() {
     }
     assert_eq!(compared, 3);
 }
+
+/// A listing that names a file outside the model's directory is refused
+/// before anything is written, as the Hub's is.
+#[test]
+fn a_listed_path_that_escapes_is_refused_and_nothing_is_written() {
+    let mut ctx = TestContext::new();
+    modelscope_hub(&mut ctx);
+    ctx.hub.commit(
+        "evil/ms",
+        "master",
+        vec![
+            ("../../x.bin", Some(Blob::regular(&b"boom"[..]))),
+            ("ok.json", Some(Blob::regular(&b"{}"[..]))),
+        ],
+    );
+    ctx.write_config("models:\n  require: [\"modelscope:evil/ms\"]\n");
+    ctx.mdl(&["sync", "--no-verify"]).failure(1).stderr_has("../../x.bin");
+    assert!(!ctx.path().join("models.lock").exists());
+    assert!(!ctx.path().join("x.bin").exists() && !ctx.models().join("modelscope_evil--ms").exists());
+}
